@@ -1,0 +1,38 @@
+# Two commands for a fresh clone: `make book` (the study end to end) and `make test`.
+# Both build .venv/ from requirements.lock (exact pins) the first time.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PROFILE ?= cpu
+DATA   ?=
+CHAPTERS ?=
+PYTEST_ARGS ?=
+
+.PHONY: book test bench browser venv clean-book
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -r requirements.lock 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+# Headless Chromium for the book's browser test (Debian's package).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: $(STAMP) browser
+	$(BIN)/python -m pytest -q -n 2 $(PYTEST_ARGS)
+
+book: $(STAMP)
+	$(BIN)/lipstudy book --profile $(PROFILE) $(if $(DATA),--data $(DATA)) $(if $(CHAPTERS),--chapters $(CHAPTERS))
+
+bench: $(STAMP)
+	for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+clean-book:
+	rm -rf book/_build book/_executed results/chapters

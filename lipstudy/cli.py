@@ -1,0 +1,41 @@
+"""The ``lipstudy`` command. Each sub-command lives in the module of the concept it serves and
+exposes ``main(argv)``; this file only routes, importing lazily so ``lipstudy --help`` is fast."""
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("lipstudy.data.synth:main", "render the synthetic benchmark in LIP layout"),
+    "check-data": ("lipstudy.data.lip:check_main", "validate a LIP / ATR / PPP dataset directory"),
+    "train": ("lipstudy.train:main", "train a model (one stage) from a config"),
+    "evaluate": ("lipstudy.evaluate:main", "evaluate a checkpoint on a split"),
+    "runs": ("lipstudy.experiments:runs_main", "list finished runs and their scores"),
+    "parse": ("lipstudy.parse:main", "parse your own photos with a checkpoint"),
+    "book": ("lipstudy.runner:main", "execute the book's chapters with papermill"),
+    "serve": ("lipstudy.server:main", "the benchmark's evaluation server (hidden test labels)"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: lipstudy COMMAND [ARGS...]", "", "commands:"]
+    lines += [f"  {name:<11} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "`lipstudy COMMAND --help` describes one command."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"lipstudy: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module, func = COMMANDS[name][0].split(":")
+    return int(getattr(importlib.import_module(module), func)(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
