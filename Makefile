@@ -15,7 +15,7 @@ venv: $(STAMP)
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -r requirements.lock 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -m pip install -q -r requirements.lock 2>$(VENV)/pip.log || { cat $(VENV)/pip.log; exit 1; }
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@
 
