@@ -1,0 +1,240 @@
+"""Tables and provenance blocks for the book: paper | ours | difference, and where "ours" came from.
+
+Every table in the book compares the number the paper prints (``lipstudy.paper``) with the number
+this run measured, and names the data (synthetic benchmark or a real dataset, with the manifest
+fingerprint) and the profile behind "ours". Scores arrive as fractions (``lipstudy.metrics``) and are
+shown as percentages, like the paper. Every chapter ends with :func:`provenance_block`.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+PACKAGES = ("torch", "numpy", "scipy", "pandas", "pillow", "scikit-image", "matplotlib", "seaborn",
+            "papermill", "jupytext", "jupyter-book", "myst-nb")
+WHICH = ("paper", "ours", "difference")
+
+
+# ---------------------------------------------------------------------------------------------
+# data labels
+
+
+def read_manifest(root: str | os.PathLike) -> dict | None:
+    """The synthetic benchmark's ``manifest.json`` under ``root``, or None for real data."""
+    path = Path(root) / "manifest.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+
+
+def is_synthetic(root: str | os.PathLike) -> bool:
+    """True when ``root`` holds the synthetic benchmark (it has a generator manifest)."""
+    m = read_manifest(root)
+    return m is not None and "generator_version" in m
+
+
+def data_label(root: str | os.PathLike, short: bool = False) -> str:
+    """How a table names its data: synthetic (style, fingerprint, counts) or real (the folder)."""
+    m = read_manifest(root)
+    if m is None or "generator_version" not in m:
+        return f"real data at {Path(root).name}" if short else f"real data at {root} (no synthetic manifest)"
+    fp = str(m.get("fingerprint", ""))[:12]
+    counts = m.get("counts", {})
+    n = "/".join(str(counts.get(k, "?")) for k in ("train", "val", "test"))
+    if short:
+        return f"synthetic {m.get('style', 'lip')} benchmark, fingerprint {fp}"
+    return (f"synthetic {m.get('style', 'lip')}-style benchmark (generator {m.get('generator_version')}, "
+            f"seed {m.get('seed')}, train/val/test {n}, fingerprint {fp})")
+
+
+def ours_caption(root, profile: str, what: str = "") -> str:
+    """One sentence for under a table: which data and which profile produced "ours"."""
+    synth = is_synthetic(root)
+    warn = ("These are **not LIP numbers**: the paper's column is LIP, ours is the synthetic benchmark."
+            if synth else "")
+    lead = f"{what} " if what else ""
+    return f"{lead}\"Ours\": profile `{profile}`, {data_label(root)}. {warn}".strip()
+
+
+# ---------------------------------------------------------------------------------------------
+# tables
+
+
+def percent(x):
+    """Fractions (scalars, arrays, Series, DataFrames) -> percentages."""
+    return x * 100.0
+
+
+def compare(paper: pd.DataFrame, ours: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
+    """paper | ours | difference (ours - paper) for each column, rows in the paper's order.
+
+    Both frames are in the same unit (percent). Rows or columns only one side has are kept, with
+    NaN on the other side. The result has MultiIndex columns ``(column, paper|ours|difference)``.
+    """
+    columns = list(columns if columns is not None else paper.columns)
+    rows = list(paper.index) + [r for r in ours.index if r not in paper.index]
+    p = paper.reindex(index=rows, columns=columns).astype(float)
+    o = ours.reindex(index=rows, columns=columns).astype(float)
+    parts = {}
+    for col in columns:
+        parts[(col, "paper")] = p[col]
+        parts[(col, "ours")] = o[col]
+        parts[(col, "difference")] = o[col] - p[col]
+    out = pd.DataFrame(parts, index=pd.Index(rows, name=paper.index.name))
+    out.columns = pd.MultiIndex.from_tuples(out.columns)
+    return out
+
+
+def long_compare(paper: pd.DataFrame, ours: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
+    """:func:`compare` for wide tables (Table 4): one row per (method, column), columns
+    paper | ours | difference, so 20 classes do not make 60 columns."""
+    wide = compare(paper, ours, columns)
+    out = wide.stack(level=0, future_stack=True)
+    out.index = out.index.set_names([paper.index.name or "method", "column"])
+    return out[list(WHICH)]
+
+
+def style(table: pd.DataFrame, caption: str | None = None, digits: int = 2):
+    """A pandas Styler: fixed decimals, "-" for missing, differences in colour."""
+    def colour(v):
+        if not isinstance(v, (int, float)) or np.isnan(v):
+            return ""
+        return "color: #1a7f37" if v > 0 else ("color: #cf222e" if v < 0 else "")
+
+    st = table.style.format(precision=digits, na_rep="-")
+    diff_cols = [c for c in table.columns if (c[-1] if isinstance(c, tuple) else c) == "difference"]
+    if diff_cols:
+        st = st.map(colour, subset=diff_cols)
+    if caption:
+        st = st.set_caption(caption)
+    return st
+
+
+def ours_table(metrics: dict[str, dict], columns: dict[str, str], rows: dict[str, str] | None = None,
+               per_class: dict[str, str] | None = None) -> pd.DataFrame:
+    """Percent table from ``{method: ev.metrics}``: ``columns`` maps a paper column to a metrics key
+    (e.g. ``{"Mean IoU": "mean_iou"}``), ``per_class`` maps a paper column to a class name in
+    ``metrics["per_class_iou"]``; ``rows`` renames our methods to the paper's row names."""
+    rows = rows or {}
+    out = {}
+    for method, m in metrics.items():
+        row = {col: percent(float(m[key])) for col, key in columns.items()}
+        for col, cls in (per_class or {}).items():
+            v = m["per_class_iou"].get(cls, np.nan)
+            row[col] = percent(float(v)) if v is not None else np.nan
+        out[rows.get(method, method)] = row
+    return pd.DataFrame.from_dict(out, orient="index")
+
+
+# ---------------------------------------------------------------------------------------------
+# provenance
+
+
+def package_versions(names=PACKAGES) -> dict[str, str]:
+    """Installed versions of the packages the numbers depend on."""
+    out = {}
+    for n in names:
+        try:
+            out[n] = metadata.version(n)
+        except metadata.PackageNotFoundError:
+            out[n] = "not installed"
+    return out
+
+
+def environment() -> dict:
+    """Where this notebook ran: Python, platform, CPU count, accelerator, package versions."""
+    env = {"python": sys.version.split()[0], "platform": platform.platform(),
+           "cpus": os.cpu_count(), "device": "cpu"}
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            env["device"] = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+        env["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    env["packages"] = package_versions()
+    return env
+
+
+def _first(d: dict, *keys, default=None):
+    for k in keys:
+        if k in d and d[k] is not None:
+            return d[k]
+    return default
+
+
+def run_row(res) -> dict:
+    """One run's provenance as a flat row (key, what it is, commit, dirty, device, duration)."""
+    prov = dict(getattr(res, "provenance", None) or {})
+    cfg = dict(getattr(res, "config", None) or {})
+    run = cfg.get("run", cfg)
+    git = prov.get("git", {}) if isinstance(prov.get("git"), dict) else {}
+    wall = _first(prov, "wall_time_s", "wall_s", "seconds", "duration_s")
+    return {
+        "run": Path(getattr(res, "dir", "")).name,
+        "model": _first(run, "model", default=""),
+        "loss": _first(run, "loss", default=""),
+        "dataset": _first(run, "dataset", default=""),
+        "stage": _first(run, "stage", default=""),
+        "seed": _first(run, "seed", default=""),
+        "commit": str(_first(prov, "commit", "git_commit", default=_first(git, "commit", default="")))[:10],
+        "dirty": _first(prov, "dirty", "git_dirty", default=_first(git, "dirty", default="")),
+        "device": _first(prov, "device", default=""),
+        "wall time (s)": round(float(wall), 1) if wall not in (None, "") else np.nan,
+        "started": _first(prov, "start", "started", "start_time", default=""),
+        "finished": _first(prov, "end", "finished", "end_time", default=""),
+    }
+
+
+def provenance_frame(results) -> pd.DataFrame:
+    """One row per run (see :func:`run_row`), in the order given, duplicates removed."""
+    seen, rows = set(), []
+    for res in results:
+        key = str(getattr(res, "dir", id(res)))
+        if key in seen:
+            continue
+        seen.add(key)
+        rows.append(run_row(res))
+    return pd.DataFrame(rows)
+
+
+def provenance_html(results, data_roots=(), profile: str | None = None, seconds: float | None = None) -> str:
+    """The HTML of a chapter's closing provenance block."""
+    env = environment()
+    frame = provenance_frame(results)
+    pk = ", ".join(f"{k} {v}" for k, v in env["packages"].items())
+    items = [f"<b>profile</b>: {html.escape(str(profile))}" if profile else None,
+             *(f"<b>data</b>: {html.escape(data_label(r))}" for r in data_roots),
+             f"<b>this notebook ran on</b>: {html.escape(env['platform'])}, Python {env['python']}, "
+             f"{env['cpus']} CPUs, device {html.escape(str(env['device']))}",
+             f"<b>packages</b>: {html.escape(pk)}",
+             f"<b>notebook time</b>: {seconds:.1f} s" if seconds is not None else None]
+    dirty = frame["dirty"].astype(str).str.lower().isin(["true", "1"]).any() if len(frame) else False
+    if dirty:
+        items.append("<b>warning</b>: some runs were made from a working tree with uncommitted changes "
+                     "(dirty = True): their commit alone does not reproduce them.")
+    lis = "".join(f"<li>{i}</li>" for i in items if i)
+    table = (frame.to_html(index=False, na_rep="-", border=0) if len(frame)
+             else "<p>This chapter used no training runs.</p>")
+    return (f"<details class='lipstudy-provenance' open><summary><b>Provenance</b> "
+            f"({len(frame)} run{'s' if len(frame) != 1 else ''})</summary><ul>{lis}</ul>{table}</details>")
+
+
+def provenance_block(results, data_roots=(), profile: str | None = None, seconds: float | None = None):
+    """Display a chapter's provenance: its runs' commit and dirty flag, package versions, device,
+    durations, and the data behind them (call it in the chapter's last cell)."""
+    from IPython.display import HTML
+
+    return HTML(provenance_html(results, data_roots, profile, seconds))
