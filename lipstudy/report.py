@@ -238,3 +238,24 @@ def provenance_block(results, data_roots=(), profile: str | None = None, seconds
     from IPython.display import HTML
 
     return HTML(provenance_html(results, data_roots, profile, seconds))
+
+
+class _RunFiles:
+    """A finished run read from its folder (``config.json``, ``provenance.json``)."""
+
+    def __init__(self, path: Path):
+        self.dir = path
+        self.config = json.loads((path / "config.json").read_text()) if (path / "config.json").is_file() else {}
+        self.provenance = (json.loads((path / "provenance.json").read_text())
+                           if (path / "provenance.json").is_file() else {})
+
+
+def all_runs(results: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Provenance of every finished run under ``<results>/runs`` (a run is finished when its
+    ``metrics.json`` exists: runs write it last, by rename), oldest first."""
+    from lipstudy.runner import results_root
+
+    runs_dir = results_root(results) / "runs"
+    found = sorted((p for p in runs_dir.glob("*") if (p / "metrics.json").is_file()),
+                   key=lambda p: (p / "metrics.json").stat().st_mtime) if runs_dir.is_dir() else []
+    return provenance_frame([_RunFiles(p) for p in found])

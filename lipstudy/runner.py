@@ -283,16 +283,12 @@ def execute(profile: str, chapters: list[str] | None = None, data: str | None = 
     return done
 
 
-def missing_chapters(book_dir: Path) -> list[str]:
-    """Chapters the table of contents lists that have no executed notebook yet."""
-    return [c for c in CHAPTERS if not (book_dir / "_executed" / f"{c}.ipynb").is_file()]
-
-
-def build(book_dir: str | os.PathLike | None = None, log=print) -> Path:
+def build(book_dir: str | os.PathLike | None = None, require: tuple[str, ...] = CHAPTERS, log=print) -> Path:
     """``jupyter-book build`` with warnings as errors (broken references fail); returns the HTML
-    folder. Raises RuntimeError with the builder's output when the build fails."""
+    folder. Raises RuntimeError with the builder's output when the build fails, or before it when
+    a chapter in ``require`` was never executed."""
     book = Path(book_dir).resolve() if book_dir is not None else BOOK_SRC
-    missing = missing_chapters(book)
+    missing = [c for c in require if not (book / "_executed" / f"{c}.ipynb").is_file()]
     if missing:
         raise RuntimeError(f"{book}: chapters never executed: {', '.join(missing)} "
                            f"(run `lipstudy book` without --chapters first)")
