@@ -31,6 +31,7 @@ plain outdoor backgrounds: a real domain shift for Table 6's cross-dataset colum
 from __future__ import annotations
 
 import argparse
+import colorsys
 import csv
 import hashlib
 import io
@@ -121,26 +122,30 @@ COMMON_COLOURS = np.array([(20, 20, 24), (235, 235, 235), (50, 70, 120), (120, 1
                            (90, 60, 40), (160, 30, 40), (30, 60, 40), (200, 180, 150)], np.float32)
 
 
+_PATTERN_CDF = np.cumsum([0.45, 0.15, 0.1, 0.1])  # plain, stripes, checks, dots; else noise
+
+
 def _hsv_colour(rng) -> np.ndarray:
-    h, s, v = rng.random(), rng.uniform(0.1, 0.95), rng.uniform(0.12, 0.98)
-    k = (np.array([5.0, 3.0, 1.0]) + h * 6) % 6
-    return 255 * v * (1 - s * np.clip(np.minimum(k, 4 - k), 0, 1))
+    h, sat, v = rng.random(3)
+    return 255.0 * np.array(colorsys.hsv_to_rgb(h, 0.1 + 0.85 * sat, 0.12 + 0.86 * v))
 
 
 def _jitter(rng, c, amount=18.0) -> tuple:
-    return tuple(np.clip(np.asarray(c, np.float64) + rng.normal(0, amount, 3), 0, 255).tolist())
+    n = rng.normal(0, amount, 3)
+    return tuple(min(255.0, max(0.0, float(c[i]) + n[i])) for i in range(3))
 
 
 def garment_material(rng, dark=False) -> Material:
     """A cloth: a common or random colour, a pattern (plain, stripes, checks, dots, noise)."""
-    c1 = COMMON_COLOURS[rng.integers(len(COMMON_COLOURS))] if rng.random() < 0.4 else _hsv_colour(rng)
+    u = rng.random(5)
+    c1 = COMMON_COLOURS[int(u[0] * len(COMMON_COLOURS))] if u[1] < 0.4 else _hsv_colour(rng)
     if dark:
-        c1 = c1 * rng.uniform(0.2, 0.6)
-    pattern = rng.choice(5, p=(0.45, 0.15, 0.1, 0.1, 0.2))
-    c2 = _hsv_colour(rng) if rng.random() < 0.5 else np.asarray(c1) * rng.uniform(0.5, 0.85)
-    return Material(_jitter(rng, c1), _jitter(rng, c2), int(pattern), float(rng.uniform(3, 14)),
-                    float(rng.choice([0, np.pi / 2, np.pi / 4, rng.uniform(0, np.pi)])),
-                    float(rng.uniform(0.1, 0.35)))
+        c1 = c1 * (0.2 + 0.4 * u[2])
+    pattern = int(np.searchsorted(_PATTERN_CDF, u[3], side="right"))
+    c2 = _hsv_colour(rng) if u[4] < 0.5 else np.asarray(c1) * rng.uniform(0.5, 0.85)
+    angle = (0.0, np.pi / 2, np.pi / 4, rng.uniform(0, np.pi))[int(rng.integers(4))]
+    return Material(_jitter(rng, c1), _jitter(rng, c2), pattern, float(rng.uniform(3, 14)),
+                    float(angle), float(rng.uniform(0.1, 0.35)))
 
 
 def skin_material(rng) -> Material:
@@ -358,7 +363,9 @@ def person_elements(rng, style: str = "lip", front_only: bool = False, pose: str
     if outfit.upper == outfit.lower:
         low_mat = up_mat
     coat_mat, shoe_mat = garment_material(rng), garment_material(rng, dark=rng.random() < 0.6)
-    acc = {k: garment_material(rng) for k in ("hat", "scarf", "glove", "sock", "belt", "bag")}
+    wanted = {"hat": outfit.hat, "scarf": outfit.scarf, "glove": outfit.gloves, "sock": outfit.socks > 0,
+              "belt": outfit.belt, "bag": outfit.bag}
+    acc = {k: garment_material(rng) for k, on in wanted.items() if on}
     glasses = Material(_jitter(rng, (25, 25, 30), 10), shading=0.1)
     els: list[Elem] = []
     back = cam.c < -0.5
@@ -510,71 +517,70 @@ def person_elements(rng, style: str = "lip", front_only: bool = False, pose: str
 # Rasterising
 
 class Canvas:
-    """Image (float RGB), LIP label map and PPP label map painted together."""
+    """Shapes painted back to front into an element index map, with each element's material and
+    labels (LIP and PPP) kept alongside; :meth:`render` turns it into image and label maps."""
 
-    def __init__(self, h: int, w: int):
-        self.img = np.zeros((h, w, 3), np.float32)
-        self.lip = np.zeros((h, w), np.uint8)
-        self.ppp = np.zeros((h, w), np.uint8)
+    def __init__(self, h: int, w: int, backdrop: Material):
+        self.painter = shp.Painter(h, w)
+        self.materials, self.lip_ids, self.ppp_ids = [backdrop], [0], [0]
+        self.shape = (h, w)
 
-    @property
-    def shape(self):
-        return self.lip.shape
+    def add(self, material: Material, lip: int = 0, ppp: int = 0):
+        self.materials.append(material)
+        self.lip_ids.append(lip)
+        self.ppp_ids.append(ppp)
 
-    def paint(self, el: Elem, origin, k: float, scale: float, labelled: bool = True):
+    def paint(self, el: Elem, origin, k: float, labelled: bool = True):
         """Rasterise ``el`` mapping unit coordinates u -> (u - origin) * k pixels."""
         o = np.asarray(origin)
         if el.kind == "capsule":
             a, b, ra, rb = el.geom
-            rr, cc, d = shp.capsule((np.asarray(a) - o) * k, (np.asarray(b) - o) * k, ra * k, rb * k, self.shape)
+            self.painter.capsule((np.asarray(a) - o) * k, (np.asarray(b) - o) * k, ra * k, rb * k)
         elif el.kind == "ellipse":
             c, rx, ry, rot = el.geom
-            rr, cc, d = shp.ellipse((np.asarray(c) - o) * k, rx * k, ry * k, rot, self.shape)
+            self.painter.ellipse((np.asarray(c) - o) * k, rx * k, ry * k, rot)
         else:
-            rr, cc, d = shp.polygon((np.asarray(el.geom) - o) * k, self.shape)
-        if rr.size == 0:
-            return
-        self.img[rr, cc] = el.mat.fill(rr, cc, d, scale)
-        self.lip[rr, cc] = el.lip if labelled else 0
-        self.ppp[rr, cc] = el.ppp if labelled else 0
+            self.painter.polygon((np.asarray(el.geom) - o) * k)
+        self.add(el.mat, el.lip if labelled else 0, el.ppp if labelled else 0)
+
+    def labels(self, index: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(LIP, PPP) label maps of the current (or a saved) index map."""
+        index = self.painter.indices() if index is None else index
+        return (np.array(self.lip_ids, np.uint8)[index], np.array(self.ppp_ids, np.uint8)[index])
 
 
-def _background(rng, cv: Canvas, scale: float, outdoor: bool = False):
-    """A gradient wall / ground plus clutter drawn from the same materials as people."""
+def _background(rng, cv: Canvas):
+    """Clutter over the backdrop gradient, drawn from the same materials as people (rectangles,
+    blobs, limb-like strokes, polygons)."""
     h, w = cv.shape
-    c0, c1 = _hsv_colour(rng), _hsv_colour(rng)
-    if outdoor:  # ATR-like: sky above a plain ground, little clutter
-        c0 = np.array([rng.uniform(150, 220), rng.uniform(180, 230), 255.0]) * rng.uniform(0.8, 1.0)
-        c1 = np.array([rng.uniform(90, 170)] * 3) * np.array([1.0, rng.uniform(0.9, 1.1), rng.uniform(0.7, 1.0)])
-    t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
-    cv.img[:] = (1 - t) * c0 + t * c1
-    if outdoor:
-        horizon = int(h * rng.uniform(0.55, 0.8))
-        cv.img[horizon:] = c1 * rng.uniform(0.8, 1.1)
-        return
+    p = cv.painter
     for _ in range(rng.integers(3, 12)):
-        mat = any_material(rng)
         cx, cy = rng.uniform(0, w), rng.uniform(0, h)
         sz = rng.uniform(0.05, 0.5) * max(h, w)
         kind = rng.integers(4)
         if kind == 0:
-            rr, cc, d = shp.polygon([(cx, cy), (cx + sz * rng.uniform(0.3, 1.5), cy),
-                                     (cx + sz * rng.uniform(0.3, 1.5), cy + sz), (cx, cy + sz)], cv.shape)
+            p.polygon([(cx, cy), (cx + sz * rng.uniform(0.3, 1.5), cy),
+                       (cx + sz * rng.uniform(0.3, 1.5), cy + sz), (cx, cy + sz)])
         elif kind == 1:
-            rr, cc, d = shp.ellipse((cx, cy), sz * rng.uniform(0.2, 0.6), sz * rng.uniform(0.2, 0.6),
-                                    rng.uniform(0, np.pi), cv.shape)
-        elif kind == 2:  # limb-like
+            p.ellipse((cx, cy), sz * rng.uniform(0.2, 0.6), sz * rng.uniform(0.2, 0.6), rng.uniform(0, np.pi))
+        elif kind == 2:
             ang = rng.uniform(0, 2 * np.pi)
-            b = (cx + sz * np.cos(ang), cy + sz * np.sin(ang))
-            rr, cc, d = shp.capsule((cx, cy), b, sz * rng.uniform(0.05, 0.15), sz * rng.uniform(0.04, 0.12), cv.shape)
+            p.capsule((cx, cy), (cx + sz * np.cos(ang), cy + sz * np.sin(ang)),
+                      sz * rng.uniform(0.05, 0.15), sz * rng.uniform(0.04, 0.12))
         else:
-            pts = np.array([cx, cy]) + rng.uniform(-sz, sz, (rng.integers(3, 6), 2))
-            rr, cc, d = shp.polygon(pts, cv.shape)
-        if rr.size:
-            cv.img[rr, cc] = mat.fill(rr, cc, d, scale)
+            p.polygon(np.array([cx, cy]) + rng.uniform(-sz, sz, (rng.integers(3, 6), 2)))
+        cv.add(any_material(rng))
 
 
-def _other_person(rng, cv: Canvas, k: float, scale: float, behind: bool, style: str):
+def _backdrop(rng, outdoor: bool) -> Material:
+    if outdoor:  # ATR-like: a pale sky fading into a plain ground
+        sky = np.array([rng.uniform(150, 220), rng.uniform(180, 230), 255.0]) * rng.uniform(0.8, 1.0)
+        ground = np.array([rng.uniform(90, 170)] * 3) * np.array([1.0, rng.uniform(0.9, 1.1), rng.uniform(0.7, 1.0)])
+        return Material(tuple(sky), tuple(ground), shp.GRADIENT, shading=0.0)
+    return Material(tuple(_hsv_colour(rng)), tuple(_hsv_colour(rng)), shp.GRADIENT, shading=0.0)
+
+
+def _other_person(rng, cv: Canvas, k: float, behind: bool, style: str):
     """Another person labelled background (as in LIP), standing behind or cut by the frame in front."""
     els, _ = person_elements(rng, style)
     h, w = cv.shape
@@ -586,54 +592,51 @@ def _other_person(rng, cv: Canvas, k: float, scale: float, behind: bool, style: 
         py = rng.uniform(0.5, 1.3) * h
     origin = (-px / kk, -py / kk)
     for el in els:
-        cv.paint(el, origin, kk, scale, labelled=False)
+        cv.paint(el, origin, kk, labelled=False)
 
 
-def _occluder(rng, cv: Canvas, k: float, scale: float, person_box, style: str):
+def _occluder(rng, cv: Canvas, k: float, person_box, style: str):
     """An object in front of part of the person (labelled background), or a fragment of another
     person entering from the side."""
     if rng.random() < 0.3:
-        _other_person(rng, cv, k, scale, behind=False, style=style)
+        _other_person(rng, cv, k, behind=False, style=style)
         return
     x0, y0, x1, y1 = person_box
     cx, cy = rng.uniform(x0, x1), rng.uniform(y0 + 0.3 * (y1 - y0), y1)
     sz = rng.uniform(0.12, 0.35) * k
-    mat = any_material(rng) if rng.random() < 0.7 else garment_material(rng)
+    p = cv.painter
     kind = rng.integers(3)
     if kind == 0:  # box / table / sign
         w2, h2 = sz * rng.uniform(0.4, 1.2), sz * rng.uniform(0.3, 1.0)
-        rr, cc, d = shp.polygon([(cx - w2, cy - h2), (cx + w2, cy - h2), (cx + w2, cy + h2), (cx - w2, cy + h2)],
-                                cv.shape)
+        p.polygon([(cx - w2, cy - h2), (cx + w2, cy - h2), (cx + w2, cy + h2), (cx - w2, cy + h2)])
     elif kind == 1:  # ball / bag / plant
-        rr, cc, d = shp.ellipse((cx, cy), sz * rng.uniform(0.3, 0.7), sz * rng.uniform(0.3, 0.7),
-                                rng.uniform(0, np.pi), cv.shape)
+        p.ellipse((cx, cy), sz * rng.uniform(0.3, 0.7), sz * rng.uniform(0.3, 0.7), rng.uniform(0, np.pi))
     else:  # pole / racket handle
-        ang = rng.uniform(np.pi / 3, 2 * np.pi / 3)
-        L = rng.uniform(0.5, 1.5) * k
-        rr, cc, d = shp.capsule((cx - L * np.cos(ang), cy - L * np.sin(ang)), (cx + L * np.cos(ang), cy + L * np.sin(ang)),
-                                0.02 * k + 1, 0.02 * k + 1, cv.shape)
-    if rr.size:
-        cv.img[rr, cc] = mat.fill(rr, cc, d, scale)
-        cv.lip[rr, cc] = 0
-        cv.ppp[rr, cc] = 0
+        ang, L = rng.uniform(np.pi / 3, 2 * np.pi / 3), rng.uniform(0.5, 1.5) * k
+        p.capsule((cx - L * np.cos(ang), cy - L * np.sin(ang)), (cx + L * np.cos(ang), cy + L * np.sin(ang)),
+                  0.02 * k + 1, 0.02 * k + 1)
+    cv.add(any_material(rng) if rng.random() < 0.7 else garment_material(rng))
 
 
-def _union_box(els, lips=None):
-    boxes = [e.bbox() for e in els if lips is None or e.lip in lips]
-    if not boxes:
+def _union_box(els, lips=None, boxes=None):
+    """Bounding box (x0, y0, x1, y1) of the elements (optionally only those with LIP ids ``lips``)."""
+    b = np.array([e.bbox() for e in els]) if boxes is None else boxes
+    if lips is not None:
+        b = b[np.isin([e.lip for e in els], lips)]
+    if len(b) == 0:
         return None
-    b = np.array(boxes)
     return b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()
 
 
 def _crop_window(rng, els, info, crop: str):
     """The crop window (x0, y0, x1, y1) in unit coordinates for a crop type, from the elements'
     bounding boxes, so e.g. a head-missed crop starts below every head element."""
-    px0, py0, px1, py1 = _union_box(els)
+    boxes = np.array([e.bbox() for e in els])
+    px0, py0, px1, py1 = _union_box(els, boxes=boxes)
     mg = lambda: rng.uniform(0.02, 0.1)  # noqa: E731
-    head = _union_box(els, HEAD_IDS + (1,))
-    lower_parts = _union_box(els, (8, 16, 17, 18, 19))
-    shoes = _union_box(els, (18, 19))
+    head = _union_box(els, HEAD_IDS, boxes)
+    lower_parts = _union_box(els, (8, 16, 17, 18, 19), boxes)
+    shoes = _union_box(els, (18, 19), boxes)
     top, bottom = py0 - mg(), py1 + mg()
     pel_y = info["pelvis"][1]
     if crop == "upper":
@@ -647,8 +650,8 @@ def _crop_window(rng, els, info, crop: str):
         top = max(rng.uniform(pel_y - 0.06, pel_y + 0.1), head[3] + 0.005)
     if bottom - top < 0.15:
         return None
-    inside = [e for e in els if e.bbox()[3] > top and e.bbox()[1] < bottom]
-    x0, _, x1, _ = _union_box(inside)
+    inside = boxes[(boxes[:, 3] > top) & (boxes[:, 1] < bottom)]
+    x0, x1 = inside[:, 0].min(), inside[:, 2].max()
     x0, x1 = x0 - mg(), x1 + mg()
     if rng.random() < SIDE_CUT_P:  # a tight crop that cuts a limb at the image side
         cut = rng.uniform(0.1, 0.3) * (x1 - x0)
@@ -738,30 +741,38 @@ def render_scene(rng, style: str = "lip", max_side: int | None = None):
         k = S * scale  # rendered pixels per unit (person height)
         w = max(8, int(round((win[2] - win[0]) * k)))
         h = max(8, int(round((win[3] - win[1]) * k)))
-        cv = Canvas(h, w)
-        _background(rng, cv, scale, outdoor=style == "atr")
-        if style != "atr" and rng.random() < BACKGROUND_PERSON_P:
-            _other_person(rng, cv, k, scale, behind=True, style=style)
+        cv = Canvas(h, w, _backdrop(rng, outdoor=style == "atr"))
+        if style == "atr":  # ground plane below the horizon
+            hz = h * rng.uniform(0.55, 0.8)
+            cv.painter.polygon([(-1, hz), (w, hz), (w, h), (-1, h)])
+            cv.add(Material(tuple(cv.materials[0].color2), shading=0.0))
+        else:
+            _background(rng, cv)
+            if rng.random() < BACKGROUND_PERSON_P:
+                _other_person(rng, cv, k, behind=True, style=style)
         origin = (win[0], win[1])
         for el in els:
-            cv.paint(el, origin, k, scale)
-        person = cv.lip.copy()
+            cv.paint(el, origin, k)
+        person_index = cv.painter.indices()
         if style != "atr" and rng.random() < OCCLUDER_P:
             box = [(v - o) * k for v, o in zip(_union_box(els), origin * 2)]
-            _occluder(rng, cv, k, scale, box, style)
-        if not _consistent(cv.lip, crop, info["back"]) or not (cv.lip > 0).any():
+            _occluder(rng, cv, k, box, style)
+        index = cv.painter.indices()
+        lip, ppp = cv.labels(index)
+        if not _consistent(lip, crop, info["back"]) or not (lip > 0).any():
             continue
-        area = int(((cv.lip > 0) & (cv.lip < 20)).sum())
+        area = int(((lip > 0) & (lip < 20)).sum())
         lip_area = area / scale ** 2
         attrs = {
             "full_body": int(crop == "full"), "upper_body": int(crop == "upper"),
             "lower_body": int(crop == "lower"), "head_missed": int(crop == "head_missed"),
-            "back_view": int(info["back"]), "occlusion": int(_occlusion(person, cv.lip, crop)),
+            "back_view": int(info["back"]), "occlusion": int(_occlusion(cv.labels(person_index)[0], lip, crop)),
             "person_area": area,
             "size_bin": "small" if lip_area < SMALL_AREA else "medium" if lip_area < LARGE_AREA else "large",
             "width": w, "height": h,
         }
-        return _finish(rng, cv.img, scale), cv.lip, cv.ppp, attrs
+        img = shp.compose(index, cv.materials, scale)
+        return _finish(rng, img, scale), lip, ppp, attrs
     raise RuntimeError("could not sample a consistent scene in 50 tries")
 
 
