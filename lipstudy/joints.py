@@ -56,9 +56,9 @@ def _as_label_batch(labels) -> tuple[torch.Tensor, bool]:
     if labels.dim() not in (2, 3):
         raise ValueError(f"label maps must be [H,W] or [B,H,W], got shape {tuple(labels.shape)}")
     if labels.numel():
-        lo, hi = labels.aminmax()
-        if lo.item() < 0 or hi.item() > 255:
-            raise ValueError(f"label ids must lie in 0..255, got values in {lo.item()}..{hi.item()}")
+        lo, hi = torch.stack(labels.aminmax()).tolist()  # one device sync
+        if lo < 0 or hi > 255:
+            raise ValueError(f"label ids must lie in 0..255, got values in {lo}..{hi}")
     single = labels.dim() == 2
     return (labels[None] if single else labels), single
 
@@ -78,6 +78,14 @@ def joint_centers(labels) -> tuple[torch.Tensor, torch.Tensor]:
     (float32 sums of coordinates lose precision past 2^24, i.e. at a few hundred pixels squared).
     """
     labels, single = _as_label_batch(labels)
+    coords, present = _centers(labels)
+    if single:
+        return coords[0], present[0]
+    return coords, present
+
+
+def _centers(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`joint_centers` of a validated ``[B,H,W]`` batch."""
     b, h, w = labels.shape
     nbins = NUM_JOINTS + 1  # the last bin collects pixels that feed no joint
     joint = _joint_lut(labels.device)[labels.long()]  # [B,H,W]
@@ -91,8 +99,6 @@ def joint_centers(labels) -> tuple[torch.Tensor, torch.Tensor]:
     present = count > 0
     denom = count.clamp(min=1).to(torch.float64)
     coords = torch.stack([sum_x / denom, sum_y / denom], dim=-1).to(torch.float32)
-    if single:
-        return coords[0], present[0]
     return coords, present
 
 
@@ -127,10 +133,14 @@ def joint_heatmaps(labels, stride: int = 8, sigma: float = 1.0) -> torch.Tensor:
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
     labels, single = _as_label_batch(labels)
-    small = labels[:, ::stride, ::stride]
-    coords, present = joint_centers(small)
-    maps = gaussian_heatmaps(coords, present, small.shape[1], small.shape[2], sigma)
+    maps = _heatmaps(labels[:, ::stride, ::stride], sigma)
     return maps[0] if single else maps
+
+
+def _heatmaps(small: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Heatmaps of a validated, already subsampled ``[B,h,w]`` batch."""
+    coords, present = _centers(small)
+    return gaussian_heatmaps(coords, present, small.shape[1], small.shape[2], sigma)
 
 
 def joint_structure_loss(pred_labels, gt_labels, stride: int = 8, sigma: float = 1.0,
@@ -142,7 +152,8 @@ def joint_structure_loss(pred_labels, gt_labels, stride: int = 8, sigma: float =
     body; a joint missing from both maps has two zero heatmaps and adds nothing, so we keep
     N = 9 fixed).
     ``convention="released"`` is the released Caffe code's value, which has no 1/N:
-    ``0.05 * 1/2 * sum_i ||c_i^p - c_i^gt||^2`` (its Euclidean loss with loss weight 0.05).
+    ``0.05 * 1/2 * sum_i ||c_i^p - c_i^gt||^2`` (Caffe's Euclidean loss, half the sum of squares at batch
+    size 1, times 0.05).
     The two differ only by a constant factor (1/18 vs 1/40).
 
     Both maps are integer label maps of the same shape (``[B,H,W]`` or ``[H,W]``); the loss has
@@ -159,7 +170,7 @@ def joint_structure_loss(pred_labels, gt_labels, stride: int = 8, sigma: float =
     gt, _ = _as_label_batch(gt_labels)
     # Both maps go through one joint pass: subsample first, then one batch of 2B small maps.
     small = torch.cat([pred[:, ::stride, ::stride].long(), gt[:, ::stride, ::stride].long()])
-    maps = joint_heatmaps(small, stride=1, sigma=sigma)
+    maps = _heatmaps(small, sigma)
     hp, hg = maps[: len(pred)], maps[len(pred):]
     sq = ((hp - hg) ** 2).sum(dim=(-3, -2, -1))
     sq = sq[0] if single else sq

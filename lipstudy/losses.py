@@ -69,15 +69,20 @@ def parsing_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int =
 
 def _joint_weights(logits, target, ignore_index, convention, stride, sigma) -> torch.Tensor:
     """Per-image ``L_joint`` (Eq. 1) between argmax(logits) and the target, no gradient, float32 ``[B]``."""
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
     with torch.no_grad():
-        pred = logits.argmax(dim=1)
+        # The joints only ever see every stride-th pixel, so subsample before the argmax: the
+        # same result at 1/stride^2 of the cost (the argmax over channels dominates otherwise).
+        pred = logits[:, :, ::stride, ::stride].argmax(dim=1)
+        target = target[:, ::stride, ::stride].long()
         # Ignore pixels are padding from augmentation, not image: they move neither the
         # ground-truth joints nor the predicted ones.
         ignored = target == ignore_index
         fill = torch.full_like(pred, IGNORE_INDEX)
         pred = torch.where(ignored, fill, pred)
-        gt = torch.where(ignored, fill, target.long())
-        return joint_structure_loss(pred, gt, stride=stride, sigma=sigma, convention=convention).float()
+        gt = torch.where(ignored, fill, target)
+        return joint_structure_loss(pred, gt, stride=1, sigma=sigma, convention=convention).float()
 
 
 def structure_sensitive_terms(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = IGNORE_INDEX,
