@@ -259,3 +259,111 @@ def all_runs(results: str | os.PathLike | None = None) -> pd.DataFrame:
     found = sorted((p for p in runs_dir.glob("*") if (p / "metrics.json").is_file()),
                    key=lambda p: (p / "metrics.json").stat().st_mtime) if runs_dir.is_dir() else []
     return provenance_frame([_RunFiles(p) for p in found])
+
+
+# ---------------------------------------------------------------------------------------------
+# dataset statistics (Section 2)
+
+
+def images_per_label(root, splits=("train", "val"), kind: str = "lip") -> pd.Series:
+    """Fig. 3: how many images contain each label (background left out), over ``splits``.
+
+    Reads the label maps only (no JPEG decoding)."""
+    from lipstudy.data.lip import open_dataset, read_label
+    from lipstudy.labels import DATASETS
+
+    classes = DATASETS[kind]["classes"]
+    counts = np.zeros(len(classes), dtype=np.int64)
+    for split in splits:
+        ds = open_dataset(root, split, kind=kind)
+        for i in range(len(ds)):
+            path = ds.label_path(i)
+            if path is None:
+                raise ValueError(f"{root}: split {split!r} has no labels (image {ds.ids[i]})")
+            lab = read_label(path, num_classes=len(classes))
+            counts += np.bincount(lab[lab < len(classes)].ravel(), minlength=len(classes)) > 0
+    return pd.Series(counts[1:], index=list(classes[1:]), name="images")
+
+
+def image_attributes(root) -> pd.DataFrame:
+    """Per-image visibility attributes indexed by id: the synthetic benchmark's attributes.csv, or
+    for real data (no attribute file) attributes derived from the label maps."""
+    path = Path(root) / "attributes.csv"
+    if path.is_file():
+        df = pd.read_csv(path, dtype={"id": str, "split": str, "size_bin": str})
+    else:
+        from lipstudy.data import attributes
+
+        df = attributes.derive_attributes(root)
+    return df.set_index("id", drop=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# scores of runs (fractions in, percent out)
+
+
+SCORE_COLUMNS = {"Overall accuracy": "overall_acc", "Mean accuracy": "mean_acc", "Mean IoU": "mean_iou"}
+
+
+def seed_mean(metrics_list) -> dict:
+    """The mean over seeds of evaluation metrics dicts (overall_acc, mean_acc, mean_iou and the
+    per_class_iou mapping); NaN classes are averaged over the seeds that have them."""
+    out = {k: float(np.mean([m[k] for m in metrics_list])) for k in SCORE_COLUMNS.values()}
+    names = list(metrics_list[0].get("per_class_iou", {}))
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            out["per_class_iou"] = {n: float(np.nanmean([np.nan if m["per_class_iou"].get(n) is None
+                                                         else m["per_class_iou"][n] for m in metrics_list]))
+                                    for n in names}
+    return out
+
+
+def seed_spread(metrics_list, key: str = "mean_iou") -> float:
+    """Max - min over seeds of one score, in percent (NaN with one seed)."""
+    vals = [m[key] for m in metrics_list]
+    return percent(max(vals) - min(vals)) if len(vals) > 1 else float("nan")
+
+
+def stat_value(cms, stat: str = "mean_iou", index=None) -> float:
+    """A ``metrics.stat_fn`` statistic of the summed per-image matrices (all, or a subset)."""
+    from lipstudy import metrics
+
+    cm = metrics.aggregate(cms, index)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return float(metrics.stat_fn(stat)(cm.astype(np.float64)))
+
+
+def subset_mask(ids, attrs: pd.DataFrame, subset: str | None) -> np.ndarray:
+    """Images of ``ids`` in an attributes subset: a 0/1 column (``back_view``) or ``size:<bin>``."""
+    if subset is None:
+        return np.ones(len(ids), dtype=bool)
+    a = attrs.reindex(list(ids))
+    if subset.startswith("size:"):
+        return (a["size_bin"] == subset[5:]).to_numpy()
+    return a[subset].fillna(0).astype(int).to_numpy() == 1
+
+
+def breakdown(evaluations: dict, attrs: pd.DataFrame, subsets: dict[str, str | None], stat: str = "mean_iou",
+              n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Score of each method on each image subset, aggregated from per-image matrices, with a
+    bootstrap interval over the subset's images (percent). ``evaluations``: {method: evaluation}
+    (``.ids``, ``.cms``); ``subsets``: {label: attribute column, ``size:<bin>`` or None = all}."""
+    from lipstudy import metrics
+
+    rows = []
+    for method, ev in evaluations.items():
+        cms = np.asarray(ev.cms)
+        for label, subset in subsets.items():
+            m = subset_mask(ev.ids, attrs, subset)
+            n = int(m.sum())
+            if n == 0:
+                rows.append({"method": method, "subset": label, "images": 0, "value": np.nan,
+                             "low": np.nan, "high": np.nan})
+                continue
+            ci = metrics.bootstrap_ci(cms[m], stat=stat, n_boot=n_boot, seed=seed)
+            rows.append({"method": method, "subset": label, "images": n, "value": percent(ci["value"]),
+                         "low": percent(ci["low"]), "high": percent(ci["high"])})
+    return pd.DataFrame(rows)
