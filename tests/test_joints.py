@@ -240,3 +240,31 @@ def test_heatmap_overlay_blends_only_near_joints():
     cx, cy = joint_centers(m)[0][UPPER].round().int().tolist()
     assert np.abs(out[cy, cx].astype(int) - 128).max() > 30
     assert np.abs(out[79, 63].astype(int) - 128).max() <= 2
+
+
+def test_real_annotation_and_its_shipped_reversed_version():
+    """A real CIHP annotation (LIP ids) and the dataset's own flipped-and-swapped copy."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    real = Path(__file__).parent / "fixtures" / "real"
+    label = np.array(Image.open(real / "label_0000002.png"))
+    reversed_ = np.array(Image.open(real / "label_reversed_0000002.png"))
+    coords, present = joint_centers(label)
+    ref_c, ref_p = reference_centers(label)
+    assert present.numpy().tolist() == ref_p.tolist()
+    # hair/face, upper-clothes and both arms are annotated; no pants, skirt, legs or shoes.
+    assert present[[HEAD, UPPER, LARM, RARM]].all() and not present[[LOWER, LLEG, RLEG, LSHOE, RSHOE]].any()
+    np.testing.assert_allclose(coords.numpy(), ref_c, atol=1e-4)
+    rc, rp = joint_centers(reversed_)
+    perm = list(range(9))
+    for a, b in JOINT_FLIP_PAIRS:
+        perm[a], perm[b] = b, a
+    expected = coords[perm].clone()
+    expected[:, 0] = (label.shape[1] - 1) - expected[:, 0]
+    assert torch.equal(rp, present[perm])
+    assert torch.allclose(rc[rp], expected[rp], atol=1e-3)
+    image = np.array(Image.open(real / "image_0000002.jpg").convert("RGB"))
+    drawn = draw_joints(image, coords, present)
+    assert drawn.shape == image.shape and not np.array_equal(drawn, image)
