@@ -1,0 +1,91 @@
+"""Attention to scale (Chen, Yang, Wang, Xu & Yuille, CVPR 2016), the "Attention" baseline of the
+paper's Section 3 and the base network of its self-supervised structure-sensitive learning
+(Section 5.1: "We utilize the publicly available model, Attention [5], as the basic architecture").
+
+A DeepLab-LargeFOV network (atrous VGG-16, pool5 followed by a 3x3 stride-1 average pool as in
+the LargeFOV prototxt, fc6 3x3 dilation 12 x 1024, fc7 1x1 x 1024, fc8) is shared across the
+input scales 1, 0.75 and 0.5. The fc7 features of every scale, resized to the scale-1 feature
+resolution, are concatenated and fed to the attention model (conv 3x3 x 512 -> ReLU -> dropout ->
+conv 1x1 x S, S = number of scales); a softmax across scales gives one weight map per scale.
+The fused score map is the attention-weighted sum of the per-scale fc8 score maps (also resized
+to scale-1 resolution), bilinearly upsampled to the input size. In training the per-scale score
+maps are returned as ``aux`` (upsampled to the input size) for Chen et al.'s extra supervision
+of each scale.
+
+At width 1 and 21 classes: 20,505,429 (LargeFOV: 14,714,688 + 4,719,616 + 1,049,600 + 21,525)
++ 14,156,288 (attention conv 3x3, 3 x 1024 -> 512) + 1,539 (conv 1x1, 512 -> 3) = 34,663,256.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+
+from .deeplab import HEAD_CHANNELS, FCHead, pretrained_head_weights
+from .vgg import (VGG16, backbone_weights, dropout_layer, init_classifier, init_weights, load_mapped,
+                  read_torchvision_vgg, resize, scaled)
+
+SCALES = (1.0, 0.75, 0.5)
+LARGEFOV_RATE = 12
+ATTENTION_CHANNELS = 512
+
+
+class AttentionToScale(nn.Module):
+    """Attention-to-scale over a shared DeepLab-LargeFOV. Eval: fused logits [B,C,H,W]; train:
+    {"out": fused logits, "aux": [per-scale logits, one per scale]}, all at the input size."""
+
+    def __init__(self, num_classes: int = 20, width: float = 1.0, dropout: float = 0.5,
+                 scales: tuple[float, ...] = SCALES):
+        super().__init__()
+        if not scales or scales[0] != 1.0:
+            raise ValueError(f"scales must start with 1.0 (the reference resolution), got {scales}")
+        self.scales = tuple(scales)
+        self.backbone = VGG16(width, atrous=True)
+        self.pool5a = nn.AvgPool2d(3, stride=1, padding=1)
+        channels = scaled(HEAD_CHANNELS, width)
+        self.head = FCHead(self.backbone.out_channels, channels, num_classes, LARGEFOV_RATE, dropout)
+        hidden = scaled(ATTENTION_CHANNELS, width)
+        self.attention = nn.Sequential(
+            nn.Conv2d(len(scales) * channels, hidden, 3, padding=1),
+            nn.ReLU(inplace=True),
+            dropout_layer(dropout),
+            nn.Conv2d(hidden, len(scales), 1),
+        )
+        init_weights(self)
+        init_classifier(self.head.fc8)
+
+    def forward_parts(self, x: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        """Everything at scale-1 feature resolution (stride 8): ``fused`` [B,C,h,w],
+        ``per_scale`` (list of S score maps [B,C,h,w]) and ``weights`` [B,S,h,w] (softmax over S,
+        so they sum to 1 at every pixel; Chen et al. Eq. 2)."""
+        h, w = x.shape[-2:]
+        features, scores = [], []
+        for s in self.scales:
+            xs = x if s == 1.0 else resize(x, (max(1, round(h * s)), max(1, round(w * s))))
+            f = self.head.features(self.pool5a(self.backbone(xs)[-1]))
+            features.append(f)
+            scores.append(self.head.fc8(f))
+        size = features[0].shape[-2:]
+        features = [resize(f, size) for f in features]
+        scores = [resize(sc, size) for sc in scores]
+        weights = self.attention(torch.cat(features, dim=1)).softmax(dim=1)
+        fused = (torch.stack(scores, dim=1) * weights.unsqueeze(2)).sum(dim=1)
+        return {"fused": fused, "per_scale": scores, "weights": weights}
+
+    def forward(self, x: torch.Tensor):
+        parts = self.forward_parts(x)
+        size = x.shape[-2:]
+        logits = resize(parts["fused"], size)
+        if not self.training:
+            return logits
+        return {"out": logits, "aux": [resize(sc, size) for sc in parts["per_scale"]]}
+
+    def load_pretrained(self, path: str | os.PathLike) -> None:
+        """Load conv1_1..conv5_3 from a torchvision ``vgg16`` state dict file and fc6 / fc7 of the
+        LargeFOV head from VGG-16's decimated fc layers (DeepLab's initialisation); fc8 and the
+        attention model stay random."""
+        state = read_torchvision_vgg(path, batch_norm=False, need_fc=True)
+        weights = backbone_weights(state, False, "backbone.")
+        weights.update(pretrained_head_weights(state, "head."))
+        load_mapped(self, weights, path)
