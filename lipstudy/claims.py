@@ -526,3 +526,23 @@ def all_claims(evd: Evidence, sizes: Sequence[int] = (), with_ppp: bool = True,
 def verdict_table(verdicts: Sequence[Verdict]) -> pd.DataFrame:
     """One row per claim (see :meth:`Verdict.as_row`)."""
     return pd.DataFrame([v.as_row() for v in verdicts])
+
+
+def experiment_evidence(profile: str, data=None, device: str = "auto", seeds=None, n_boot: int = 1000) -> Evidence:
+    """Evidence from ``lipstudy.experiments``: the paper's six LIP runs per seed (method names as
+    in ``experiments.paper_runs``), the PASCAL-Person-Part runs as ``ppp/<method>`` with split
+    ``ppp-<split>``, and the LIP data's image attributes. Runs are trained only if missing."""
+    from lipstudy import experiments as ex
+    from lipstudy import report
+
+    prof = ex.get_profile(profile)
+    seeds = [int(s) for s in seeds] if seeds else list(prof.seeds)
+    root = ex.data_root(prof, dataset="lip", data=data)
+
+    def evaluation(method: str, split: str, seed: int):
+        if method.startswith("ppp/"):
+            run = ex.ppp_runs(seed)[method[4:]]
+            return ex.ensure(run, prof, device=device).evaluation(split.removeprefix("ppp-"))
+        return ex.ensure(ex.paper_runs(seed)[method], prof, data=data, device=device).evaluation(split)
+
+    return Evidence(evaluation, seeds, report.image_attributes(root), n_boot=n_boot)
