@@ -72,8 +72,8 @@ CROPS = ("full", "upper", "three_quarter", "head_missed", "lower")
 CROP_P = (0.38, 0.27, 0.255, 0.07, 0.025)
 POSES = ("standing", "walking", "sitting", "arms_raised", "arms_crossed", "hands_on_hips", "bending")
 POSE_P = (0.30, 0.22, 0.10, 0.10, 0.09, 0.10, 0.09)
-OCCLUDER_P = 0.24            # plus frame cuts: ~40% of images end up with occlusion (LIP: 41.7%)
-SIDE_CUT_P = 0.10
+OCCLUDER_P = 0.45            # plus frame cuts: ~40% of images end up with occlusion (LIP: 41.7%)
+SIDE_CUT_P = 0.15
 BACKGROUND_PERSON_P = 0.35
 _K_DEPTH = 40.0              # depth -> painting order; limbs move in front of / behind the torso
 
@@ -602,7 +602,7 @@ def _occluder(rng, cv: Canvas, k: float, person_box, style: str):
         _other_person(rng, cv, k, behind=False, style=style)
         return
     x0, y0, x1, y1 = person_box
-    cx, cy = rng.uniform(x0, x1), rng.uniform(y0 + 0.3 * (y1 - y0), y1)
+    cx, cy = rng.uniform(0.8 * x0 + 0.2 * x1, 0.2 * x0 + 0.8 * x1), rng.uniform(y0 + 0.25 * (y1 - y0), y1)
     sz = rng.uniform(0.12, 0.35) * k
     p = cv.painter
     kind = rng.integers(3)
@@ -652,10 +652,11 @@ def _crop_window(rng, els, info, crop: str):
         return None
     inside = boxes[(boxes[:, 3] > top) & (boxes[:, 1] < bottom)]
     x0, x1 = inside[:, 0].min(), inside[:, 2].max()
-    x0, x1 = x0 - mg(), x1 + mg()
     if rng.random() < SIDE_CUT_P:  # a tight crop that cuts a limb at the image side
-        cut = rng.uniform(0.1, 0.3) * (x1 - x0)
-        x0, x1 = (x0 + cut, x1) if rng.random() < 0.5 else (x0, x1 - cut)
+        cut = rng.uniform(0.05, 0.25) * (x1 - x0)
+        x0, x1 = (x0 + cut, x1 + mg()) if rng.random() < 0.5 else (x0 - mg(), x1 - cut)
+    else:
+        x0, x1 = x0 - mg(), x1 + mg()
     return x0, top, x1, bottom
 
 
@@ -683,22 +684,26 @@ def _consistent(lip: np.ndarray, crop: str, back: bool) -> bool:
     return not head and present[[6, 9, 10, 12, 16, 17, 18, 19]].any()
 
 
-def _occlusion(person: np.ndarray, final: np.ndarray, crop: str) -> bool:
+def _occlusion(person: np.ndarray, final: np.ndarray, els, win, crop: str) -> bool:
     """Section 2.3: a part the person has is occluded (an occluder hides >= 20% of its pixels)
-    or cut off by an image border other than the crop type's own cut."""
+    or cut off by an image border other than the crop type's own cut (judged on the geometry at
+    LIP scale, so the attribute does not depend on ``max_side``)."""
     before = np.bincount(person.ravel(), minlength=256)[1:20]
     after = np.bincount(final.ravel(), minlength=256)[1:20]
     hidden = before - after
     if ((before > 0) & (hidden >= np.maximum(0.2 * before, 2))).any():
         return True
+    boxes = np.array([e.bbox() for e in els if 0 < e.lip < 20])
+    tol = 0.005
     natural = _NATURAL_CUTS[crop]
-    edges = [final[:, 0], final[:, -1]]
+    inside_y = (boxes[:, 3] > win[1]) & (boxes[:, 1] < win[3])
+    cut = inside_y & ((boxes[:, 0] < win[0] - tol) | (boxes[:, 2] > win[2] + tol))
+    inside_x = (boxes[:, 2] > win[0]) & (boxes[:, 0] < win[2])
     if "top" not in natural:
-        edges.append(final[0])
+        cut |= inside_x & (boxes[:, 1] < win[1] - tol) & (boxes[:, 3] > win[1])
     if "bottom" not in natural:
-        edges.append(final[-1])
-    e = np.concatenate(edges)
-    return bool(((e > 0) & (e < 20)).any())
+        cut |= inside_x & (boxes[:, 3] > win[3] + tol) & (boxes[:, 1] < win[3])
+    return bool(cut.any())
 
 
 def _finish(rng, img: np.ndarray, scale: float) -> np.ndarray:
@@ -736,8 +741,17 @@ def render_scene(rng, style: str = "lip", max_side: int | None = None):
             win = _crop_window(rng, els, info, crop)
             if win is None:
                 continue
-            long_side = float(np.exp(rng.uniform(np.log(110), np.log(full))))
+            long_side = 110 + (full - 110) * float(rng.random()) ** 0.6
             S = long_side / max(win[2] - win[0], win[3] - win[1])
+            # Keep a crop's own cut >= 1.5 rendered pixels clear of the parts it must exclude
+            # (PIL fills boundary pixels).
+            pad = 1.5 / (S * scale)
+            x0, y0, x1, y1 = win
+            if crop in ("head_missed", "lower"):
+                y0 += pad
+            if crop in ("upper", "three_quarter"):
+                y1 -= pad
+            win = (x0, y0, x1, y1)
         k = S * scale  # rendered pixels per unit (person height)
         w = max(8, int(round((win[2] - win[0]) * k)))
         h = max(8, int(round((win[3] - win[1]) * k)))
@@ -766,7 +780,7 @@ def render_scene(rng, style: str = "lip", max_side: int | None = None):
         attrs = {
             "full_body": int(crop == "full"), "upper_body": int(crop == "upper"),
             "lower_body": int(crop == "lower"), "head_missed": int(crop == "head_missed"),
-            "back_view": int(info["back"]), "occlusion": int(_occlusion(cv.labels(person_index)[0], lip, crop)),
+            "back_view": int(info["back"]), "occlusion": int(_occlusion(cv.labels(person_index)[0], lip, els, win, crop)),
             "person_area": area,
             "size_bin": "small" if lip_area < SMALL_AREA else "medium" if lip_area < LARGE_AREA else "large",
             "width": w, "height": h,
