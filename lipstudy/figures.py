@@ -165,3 +165,28 @@ def ci_errorbar_table(df: pd.DataFrame, value: str, low: str, high: str, label: 
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     return fig
+
+
+def predict_label_maps(checkpoint, images: list[np.ndarray], device: str = "cpu", input_size: int | None = None,
+                       ) -> list[np.ndarray]:
+    """Label maps (HxW uint8) a trained checkpoint predicts for RGB images, for figures only (the
+    scores of every table come from ``lipstudy.evaluate``'s per-image confusion matrices).
+
+    Same inference as the evaluation: optional resize of the longer side to ``input_size``,
+    ImageNet normalisation, logits resized back to the image, argmax."""
+    import torch
+
+    from lipstudy.evaluate import predict_logits
+    from lipstudy.train import model_from_checkpoint, resolve_device
+    from lipstudy.transforms import EvalTransform
+
+    dev = resolve_device(device)
+    model, _ = model_from_checkpoint(checkpoint, dev)
+    tf = EvalTransform(input_size=input_size)
+    out = []
+    with torch.no_grad():
+        for img in images:
+            x = tf({"image": img, "id": "", "label": None})["image"].to(dev)
+            logits = predict_logits(model, x, tuple(img.shape[:2]))
+            out.append(logits.argmax(0).to(torch.uint8).cpu().numpy())
+    return out
