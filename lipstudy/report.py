@@ -285,19 +285,45 @@ def images_per_label(root, splits=("train", "val"), kind: str = "lip") -> pd.Ser
     return pd.Series(counts[1:], index=list(classes[1:]), name="images")
 
 
-def image_attributes(root) -> pd.DataFrame:
+def image_attributes(root, real_splits=("val",)) -> pd.DataFrame:
     """Per-image visibility attributes indexed by id: the synthetic benchmark's attributes.csv, or
-    for real data (no attribute file) attributes derived from the label maps."""
+    for real data (no attribute file) attributes derived from the label maps of ``real_splits``
+    (``lipstudy.data.attributes``), with the person area (non-background pixels) and the size bin
+    of Section 5.4. Derived attributes are cached under ``<results>/cache/``."""
     path = Path(root) / "attributes.csv"
     if path.is_file():
         df = pd.read_csv(path, dtype={"id": str, "split": str, "size_bin": str})
-    else:
-        from lipstudy.data import attributes
+        return df.set_index("id", drop=False)
+    import hashlib
 
-        df = attributes.derive_attributes(root)
+    from lipstudy.data.attributes import derive_dataset_attributes
+    from lipstudy.data.lip import open_dataset, read_label
+    from lipstudy.paper import TABLE6_SIZE_BINS
+    from lipstudy.runner import results_root
+
+    datasets = {s: open_dataset(root, s, kind="lip") for s in real_splits}
+    key = hashlib.sha256(json.dumps([str(Path(root).resolve())] + [[s, d.ids] for s, d in datasets.items()])
+                         .encode()).hexdigest()[:16]
+    cache = results_root() / "cache" / f"attributes-{key}.csv"
+    if cache.is_file():
+        return pd.read_csv(cache, dtype={"id": str, "split": str, "size_bin": str}).set_index("id", drop=False)
+    parts = []
+    for split, ds in datasets.items():
+        df = derive_dataset_attributes(ds)
+        areas = []
+        for i in range(len(ds)):
+            lab = read_label(ds.label_path(i))
+            areas.append(int(((lab != 0) & (lab != 255)).sum()))
+        df.insert(1, "split", split)
+        df["person_area"] = areas
+        df["size_bin"] = [next(b for b, (lo, hi) in TABLE6_SIZE_BINS.items() if lo <= a < hi) for a in areas]
+        parts.append(df)
+    df = pd.concat(parts, ignore_index=True)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, cache)
     return df.set_index("id", drop=False)
-
-
 # ---------------------------------------------------------------------------------------------
 # scores of runs (fractions in, percent out)
 

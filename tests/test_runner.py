@@ -232,3 +232,63 @@ def test_provenance_of_runs(tmp_path):
     assert set(frame["commit"]) == {"0123456789"} and frame["wall time (s)"].tolist() == [12.3, 12.3]
     html = report.provenance_html([report._RunFiles(runs / "k2")], profile="smoke")
     assert "dirty" in html and "uncommitted" in html and "torch" in html and "smoke" in html
+
+
+def _flat_lip(root: Path, splits: dict[str, list[np.ndarray]]) -> None:
+    """A hand-made real-style LIP folder (flat layout, no manifest, no attributes.csv)."""
+    from PIL import Image
+
+    for split, labels in splits.items():
+        (root / f"{split}_images").mkdir(parents=True)
+        (root / f"{split}_segmentations").mkdir()
+        ids = [f"{split}{k}" for k in range(len(labels))]
+        for i, lab in zip(ids, labels):
+            Image.fromarray(np.full(lab.shape + (3,), 128, np.uint8)).save(root / f"{split}_images" / f"{i}.jpg")
+            Image.fromarray(lab).save(root / f"{split}_segmentations" / f"{i}.png")
+        (root / f"{split}_id.txt").write_text("\n".join(ids) + "\n")
+
+
+def test_images_per_label_and_derived_attributes(tmp_path, monkeypatch):
+    monkeypatch.setenv("LIPSTUDY_RESULTS", str(tmp_path / "results"))
+    h, w = 40, 20
+    a = np.zeros((h, w), np.uint8)
+    a[2:8, 5:15] = 2            # hair
+    a[8:14, 6:14] = 13          # face
+    a[14:30, 4:16] = 5          # upper-clothes
+    b = a.copy()
+    b[30:38, 5:15] = 9          # pants
+    c = np.zeros((h, w), np.uint8)
+    c[10:30, 4:16] = 5          # upper-clothes only: a head-missed image
+    root = tmp_path / "LIP"
+    _flat_lip(root, {"train": [a, b], "val": [c, b]})
+    counts = report.images_per_label(root)
+    assert counts["upper-clothes"] == 4 and counts["hair"] == 3 and counts["face"] == 3
+    assert counts["pants"] == 2 and counts["hat"] == 0 and "background" not in counts.index
+    attrs = report.image_attributes(root)
+    assert list(attrs.index) == ["val0", "val1"] and set(attrs["split"]) == {"val"}
+    assert attrs.loc["val0", "person_area"] == 20 * 12
+    assert attrs.loc["val1", "person_area"] == int((b != 0).sum())
+    assert set(attrs["size_bin"]) == {"small"}  # far below 153^2 pixels
+    assert attrs.loc["val0", "head_missed"] == 1 and attrs.loc["val1", "head_missed"] == 0
+    cached = list((tmp_path / "results" / "cache").glob("attributes-*.csv"))
+    assert len(cached) == 1
+    again = report.image_attributes(root)
+    pd.testing.assert_frame_equal(again[attrs.columns], attrs, check_dtype=False)
+    assert not report.is_synthetic(root)
+
+
+def test_breakdown_aggregates_subsets():
+    ids = ["x", "y", "z"]
+    cms = np.zeros((3, 2, 2), np.int64)
+    cms[0] = [[10, 0], [0, 10]]   # perfect
+    cms[1] = [[5, 5], [5, 5]]     # IoU 1/3 for both classes
+    cms[2] = [[10, 0], [10, 0]]   # class 1 never predicted
+    attrs = pd.DataFrame({"back_view": [0, 1, 1], "size_bin": ["small", "small", "large"]}, index=ids)
+    ev = type("Ev", (), {"ids": ids, "cms": cms})()
+    t = report.breakdown({"M": ev}, attrs, {"all": None, "back": "back_view", "small": "size:small"}, n_boot=50)
+    got = t.set_index("subset")
+    # back-view = y + z: cm [[15,5],[15,5]]: IoU0 = 15/35, IoU1 = 5/25
+    assert got.loc["back", "value"] == pytest.approx(100 * (15 / 35 + 5 / 25) / 2)
+    assert got.loc["back", "images"] == 2 and got.loc["small", "images"] == 2
+    assert got.loc["all", "value"] == pytest.approx(100 * report.stat_value(cms, "mean_iou"))
+    assert got.loc["back", "low"] <= got.loc["back", "value"] <= got.loc["back", "high"]
