@@ -26,7 +26,7 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q -n 2 $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 $(PYTEST_ARGS)
 
 book: $(STAMP)
 	$(BIN)/lipstudy book --profile $(PROFILE) $(if $(DATA),--data $(DATA)) $(if $(CHAPTERS),--chapters $(CHAPTERS))
