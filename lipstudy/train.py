@@ -1,0 +1,487 @@
+"""Training one stage of a parsing network (paper Sections 3 and 5.1).
+
+A plain loop: SGD with momentum, the "poly" learning-rate schedule and 10x learning rate on the
+classifier (the released DeepLabV2 recipe), bf16 autocast and channels_last on CUDA, fp32 on CPU,
+DistributedDataParallel when started by ``torchrun``. Stage 1 trains a baseline with plain
+cross-entropy for 30 epochs; stage 2 fine-tunes it with the structure-sensitive loss for 20 more
+(``init`` = the stage-1 checkpoint, ``loss`` = "paper" / "released" / "plus_one" / "off").
+
+Checkpoints hold everything the rest of the run depends on (weights, optimizer, step, RNG states,
+the log so far, the config), written atomically, so a run killed at any moment and started again
+with the same config ends with exactly the weights of an uninterrupted run.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from .labels import DATASETS, IGNORE_INDEX
+from .transforms import TrainTransform
+
+CHECKPOINT = "checkpoint.pt"
+LOG_FIELDS = ("epoch", "step", "loss", "lr", "images_per_s", "seconds")
+LOSS_MODES = ("off", "paper", "released", "plus_one")
+# Fields that change how a run executes but not what it computes: a resume may change them.
+EXECUTION_FIELDS = ("device", "workers", "max_steps", "checkpoint_every_steps")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training stage. Defaults are the paper's settings (Section 5.1) and, where the paper
+    is silent, those of the released DeepLabV2 / LIP_SSL Caffe recipe."""
+
+    # The network (Section 3: SegNet, FCN-8s, DeepLabV2, Attention; all from VGG-16).
+    model: str = "deeplabv2"
+    width: float = 1.0  # channel multiplier; 1.0 = the paper's networks
+    num_classes: int = 20
+    dropout: float | None = None  # None = the model's own default
+    pretrained: str | None = None  # torchvision-format ImageNet VGG-16 file
+    init: str | None = None  # checkpoint whose weights start this stage (stage 2)
+    # The data.
+    dataset: str = "lip"  # "lip" | "ppp" | "atr" (reader kind; sets the flip pairs)
+    data_root: str = "data/lip"
+    split: str = "train"
+    # The loss: "off" = cross-entropy (stage 1); the others: lipstudy.losses modes (stage 2).
+    loss: str = "off"
+    # Optimisation. Section 5.1: "30 epochs" (stage 1; stage 2 "roughly 20 epochs"),
+    # "batch size of 10 images, momentum of 0.9, and weight decay of 0.0005",
+    # "The scale of the input images is fixed as 321x321".
+    epochs: int = 30
+    batch_size: int = 10
+    crop: int = 321
+    momentum: float = 0.9
+    weight_decay: float = 0.0005
+    # Released DeepLabV2 recipe: base lr 1e-3, "poly" decay with power 0.9, classifier at 10x,
+    # random scale 0.6-1.4 and mirroring.
+    lr: float = 1e-3
+    lr_power: float = 0.9
+    classifier_lr_mult: float = 10.0
+    scale_min: float = 0.6
+    scale_max: float = 1.4
+    flip: bool = True
+    seed: int = 0
+    # Execution (not part of the result).
+    device: str = "auto"
+    workers: int = 2
+    max_steps: int | None = None  # stop early (tests); the schedule still spans all epochs
+    checkpoint_every_steps: int | None = None
+
+    def __post_init__(self):
+        if self.loss not in LOSS_MODES:
+            raise ValueError(f"loss must be one of {LOSS_MODES}, got {self.loss!r}")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {tuple(DATASETS)}, got {self.dataset!r}")
+        if self.batch_size < 1 or self.epochs < 1 or self.crop < 1:
+            raise ValueError("batch_size, epochs and crop must be >= 1")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields: {', '.join(unknown)}")
+        return cls(**d)
+
+
+def config_changes(old: dict, new: TrainConfig) -> list[str]:
+    """Fields (other than execution settings) whose value differs between a saved config and ``new``."""
+    cur = new.to_dict()
+    return [f"{k}: {old.get(k)!r} -> {cur[k]!r}" for k in cur
+            if k not in EXECUTION_FIELDS and old.get(k) != cur[k]]
+
+
+# ----------------------------------------------------------------------------- environment
+
+def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """"auto" -> this process's GPU when CUDA is available, else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(name)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", local_rank)
+    return dev
+
+
+def dist_env() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from the variables ``torchrun`` sets; (0, 1, 0) otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+# ----------------------------------------------------------------------------- data
+
+class AugmentedSet(Dataset):
+    """A dataset indexed by (epoch, index): the item ``index`` augmented with the randomness of
+    (seed, epoch, index). Indexing by the pair keeps augmentation independent of workers."""
+
+    def __init__(self, base, transform: TrainTransform):
+        self.base, self.transform = base, transform
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key):
+        epoch, index = key
+        return self.transform(self.base[index], epoch, index)
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The order in which an epoch visits the n images: fixed by (seed, epoch)."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g)
+
+
+class ShardedBatches:
+    """Batches of one epoch for one process: global batch ``step`` is
+    ``perm[step*B:(step+1)*B]`` and process ``rank`` takes its ``rank``-th slice of B/world images,
+    so 2 processes x batch 5 see exactly the images of 1 process x batch 10. The last incomplete
+    batch is dropped (as Caffe's epoch arithmetic). ``start`` skips steps already done (resume)."""
+
+    def __init__(self, n: int, batch: int, seed: int, epoch: int, rank: int = 0, world: int = 1,
+                 start: int = 0):
+        if batch % world:
+            raise ValueError(f"batch size {batch} is not divisible by the {world} processes")
+        self.perm = epoch_permutation(n, seed, epoch).tolist()
+        self.batch, self.epoch, self.rank, self.world, self.start = batch, epoch, rank, world, start
+        self.steps = n // batch
+
+    def __len__(self) -> int:
+        return self.steps - self.start
+
+    def __iter__(self):
+        local = self.batch // self.world
+        for step in range(self.start, self.steps):
+            lo = step * self.batch + self.rank * local
+            yield [(self.epoch, i) for i in self.perm[lo:lo + local]]
+
+
+def collate(items: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.stack([it["image"] for it in items]), torch.stack([it["label"] for it in items])
+
+
+# ----------------------------------------------------------------------------- model, optimiser
+
+def build(cfg: TrainConfig) -> torch.nn.Module:
+    """The network of ``cfg`` (fresh, or with the ``pretrained`` ImageNet backbone)."""
+    from .models import build_model
+
+    kw = {} if cfg.dropout is None else {"dropout": cfg.dropout}
+    return build_model(cfg.model, num_classes=cfg.num_classes, width=cfg.width,
+                       pretrained=cfg.pretrained, **kw)
+
+
+# Modules that are new on top of the ImageNet backbone and get the classifier's learning rate:
+# DeepLabV2's fc8 (the released recipe's lr_mult 10), FCN's score layers, SegNet's classifier,
+# attention-to-scale's attention branch.
+CLASSIFIER_MODULES = ("classifier", "score", "fc8", "attention")
+
+
+def classifier_parameter_names(model: torch.nn.Module) -> set[str]:
+    """Names of the parameters that get the classifier's 10x learning rate: those of modules
+    whose name starts with one of CLASSIFIER_MODULES."""
+    return {n for n, _ in model.named_parameters()
+            if any(part.startswith(CLASSIFIER_MODULES) for part in n.split(".")[:-1])}
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
+    head = classifier_parameter_names(model)
+    base = [p for n, p in model.named_parameters() if n not in head]
+    cls = [p for n, p in model.named_parameters() if n in head]
+    groups = [{"params": base, "lr_mult": 1.0}]
+    if cls:
+        groups.append({"params": cls, "lr_mult": cfg.classifier_lr_mult})
+    for g in groups:
+        g["lr"] = cfg.lr * g["lr_mult"]
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def poly_lr(base: float, step: int, total: int, power: float) -> float:
+    """DeepLab's "poly" policy: ``base * (1 - step/total)^power``."""
+    return base * (1.0 - min(step, total) / total) ** power
+
+
+def aux_loss(aux: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+    """Plain cross-entropy of the extra score maps (Attention's per-scale supervision), each the
+    mean over images of the image's mean over its valid pixels."""
+    total = target.new_zeros((), dtype=torch.float32)
+    valid = (target != IGNORE_INDEX).sum(dim=(1, 2)).clamp(min=1)
+    for a in aux:
+        ce = F.cross_entropy(a.float(), target, ignore_index=IGNORE_INDEX, reduction="none")
+        total = total + (ce.sum(dim=(1, 2)) / valid).mean()
+    return total
+
+
+def compute_loss(out, target: torch.Tensor, mode: str) -> torch.Tensor:
+    """Training loss: the structure-sensitive loss (``mode``, lipstudy.losses) of the main output
+    plus plain cross-entropy of any auxiliary outputs."""
+    from .losses import structure_sensitive_loss
+
+    if isinstance(out, torch.Tensor):
+        out = {"out": out, "aux": []}
+    loss = structure_sensitive_loss(out["out"].float(), target, mode=mode, ignore_index=IGNORE_INDEX)
+    return loss + aux_loss(out.get("aux", []), target)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise ValueError(f"{path}: not a readable checkpoint ({e})") from e
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
+        raise ValueError(f"{path}: not a lipstudy checkpoint (no 'model' / 'config')")
+    return ckpt
+
+
+def model_from_checkpoint(path, device="cpu") -> tuple[torch.nn.Module, TrainConfig]:
+    """Rebuild the network a checkpoint was trained as, with its weights, in eval mode."""
+    ckpt = load_checkpoint(path)
+    cfg = TrainConfig.from_dict(ckpt["config"])
+    model = build(dataclasses.replace(cfg, pretrained=None))
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), cfg
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def write_log(out: Path, log: list[dict]) -> None:
+    """The per-epoch log as ``train_log.csv`` and ``train_log.json`` (rewritten whole, atomically)."""
+    tmp = out / f".train_log.csv.tmp-{os.getpid()}"
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+        w.writeheader()
+        w.writerows(log)
+    os.replace(tmp, out / "train_log.csv")
+    atomic_write_text(out / "train_log.json", json.dumps(log, indent=1))
+
+
+# ----------------------------------------------------------------------------- the loop
+
+def train(cfg: TrainConfig, out, progress: bool = True,
+          on_step: Callable[[int], None] | None = None) -> Path:
+    """Train one stage into directory ``out`` and return the path of its final checkpoint.
+
+    Resumes from ``out/checkpoint.pt`` when present (refusing if the config changed). Under
+    ``torchrun`` (env RANK / WORLD_SIZE) each process trains its shard of every global batch with
+    DistributedDataParallel; rank 0 writes the files. ``on_step(step)`` is called after each
+    optimiser step (tests use it to interrupt a run at a known point).
+    """
+    from .data.lip import open_dataset
+
+    out = Path(out)
+    rank, world, local_rank = dist_env()
+    device = resolve_device(cfg.device, local_rank)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+
+    base = open_dataset(cfg.data_root, cfg.split, kind=cfg.dataset)
+    if len(base) < cfg.batch_size:
+        raise ValueError(f"{cfg.data_root} ({cfg.split}): {len(base)} images, fewer than one batch "
+                         f"of {cfg.batch_size}")
+    transform = TrainTransform(crop=cfg.crop, scale_range=(cfg.scale_min, cfg.scale_max), flip=cfg.flip,
+                               flip_pairs=tuple(DATASETS[cfg.dataset]["flip_pairs"]), seed=cfg.seed)
+    data = AugmentedSet(base, transform)
+    steps_per_epoch = len(base) // cfg.batch_size
+    total_steps = steps_per_epoch * cfg.epochs
+
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    random.seed(cfg.seed)
+    model = build(cfg)
+    if world > 1:
+        # Same initial weights everywhere (seeded above), then distinct dropout masks per process.
+        torch.manual_seed(cfg.seed + 7919 * rank)
+    if cfg.init:
+        model.load_state_dict(load_checkpoint(cfg.init)["model"])
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, cfg)
+
+    step, log, stats = 0, [], {"loss_sum": 0.0, "steps": 0, "images": 0, "seconds": 0.0}
+    ckpt_path = out / CHECKPOINT
+    if ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path)
+        changes = config_changes(ckpt["config"], cfg)
+        if changes:
+            raise ValueError(f"{ckpt_path}: cannot resume, the config changed: " + "; ".join(changes))
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        step, log, stats = ckpt["step"], ckpt["log"], ckpt["epoch_stats"]
+        _set_rng_state(ckpt["rng"])
+
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def state(finished: bool) -> dict:
+        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                "epoch": step // steps_per_epoch, "step_in_epoch": step % steps_per_epoch,
+                "log": log, "epoch_stats": stats, "rng": _rng_state(), "config": cfg.to_dict(),
+                "finished": finished, "world_size": world}
+
+    def save(finished: bool = False) -> None:
+        if rank == 0:
+            atomic_torch_save(state(finished), ckpt_path)
+        if world > 1:
+            dist.barrier()
+
+    last = total_steps if cfg.max_steps is None else min(total_steps, cfg.max_steps)
+    bar = None
+    if progress and rank == 0:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=last, initial=min(step, last), desc=f"train {cfg.model}", unit="step",
+                   dynamic_ncols=True)
+    amp = device.type == "cuda"
+    net.train()
+    while step < last:
+        epoch, start = divmod(step, steps_per_epoch)
+        batches = ShardedBatches(len(base), cfg.batch_size, cfg.seed, epoch, rank, world, start)
+        # A private generator for the loader keeps the global torch RNG (dropout) untouched.
+        loader = DataLoader(data, batch_sampler=batches, num_workers=cfg.workers, collate_fn=collate,
+                            pin_memory=device.type == "cuda",
+                            generator=torch.Generator().manual_seed(cfg.seed))
+        t0 = time.perf_counter()
+        epoch_done = False
+        for images, labels in loader:
+            lr = poly_lr(cfg.lr, step, total_steps, cfg.lr_power)
+            for g in optimizer.param_groups:
+                g["lr"] = lr * g["lr_mult"]
+            images = images.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
+            if device.type == "cuda":
+                images = images.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                outputs = net(images)
+            loss = compute_loss(outputs, labels, cfg.loss)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            loss_value = loss.detach()
+            if world > 1:
+                dist.all_reduce(loss_value)
+                loss_value /= world
+            stats["loss_sum"] += float(loss_value)
+            stats["steps"] += 1
+            stats["images"] += cfg.batch_size
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(loss_value):.4f}", lr=f"{lr:.2e}")
+            epoch_done = step % steps_per_epoch == 0
+            if epoch_done:
+                stats["seconds"] += time.perf_counter() - t0
+                log.append({"epoch": step // steps_per_epoch, "step": step,
+                            "loss": stats["loss_sum"] / max(stats["steps"], 1), "lr": lr,
+                            "images_per_s": stats["images"] / max(stats["seconds"], 1e-9),
+                            "seconds": stats["seconds"]})
+                stats = {"loss_sum": 0.0, "steps": 0, "images": 0, "seconds": 0.0}
+                save()
+                if rank == 0:
+                    write_log(out, log)
+            elif cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0:
+                stats["seconds"] += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                save()
+            if on_step is not None:
+                on_step(step)
+            if step >= last:
+                break
+        if step >= last and not epoch_done:
+            stats["seconds"] += time.perf_counter() - t0
+    if bar is not None:
+        bar.close()
+    save(finished=True)
+    if rank == 0:
+        write_log(out, log)
+    return ckpt_path
+
+
+# ----------------------------------------------------------------------------- command line
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="lipstudy train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", help="JSON file of TrainConfig fields (command-line options override it)")
+    p.add_argument("--out", required=True, help="run directory (resumed if it holds a checkpoint)")
+    p.add_argument("--no-progress", action="store_true")
+    for f in dataclasses.fields(TrainConfig):
+        name = "--" + f.name.replace("_", "-")
+        if f.type in ("bool",):
+            p.add_argument(name, type=lambda s: s.lower() in ("1", "true", "yes"), default=None)
+        elif f.type in ("int", "int | None"):
+            p.add_argument(name, type=int, default=None)
+        elif f.type in ("float", "float | None"):
+            p.add_argument(name, type=float, default=None)
+        else:
+            p.add_argument(name, default=None)
+    args = p.parse_args(argv)
+    fields: dict = {}
+    if args.config:
+        try:
+            fields = json.loads(Path(args.config).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            p.error(f"{args.config}: cannot read the config ({e})")
+    for f in dataclasses.fields(TrainConfig):
+        v = getattr(args, f.name)
+        if v is not None:
+            fields[f.name] = v
+    try:
+        cfg = TrainConfig.from_dict(fields)
+        path = train(cfg, args.out, progress=not args.no_progress)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"lipstudy train: {e}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0

@@ -1,0 +1,247 @@
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lipstudy.train import (ShardedBatches, TrainConfig, classifier_parameter_names, config_changes,
+                            load_checkpoint, main, make_optimizer, poly_lr, train)
+
+REPO = Path(__file__).resolve().parents[1]
+# Distinct colours per class so that a tiny network can learn the mapping pixel by pixel.
+CLASS_COLOURS = {0: (20, 20, 20), 2: (240, 200, 40), 5: (220, 30, 30), 9: (30, 30, 220),
+                 14: (30, 200, 30), 15: (200, 30, 200)}
+
+
+def write_tiny_lip(root: Path, n_train=8, n_val=4, n_test=2, size=(40, 32), seed=0) -> Path:
+    """A small LIP dataset in the flat layout: blocky 'people' whose parts have fixed colours."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
+        (root / f"{split}_images").mkdir(parents=True, exist_ok=True)
+        if split != "test":
+            (root / f"{split}_segmentations").mkdir(exist_ok=True)
+        ids = []
+        for k in range(n):
+            label = np.zeros((h, w), np.uint8)
+            x0 = int(rng.integers(2, w // 2 - 4))
+            y0 = int(rng.integers(1, 6))
+            label[y0:y0 + 6, x0 + 4:x0 + 10] = 2
+            label[y0 + 6:y0 + 18, x0 + 3:x0 + 11] = 5
+            label[y0 + 6:y0 + 16, x0:x0 + 3] = 15   # the person's right arm is on the image's left
+            label[y0 + 6:y0 + 16, x0 + 11:x0 + 14] = 14
+            label[y0 + 18:h - 2, x0 + 3:x0 + 11] = 9
+            image = np.zeros((h, w, 3), np.uint8)
+            for c, col in CLASS_COLOURS.items():
+                image[label == c] = col
+            image = np.clip(image.astype(int) + rng.integers(-10, 11, image.shape), 0, 255).astype(np.uint8)
+            i = f"{split}{k:03d}"
+            ids.append(i)
+            Image.fromarray(image).save(root / f"{split}_images" / f"{i}.jpg", quality=95)
+            if split != "test":
+                Image.fromarray(label).save(root / f"{split}_segmentations" / f"{i}.png")
+        (root / f"{split}_id.txt").write_text("\n".join(ids) + "\n")
+    return root
+
+
+def tiny_config(root, **kw) -> TrainConfig:
+    base = dict(model="deeplabv2", width=0.0625, dropout=0.0, data_root=str(root), epochs=2, batch_size=4,
+                crop=32, lr=0.01, device="cpu", workers=0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_sharded_batches_partition_the_global_batch():
+    single = list(ShardedBatches(23, 10, seed=3, epoch=1))
+    assert len(single) == 2  # the last incomplete batch is dropped
+    r0 = list(ShardedBatches(23, 10, seed=3, epoch=1, rank=0, world=2))
+    r1 = list(ShardedBatches(23, 10, seed=3, epoch=1, rank=1, world=2))
+    for s, a, b in zip(single, r0, r1):
+        assert s == a + b and len(a) == 5
+    assert all(e == 1 for batch in single for e, _ in batch)
+    assert len({i for batch in single for _, i in batch}) == 20
+    other = [i for batch in ShardedBatches(23, 10, seed=3, epoch=2) for _, i in batch]
+    assert other != [i for batch in single for _, i in batch]
+    resumed = list(ShardedBatches(23, 10, seed=3, epoch=1, start=1))
+    assert resumed == single[1:]
+    with pytest.raises(ValueError, match="not divisible"):
+        ShardedBatches(23, 10, 0, 0, world=3)
+
+
+def test_poly_lr_and_classifier_multiplier():
+    assert poly_lr(1e-3, 0, 100, 0.9) == 1e-3
+    assert poly_lr(1e-3, 50, 100, 0.9) == pytest.approx(1e-3 * 0.5 ** 0.9)
+    assert poly_lr(1e-3, 100, 100, 0.9) == 0.0
+    cfg = TrainConfig(model="deeplabv2", width=0.0625)
+    from lipstudy.train import build
+    model = build(cfg)
+    names = classifier_parameter_names(model)
+    assert names and all(".fc8." in n for n in names)
+    opt = make_optimizer(model, cfg)
+    assert [g["lr"] for g in opt.param_groups] == [1e-3, 1e-2]
+    assert opt.param_groups[0]["momentum"] == 0.9 and opt.param_groups[0]["weight_decay"] == 0.0005
+    n_params = sum(len(g["params"]) for g in opt.param_groups)
+    assert n_params == len(list(model.parameters()))
+
+
+def test_paper_defaults():
+    c = TrainConfig()
+    assert (c.batch_size, c.crop, c.epochs, c.momentum, c.weight_decay) == (10, 321, 30, 0.9, 0.0005)
+    assert (c.lr, c.lr_power, c.classifier_lr_mult, c.scale_min, c.scale_max) == (1e-3, 0.9, 10.0, 0.6, 1.4)
+    with pytest.raises(ValueError, match="loss"):
+        TrainConfig(loss="bogus")
+    with pytest.raises(ValueError, match="unknown TrainConfig fields: colour"):
+        TrainConfig.from_dict({"colour": 1})
+
+
+def test_overfits_a_few_images(tmp_path):
+    root = write_tiny_lip(tmp_path / "d", n_train=4)
+    cfg = tiny_config(root, model="segnet", epochs=30, batch_size=4, lr=0.2, scale_min=1.0,
+                      scale_max=1.0, flip=False)
+    train(cfg, tmp_path / "run", progress=False)
+    log = json.loads((tmp_path / "run" / "train_log.json").read_text())
+    assert len(log) == 30 and [r["step"] for r in log] == list(range(1, 31))
+    first, last = log[0]["loss"], min(r["loss"] for r in log[-5:])
+    # From chance level (ln 20 = 3.0) to below a third of it in 30 steps: well under the
+    # background-only floor (~1.2 on these images), so the parts are being learnt.
+    assert first == pytest.approx(np.log(20), abs=0.1)
+    assert last < first / 3, (first, last)
+    csv_lines = (tmp_path / "run" / "train_log.csv").read_text().splitlines()
+    assert csv_lines[0] == "epoch,step,loss,lr,images_per_s,seconds" and len(csv_lines) == 31
+
+
+def test_resume_refuses_changed_config(tmp_path):
+    root = write_tiny_lip(tmp_path / "d")
+    cfg = tiny_config(root, epochs=1)
+    train(cfg, tmp_path / "run", progress=False)
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert ckpt["finished"] and ckpt["step"] == 2
+    changed = tiny_config(root, epochs=1, lr=0.02, batch_size=2, workers=1)
+    assert config_changes(ckpt["config"], changed) == ["batch_size: 4 -> 2", "lr: 0.01 -> 0.02"]
+    with pytest.raises(ValueError, match=r"config changed: batch_size: 4 -> 2; lr: 0.01 -> 0.02"):
+        train(changed, tmp_path / "run", progress=False)
+    # Execution settings may change on resume; a finished run is simply returned.
+    before = ckpt["model"]
+    train(tiny_config(root, epochs=1, workers=1), tmp_path / "run", progress=False)
+    after = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"]
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+_KILL_SCRIPT = """
+import os, signal, sys
+from lipstudy.train import TrainConfig, train
+cfg = TrainConfig(**{cfg})
+kill_at = int(sys.argv[2])
+def on_step(step):
+    if step == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+train(cfg, sys.argv[1], progress=False, on_step=on_step if kill_at > 0 else None)
+"""
+
+
+def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
+    root = write_tiny_lip(tmp_path / "d", n_train=16)
+    # deeplabv2 with dropout on: the resumed run must restore the RNG to draw the same masks.
+    cfg = dict(model="deeplabv2", width=0.0625, dropout=0.5, data_root=str(root), epochs=3, batch_size=4,
+               crop=24, lr=0.01, device="cpu", workers=0, checkpoint_every_steps=3)
+    script = tmp_path / "run_train.py"
+    script.write_text(_KILL_SCRIPT.replace("{cfg}", repr(cfg)))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def run(out, kill_at):
+        return subprocess.run([sys.executable, str(script), str(out), str(kill_at)], env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    ref = run(tmp_path / "ref", 0)
+    assert ref.returncode == 0, ref.stderr
+    # 4 steps per epoch, checkpoints at steps 3, 4 (epoch end), 6, 8, ...: killed after step 7,
+    # the run restarts from step 6, in the middle of epoch 2.
+    killed = run(tmp_path / "cut", 7)
+    assert killed.returncode == -9, killed.stderr
+    ck = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
+    assert (ck["step"], ck["epoch"], ck["step_in_epoch"], ck["finished"]) == (6, 1, 2, False)
+    resumed = run(tmp_path / "cut", 0)
+    assert resumed.returncode == 0, resumed.stderr
+    a = load_checkpoint(tmp_path / "ref" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
+    assert a["step"] == b["step"] == 12
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert [r["loss"] for r in a["log"]] == [r["loss"] for r in b["log"]]
+    assert len((tmp_path / "cut" / "train_log.csv").read_text().splitlines()) == 4
+
+
+_DDP_SCRIPT = """
+import sys
+from lipstudy.train import TrainConfig, train
+train(TrainConfig(**{cfg}), sys.argv[1], progress=False)
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_match_one_process(tmp_path):
+    root = write_tiny_lip(tmp_path / "d", n_train=20)
+    # DeepLabV2 (VGG-16) has no batch norm; dropout 0 and no padding (scale 1, crop <= image)
+    # make the two runs compute the same mean gradient.
+    cfg = dict(model="deeplabv2", width=0.0625, dropout=0.0, data_root=str(root), epochs=2, batch_size=10,
+               crop=32, scale_min=1.0, scale_max=1.0, lr=0.01, device="cpu", workers=0)
+    script = tmp_path / "ddp.py"
+    script.write_text(_DDP_SCRIPT.replace("{cfg}", repr(cfg)))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    single = subprocess.run([sys.executable, str(script), str(tmp_path / "one")], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr
+    port = str(_free_port())
+    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path / "two")],
+                              env={**env, "RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": "2",
+                                   "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for r in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    a = load_checkpoint(tmp_path / "one" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "two" / "checkpoint.pt")
+    assert b["world_size"] == 2 and a["step"] == b["step"] == 4
+    changed = 0
+    for k in a["model"]:
+        assert torch.allclose(a["model"][k], b["model"][k], rtol=1e-4, atol=1e-6), k
+    init = TrainConfig(**cfg)
+    from lipstudy.train import build
+    torch.manual_seed(init.seed)
+    fresh = build(init).state_dict()
+    changed = sum(not torch.equal(fresh[k], a["model"][k]) for k in a["model"])
+    assert changed > len(a["model"]) // 2  # training moved the weights: the match is not vacuous
+    assert a["log"][0]["loss"] == pytest.approx(b["log"][0]["loss"], rel=1e-5)
+
+
+def test_stage2_init_and_cli(tmp_path, capsys):
+    root = write_tiny_lip(tmp_path / "d")
+    stage1 = train(tiny_config(root, epochs=1), tmp_path / "s1", progress=False)
+    cfg = tiny_config(root, epochs=1, loss="paper", init=str(stage1))
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg.to_dict()))
+    assert main(["--config", str(tmp_path / "cfg.json"), "--out", str(tmp_path / "s2"), "--no-progress"]) == 0
+    s2 = load_checkpoint(tmp_path / "s2" / "checkpoint.pt")
+    assert s2["config"]["loss"] == "paper" and s2["config"]["init"] == str(stage1)
+    # A changed option on the command line is refused on resume, naming the field.
+    rc = main(["--config", str(tmp_path / "cfg.json"), "--out", str(tmp_path / "s2"), "--lr", "0.5",
+               "--no-progress"])
+    assert rc == 2 and "lr: 0.01 -> 0.5" in capsys.readouterr().err
+    assert main(["--out", str(tmp_path / "x"), "--data-root", str(tmp_path / "missing"), "--no-progress"]) == 2
+
+
+def test_too_few_images_is_a_clear_error(tmp_path):
+    root = write_tiny_lip(tmp_path / "d", n_train=2)
+    with pytest.raises(ValueError, match="fewer than one batch of 4"):
+        train(tiny_config(root), tmp_path / "run", progress=False)
