@@ -73,7 +73,8 @@ def paper_vs_ours_bars(paper: pd.Series, ours: pd.Series, *, title: str = "", yl
                        rotate: int = 0, width: float = 8.0):
     """Two bars per category: the paper's value and ours (same unit)."""
     df = pd.concat([pd.DataFrame({"category": paper.index, "value": paper.to_numpy(float), "source": "paper"}),
-                    pd.DataFrame({"category": ours.index, "value": ours.to_numpy(float), "source": "ours"})])
+                    pd.DataFrame({"category": ours.index, "value": ours.to_numpy(float), "source": "ours"})],
+                   ignore_index=True)
     return grouped_bars(df, "category", "value", "source", title=title, ylabel=ylabel,
                         palette=SOURCE_PALETTE, rotate=rotate, width=width, annotate=True)
 

@@ -59,12 +59,12 @@ def data_label(root: str | os.PathLike, short: bool = False) -> str:
 
 
 def ours_caption(root, profile: str, what: str = "") -> str:
-    """One sentence for under a table: which data and which profile produced "ours"."""
+    """One sentence (HTML, for a table caption) naming the data and profile behind "ours"."""
     synth = is_synthetic(root)
-    warn = ("These are **not LIP numbers**: the paper's column is LIP, ours is the synthetic benchmark."
+    warn = ("These are <b>not LIP numbers</b>: the paper's column is LIP, ours is the synthetic benchmark."
             if synth else "")
     lead = f"{what} " if what else ""
-    return f"{lead}\"Ours\": profile `{profile}`, {data_label(root)}. {warn}".strip()
+    return f"{lead}\"Ours\": profile <code>{html.escape(profile)}</code>, {html.escape(data_label(root))}. {warn}".strip()
 
 
 # ---------------------------------------------------------------------------------------------
