@@ -10,7 +10,9 @@ and input size that the statistic compares, so differences are paired. With seve
 statistic is averaged over seeds inside every resample, and the per-seed values are reported too.
 
 Verdict: ``supported`` when the interval lies above 0, ``contradicted`` when it lies below 0,
-``inconclusive`` when it contains 0, ``no data`` when a subset the claim needs has no images.
+``inconclusive`` when it contains 0, ``no data`` when a subset the claim needs has no images,
+``too few images`` when it has fewer than ``MIN_IMAGES`` (an interval over a handful of images
+says little, whatever its width).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from lipstudy.labels import ATR_LIP_SHARED, LIP_CLASSES, LIP_TABLE4_NAMES
 BASELINES = ("SegNet", "FCN-8s", "DeepLabV2", "Attention")
 CHALLENGES = ("occlusion", "full_body", "upper_body", "head_missed", "back_view")
 SIZE_BINS = ("small", "medium", "large")
+MIN_IMAGES = 10
 
 _ID = {name: i for i, name in enumerate(LIP_CLASSES)}
 
@@ -184,9 +187,12 @@ def _verdict(evd: Evidence, section: str, claim: str, statistic: str, terms: dic
              paper_value: float | None, note: str = "") -> Verdict:
     r = evd.measure(terms, combine)
     pp = 100.0
+    verdict = decide(r["low"], r["high"])
+    if 0 < r["n"] < MIN_IMAGES:
+        verdict = "too few images"
     return Verdict(section, claim, statistic, None if paper_value is None else round(paper_value, 2),
                    r["value"] * pp, r["low"] * pp, r["high"] * pp, tuple(v * pp for v in r["per_seed"]),
-                   decide(r["low"], r["high"]), r["n"], note)
+                   verdict, r["n"], note)
 
 
 def _stack_min(d: dict, names) -> np.ndarray:

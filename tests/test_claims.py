@@ -62,6 +62,7 @@ def test_attention_best_known_answer_and_paper_value():
 
 
 def test_subset_claims_use_attributes_and_report_no_data():
+    N = 100
     ids = [f"im{i:03d}" for i in range(N)]
     attrs = pd.DataFrame({c: [1 if i % 5 == k else 0 for i in range(N)] for k, c in enumerate(claims.CHALLENGES)},
                          index=ids)
@@ -80,6 +81,8 @@ def test_subset_claims_use_attributes_and_report_no_data():
     attrs_none = attrs.assign(head_missed=0)
     v = claims.head_missed_second(claims.Evidence(evaluation, [0], attrs_none, n_boot=50))
     assert v.verdict == "no data" and v.n_images == 0
+    few = attrs.assign(back_view=[1 if i < 3 else 0 for i in range(N)])
+    assert claims.back_view_hardest(claims.Evidence(evaluation, [0], few, n_boot=50)).verdict == "too few images"
     with pytest.raises(ValueError, match="needs image attributes"):
         claims.back_view_hardest(claims.Evidence(evaluation, [0], None, n_boot=10))
 
