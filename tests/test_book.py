@@ -40,10 +40,12 @@ def smoke_book(tmp_path_factory):
     base = tmp_path_factory.mktemp("smoke_book")
     results, book = base / "results", base / "book"
     t0 = time.perf_counter()
-    proc = lipstudy_book("--profile", "smoke", "--results", str(results), "--book-dir", str(book), "--device", "cpu")
+    # The synthetic data is generated into the temporary folder too ($LIPSTUDY_DATA).
+    proc = lipstudy_book("--profile", "smoke", "--results", str(results), "--book-dir", str(book), "--device", "cpu",
+                         env_extra={"LIPSTUDY_DATA": str(base / "data")})
     seconds = time.perf_counter() - t0
     assert proc.returncode == 0, f"lipstudy book failed:\n{proc.stdout[-8000:]}\n{proc.stderr[-8000:]}"
-    return {"results": results, "book": book, "html": book / "_build" / "html", "seconds": seconds,
+    return {"base": base, "results": results, "book": book, "html": book / "_build" / "html", "seconds": seconds,
             "log": proc.stdout + proc.stderr}
 
 
@@ -81,7 +83,8 @@ def test_smoke_profile_is_fast_enough(smoke_book):
 def test_rerun_reuses_every_chapter(smoke_book):
     t0 = time.perf_counter()
     proc = lipstudy_book("--profile", "smoke", "--results", str(smoke_book["results"]),
-                         "--book-dir", str(smoke_book["book"]), "--device", "cpu", "--no-build")
+                         "--book-dir", str(smoke_book["book"]), "--device", "cpu", "--no-build",
+                         env_extra={"LIPSTUDY_DATA": str(smoke_book["base"] / "data")})
     assert proc.returncode == 0, proc.stderr[-4000:]
     reused = [c for c in runner.CHAPTERS if f"[book] {c}: unchanged" in proc.stdout]
     assert set(reused) == set(runner.CHAPTERS) - runner.ALWAYS_RUN, proc.stdout
@@ -94,7 +97,7 @@ def test_one_chapter_by_hand_with_papermill(smoke_book, tmp_path):
     out = tmp_path / "benchmark.out.ipynb"
     subprocess.run([str(bindir / "jupytext"), "--to", "ipynb", str(REPO / "book" / "benchmark.md"), "-o", str(nb)],
                    check=True, capture_output=True)
-    env = {**os.environ, "LIPSTUDY_RESULTS": str(smoke_book["results"])}
+    env = {**os.environ, "LIPSTUDY_RESULTS": str(smoke_book["results"]), "LIPSTUDY_DATA": str(smoke_book["base"] / "data")}
     proc = subprocess.run([str(bindir / "papermill"), str(nb), str(out), "-p", "profile", "smoke",
                            "-p", "device", "cpu"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
