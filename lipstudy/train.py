@@ -229,14 +229,39 @@ def aux_loss(aux: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
     return total
 
 
-def compute_loss(out, target: torch.Tensor, mode: str) -> torch.Tensor:
+# PASCAL-Person-Part has no left/right and no clothes, so the nine LIP joints do not exist there.
+# SSL on PPP uses six joints, the centres of its six part regions, by placing each PPP class on a
+# LIP id that forms a joint of its own: head -> face (head joint), torso -> upper-clothes
+# (upper-body joint), upper-arms -> left-arm, lower-arms -> right-arm, upper-legs -> left-leg,
+# lower-legs -> right-leg. (The lower-body and shoe joints are then always missing.)
+PPP_JOINT_VIEW = (0, 13, 5, 14, 15, 16, 17)
+
+
+def ppp_joint_view(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPP logits ``[B,7,H,W]`` and target as 20-class LIP ones (see PPP_JOINT_VIEW) so that the
+    LIP structure-sensitive loss sees the six PPP part centres as joints. The other 13 channels get
+    a logit of -1e4 (probability exactly 0 in float32), so the cross-entropy and its gradient are
+    those of the 7-class problem."""
+    b, _, h, w = logits.shape
+    big = logits.new_full((b, 20, h, w), -1e4)
+    big = big.index_copy(1, torch.tensor(PPP_JOINT_VIEW, device=logits.device), logits)
+    lut = torch.full((256,), IGNORE_INDEX, dtype=torch.long, device=target.device)
+    lut[:len(PPP_JOINT_VIEW)] = torch.tensor(PPP_JOINT_VIEW, device=target.device)
+    return big, lut[target.long()]
+
+
+def compute_loss(out, target: torch.Tensor, mode: str, dataset: str = "lip") -> torch.Tensor:
     """Training loss: the structure-sensitive loss (``mode``, lipstudy.losses) of the main output
-    plus plain cross-entropy of any auxiliary outputs."""
+    plus plain cross-entropy of any auxiliary outputs. On PPP the joints are its part centres
+    (:func:`ppp_joint_view`)."""
     from .losses import structure_sensitive_loss
 
     if isinstance(out, torch.Tensor):
         out = {"out": out, "aux": []}
-    loss = structure_sensitive_loss(out["out"].float(), target, mode=mode, ignore_index=IGNORE_INDEX)
+    logits, main_target = out["out"].float(), target
+    if dataset == "ppp" and mode != "off":
+        logits, main_target = ppp_joint_view(logits, target)
+    loss = structure_sensitive_loss(logits, main_target, mode=mode, ignore_index=IGNORE_INDEX)
     return loss + aux_loss(out.get("aux", []), target)
 
 
@@ -405,7 +430,7 @@ def train(cfg: TrainConfig, out, progress: bool = True,
                 images = images.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 outputs = net(images)
-            loss = compute_loss(outputs, labels, cfg.loss)
+            loss = compute_loss(outputs, labels, cfg.loss, cfg.dataset)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

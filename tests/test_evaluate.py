@@ -156,3 +156,21 @@ def test_checkpoint_cli_and_unlabelled_test_split(tmp_path, capsys):
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     assert main(["--checkpoint", str(tmp_path / "bad.pt"), "--data", str(root), "--workers", "0"]) == 2
     assert "not a readable checkpoint" in capsys.readouterr().err
+
+
+def test_parse_writes_parsing_and_overlay(tmp_path, capsys):
+    from pathlib import Path
+    from lipstudy.parse import main as parse_main
+    photo = Path(__file__).parent / "fixtures" / "real" / "114317_456748.jpg"
+    cfg = TrainConfig(model="deeplabv2", width=0.0625, dropout=0.0, device="cpu")
+    torch.manual_seed(0)
+    ckpt = tmp_path / "c.pt"
+    torch.save({"model": build(cfg).state_dict(), "config": cfg.to_dict()}, ckpt)
+    rc = parse_main([str(photo), str(tmp_path / "missing.jpg"), "--checkpoint", str(ckpt), "--out",
+                     str(tmp_path / "o"), "--device", "cpu", "--flip"])
+    assert rc == 2 and "missing.jpg" in capsys.readouterr().err  # the bad file is named, others done
+    size = Image.open(photo).size
+    parsing = Image.open(tmp_path / "o" / "114317_456748_parsing.png")
+    assert parsing.mode == "L" and parsing.size == size and np.array(parsing).max() < 20
+    overlay = Image.open(tmp_path / "o" / "114317_456748_overlay.png")
+    assert overlay.mode == "RGB" and overlay.size == size

@@ -245,3 +245,23 @@ def test_too_few_images_is_a_clear_error(tmp_path):
     root = write_tiny_lip(tmp_path / "d", n_train=2)
     with pytest.raises(ValueError, match="fewer than one batch of 4"):
         train(tiny_config(root), tmp_path / "run", progress=False)
+
+
+def test_ppp_joint_view_keeps_the_seven_class_loss():
+    import torch.nn.functional as F
+    from lipstudy.train import PPP_JOINT_VIEW, compute_loss, ppp_joint_view
+    torch.manual_seed(0)
+    logits = torch.randn(2, 7, 12, 12, requires_grad=True)
+    target = torch.randint(0, 7, (2, 12, 12))
+    target[0, :3] = 255
+    big, big_t = ppp_joint_view(logits, target)
+    assert big.shape == (2, 20, 12, 12) and torch.equal(big[:, list(PPP_JOINT_VIEW)], logits)
+    assert big_t[0, :3].eq(255).all() and torch.equal(big_t[0, 5], torch.tensor(PPP_JOINT_VIEW)[target[0, 5]])
+    a = F.cross_entropy(logits, target, ignore_index=255)
+    b = F.cross_entropy(big, big_t, ignore_index=255)
+    ga, = torch.autograd.grad(a, logits, retain_graph=True)
+    gb, = torch.autograd.grad(b, logits)
+    assert torch.allclose(a, b) and torch.allclose(ga, gb, atol=1e-7)
+    # Plain CE on PPP is untouched by the view; the SSL modes weight it per image.
+    assert torch.allclose(compute_loss(logits, target, "off", "ppp"), a)
+    assert torch.isfinite(compute_loss(logits, target, "paper", "ppp"))
