@@ -83,9 +83,9 @@ PROFILES: dict[str, Profile] = {
     # pipeline runs end to end.
     "smoke": Profile(
         name="smoke", width=0.0625, crop=64, batch=8, lr=0.01, epochs_stage1=2, epochs_stage2=1,
-        lip_data={"train": 80, "val": 40, "test": 24, "max_side": 64},
-        ppp_data={"train": 48, "val": 16, "test": 24, "max_side": 64},
-        atr_data={"train": 8, "val": 8, "test": 24, "max_side": 64},
+        lip_data={"train": 64, "val": 24, "test": 16, "max_side": 64},
+        ppp_data={"train": 32, "val": 8, "test": 16, "max_side": 64},
+        atr_data={"train": 4, "val": 4, "test": 16, "max_side": 64},
         eval_sizes=_sizes(64), seeds=(0,), workers=0),
     # `make book`: the whole book's runs in about half an hour on 2 CPU cores, at reduced width
     # and image size, trained from scratch (no ImageNet weights here).

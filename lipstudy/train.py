@@ -431,6 +431,10 @@ def train(cfg: TrainConfig, out, progress: bool = True,
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 outputs = net(images)
             loss = compute_loss(outputs, labels, cfg.loss, cfg.dataset)
+            if not torch.isfinite(loss):
+                # Stop rather than write NaN weights into a checkpoint that would be resumed.
+                raise FloatingPointError(f"loss is {float(loss)} at step {step + 1} (lr {lr:.3g}): training "
+                                         f"diverged; lower the learning rate (lr={cfg.lr})")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -265,3 +265,12 @@ def test_ppp_joint_view_keeps_the_seven_class_loss():
     # Plain CE on PPP is untouched by the view; the SSL modes weight it per image.
     assert torch.allclose(compute_loss(logits, target, "off", "ppp"), a)
     assert torch.isfinite(compute_loss(logits, target, "paper", "ppp"))
+
+
+def test_divergence_stops_with_a_clear_error(tmp_path):
+    root = write_tiny_lip(tmp_path / "d")
+    with pytest.raises(FloatingPointError, match="diverged; lower the learning rate"):
+        train(tiny_config(root, lr=1e6, epochs=3), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "checkpoint.pt").exists() or \
+        all(torch.isfinite(v).all() for v in load_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"].values()
+            if v.is_floating_point())
