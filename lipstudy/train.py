@@ -433,7 +433,7 @@ def train(cfg: TrainConfig, out, progress: bool = True,
             loss = compute_loss(outputs, labels, cfg.loss, cfg.dataset)
             if not torch.isfinite(loss):
                 # Stop rather than write NaN weights into a checkpoint that would be resumed.
-                raise FloatingPointError(f"loss is {float(loss)} at step {step + 1} (lr {lr:.3g}): training "
+                raise FloatingPointError(f"loss is {loss.item()} at step {step + 1} (lr {lr:.3g}): training "
                                          f"diverged; lower the learning rate (lr={cfg.lr})")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
