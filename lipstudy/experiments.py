@@ -151,7 +151,7 @@ class Run:
         return {"paper": f"{name} + SSL",
                 "released": f"{name} + SSL (released code)",
                 "plus_one": f"{name} + SSL (1 + L_joint)",
-                "off": f"{name} + 20 more epochs (no SSL)"}[self.loss]
+                "off": f"{name} + stage-2 epochs without SSL"}[self.loss]
 
     def stage1(self) -> "Run":
         return Run(self.model, "off", self.dataset, 1, self.seed)

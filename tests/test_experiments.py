@@ -26,7 +26,7 @@ def test_run_labels_and_named_sets():
                                      "Attention + SSL"]
     assert ex.paper_runs()["Attention + SSL"] == ex.Run("attention", "paper", "lip", 2, 0)
     assert ex.PAPER_RUNS == ex.paper_runs(0)
-    assert list(ex.control_runs(3)) == ["DeepLabV2 + 20 more epochs (no SSL)", "DeepLabV2 + SSL (released code)",
+    assert list(ex.control_runs(3)) == ["DeepLabV2 + stage-2 epochs without SSL", "DeepLabV2 + SSL (released code)",
                                         "DeepLabV2 + SSL (1 + L_joint)"]
     assert all(r.seed == 3 and r.stage == 2 for r in ex.control_runs(3).values())
     ppp = ex.ppp_runs()
