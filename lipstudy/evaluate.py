@@ -26,6 +26,7 @@ from PIL import Image
 
 from . import labels as L
 from .metrics import batched_confusion_matrix, scores
+from .train import precision_plan
 from .transforms import EvalTransform
 
 LABEL_MAPS: dict[str, Callable] = {"atr_to_lip": L.atr_to_lip}
@@ -62,13 +63,17 @@ def flip_logits(logits: torch.Tensor, flip_pairs) -> torch.Tensor:
 
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, image: torch.Tensor, out_size: tuple[int, int],
-                   flip: bool = False, flip_pairs=(), scales=(1.0,)) -> torch.Tensor:
+                   flip: bool = False, flip_pairs=(), scales=(1.0,), amp: str = "auto",
+                   channels_last: bool | None = None) -> torch.Tensor:
     """Averaged logits ``[C, h, w]`` (float32) of one normalised image ``[3,H,W]`` (already on the
     model's device) at ``out_size``: over ``scales`` (input resized bilinearly by each factor) and,
-    with ``flip``, over the mirrored input too (its logits mirrored back, left/right swapped)."""
+    with ``flip``, over the mirrored input too (its logits mirrored back, left/right swapped).
+    ``amp`` / ``channels_last``: as in :func:`lipstudy.train.precision_plan` (bf16 and NHWC on
+    CUDA by default)."""
     x = image[None]
     total = None
     dev = image.device
+    plan = precision_plan(dev, amp, channels_last)
     for s in scales:
         xs = x
         if s != 1.0:
@@ -76,9 +81,9 @@ def predict_logits(model: torch.nn.Module, image: torch.Tensor, out_size: tuple[
             xs = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         if flip:
             xs = torch.cat([xs, xs.flip(-1)])
-        if dev.type == "cuda":
+        if plan.channels_last:
             xs = xs.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+        with torch.autocast(dev.type, dtype=plan.autocast_dtype or torch.bfloat16, enabled=plan.autocast):
             out = model(xs)
         out = F.interpolate(out.float(), size=out_size, mode="bilinear", align_corners=False)
         if flip:

@@ -37,7 +37,8 @@ CHECKPOINT = "checkpoint.pt"
 LOG_FIELDS = ("epoch", "step", "loss", "lr", "images_per_s", "seconds")
 LOSS_MODES = ("off", "paper", "released", "plus_one")
 # Fields that change how a run executes but not what it computes: a resume may change them.
-EXECUTION_FIELDS = ("device", "workers", "max_steps", "checkpoint_every_steps")
+EXECUTION_FIELDS = ("device", "workers", "max_steps", "checkpoint_every_steps", "channels_last")
+AMP_MODES = ("auto", "bf16", "off")
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,15 @@ class TrainConfig:
     workers: int = 2
     max_steps: int | None = None  # stop early (tests); the schedule still spans all epochs
     checkpoint_every_steps: int | None = None
+    # Precision: "auto" = bf16 autocast on CUDA and fp32 on the CPU; "bf16" forces autocast on any
+    # device (so the CUDA numerics can be checked on a CPU); "off" = fp32 everywhere. It changes
+    # the numbers a run computes, so unlike the memory layout below a resume may not change it.
+    amp: str = "auto"
+    channels_last: bool | None = None  # None = on CUDA only (where cuDNN prefers NHWC)
 
     def __post_init__(self):
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
         if self.loss not in LOSS_MODES:
             raise ValueError(f"loss must be one of {LOSS_MODES}, got {self.loss!r}")
         if self.dataset not in DATASETS:
@@ -104,8 +112,10 @@ class TrainConfig:
 def config_changes(old: dict, new: TrainConfig) -> list[str]:
     """Fields (other than execution settings) whose value differs between a saved config and ``new``."""
     cur = new.to_dict()
-    return [f"{k}: {old.get(k)!r} -> {cur[k]!r}" for k in cur
-            if k not in EXECUTION_FIELDS and old.get(k) != cur[k]]
+    # A field an older checkpoint does not know had its default value when that run was trained.
+    defaults = TrainConfig().to_dict()
+    return [f"{k}: {old.get(k, defaults[k])!r} -> {cur[k]!r}" for k in cur
+            if k not in EXECUTION_FIELDS and old.get(k, defaults[k]) != cur[k]]
 
 
 # ----------------------------------------------------------------------------- environment
@@ -118,6 +128,29 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", local_rank)
     return dev
+
+
+@dataclass(frozen=True)
+class PrecisionPlan:
+    """How the forward pass runs: autocast dtype (None = fp32) and memory layout."""
+
+    autocast_dtype: torch.dtype | None
+    channels_last: bool
+
+    @property
+    def autocast(self) -> bool:
+        return self.autocast_dtype is not None
+
+
+def precision_plan(device: torch.device, amp: str = "auto", channels_last: bool | None = None) -> PrecisionPlan:
+    """The precision and layout a model runs with on ``device``. bf16 rather than fp16 because
+    it keeps fp32's exponent range: no loss scaling, and the 10x classifier learning rate cannot
+    overflow it. One function so that training, evaluation and the benchmarks agree."""
+    if amp not in AMP_MODES:
+        raise ValueError(f"amp must be one of {AMP_MODES}, got {amp!r}")
+    use_bf16 = amp == "bf16" or (amp == "auto" and device.type == "cuda")
+    nhwc = device.type == "cuda" if channels_last is None else bool(channels_last)
+    return PrecisionPlan(torch.bfloat16 if use_bf16 else None, nhwc)
 
 
 def dist_env() -> tuple[int, int, int]:
@@ -370,7 +403,8 @@ def train(cfg: TrainConfig, out, progress: bool = True,
     if cfg.init:
         model.load_state_dict(load_checkpoint(cfg.init)["model"])
     model.to(device)
-    if device.type == "cuda":
+    plan = precision_plan(device, cfg.amp, cfg.channels_last)
+    if plan.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
 
@@ -409,7 +443,6 @@ def train(cfg: TrainConfig, out, progress: bool = True,
         from tqdm.auto import tqdm
         bar = tqdm(total=last, initial=min(step, last), desc=f"train {cfg.model}", unit="step",
                    dynamic_ncols=True)
-    amp = device.type == "cuda"
     net.train()
     while step < last:
         epoch, start = divmod(step, steps_per_epoch)
@@ -426,9 +459,10 @@ def train(cfg: TrainConfig, out, progress: bool = True,
                 g["lr"] = lr * g["lr_mult"]
             images = images.to(device, non_blocking=True)
             labels = labels.to(device, non_blocking=True)
-            if device.type == "cuda":
+            if plan.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            with torch.autocast(device.type, dtype=plan.autocast_dtype or torch.bfloat16,
+                                enabled=plan.autocast):
                 outputs = net(images)
             loss = compute_loss(outputs, labels, cfg.loss, cfg.dataset)
             if not torch.isfinite(loss):
@@ -487,7 +521,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--no-progress", action="store_true")
     for f in dataclasses.fields(TrainConfig):
         name = "--" + f.name.replace("_", "-")
-        if f.type in ("bool",):
+        if f.type in ("bool", "bool | None"):
             p.add_argument(name, type=lambda s: s.lower() in ("1", "true", "yes"), default=None)
         elif f.type in ("int", "int | None"):
             p.add_argument(name, type=int, default=None)

@@ -11,8 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
+from lipstudy.evaluate import predict_logits
+from lipstudy.models import build_model
 from lipstudy.train import (ShardedBatches, TrainConfig, classifier_parameter_names, config_changes,
-                            load_checkpoint, main, make_optimizer, poly_lr, train)
+                            load_checkpoint, main, make_optimizer, poly_lr, precision_plan, train)
 
 REPO = Path(__file__).resolve().parents[1]
 # Distinct colours per class so that a tiny network can learn the mapping pixel by pixel.
@@ -274,3 +276,56 @@ def test_divergence_stops_with_a_clear_error(tmp_path):
     assert not (tmp_path / "run" / "checkpoint.pt").exists() or \
         all(torch.isfinite(v).all() for v in load_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"].values()
             if v.is_floating_point())
+
+
+def test_precision_plan_defaults_and_overrides():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    # The defaults: fp32 NCHW on the CPU, bf16 NHWC on CUDA (the full profile).
+    assert precision_plan(cpu) == precision_plan(cpu, "off", False)
+    assert precision_plan(cpu).autocast_dtype is None and not precision_plan(cpu).channels_last
+    assert precision_plan(cuda).autocast_dtype == torch.bfloat16 and precision_plan(cuda).channels_last
+    # Forcing each on the CPU (how the CUDA paths are tested here), or off on CUDA.
+    assert precision_plan(cpu, "bf16", True) == precision_plan(cuda)
+    assert not precision_plan(cuda, "off", False).autocast and not precision_plan(cuda, "off", False).channels_last
+    with pytest.raises(ValueError, match="amp must be one of"):
+        precision_plan(cpu, "fp16")
+    with pytest.raises(ValueError, match="amp must be one of"):
+        TrainConfig(amp="half")
+
+
+def test_old_checkpoint_without_new_fields_still_resumes():
+    # A checkpoint written before amp / channels_last existed ran with their defaults.
+    old = {k: v for k, v in TrainConfig().to_dict().items() if k not in ("amp", "channels_last")}
+    assert config_changes(old, TrainConfig()) == []
+    assert config_changes(old, TrainConfig(channels_last=True)) == []  # layout: execution only
+    assert config_changes(old, TrainConfig(amp="bf16")) == ["amp: 'auto' -> 'bf16'"]
+
+
+def test_bf16_channels_last_training_path_runs_on_cpu(tmp_path):
+    """The CUDA code path (autocast bf16 + channels_last), run on the CPU: same schedule, and the
+    first step's loss within bf16 rounding of the fp32 run's."""
+    root = write_tiny_lip(tmp_path / "d", n_train=8)
+    logs = {}
+    for name, kw in (("fp32", {}), ("bf16", {"amp": "bf16", "channels_last": True})):
+        train(tiny_config(root, epochs=3, **kw), tmp_path / name, progress=False)
+        logs[name] = json.loads((tmp_path / name / "train_log.json").read_text())
+    a, b = logs["fp32"], logs["bf16"]
+    assert [r["step"] for r in a] == [r["step"] for r in b] == [2, 4, 6]
+    assert [r["lr"] for r in a] == [r["lr"] for r in b]
+    assert all(np.isfinite(r["loss"]) for r in b)
+    # bf16 keeps 8 bits of mantissa: the epoch-1 mean loss agrees to ~1% (not bit for bit).
+    assert b[0]["loss"] == pytest.approx(a[0]["loss"], rel=0.02)
+    assert a[0]["loss"] != b[0]["loss"]  # autocast really ran in bf16
+    w = load_checkpoint(tmp_path / "bf16" / "checkpoint.pt")["model"]
+    assert all(v.dtype == torch.float32 for v in w.values() if v.is_floating_point())  # master weights
+
+
+def test_predict_logits_bf16_channels_last_close_to_fp32():
+    torch.manual_seed(0)
+    model = build_model("deeplabv2", num_classes=20, width=0.0625).eval()
+    x = torch.randn(3, 41, 33)
+    ref = predict_logits(model, x, (41, 33), flip=True, flip_pairs=[(14, 15)], amp="off")
+    low = predict_logits(model, x, (41, 33), flip=True, flip_pairs=[(14, 15)], amp="bf16", channels_last=True)
+    assert ref.dtype == low.dtype == torch.float32 and ref.shape == low.shape == (20, 41, 33)
+    err = (ref - low).abs().max() / ref.abs().max()
+    assert 0 < err < 0.05, float(err)
