@@ -2,52 +2,34 @@
 inference images/s of the evaluation path (lipstudy.evaluate.predict_logits: single scale, flip,
 multi-scale). Writes results/benchmarks/eval_throughput.json.
 
-    python benchmarks/eval_throughput.py [--device cuda] [--width 1]
+    python benchmarks/eval_throughput.py [--device cuda] [--width 1] [--batch 32]
+    python benchmarks/eval_throughput.py --amp bf16 --channels-last   # the CUDA path, on a CPU
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import sys
-import time
-from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from lipstudy.evaluate import predict_logits  # noqa: E402
-from lipstudy.labels import LIP_FLIP_PAIRS  # noqa: E402
-from lipstudy.metrics import batched_confusion_matrix  # noqa: E402
-from lipstudy.models import build_model  # noqa: E402
-
-
-def sync(dev):
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
+from _common import device_info, timed, write_result
+from lipstudy.evaluate import predict_logits
+from lipstudy.labels import LIP_FLIP_PAIRS
+from lipstudy.metrics import batched_confusion_matrix
+from lipstudy.models import build_model
+from lipstudy.train import precision_plan
 
 
-def timed(fn, reps, dev) -> float:
-    fn()
-    sync(dev)
-    t = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    sync(dev)
-    return (time.perf_counter() - t) / reps
-
-
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--width", type=float)
     p.add_argument("--size", type=int, default=473)
     p.add_argument("--model", default="deeplabv2")
-    p.add_argument("--out", default=str(REPO / "results" / "benchmarks" / "eval_throughput.json"))
-    args = p.parse_args()
+    p.add_argument("--batch", type=int, help="images per forward pass in the batched row (default 32 on CUDA, 4 on CPU)")
+    p.add_argument("--amp", default="auto", choices=("auto", "bf16", "off"))
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--out", help="result file (default results/benchmarks/eval_throughput.json)")
+    args = p.parse_args(argv)
     dev = torch.device(args.device)
     gpu = dev.type == "cuda"
     width = args.width or (1.0 if gpu else 0.125)
@@ -62,26 +44,37 @@ def main():
     print(f"per-image confusion matrices at {s}x{s}: {cms_per_s:.0f} /s ({dev.type})", flush=True)
 
     model = build_model(args.model, width=width).to(dev).eval()
-    if gpu:
+    plan = precision_plan(dev, args.amp, args.channels_last)
+    if plan.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    precision = dict(amp=args.amp, channels_last=args.channels_last)
     x = torch.randn(3, s, s, device=dev)
     reps = 10 if gpu else 2
     rows = {}
     for name, kw in (("single", {}), ("flip", {"flip": True}), ("multi-scale 0.75/1/1.25", {"scales": (0.75, 1.0, 1.25)})):
-        t = timed(lambda: predict_logits(model, x, (s, s), flip_pairs=LIP_FLIP_PAIRS, **kw), reps, dev)
+        t = timed(lambda: predict_logits(model, x, (s, s), flip_pairs=LIP_FLIP_PAIRS, **precision, **kw),
+                  reps, dev)
         rows[name] = 1 / t
         print(f"{args.model} (width {width}) inference, {name}: {1 / t:.1f} images/s "
               f"({rows['single'] / rows[name]:.2f}x the single-scale time)", flush=True)
-    result = {"device": torch.cuda.get_device_name(dev) if gpu else f"CPU {platform.processor() or platform.machine()}",
-              "torch": torch.__version__, "cuda": torch.version.cuda if gpu else None,
-              "threads": torch.get_num_threads(), "size": s, "model": args.model, "width": width,
-              "confusion_matrices_per_s": cms_per_s, "inference_images_per_s": rows}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, out)
-    print(f"wrote {out}")
+    # A server or a sweep scores many images at once: the network's forward pass on a batch.
+    batch = args.batch or (32 if gpu else 4)
+    xb = torch.randn(batch, 3, s, s, device=dev)
+    if plan.channels_last:
+        xb = xb.contiguous(memory_format=torch.channels_last)
+
+    def forward():
+        with torch.no_grad(), torch.autocast(dev.type, dtype=plan.autocast_dtype or torch.bfloat16,
+                                             enabled=plan.autocast):
+            model(xb)
+    rows[f"batched forward (batch {batch})"] = batch / timed(forward, reps, dev)
+    print(f"{args.model} (width {width}) batched forward, batch {batch}: "
+          f"{rows[f'batched forward (batch {batch})']:.1f} images/s (goal on an H100 at width 1: >= 1500)")
+    write_result("eval_throughput", {
+        **device_info(dev), "size": s, "model": args.model, "width": width,
+        "precision": f"{'bf16 autocast' if plan.autocast else 'fp32'}, "
+                     f"{'channels_last' if plan.channels_last else 'NCHW'}",
+        "confusion_matrices_per_s": cms_per_s, "inference_images_per_s": rows}, args.out)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 
+from _common import device_info, sync, write_result
 from lipstudy.losses import MODES, structure_sensitive_loss
 from lipstudy.models import build_model
+from lipstudy.train import precision_plan
 
 
 def blocky_targets(batch: int, size: int, num_classes: int, generator: torch.Generator) -> torch.Tensor:
@@ -31,12 +32,9 @@ def blocky_targets(batch: int, size: int, num_classes: int, generator: torch.Gen
     return target.to(torch.uint8)
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def timed(fn, device: torch.device) -> float:
+    """Seconds of one call (the median over many is taken by the caller)."""
+    import time
     sync(device)
     start = time.perf_counter()
     fn()
@@ -54,12 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads (fewer than the cores makes timings steadier on a shared machine)")
+    parser.add_argument("--amp", default="auto", choices=("auto", "bf16", "off"))
+    parser.add_argument("--out", help="result file (default results/benchmarks/ssl_overhead.json)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
     device = torch.device(args.device)
-    use_bf16 = device.type == "cuda"
+    plan = precision_plan(device, args.amp, False)
+    use_bf16 = plan.autocast
     gen = torch.Generator().manual_seed(0)
     images = torch.randn(args.batch, 3, args.size, args.size, generator=gen).to(device)
     target = blocky_targets(args.batch, args.size, 20, gen).to(device)
@@ -117,6 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"joint term (paper - off) {(med['paper'] - med['off']) * 1e3:.2f} ms = "
           f"{100 * (med['paper'] - med['off']) / off:.2f}% of an 'off' training step "
           "(steadier than the step difference, which includes the noise of two big medians)")
+    write_result("ssl_overhead", {
+        **device_info(device), "model": "deeplabv2", "width": args.width, "batch": args.batch,
+        "input_size": args.size, "bf16_autocast": use_bf16, "timed_steps": args.steps,
+        "step_s_median": {"off": off, "paper": paper}, "step_overhead": (paper - off) / off,
+        "paired_step_overhead": paired - 1, "loss_only_s_median": med,
+        "joint_term_fraction_of_step": (med["paper"] - med["off"]) / off}, args.out)
     return 0
 
 
