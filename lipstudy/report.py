@@ -261,6 +261,48 @@ def all_runs(results: str | os.PathLike | None = None) -> pd.DataFrame:
     return provenance_frame([_RunFiles(p) for p in found])
 
 
+def benchmark_table(directory: str | os.PathLike | None = None) -> pd.DataFrame:
+    """One row per figure in the benchmark result files ``results/benchmarks/*.json`` (written by
+    ``benchmarks/*.py``): which benchmark, the device that produced it, the settings and the value,
+    with the paper's figure or the project's goal where there is one (the paper's only speed
+    figure: 0.5 s per test image on a TITAN X, Section 5.1). Empty when no file exists."""
+    from . import paper
+
+    directory = Path(directory) if directory else Path(__file__).resolve().parents[1] / "results" / "benchmarks"
+    rows = []
+
+    def add(bench, r, setting, figure, value, reference=""):
+        rows.append({"benchmark": bench, "device": r.get("device"), "torch": r.get("torch"),
+                     "settings": setting, "figure": figure, "value": value, "paper / goal": reference})
+
+    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+        try:
+            r = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path}: not a readable benchmark result ({e})") from None
+        name = path.stem
+        if name == "train_throughput":
+            setting = f"width {r['width']}, {r['input_size']}x{r['input_size']}, batch {r['batch']}, {r['precision']}"
+            for m in r["models"]:
+                add(name, r, setting, f"{m['model']} training images/s", round(m["train_images_per_s"], 1))
+                add(name, r, setting, f"{m['model']} MFU (vs {r['matmul_dtype']} matmul "
+                    f"{r['matmul_flop_per_s'] / 1e12:.2f} TFLOP/s)", f"{100 * m['mfu']:.1f}%", ">= 50% on a GPU")
+        elif name == "eval_throughput":
+            setting = f"{r['model']} width {r['width']}, {r['size']}x{r['size']}, {r['precision']}"
+            add(name, r, f"{r['size']}x{r['size']}", "per-image confusion matrices/s",
+                round(r["confusion_matrices_per_s"]), ">= 20,000 on a GPU")
+            for k, v in r["inference_images_per_s"].items():
+                ref = (f"{1 / paper.TEST_TIME_S:g} (paper, TITAN X, width 1)" if k == "single"
+                       else ">= 1,500 on an H100 at width 1" if k.startswith("batched") else "")
+                add(name, r, setting, f"inference images/s, {k}", round(v, 1), ref)
+        elif name == "ssl_overhead":
+            setting = f"deeplabv2 width {r['width']}, {r['input_size']}x{r['input_size']}, batch {r['batch']}"
+            add(name, r, setting, "joint term, share of a training step",
+                f"{100 * r['joint_term_fraction_of_step']:.2f}%", "<= 3%")
+            add(name, r, setting, "paired step overhead (median)", f"{100 * r['paired_step_overhead']:+.2f}%", "<= 3%")
+    return pd.DataFrame(rows, columns=["benchmark", "device", "torch", "settings", "figure", "value", "paper / goal"])
+
+
 # ---------------------------------------------------------------------------------------------
 # dataset statistics (Section 2)
 

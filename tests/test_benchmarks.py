@@ -46,3 +46,29 @@ def test_eval_throughput_and_ssl_overhead_write_results(tmp_path):
     r = json.loads(out.read_text())
     assert set(r["loss_only_s_median"]) == {"off", "paper", "released", "plus_one"}
     assert r["step_s_median"]["off"] > 0
+
+
+def test_benchmark_table_reads_what_the_scripts_write(tmp_path):
+    from lipstudy import report
+
+    eval_throughput.main(["--device", "cpu", "--width", "0.0625", "--size", "33", "--batch", "2",
+                          "--out", str(tmp_path / "eval_throughput.json")])
+    written = json.loads((tmp_path / "eval_throughput.json").read_text())
+    (tmp_path / "ssl_overhead.json").write_text(json.dumps({
+        "device": "GPU X", "torch": "2.13.0", "width": 1.0, "input_size": 321, "batch": 10,
+        "joint_term_fraction_of_step": 0.0123, "paired_step_overhead": -0.004}))
+    table = report.benchmark_table(tmp_path)
+    ssl = table[table["benchmark"] == "ssl_overhead"].set_index("figure")
+    assert ssl.loc["joint term, share of a training step", "value"] == "1.23%"
+    assert ssl.loc["paired step overhead (median)", "value"] == "-0.40%"
+    assert set(ssl["device"]) == {"GPU X"}
+    ev = table[table["benchmark"] == "eval_throughput"].set_index("figure")
+    single = ev.loc["inference images/s, single"]
+    # The paper's 0.5 s per test image is 2 images/s.
+    assert single["value"] == round(written["inference_images_per_s"]["single"], 1)
+    assert single["paper / goal"].startswith("2 (paper")
+    assert len(ev) == 5  # confusion matrices + single, flip, multi-scale, batched
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(ValueError, match="broken.json: not a readable benchmark result"):
+        report.benchmark_table(tmp_path)
+    assert report.benchmark_table(tmp_path / "nowhere").empty
