@@ -64,8 +64,7 @@ def main(argv=None):
         xb = xb.contiguous(memory_format=torch.channels_last)
 
     def forward():
-        with torch.no_grad(), torch.autocast(dev.type, dtype=plan.autocast_dtype or torch.bfloat16,
-                                             enabled=plan.autocast):
+        with torch.no_grad(), plan.autocast_context(dev):
             model(xb)
     rows[f"batched forward (batch {batch})"] = batch / timed(forward, reps, dev)
     print(f"{args.model} (width {width}) batched forward, batch {batch}: "

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         opts[mode] = torch.optim.SGD(models[mode].parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
 
     def step(mode: str) -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        with plan.autocast_context(device):
             logits = models[mode](images)["out"]
         loss = structure_sensitive_loss(logits.float(), target, mode=mode)
         opts[mode].zero_grad(set_to_none=True)

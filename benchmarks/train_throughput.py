@@ -46,10 +46,9 @@ def bench(name, dev, plan, width, size, batch, steps, warmup, compile_model=Fals
     model.train()
     flops = train_flops(model, x, y)
     net = torch.compile(model) if compile_model else model
-    autocast = dict(device_type=dev.type, dtype=plan.autocast_dtype or torch.bfloat16, enabled=plan.autocast)
 
     def step():
-        with torch.autocast(**autocast):
+        with plan.autocast_context(dev):
             out = net(x)
         loss = compute_loss(out, y, "off")
         opt.zero_grad(set_to_none=True)
@@ -58,7 +57,7 @@ def bench(name, dev, plan, width, size, batch, steps, warmup, compile_model=Fals
 
     train_s = timed(step, steps, dev, warmup)
     model.eval()
-    with torch.no_grad(), torch.autocast(**autocast):
+    with torch.no_grad(), plan.autocast_context(dev):
         infer_s = timed(lambda: net(x), steps, dev, warmup)
     return {"model": name, "train_images_per_s": batch / train_s, "infer_images_per_s": batch / infer_s,
             "train_step_s": train_s, "train_flops_per_step": flops, "train_flop_per_s": flops / train_s}

@@ -83,7 +83,7 @@ def predict_logits(model: torch.nn.Module, image: torch.Tensor, out_size: tuple[
             xs = torch.cat([xs, xs.flip(-1)])
         if plan.channels_last:
             xs = xs.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(dev.type, dtype=plan.autocast_dtype or torch.bfloat16, enabled=plan.autocast):
+        with plan.autocast_context(dev):
             out = model(xs)
         out = F.interpolate(out.float(), size=out_size, mode="bilinear", align_corners=False)
         if flip:

@@ -141,6 +141,10 @@ class PrecisionPlan:
     def autocast(self) -> bool:
         return self.autocast_dtype is not None
 
+    def autocast_context(self, device: torch.device) -> torch.autocast:
+        """The ``torch.autocast`` block of this plan on ``device`` (a no-op block for fp32)."""
+        return torch.autocast(device.type, dtype=self.autocast_dtype or torch.bfloat16, enabled=self.autocast)
+
 
 def precision_plan(device: torch.device, amp: str = "auto", channels_last: bool | None = None) -> PrecisionPlan:
     """The precision and layout a model runs with on ``device``. bf16 rather than fp16 because
@@ -461,8 +465,7 @@ def train(cfg: TrainConfig, out, progress: bool = True,
             labels = labels.to(device, non_blocking=True)
             if plan.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=plan.autocast_dtype or torch.bfloat16,
-                                enabled=plan.autocast):
+            with plan.autocast_context(device):
                 outputs = net(images)
             loss = compute_loss(outputs, labels, cfg.loss, cfg.dataset)
             if not torch.isfinite(loss):
