@@ -1,0 +1,210 @@
+"""Hostile submissions and a server in a subprocess: what the tests and ``benchmarks/server_*.py`` throw
+at the server, written once.
+
+The zips are built cheaply: :func:`deflated_zeros` repeats one compressed block (each block after a
+full flush is independent), so a 1.5 GB entry of zeros costs one 16 MiB compression; :func:`raw_zip`
+writes the zip structures by hand, so an entry can declare any size, method or flag.
+"""
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+from PIL import Image
+
+from .submission import PNG_SIGNATURE
+
+
+def png(arr: np.ndarray, mode: str = "L", fmt: str = "PNG") -> bytes:
+    """``arr`` encoded as an image file (``fmt`` PNG, GIF, TIFF, BMP...)."""
+    buf = io.BytesIO()
+    Image.fromarray(arr).convert(mode).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def write_hidden_set(root, sizes: list[tuple[int, int]], seed: int = 0, prefix: str = "img") -> dict[str, np.ndarray]:
+    """A LIP-layout root with hidden labels of the given (height, width) sizes; returns ``{id: label}``."""
+    root = Path(root)
+    (root / "server" / "test_segmentations").mkdir(parents=True, exist_ok=True)
+    (root / "Testing_images").mkdir(exist_ok=True)
+    rng = np.random.default_rng(seed)
+    labels = {}
+    for k, (h, w) in enumerate(sizes):
+        lab = rng.integers(0, 20, (h, w)).astype(np.uint8)
+        labels[f"{prefix}{k}"] = lab
+        (root / "server" / "test_segmentations" / f"{prefix}{k}.png").write_bytes(png(lab))
+    (root / "Testing_images" / "test_id.txt").write_text("".join(f"{i}\n" for i in labels))
+    return labels
+
+
+def zip_of(files: dict[str, bytes | np.ndarray], folder: str = "preds/") -> bytes:
+    """A deflated zip of ``{id: png bytes or label array}`` as ``<folder><id>.png``."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for k, v in files.items():
+            z.writestr(f"{folder}{k}.png", v if isinstance(v, bytes) else png(v))
+    return buf.getvalue()
+
+
+@dataclass
+class RawEntry:
+    """One entry of a hand-written zip: ``data`` is stored as given (already compressed for method 8)."""
+
+    name: str
+    data: bytes
+    method: int = zipfile.ZIP_DEFLATED
+    flags: int = 0
+    crc: int = 0
+    file_size: int | None = None  # declared uncompressed size (default: len(data))
+
+
+def raw_zip(entries: list[RawEntry]) -> bytes:
+    """Local headers, data, central directory and end record, with the fields exactly as given."""
+    out, central = io.BytesIO(), io.BytesIO()
+    for e in entries:
+        name = e.name.encode("utf-8")
+        size = len(e.data) if e.file_size is None else e.file_size
+        offset = out.tell()
+        out.write(struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, e.flags | 0x800, e.method, 0, 0x21,
+                              e.crc, len(e.data), size, len(name), 0))
+        out.write(name + e.data)
+        central.write(struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, e.flags | 0x800, e.method, 0, 0x21,
+                                  e.crc, len(e.data), size, len(name), 0, 0, 0, 0, 0, offset))
+        central.write(name)
+    cd = central.getvalue()
+    out.write(cd)
+    out.write(struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(entries), len(entries), len(cd),
+                          out.tell() - len(cd), 0))
+    return out.getvalue()
+
+
+def deflate(data: bytes) -> bytes:
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return c.compress(data) + c.flush()
+
+
+def deflated_zeros(n_bytes: int, block: int = 16 * 2 ** 20) -> bytes:
+    """A raw deflate stream of ``n_bytes`` zeros (a multiple of ``block``), about 1000x smaller."""
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    one = c.compress(bytes(block)) + c.flush(zlib.Z_FULL_FLUSH)
+    return one * (n_bytes // block) + c.flush()
+
+
+def bomb_zip(names: list[str], n_bytes: int, declared: int | None = None) -> bytes:
+    """Entries of ``n_bytes`` zeros each, declaring ``declared`` bytes (default: the truth)."""
+    data = deflated_zeros(n_bytes)
+    return raw_zip([RawEntry(n, data, file_size=n_bytes if declared is None else declared) for n in names])
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A PNG whose header says ``width x height`` (grayscale) with a few bytes of pixel data."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(4096))) + chunk(b"IEND", b"")
+
+
+# ---------------------------------------------------------------------------------------------
+# talking to a server
+
+
+def request(url: str, method: str = "GET", body: bytes | None = None, headers: dict | None = None,
+            timeout: float = 60) -> tuple[int, dict | str]:
+    """One HTTP request; ``(status, parsed JSON or text)``."""
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+    try:
+        conn.request(method, u.path + (f"?{u.query}" if u.query else ""), body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read()
+    finally:
+        conn.close()
+    try:
+        return resp.status, json.loads(data)
+    except ValueError:
+        return resp.status, data.decode("utf-8", "replace")
+
+
+def submit(base: str, body: bytes, token: str | None, method: str = "m", timeout: float = 60):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return request(f"{base}/submit?method={method}", "POST", body, headers, timeout)
+
+
+class ServerProcess:
+    """``lipstudy serve`` in a subprocess on a free loopback port (to measure its memory, or kill it)."""
+
+    def __init__(self, data, db, *args: str, log=None, start_timeout: float = 60):
+        cmd = [sys.executable, "-m", "lipstudy.cli", "serve", "--data", str(data), "--db", str(db),
+               "--host", "127.0.0.1", "--port", "0", *args]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+        self.log = open(log or os.devnull, "w")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env)
+        line: list[str] = []
+        reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(start_timeout)
+        if not line or "http://" not in line[0]:
+            self.kill()
+            raise RuntimeError(f"server did not start: {line[:1]} (see {log})")
+        self.url = line[0].split("http://", 1)[1].split("/", 1)[0]
+        self.url = f"http://{self.url}"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def peak_rss(self) -> int | None:
+        """Peak resident memory of the server process so far, in bytes (Linux's VmHWM; None elsewhere)."""
+        status = Path(f"/proc/{self.pid}/status")
+        if not status.exists():
+            return None
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        return None
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, as a crash or an OOM kill would."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(30)
+        self.log.close()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(15)
+        self.log.close()
+
+    def __enter__(self) -> "ServerProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def wait_until(predicate, timeout: float = 30, step: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False

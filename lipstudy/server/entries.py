@@ -1,0 +1,259 @@
+"""The container of a submission (a zip, or a folder for ``--score``): which entry holds which test
+image, checked from the zip's directory before a single byte is decompressed.
+
+A zip says, in its central directory, how many entries it has, their names, compression methods,
+flags and sizes. Everything that can be refused from that is refused there, so a hostile zip costs
+the server a directory listing, not a decompression:
+
+- the entry count and directory size are read from the end-of-central-directory record, and the
+  records counted in the directory, *before* :mod:`zipfile` parses it (it builds a ~500-byte object
+  for every record: a directory of millions of tiny records would otherwise be parsed into memory
+  first);
+- each entry must be named ``<id>.png`` for a test id, at any folder depth (tools nest folders
+  differently), each id exactly once: the same id in two folders is refused, never "the last wins".
+  Folder entries and macOS metadata (``__MACOSX/``, ``._*``, ``.DS_Store``) are skipped unread;
+  anything else is refused by name;
+- only stored and deflated entries (no deflate64, bzip2, lzma...), none encrypted;
+- each entry's declared uncompressed size is capped by what a PNG of its label map's size can need
+  (:meth:`Limits.entry_cap`), and so is the total; the compression ratio is capped too;
+- every entry is then read through a bounded read of at most cap + 1 bytes: a declared size is never
+  trusted.
+"""
+from __future__ import annotations
+
+import json
+import struct
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from .hidden import HiddenTestSet
+
+_EOCD = b"PK\x05\x06"
+_EOCD64_LOCATOR = b"PK\x06\x07"
+_EOCD64 = b"PK\x06\x06"
+_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
+_METHOD_NAMES = {9: "deflate64", 12: "bzip2", 14: "lzma", 93: "zstandard", 95: "xz", 98: "ppmd", 99: "AES"}
+_CENTRAL_RECORD_BYTES = 1024  # one directory record: 46 bytes + name (<= 255) + extra fields + comment
+
+
+class SubmissionError(ValueError):
+    """A submission the server refuses. ``problems`` lists every problem found, each naming the entry."""
+
+    def __init__(self, problems: list[str] | str, source: str = "submission"):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__(f"{source} refused:\n  " + "\n  ".join(self.problems))
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a submission may cost. The caps follow from the hidden labels' sizes: a prediction for a
+    WxH image is an 8-bit PNG, whose worst honest encoding (stored, not compressed) is the W*H pixels
+    plus one filter byte a row; twice that plus room for metadata chunks is generous and still small."""
+
+    metadata_bytes: int = 64 * 1024
+    max_ratio: float = 200.0  # deflate reaches ~1000:1 on zeros; PNGs inside a zip stay near 1:1
+    extra_entries: int = 64  # folder entries and skipped metadata beyond one entry a test image
+    max_name_chars: int = 255
+    max_problems: int = 20  # stop reading a bad submission after this many problems
+
+    def entry_cap(self, size: tuple[int, int]) -> int:
+        w, h = size
+        return 2 * (w * h + h) + self.metadata_bytes
+
+    def total_cap(self, test_set: HiddenTestSet) -> int:
+        return sum(self.entry_cap(s) for s in test_set.sizes.values())
+
+    def max_entries(self, test_set: HiddenTestSet) -> int:
+        return len(test_set.ids) + self.extra_entries
+
+    def upload_cap(self, test_set: HiddenTestSet) -> int:
+        """Default largest accepted upload: every entry at its cap, plus zip headers, at most 512 MiB."""
+        zip_overhead = self.max_entries(test_set) * 2 * _CENTRAL_RECORD_BYTES
+        return min(512 * 2 ** 20, self.total_cap(test_set) + zip_overhead)
+
+
+def shown(name: str, limit: int = 80) -> str:
+    """An entry name quoted for a message: JSON-escaped (control characters visible), shortened."""
+    return json.dumps(name[:limit] + ("..." if len(name) > limit else ""), ensure_ascii=True)
+
+
+def _skipped(parts: tuple[str, ...]) -> bool:
+    return parts[0] == "__MACOSX" or parts[-1].startswith("._") or parts[-1] == ".DS_Store"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One prediction in a submission: the test id, the name shown in messages, how to read it."""
+
+    image_id: str
+    name: str
+    declared_size: int
+    info: zipfile.ZipInfo | None = None  # zip entries
+    path: Path | None = None  # folder files
+
+
+def _directory_extent(f, file_size: int) -> tuple[int, int, int]:
+    """(declared number of entries, start, size) of the central directory, from the end record (zip64
+    included). The start is where the directory ends minus its size, as :mod:`zipfile` takes it."""
+    tail_len = min(file_size, 22 + 65535)
+    f.seek(file_size - tail_len)
+    tail = f.read(tail_len)
+    pos = tail.rfind(_EOCD)
+    if pos < 0 or pos + 22 > len(tail):
+        raise SubmissionError("not a zip file (no end-of-central-directory record)")
+    _, _, _, _, entries, cd_size, _, _ = struct.unpack("<4s4H2LH", tail[pos:pos + 22])
+    cd_end = file_size - tail_len + pos
+    if entries == 0xFFFF or cd_size == 0xFFFFFFFF:  # zip64: the real numbers are in the zip64 record
+        loc = tail[pos - 20:pos] if pos >= 20 else b""
+        if not loc.startswith(_EOCD64_LOCATOR):
+            raise SubmissionError("not a readable zip file (zip64 locator missing)")
+        cd_end = cd_end - 20 - 56
+        f.seek(max(cd_end, 0))
+        rec = f.read(56)
+        if cd_end < 0 or not rec.startswith(_EOCD64):
+            raise SubmissionError("not a readable zip file (zip64 record missing)")
+        entries, cd_size = struct.unpack("<QQ", rec[32:48])
+    if cd_size > cd_end:
+        raise SubmissionError(f"not a readable zip file (a {cd_size}-byte directory in {cd_end} bytes)")
+    return entries, cd_end - cd_size, cd_size
+
+
+def _count_records(directory: bytes, limit: int) -> int:
+    """Central directory records in ``directory``, counted up to ``limit + 1`` (the declared count
+    can lie; :mod:`zipfile` would build an object for every record there is)."""
+    n, pos = 0, 0
+    while pos + 46 <= len(directory) and directory[pos:pos + 4] == b"PK\x01\x02" and n <= limit:
+        name_len, extra_len, comment_len = struct.unpack("<3H", directory[pos + 28:pos + 34])
+        pos += 46 + name_len + extra_len + comment_len
+        n += 1
+    return n
+
+
+def open_zip(path: Path, test_set: HiddenTestSet, limits: Limits) -> zipfile.ZipFile:
+    """Open a zip after checking its entry count and directory size, read from the file's end record
+    and counted in the directory itself, before :mod:`zipfile` parses anything."""
+    size = path.stat().st_size
+    if size < 22:
+        raise SubmissionError(f"not a zip file ({size} bytes)")
+    max_entries = limits.max_entries(test_set)
+    with open(path, "rb") as f:
+        n, cd_start, cd_size = _directory_extent(f, size)
+        if cd_size > max_entries * _CENTRAL_RECORD_BYTES:
+            raise SubmissionError(f"the zip's directory takes {cd_size} bytes; at most "
+                                  f"{max_entries * _CENTRAL_RECORD_BYTES} are accepted")
+        f.seek(cd_start)
+        n = max(n, _count_records(f.read(cd_size), max_entries))
+    if n > max_entries:
+        raise SubmissionError(f"the zip has {n} entries; at most {max_entries} are accepted "
+                              f"({len(test_set.ids)} test images, plus folders)")
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, ValueError, struct.error, EOFError, OSError, NotImplementedError) as e:
+        raise SubmissionError(f"not a readable zip file ({e})") from None
+
+
+def _assign(name: str, parts: tuple[str, ...], wanted, found: dict, problems: list) -> str | None:
+    """The test id an entry named ``name`` predicts, or None after recording why it is refused."""
+    base = parts[-1]
+    stem, dot, ext = base.rpartition(".")
+    if not dot or ext.lower() != "png" or stem not in wanted:
+        problems.append(f"{shown(name)}: not a test image prediction; entries must be named <id>.png "
+                        f"for an id of the test set")
+        return None
+    if stem in found:
+        problems.append(f"{shown(name)}: test image {stem!r} appears twice (also {shown(found[stem].name)}); "
+                        f"keep one")
+        return None
+    return stem
+
+
+def zip_entries(z: zipfile.ZipFile, test_set: HiddenTestSet, limits: Limits) -> list[Entry]:
+    """Every prediction of a zip, checked from its directory only; raises SubmissionError otherwise."""
+    wanted = set(test_set.ids)
+    found: dict[str, Entry] = {}
+    problems: list[str] = []
+    total = 0
+    for info in z.infolist():
+        name = info.filename.replace("\\", "/")
+        if len(name) > limits.max_name_chars:
+            problems.append(f"{shown(name)}: name longer than {limits.max_name_chars} characters")
+            continue
+        parts = PurePosixPath(name).parts
+        if info.is_dir() or not parts or _skipped(parts):
+            continue
+        image_id = _assign(name, parts, wanted, found, problems)
+        if image_id is None:
+            continue
+        cap = limits.entry_cap(test_set.sizes[image_id])
+        w, h = test_set.sizes[image_id]
+        if info.compress_type not in _METHODS:
+            method = _METHOD_NAMES.get(info.compress_type, f"method {info.compress_type}")
+            problems.append(f"{shown(name)}: compressed with {method}; use deflate or no compression")
+        elif info.flag_bits & 0x1:
+            problems.append(f"{shown(name)}: encrypted; submit an unencrypted zip")
+        elif info.file_size > cap:
+            problems.append(f"{shown(name)}: declares {info.file_size} bytes uncompressed, more than the "
+                            f"{cap} bytes a PNG of a {w}x{h} label map can need")
+        elif info.file_size > limits.max_ratio * max(info.compress_size, 1):
+            problems.append(f"{shown(name)}: compression ratio {info.file_size / max(info.compress_size, 1):.0f}:1 "
+                            f"is above {limits.max_ratio:.0f}:1 (PNGs do not compress like that)")
+        total += info.file_size
+        found[image_id] = Entry(image_id, name, info.file_size, info=info)
+    problems += _missing(test_set, found)
+    if total > limits.total_cap(test_set):
+        problems.append(f"entries declare {total} bytes uncompressed in all, more than the "
+                        f"{limits.total_cap(test_set)} bytes the test set's PNGs can need")
+    if problems:
+        raise SubmissionError(_shorten(problems, limits.max_problems))
+    return sorted(found.values(), key=lambda e: e.info.header_offset)  # read in file order
+
+
+def folder_entries(folder: Path, test_set: HiddenTestSet, limits: Limits) -> list[Entry]:
+    """Every prediction of a folder (``--score``), with the same naming rules as a zip."""
+    wanted = set(test_set.ids)
+    found: dict[str, Entry] = {}
+    problems: list[str] = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder)
+        if _skipped(rel.parts):
+            continue
+        image_id = _assign(rel.as_posix(), rel.parts, wanted, found, problems)
+        if image_id is not None:
+            found[image_id] = Entry(image_id, rel.as_posix(), path.stat().st_size, path=path)
+    problems += _missing(test_set, found)
+    if problems:
+        raise SubmissionError(_shorten(problems, limits.max_problems), str(folder))
+    return list(found.values())
+
+
+def _missing(test_set: HiddenTestSet, found: dict) -> list[str]:
+    missing = [i for i in test_set.ids if i not in found]
+    if not missing:
+        return []
+    return [f"{len(missing)} of {len(test_set.ids)} test images have no prediction, e.g. "
+            + ", ".join(shown(m + ".png") for m in missing[:3])]
+
+
+def _shorten(problems: list[str], limit: int) -> list[str]:
+    if len(problems) <= limit:
+        return problems
+    return problems[:limit] + [f"... and {len(problems) - limit} more problems"]
+
+
+def read_entry(entry: Entry, z: zipfile.ZipFile | None, cap: int) -> bytes:
+    """The bytes of one entry, reading at most ``cap + 1`` whatever its header says."""
+    try:
+        if entry.path is not None:
+            with open(entry.path, "rb") as f:
+                data = f.read(cap + 1)
+        else:
+            with z.open(entry.info) as f:
+                data = f.read(cap + 1)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError, ValueError) as e:
+        raise SubmissionError(f"{shown(entry.name)}: corrupt zip entry ({e})") from None
+    if len(data) > cap:
+        raise SubmissionError(f"{shown(entry.name)}: more than {cap} bytes once decompressed "
+                              f"(declared {entry.declared_size})")
+    return data

@@ -1,0 +1,249 @@
+"""The server's store: teams, their tokens and every submission, in one SQLite database (WAL mode).
+
+The leaderboard is a query over the submissions table. Every submission the server acknowledges is
+committed (``synchronous=FULL``: on disk, not just in the OS cache) before its answer is sent, and
+SQLite's write-ahead log leaves a consistent database whatever moment the process is killed at.
+
+Teams authenticate with a token: ``secrets.token_urlsafe(32)`` (256 random bits), printed once by
+``lipstudy serve add-team NAME`` and stored only as its SHA-256. A slow hash would add nothing: the
+token is random, not a password someone could guess from a dictionary.
+
+Team names are normalised so that look-alikes are one team: Unicode NFKC, trimmed, runs of spaces
+collapsed, printable characters only (control and invisible characters such as a zero-width space are
+refused, not stripped), at most 64 characters; the uniqueness key is then case-folded and passed
+through a small table of Cyrillic and Greek letters that look Latin ("bаseline" with a Cyrillic "а" is
+"baseline"). The table covers the common homoglyphs, not all of Unicode's confusables.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import sqlite3
+import time
+import unicodedata
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+MAX_NAME_CHARS = 64
+MAX_TOKEN_CHARS = 128
+
+# Lower-case Cyrillic and Greek letters that look like Latin ones (after case folding).
+_HOMOGLYPHS = str.maketrans({
+    "а": "a", "в": "b", "е": "e", "ё": "e", "һ": "h", "н": "h", "і": "i", "ї": "i", "ј": "j", "к": "k",
+    "ӏ": "l", "м": "m", "о": "o", "р": "p", "ԛ": "q", "ѕ": "s", "т": "t", "у": "y", "х": "x", "с": "c",
+    "ԁ": "d", "ԝ": "w", "α": "a", "β": "b", "ε": "e", "η": "h", "ι": "i", "κ": "k", "μ": "m", "ν": "v",
+    "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "ζ": "z",
+})
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS teams (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,                  -- normalised, as shown
+    name_key TEXT NOT NULL UNIQUE,       -- look-alike names share a key
+    token_sha256 TEXT NOT NULL UNIQUE,
+    created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS submissions (
+    id INTEGER PRIMARY KEY,
+    time TEXT NOT NULL,                  -- UTC, ISO 8601
+    day TEXT NOT NULL,                   -- UTC date: the quota's day
+    team_id INTEGER NOT NULL REFERENCES teams(id),
+    method TEXT NOT NULL,
+    sha256 TEXT NOT NULL,                -- of the uploaded zip
+    bytes INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('scored', 'refused')),
+    message TEXT,                        -- why it was refused
+    n_images INTEGER,
+    overall_acc REAL, mean_acc REAL, mean_iou REAL,
+    per_class_iou TEXT                   -- JSON {class: IoU}, kept for the organisers
+);
+CREATE INDEX IF NOT EXISTS submissions_team_day ON submissions (team_id, day);
+CREATE INDEX IF NOT EXISTS submissions_rank ON submissions (status, mean_iou);
+"""
+
+
+class BadName(ValueError):
+    """A team or method name that cannot be accepted; the message says why."""
+
+
+class QuotaExceeded(Exception):
+    """The team has used its submissions for the day."""
+
+
+@dataclass(frozen=True)
+class Team:
+    id: int
+    name: str
+
+
+def normalise_name(raw: str, what: str = "team name") -> tuple[str, str]:
+    """``(name to show, uniqueness key)`` of a team or method name; raises BadName if unusable."""
+    if not isinstance(raw, str):
+        raise BadName(f"{what} must be text")
+    name = unicodedata.normalize("NFKC", raw).strip()
+    bad = sorted({f"U+{ord(c):04X}" for c in name if not c.isprintable()})
+    if bad:
+        raise BadName(f"{what} contains control or invisible characters ({', '.join(bad[:5])})")
+    name = " ".join(part for part in name.split(" ") if part)
+    if not name:
+        raise BadName(f"{what} is empty")
+    if len(name) > MAX_NAME_CHARS:
+        raise BadName(f"{what} has {len(name)} characters; at most {MAX_NAME_CHARS}")
+    key = unicodedata.normalize("NFKC", name.casefold()).translate(_HOMOGLYPHS)
+    return name, key
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def utc_time(t: float) -> tuple[str, str]:
+    """(ISO time, day) in UTC for epoch seconds ``t``."""
+    g = time.gmtime(t)
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", g), time.strftime("%Y-%m-%d", g)
+
+
+class Store:
+    """Teams and submissions in ``path`` (created with its folder if missing).
+
+    Each call opens its own connection, so the store is safe to use from the server's worker threads;
+    writers take SQLite's write lock with ``BEGIN IMMEDIATE`` so a quota check and the insert it
+    guards are one transaction. ``clock`` (epoch seconds) is injectable for tests of the daily quota.
+    """
+
+    def __init__(self, path, clock: Callable[[], float] = time.time):
+        self.path = Path(path)
+        self.clock = clock
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as conn:
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            yield conn
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    # teams -------------------------------------------------------------------------------------
+
+    def add_team(self, name: str) -> tuple[Team, str]:
+        """Register a team; returns it and its token (shown once: only the hash is stored)."""
+        shown, key = normalise_name(name)
+        token = secrets.token_urlsafe(32)
+        with self._transaction() as conn:
+            old = conn.execute("SELECT name FROM teams WHERE name_key = ?", (key,)).fetchone()
+            if old:
+                raise BadName(f"team {shown!r} is already registered (as {old['name']!r})")
+            cur = conn.execute("INSERT INTO teams (name, name_key, token_sha256, created) VALUES (?, ?, ?, ?)",
+                               (shown, key, hash_token(token), utc_time(self.clock())[0]))
+            return Team(cur.lastrowid, shown), token
+
+    def new_token(self, name: str) -> str:
+        """Replace a team's token (a lost or leaked one stops working); returns the new token."""
+        _, key = normalise_name(name)
+        token = secrets.token_urlsafe(32)
+        with self._transaction() as conn:
+            cur = conn.execute("UPDATE teams SET token_sha256 = ? WHERE name_key = ?", (hash_token(token), key))
+            if cur.rowcount != 1:
+                raise BadName(f"no team named {name!r}")
+        return token
+
+    def team_for_token(self, token: str) -> Team | None:
+        """The team a bearer token belongs to, or None."""
+        if not token or len(token) > MAX_TOKEN_CHARS:
+            return None
+        digest = hash_token(token)
+        with self._connect() as conn:
+            row = conn.execute("SELECT id, name, token_sha256 FROM teams WHERE token_sha256 = ?",
+                               (digest,)).fetchone()
+        # The lookup is by hash (an attacker cannot steer a guess towards a stored hash); the final
+        # comparison is constant-time all the same.
+        if row is None or not hmac.compare_digest(row["token_sha256"], digest):
+            return None
+        return Team(row["id"], row["name"])
+
+    def teams(self) -> list[dict]:
+        with self._connect() as conn:
+            return [dict(r) for r in conn.execute("SELECT id, name, created FROM teams ORDER BY id")]
+
+    # submissions -------------------------------------------------------------------------------
+
+    def usage(self, team: Team) -> dict:
+        """Today's (UTC) submissions of a team: ``{"day", "scored", "attempts"}``."""
+        day = utc_time(self.clock())[1]
+        with self._connect() as conn:
+            row = conn.execute("SELECT COUNT(*) AS attempts, COALESCE(SUM(status = 'scored'), 0) AS scored "
+                               "FROM submissions WHERE team_id = ? AND day = ?", (team.id, day)).fetchone()
+        return {"day": day, "scored": row["scored"], "attempts": row["attempts"]}
+
+    def record(self, team: Team, method: str, sha256: str, nbytes: int, result: dict | None = None,
+               message: str | None = None, quota: int | None = None) -> dict:
+        """Store one submission (scored when ``result`` is given, else refused with ``message``) and
+        commit it. A scored one past the team's daily ``quota`` is stored as refused and raises
+        QuotaExceeded. Returns the stored row."""
+        now, day = utc_time(self.clock())
+        status = "scored" if result is not None else "refused"
+        over_quota = False
+        with self._transaction() as conn:
+            if status == "scored" and quota is not None:
+                (used,) = conn.execute("SELECT COUNT(*) FROM submissions WHERE team_id = ? AND day = ? "
+                                       "AND status = 'scored'", (team.id, day)).fetchone()
+                over_quota = used >= quota
+                if over_quota:
+                    status, result, message = "refused", None, f"daily quota of {quota} reached"
+            m = (result or {}).get("metrics", {})
+            cur = conn.execute(
+                "INSERT INTO submissions (time, day, team_id, method, sha256, bytes, status, message, n_images, "
+                "overall_acc, mean_acc, mean_iou, per_class_iou) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (now, day, team.id, method, sha256, nbytes, status, message, (result or {}).get("n_images"),
+                 m.get("overall_acc"), m.get("mean_acc"), m.get("mean_iou"),
+                 json.dumps(m["per_class_iou"]) if "per_class_iou" in m else None))
+            row = dict(conn.execute("SELECT * FROM submissions WHERE id = ?", (cur.lastrowid,)).fetchone())
+        if over_quota:
+            raise QuotaExceeded(f"team {team.name!r} has used its {quota} scored submissions of {day} (UTC)")
+        return row
+
+    def leaderboard(self, limit: int = 1000) -> list[dict]:
+        """Scored submissions, best mean IoU first (earlier first on a tie)."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT s.id, t.name AS team, s.method, s.time, s.n_images, s.overall_acc, s.mean_acc, s.mean_iou "
+                "FROM submissions s JOIN teams t ON t.id = s.team_id WHERE s.status = 'scored' "
+                "ORDER BY s.mean_iou DESC, s.id ASC LIMIT ?", (limit,)).fetchall()
+        return [dict(r) for r in rows]
+
+    def submissions(self) -> list[dict]:
+        """Every stored submission (scored and refused), oldest first: the organisers' log."""
+        with self._connect() as conn:
+            return [dict(r) for r in conn.execute("SELECT * FROM submissions ORDER BY id")]
+
+    def backup(self, dest) -> Path:
+        """A consistent copy of the database at ``dest`` (SQLite's online backup; safe while serving)."""
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as src, closing(sqlite3.connect(dest)) as out:
+            src.backup(out)
+        return dest
+
+    def integrity(self) -> str:
+        """``"ok"`` when SQLite's integrity check finds nothing wrong."""
+        with self._connect() as conn:
+            return conn.execute("PRAGMA integrity_check").fetchone()[0]

@@ -1,0 +1,237 @@
+"""The evaluation server over HTTP, in-process on loopback: every attack of issue 11 gets a clear 4xx
+answer (or a closed connection, for clients that stop talking) and the server answers the next request.
+Raw sockets send what no well-behaved client would; every wait is bounded by a socket timeout."""
+import socket
+from urllib.parse import quote
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lipstudy.server import HiddenTestSet, RunningServer, Settings, Store, create_app
+from lipstudy.server.attacks import (RawEntry, bomb_zip, raw_zip, request, submit, wait_until, write_hidden_set,
+                                     zip_of)
+
+FAST = dict(header_timeout_s=1.0, body_idle_timeout_s=1.0, upload_wait_s=0.5)
+
+
+@pytest.fixture
+def bench(tmp_path):
+    root = tmp_path / "bench"
+    labels = write_hidden_set(root, [(6, 5), (4, 7), (5, 5)])
+    store = Store(tmp_path / "server.db")
+    _, token = store.add_team("team A")
+    return root, labels, store, token
+
+
+@pytest.fixture
+def serve(bench):
+    """``serve(**settings)`` starts the server; it is stopped after the test."""
+    root, _, store, _ = bench
+    running = []
+
+    def start(**kw):
+        settings = Settings(**{**FAST, **kw})
+        srv = RunningServer(create_app(HiddenTestSet.from_root(root), store, settings), settings).__enter__()
+        running.append(srv)
+        return srv
+
+    yield start
+    for srv in running:
+        srv.__exit__(None, None, None)
+
+
+def raw(srv, data: bytes, shutdown: bool = False, timeout: float = 10) -> bytes:
+    """Send raw bytes; return everything received until the server closes (or ``timeout``)."""
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=timeout) as s:
+        try:
+            s.sendall(data)
+            if shutdown:
+                s.shutdown(socket.SHUT_WR)
+        except OSError:  # the server may answer and close before taking everything
+            pass
+        out = b""
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except ConnectionResetError:
+            pass
+        return out
+
+
+def alive(srv) -> bool:
+    return request(srv.url + "/leaderboard", timeout=10)[0] == 200
+
+
+def head(token=None, length=None, extra=b"", path=b"/submit?method=m") -> bytes:
+    lines = [b"POST " + path + b" HTTP/1.1", b"Host: 127.0.0.1"]
+    if token:
+        lines.append(b"Authorization: Bearer " + token.encode())
+    if length is not None:
+        lines.append(b"Content-Length: " + str(length).encode())
+    return b"\r\n".join(lines) + b"\r\n" + extra + b"\r\n"
+
+
+def test_round_trip_and_what_is_revealed(bench, serve):
+    root, labels, store, token = bench
+    srv = serve()
+    status, reply = submit(srv.url, zip_of(labels), token, method="perfect")
+    assert status == 200 and reply["mean_iou"] == 1.0 and reply["n_images"] == 3
+    assert reply["per_class_iou"].startswith("withheld: the hidden test set has 3 images, fewer than 500")
+    assert store.submissions()[-1]["id"] == reply["submission"]
+    status, board = request(srv.url + "/leaderboard")
+    assert status == 200 and board[0]["method"] == "perfect" and board[0]["team"] == "team A"
+    assert request(srv.url + "/server/test_segmentations/img0.png")[0] == 404
+    assert request(srv.url + "/submit")[0] == 405
+    status, reply = submit(srv.url, b"junk", token)
+    assert status == 422 and reply["problems"] == ["not a zip file (4 bytes)"]
+    # Scores are rounded to 0.01 percentage points: an all-background answer.
+    zeros = {k: np.zeros_like(v) for k, v in labels.items()}
+    reply = submit(srv.url, zip_of(zeros), token)[1]
+    assert reply["mean_iou"] == round(reply["mean_iou"], 4) and 0 < reply["overall_acc"] < 0.2
+
+
+def test_per_class_iou_only_for_a_large_test_set(bench, serve):
+    _, labels, _, token = bench
+    reply = submit(serve(per_class_min_images=3).url, zip_of(labels), token)[1]
+    assert reply["per_class_iou"]["hat"] == 1.0 and len(reply["per_class_iou"]) == 20
+
+
+def test_a_broken_hidden_label_is_the_servers_error(bench, serve):
+    root, labels, store, token = bench
+    srv = serve()
+    rgb = np.stack([labels["img2"] * 10] * 3, -1)  # a colour-coded label, where ids belong
+    Image.fromarray(rgb, "RGB").save(root / "server" / "test_segmentations" / "img2.png")
+    status, reply = submit(srv.url, zip_of(labels), token)
+    assert status == 500 and "hidden labels" in reply["error"]
+    assert store.submissions() == []  # not held against the team
+    assert alive(srv)
+
+
+def test_authentication_comes_before_the_body(bench, serve):
+    _, labels, _, token = bench
+    srv = serve()
+    assert submit(srv.url, zip_of(labels), None)[0] == 401
+    status, reply = submit(srv.url, zip_of(labels), token[:-1] + "x")
+    assert status == 401 and reply["error"] == "unknown token"
+    # Headers promising 400 kB and no body at all: the 401 comes anyway (nothing waits for the body).
+    out = raw(srv, head("wrong", 400_000), timeout=10)
+    assert out.startswith(b"HTTP/1.1 401") and b"unknown token" in out
+    assert alive(srv)
+
+
+def test_malformed_headers(bench, serve):
+    _, labels, _, token = bench
+    srv = serve(max_upload_bytes=100_000)
+    # Non-numeric Content-Length: uvicorn's HTTP parser answers 400 (the connection is closed).
+    out = raw(srv, head(token, extra=b"Content-Length: 12abc\r\n") + b"x" * 20)
+    assert out.startswith(b"HTTP/1.1 400")
+    assert alive(srv)
+    out = raw(srv, head(token, 10 ** 15))  # declared too large: 413 before reading
+    assert out.startswith(b"HTTP/1.1 413") and b"above the 100000-byte limit" in out
+    out = raw(srv, head(token))  # neither Content-Length nor chunked
+    assert out.startswith(b"HTTP/1.1 411")
+    out = raw(srv, b"POST /submit HTTP/1.1\r\nX-Big: " + b"a" * 20_000)  # a header section past 16 KiB
+    assert out.startswith(b"HTTP/1.1 400")
+    # A chunked body passing the cap: 413 as soon as it is passed.
+    chunk = b"%x\r\n" % 65536 + b"\0" * 65536 + b"\r\n"
+    out = raw(srv, head(token, extra=b"Transfer-Encoding: chunked\r\n") + chunk * 3)
+    assert out.startswith(b"HTTP/1.1 413") and b"body passed the 100000-byte limit" in out
+    status, reply = submit(srv.url, b"", token)
+    assert status == 400 and "empty body" in reply["error"]
+    auth = {"Authorization": f"Bearer {token}"}
+    status, reply = request(srv.url + "/submit?method=%E2%80%8B", "POST", b"x", auth)
+    assert status == 400 and "method name contains control or invisible characters (U+200B)" in reply["error"]
+    status, reply = request(srv.url + "/submit?method=" + "x" * 60_000, "POST", b"x", auth)
+    assert status == 400  # from h11 (request line past 16 KiB) or from the name check (> 64 characters)
+    assert alive(srv)
+
+
+def test_short_bodies_are_never_scored(bench, serve):
+    _, labels, store, token = bench
+    srv = serve()
+    body = zip_of(labels)
+    before = len(store.submissions())
+    # The client closes after half the body: nothing is scored or recorded.
+    out = raw(srv, head(token, len(body)) + body[: len(body) // 2], shutdown=True)
+    assert b"200 OK" not in out
+    # The client stops sending and waits: 408 after the body's idle timeout.
+    out = raw(srv, head(token, len(body)) + body[: len(body) // 2], timeout=10)
+    assert out.startswith(b"HTTP/1.1 408") and b"not received in time" in out
+    assert len(store.submissions()) == before
+    assert alive(srv)
+
+
+def test_slow_clients_are_disconnected(bench, serve):
+    srv = serve()
+    for data in (b"", b"GET /leaderboard HTTP/1.1\r\nHost: x\r\n"):  # nothing; headers never finished
+        assert raw(srv, data, timeout=10) == b""  # closed by the server (a 10 s socket timeout would raise)
+    # A kept-alive connection that goes quiet after an answer is closed too.
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(b"GET /leaderboard HTTP/1.1\r\nHost: x\r\n\r\nGET /lead")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200") and data.count(b"HTTP/1.1") == 1
+    assert alive(srv)
+
+
+def test_upload_slots_are_bounded(bench, serve):
+    _, labels, _, token = bench
+    srv = serve(max_uploads=1, body_idle_timeout_s=5.0)
+    body = zip_of(labels)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as hog:
+        hog.sendall(head(token, len(body)) + body[:10])  # takes the only upload slot and keeps it
+        assert wait_until(lambda: srv.app.state.submissions.uploads.value == 0, timeout=10)
+        status, reply = submit(srv.url, body, token)
+        assert status == 503 and "busy" in reply["error"]
+        hog.sendall(body[10:])
+        assert hog.recv(65536).startswith(b"HTTP/1.1 200")
+    assert submit(srv.url, body, token)[0] == 200
+
+
+def test_zip_attacks_over_http(bench, serve):
+    _, labels, _, token = bench
+    # The default upload cap of this 3-image set (~0.7 MB) refuses a 4.7 MB bomb before reading it,
+    # and a client that writes its whole body before reading gets that answer, not a reset.
+    status, reply = submit(serve().url, bomb_zip(["img0.png"], 1536 * 2 ** 20) * 3, token)
+    assert status == 413 and "above the" in reply["error"]
+    srv = serve(max_upload_bytes=8 * 2 ** 20)  # let the bomb in, to meet the zip checks
+    names = ["img0.png", "img1.png", "img2.png"]
+    status, reply = submit(srv.url, bomb_zip(names, 1536 * 2 ** 20), token)
+    assert status == 422 and reply["problems"][0].startswith('"img0.png": declares 1610612736 bytes')
+    corrupt = raw_zip([RawEntry(n, b"\xff" * 40, file_size=60) for n in names])
+    status, reply = submit(srv.url, corrupt, token)
+    assert status == 422 and reply["problems"][0].startswith('"img0.png": corrupt zip entry')
+    for method, what in ((9, "deflate64"), (0, None)):
+        entries = [RawEntry(n, b"\0" * 60, method=method, flags=0 if what else 1, file_size=60) for n in names]
+        status, reply = submit(srv.url, raw_zip(entries), token)
+        assert status == 422 and (what or "encrypted") in reply["problems"][0]
+    assert alive(srv)
+
+
+def test_quota_is_answered_before_the_body(bench, serve):
+    _, labels, _, token = bench
+    srv = serve(daily_quota=1)
+    assert submit(srv.url, zip_of(labels), token)[0] == 200
+    out = raw(srv, head(token, 50_000))  # no body sent
+    assert out.startswith(b"HTTP/1.1 429") and b"used its 1 scored submissions" in out and b"retry-after" in out
+
+
+def test_leaderboard_page_escapes_names_and_sets_a_strict_csp(bench, serve):
+    _, labels, store, _ = bench
+    _, token = store.add_team("<script>document.title='pwned'</script>")
+    srv = serve()
+    method = "<img src=x onerror=alert(1)>"
+    assert submit(srv.url, zip_of(labels), token, method=quote(method))[0] == 200
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    headers, _, page = data.decode().partition("\r\n\r\n")
+    assert "&lt;script&gt;document.title=&#x27;pwned&#x27;&lt;/script&gt;" in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "<script" not in page and "<img" not in page
+    csp = next(h for h in headers.splitlines() if h.lower().startswith("content-security-policy"))
+    assert "default-src 'none'" in csp and "script-src 'none'" in csp and "unsafe-inline" not in csp

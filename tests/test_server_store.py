@@ -1,0 +1,110 @@
+"""The server's SQLite store: name normalisation, hashed tokens, the daily quota, the leaderboard query,
+the team commands of `lipstudy serve`."""
+import sqlite3
+
+import pytest
+
+from lipstudy.server import BadName, QuotaExceeded, Store, main, normalise_name
+from lipstudy.server.store import hash_token
+
+RESULT = {"n_images": 3, "metrics": {"overall_acc": 0.5, "mean_acc": 0.4, "mean_iou": 0.3,
+                                     "per_class_iou": {"background": 0.9, "hat": None}}}
+
+
+def _result(miou):
+    return {"n_images": 3, "metrics": {**RESULT["metrics"], "mean_iou": miou}}
+
+
+@pytest.mark.parametrize("variant", [
+    "baseline", "Baseline", "  baseline ", "BASELINE", "ｂａｓｅｌｉｎｅ",  # full-width letters (NFKC)
+    "b\u0430seline",  # Cyrillic а
+    "bas\u0435lin\u0435",  # Cyrillic е
+    "baseline\u00a0",  # no-break space, trimmed
+])
+def test_look_alike_names_are_one_team(variant):
+    assert normalise_name(variant)[1] == normalise_name("baseline")[1]
+
+
+@pytest.mark.parametrize("bad, why", [
+    ("baseline\u200b", "invisible"), ("a\x00b", "control"), ("a\nb", "control"), ("\u202eevil", "invisible"),
+    ("x" * 65, "65 characters"), ("   ", "empty"), ("", "empty"),
+])
+def test_unusable_names_are_refused(bad, why):
+    with pytest.raises(BadName, match=why):
+        normalise_name(bad)
+
+
+def test_names_keep_their_display_form():
+    assert normalise_name("  Team   Ω  ") == ("Team Ω", "team ω")
+    assert normalise_name("x" * 64)[0] == "x" * 64
+
+
+def test_tokens_are_stored_hashed_and_authenticate(tmp_path):
+    store = Store(tmp_path / "s.db")
+    team, token = store.add_team("Alpha")
+    assert len(token) >= 40
+    assert store.team_for_token(token) == team
+    assert store.team_for_token(token + "x") is None
+    assert store.team_for_token("") is None and store.team_for_token("a" * 10_000) is None
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("s.db*"))  # the database and any WAL left
+    assert token.encode() not in raw and hash_token(token).encode() in raw
+    with pytest.raises(BadName, match="already registered"):
+        store.add_team("ALPHA ")
+    with pytest.raises(BadName, match="already registered"):
+        store.add_team("\u0430lpha")  # Cyrillic а
+    new = store.new_token("alpha")
+    assert store.team_for_token(token) is None and store.team_for_token(new) == team
+
+
+def test_wal_mode_and_schema(tmp_path):
+    Store(tmp_path / "s.db")
+    with sqlite3.connect(tmp_path / "s.db") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"teams", "submissions"}
+
+
+def test_daily_quota_and_its_reset(tmp_path):
+    now = [86400 * 20000 + 3600.0]  # 1 a.m. UTC
+    store = Store(tmp_path / "s.db", clock=lambda: now[0])
+    team, _ = store.add_team("a")
+    store.record(team, "m", "0" * 64, 10, result=_result(0.1), quota=2)
+    store.record(team, "m", "0" * 64, 10, message="refused: not a zip", quota=2)  # refusals do not count
+    store.record(team, "m", "0" * 64, 10, result=_result(0.2), quota=2)
+    assert store.usage(team) == {"day": "2024-10-04", "scored": 2, "attempts": 3}
+    with pytest.raises(QuotaExceeded, match="used its 2 scored submissions of 2024-10-04"):
+        store.record(team, "m", "0" * 64, 10, result=_result(0.9), quota=2)
+    assert [r["mean_iou"] for r in store.leaderboard()] == [0.2, 0.1]  # the one past the quota is not ranked
+    assert store.submissions()[-1]["status"] == "refused"
+    now[0] += 23 * 3600  # the next UTC day
+    store.record(team, "m", "0" * 64, 10, result=_result(0.9), quota=2)
+    assert store.leaderboard()[0]["mean_iou"] == 0.9
+
+
+def test_leaderboard_order_and_backup(tmp_path):
+    store = Store(tmp_path / "s.db")
+    a, _ = store.add_team("a")
+    b, _ = store.add_team("b")
+    store.record(a, "first", "0" * 64, 1, result=_result(0.3))
+    store.record(b, "better", "0" * 64, 1, result=_result(0.5))
+    store.record(a, "tie", "0" * 64, 1, result=_result(0.3))
+    board = store.leaderboard()
+    assert [(r["team"], r["method"]) for r in board] == [("b", "better"), ("a", "first"), ("a", "tie")]
+    copy = Store(store.backup(tmp_path / "backup" / "copy.db"))
+    assert copy.leaderboard() == board and copy.integrity() == "ok"
+
+
+def test_team_commands(tmp_path, capsys):
+    db = tmp_path / "s.db"
+    assert main(["add-team", "Lab One", "--db", str(db)]) == 0
+    token = capsys.readouterr().out.strip().splitlines()[-1]
+    assert Store(db).team_for_token(token).name == "Lab One"
+    assert main(["add-team", "lab one", "--db", str(db)]) == 1
+    assert "already registered" in capsys.readouterr().err
+    assert main(["teams", "--db", str(db)]) == 0
+    assert "Lab One" in capsys.readouterr().out
+    assert main(["new-token", "LAB ONE", "--db", str(db)]) == 0
+    new = capsys.readouterr().out.strip()
+    assert Store(db).team_for_token(token) is None and Store(db).team_for_token(new).name == "Lab One"
+    assert main(["backup", str(tmp_path / "b.db"), "--db", str(db)]) == 0
+    assert Store(tmp_path / "b.db").teams()[0]["name"] == "Lab One"
