@@ -1,47 +1,59 @@
-"""What every benchmark shares: device timing, the measured matmul rate (MFU's denominator), a
-description of the machine, and the atomic write of ``results/benchmarks/<name>.json``."""
+"""What every benchmark shares: one way to time a call (``torch.utils.benchmark.Timer``), the
+measured matmul rate (MFU's denominator), a description of the machine, and the atomic write of
+``results/benchmarks/<name>.json``."""
 from __future__ import annotations
 
 import json
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 import torch
+from torch.utils.benchmark import Timer
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 RESULTS = REPO / "results" / "benchmarks"
 
-
-def sync(device: torch.device) -> None:
-    """Wait for the device: CUDA kernels are asynchronous, so a timer must not stop before them."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from lipstudy.atomic import atomic_write  # noqa: E402  (needs REPO on the path when run from a checkout)
 
 
-def timed(fn, reps: int, device: torch.device, warmup: int = 1) -> float:
-    """Mean seconds per call of ``fn`` over ``reps`` calls, after ``warmup`` untimed calls."""
+def seconds_per_call(fn, *, min_run_time: float = 0.2, number: int | None = None, warmup: int = 1) -> float:
+    """Seconds per call of ``fn``, measured by ``torch.utils.benchmark.Timer`` with this process's
+    thread count (Timer's own default is one thread). Timer synchronises the accelerator before
+    reading the clock, so asynchronous CUDA work is counted.
+
+    By default ``blocked_autorange``: calls are grouped in blocks long enough for the timer's own
+    overhead to vanish, blocks are repeated for at least ``min_run_time`` seconds, and the median
+    block is reported (robust to a busy machine). ``number=k`` times one block of exactly k calls
+    instead (a fixed budget, or one sample of an interleaved comparison); ``Timer.timeit`` first
+    makes max(k // 100, 2) untimed calls of its own. ``warmup`` untimed calls come before either
+    (allocator, cuDNN / oneDNN kernel selection, lazy initialisation).
+    """
     for _ in range(warmup):
         fn()
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    sync(device)
-    return (time.perf_counter() - start) / reps
+    timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    if number is not None:
+        return timer.timeit(number).median
+    return timer.blocked_autorange(min_run_time=min_run_time).median
 
 
-def matmul_rate(device: torch.device, dtype: torch.dtype, n: int | None = None, reps: int = 10) -> float:
+def timing_note(min_run_time: float = 0.2, number: int | None = None, warmup: int = 1) -> str:
+    """How :func:`seconds_per_call` timed a figure (its keywords), in words for a result file."""
+    how = (f"one block of {number} calls" if number
+           else f"blocked_autorange, median block, >= {min_run_time:g} s of calls")
+    return f"torch.utils.benchmark.Timer, {how}, after {warmup} warm-up call(s)"
+
+
+def matmul_rate(device: torch.device, dtype: torch.dtype, n: int | None = None, min_run_time: float = 0.5) -> float:
     """Measured dense matmul FLOP/s on ``device`` in ``dtype``: the denominator of MFU, measured in
     the same run so that a figure never leans on a datasheet peak the machine cannot reach."""
     n = n or (8192 if device.type == "cuda" else 512)
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
-    seconds = timed(lambda: a @ b, reps, device, warmup=3)
+    seconds = seconds_per_call(lambda: a @ b, min_run_time=min_run_time, warmup=3)
     return 2 * n ** 3 / seconds
 
 
@@ -56,9 +68,6 @@ def device_info(device: torch.device) -> dict:
 def write_result(name: str, result: dict, out: str | Path | None = None) -> Path:
     """Write ``result`` as ``results/benchmarks/<name>.json`` (or ``out``) via a temporary file."""
     path = Path(out) if out else RESULTS / f"{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(result, indent=1) + "\n")
     print(f"wrote {path}")
     return path

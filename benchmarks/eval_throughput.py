@@ -1,6 +1,7 @@
 """Evaluation throughput: per-image confusion matrices/s at 473x473 (LIP's usual test size) and
 inference images/s of the evaluation path (lipstudy.evaluate.predict_logits: single scale, flip,
-multi-scale). Writes results/benchmarks/eval_throughput.json.
+multi-scale). Writes results/benchmarks/eval_throughput.json. Times are torch.utils.benchmark.Timer
+medians over at least ``--min-time`` seconds of calls per figure (benchmarks/_common.py).
 
     python benchmarks/eval_throughput.py [--device cuda] [--width 1] [--batch 32]
     python benchmarks/eval_throughput.py --amp bf16 --channels-last   # the CUDA path, on a CPU
@@ -11,7 +12,7 @@ import argparse
 
 import torch
 
-from _common import device_info, timed, write_result
+from _common import device_info, seconds_per_call, timing_note, write_result
 from lipstudy.evaluate import predict_logits
 from lipstudy.labels import LIP_FLIP_PAIRS
 from lipstudy.metrics import batched_confusion_matrix
@@ -28,18 +29,20 @@ def main(argv=None):
     p.add_argument("--batch", type=int, help="images per forward pass in the batched row (default 32 on CUDA, 4 on CPU)")
     p.add_argument("--amp", default="auto", choices=("auto", "bf16", "off"))
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--min-time", type=float, help="seconds of timed calls per figure (default 1 on CUDA, 0.5 on CPU)")
     p.add_argument("--out", help="result file (default results/benchmarks/eval_throughput.json)")
     args = p.parse_args(argv)
     dev = torch.device(args.device)
     gpu = dev.type == "cuda"
     width = args.width or (1.0 if gpu else 0.125)
     s = args.size
+    timing = {"min_run_time": args.min_time or (1.0 if gpu else 0.5), "warmup": 3 if gpu else 1}
 
     # Confusion matrices: a batch of 16 prediction / label maps at s x s.
     g = torch.Generator(device="cpu").manual_seed(0)
     pred = torch.randint(0, 20, (16, s, s), generator=g).to(dev)
     label = torch.randint(0, 20, (16, s, s), generator=g).to(dev)
-    cm_s = timed(lambda: batched_confusion_matrix(pred, label, 20), 5 if gpu else 3, dev)
+    cm_s = seconds_per_call(lambda: batched_confusion_matrix(pred, label, 20), **timing)
     cms_per_s = 16 / cm_s
     print(f"per-image confusion matrices at {s}x{s}: {cms_per_s:.0f} /s ({dev.type})", flush=True)
 
@@ -49,11 +52,10 @@ def main(argv=None):
         model = model.to(memory_format=torch.channels_last)
     precision = dict(amp=args.amp, channels_last=args.channels_last)
     x = torch.randn(3, s, s, device=dev)
-    reps = 10 if gpu else 2
     rows = {}
     for name, kw in (("single", {}), ("flip", {"flip": True}), ("multi-scale 0.75/1/1.25", {"scales": (0.75, 1.0, 1.25)})):
-        t = timed(lambda: predict_logits(model, x, (s, s), flip_pairs=LIP_FLIP_PAIRS, **precision, **kw),
-                  reps, dev)
+        t = seconds_per_call(lambda: predict_logits(model, x, (s, s), flip_pairs=LIP_FLIP_PAIRS, **precision, **kw),
+                             **timing)
         rows[name] = 1 / t
         print(f"{args.model} (width {width}) inference, {name}: {1 / t:.1f} images/s "
               f"({rows['single'] / rows[name]:.2f}x the single-scale time)", flush=True)
@@ -66,14 +68,15 @@ def main(argv=None):
     def forward():
         with torch.no_grad(), plan.autocast_context(dev):
             model(xb)
-    rows[f"batched forward (batch {batch})"] = batch / timed(forward, reps, dev)
+    rows[f"batched forward (batch {batch})"] = batch / seconds_per_call(forward, **timing)
     print(f"{args.model} (width {width}) batched forward, batch {batch}: "
           f"{rows[f'batched forward (batch {batch})']:.1f} images/s (goal on an H100 at width 1: >= 1500)")
     write_result("eval_throughput", {
         **device_info(dev), "size": s, "model": args.model, "width": width,
         "precision": f"{'bf16 autocast' if plan.autocast else 'fp32'}, "
                      f"{'channels_last' if plan.channels_last else 'NCHW'}",
-        "confusion_matrices_per_s": cms_per_s, "inference_images_per_s": rows}, args.out)
+        "confusion_matrices_per_s": cms_per_s, "inference_images_per_s": rows,
+        "timing": timing_note(**timing)}, args.out)
 
 
 if __name__ == "__main__":

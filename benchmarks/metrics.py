@@ -1,27 +1,16 @@
 """Confusion-matrix throughput for 473x473 label maps (the LIP evaluation size); goal >= 1,000 maps/s per
-CPU core. Prints figures, asserts nothing.
+CPU core. Prints figures, asserts nothing. Times are torch.utils.benchmark.Timer medians over at
+least ``--min-time`` seconds of calls (benchmarks/_common.py).
 
-    python benchmarks/metrics.py [--n 256] [--size 473] [--threads 1]
+    python benchmarks/metrics.py [--n 256] [--size 473] [--threads 1] [--min-time 1]
 """
 import argparse
-import time
 
 import numpy as np
 import torch
 
+from _common import seconds_per_call
 from lipstudy import metrics as M
-
-
-def rate(fn, n: int, repeats: int = 3) -> float:
-    fn()
-    best = min(_timed(fn) for _ in range(repeats))
-    return n / best
-
-
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def main() -> None:
@@ -29,7 +18,12 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=256)
     ap.add_argument("--size", type=int, default=473)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--min-time", type=float, default=1.0, help="seconds of timed calls per figure")
     args = ap.parse_args()
+
+    def rate(fn, n: int) -> float:
+        return n / seconds_per_call(fn, min_run_time=args.min_time)
+
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     t = rng.integers(0, 20, (args.n, args.size, args.size), dtype=np.uint8)

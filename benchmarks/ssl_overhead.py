@@ -8,7 +8,8 @@ gradient. Prints median step times, the overhead in percent (goal: <= 3%), and t
     python benchmarks/ssl_overhead.py                       # CPU, width 0.25, batch 2, 161x161
     python benchmarks/ssl_overhead.py --device cuda --width 1 --batch 10 --size 321
 
-On CUDA the model runs under bf16 autocast and every timing synchronises the device.
+On CUDA the model runs under bf16 autocast. Each sample is one call timed by
+torch.utils.benchmark.Timer (benchmarks/_common.py), which synchronises the device.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import statistics
 
 import torch
 
-from _common import device_info, sync, write_result
+from _common import device_info, seconds_per_call, timing_note, write_result
 from lipstudy.losses import MODES, structure_sensitive_loss
 from lipstudy.models import build_model
 from lipstudy.train import precision_plan
@@ -32,14 +33,9 @@ def blocky_targets(batch: int, size: int, num_classes: int, generator: torch.Gen
     return target.to(torch.uint8)
 
 
-def timed(fn, device: torch.device) -> float:
-    """Seconds of one call (the median over many is taken by the caller)."""
-    import time
-    sync(device)
-    start = time.perf_counter()
-    fn()
-    sync(device)
-    return time.perf_counter() - start
+def once(fn) -> float:
+    """Seconds of one call: a sample of the interleaved comparisons below, whose medians are taken."""
+    return seconds_per_call(fn, number=1, warmup=0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     times: dict[str, list[float]] = {"off": [], "paper": []}
     for i in range(args.warmup + args.steps):
         for mode in ("off", "paper") if i % 2 == 0 else ("paper", "off"):
-            t = timed(lambda: step(mode), device)
+            t = once(lambda: step(mode))
             if i >= args.warmup:
                 times[mode].append(t)
 
@@ -97,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     loss_times = {mode: [] for mode in MODES}
     for i in range(args.warmup + 5 * args.steps):
         for mode in MODES:
-            t = timed(lambda: loss_only(mode), device)
+            t = once(lambda: loss_only(mode))
             if i >= args.warmup:
                 loss_times[mode].append(t)
 
@@ -123,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         "input_size": args.size, "bf16_autocast": use_bf16, "timed_steps": args.steps,
         "step_s_median": {"off": off, "paper": paper}, "step_overhead": (paper - off) / off,
         "paired_step_overhead": paired - 1, "loss_only_s_median": med,
-        "joint_term_fraction_of_step": (med["paper"] - med["off"]) / off}, args.out)
+        "joint_term_fraction_of_step": (med["paper"] - med["off"]) / off,
+        "timing": timing_note(number=1, warmup=0) + " per sample; modes interleaved, medians reported"}, args.out)
     return 0
 
 

@@ -6,10 +6,11 @@ device, in the dtype the step computes in (bf16 under autocast, else fp32). Writ
 results/benchmarks/train_throughput.json. The step is the trainer's: lipstudy.train's
 precision_plan, optimizer and loss. On CPU it runs small widths and inputs (the cpu profile's
 scale); on CUDA the paper's (width 1, 321x321, batch 10). ``--amp bf16 --channels-last`` runs the
-CUDA precision path on a CPU.
+CUDA precision path on a CPU. Times are torch.utils.benchmark.Timer medians (benchmarks/_common.py):
+blocks of steps repeated for ``--min-time`` seconds, or exactly ``--steps`` steps.
 
     python benchmarks/train_throughput.py [--device cuda] [--width 1] [--size 321] [--batch 10]
-        [--compile] [--models deeplabv2 attention]
+        [--compile] [--models deeplabv2 attention] [--min-time 2] [--steps N]
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import argparse
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from _common import device_info, matmul_rate, sync, timed, write_result
+from _common import device_info, matmul_rate, seconds_per_call, timing_note, write_result
 from lipstudy.models import MODEL_NAMES, build_model
 from lipstudy.train import TrainConfig, compute_loss, make_optimizer, precision_plan
 
@@ -32,7 +33,8 @@ def train_flops(model, x, y) -> int:
     return fc.get_total_flops()
 
 
-def bench(name, dev, plan, width, size, batch, steps, warmup, compile_model=False):
+def bench(name, dev, plan, width, size, batch, timing: dict, compile_model=False):
+    """One model's training step and inference pass; ``timing``: seconds_per_call's keywords."""
     cfg = TrainConfig(model=name, width=width, crop=size, batch_size=batch)
     model = build_model(name, width=width).to(dev)
     if plan.channels_last:
@@ -55,10 +57,14 @@ def bench(name, dev, plan, width, size, batch, steps, warmup, compile_model=Fals
         loss.backward()
         opt.step()
 
-    train_s = timed(step, steps, dev, warmup)
+    train_s = seconds_per_call(step, **timing)
     model.eval()
-    with torch.no_grad(), plan.autocast_context(dev):
-        infer_s = timed(lambda: net(x), steps, dev, warmup)
+
+    def infer():
+        with torch.no_grad(), plan.autocast_context(dev):
+            net(x)
+
+    infer_s = seconds_per_call(infer, **timing)
     return {"model": name, "train_images_per_s": batch / train_s, "infer_images_per_s": batch / infer_s,
             "train_step_s": train_s, "train_flops_per_step": flops, "train_flop_per_s": flops / train_s}
 
@@ -69,7 +75,8 @@ def main(argv=None):
     p.add_argument("--width", type=float)
     p.add_argument("--size", type=int)
     p.add_argument("--batch", type=int)
-    p.add_argument("--steps", type=int)
+    p.add_argument("--steps", type=int, help="time exactly this many steps (default: as many as --min-time allows)")
+    p.add_argument("--min-time", type=float, help="seconds of timed steps per figure (default 2 on CUDA, 1 on CPU)")
     p.add_argument("--amp", default="auto", choices=("auto", "bf16", "off"))
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -84,11 +91,12 @@ def main(argv=None):
     width = args.width or (1.0 if gpu else 0.25)
     size = args.size or (321 if gpu else 96)
     batch = args.batch or 10
-    steps = args.steps or (20 if gpu else 3)
-    peak = matmul_rate(dev, plan.autocast_dtype or torch.float32)
+    timing = {"min_run_time": args.min_time or (2.0 if gpu else 1.0), "number": args.steps,
+              "warmup": 3 if gpu else 1}
+    peak = matmul_rate(dev, plan.autocast_dtype or torch.float32, min_run_time=min(timing["min_run_time"], 0.5))
     rows = []
     for name in args.models:
-        r = bench(name, dev, plan, width, size, batch, steps, warmup=3 if gpu else 1, compile_model=args.compile)
+        r = bench(name, dev, plan, width, size, batch, timing, compile_model=args.compile)
         r["mfu"] = r["train_flop_per_s"] / peak
         rows.append(r)
         print(f"{name:10s} train {r['train_images_per_s']:8.1f} img/s  infer {r['infer_images_per_s']:8.1f} img/s  "
@@ -103,6 +111,7 @@ def main(argv=None):
         "precision": f"{'bf16 autocast' if plan.autocast else 'fp32'}, "
                      f"{'channels_last' if plan.channels_last else 'NCHW'}",
         "compiled": args.compile, "matmul_dtype": dtype, "matmul_flop_per_s": peak, "models": rows,
+        "timing": timing_note(**timing),
     }, args.out)
 
 

@@ -4,12 +4,18 @@ A reader (a chapter, the run cache, the leaderboard) must never see half a file,
 interrupted writer must leave the previous version intact. Every writer therefore writes to a
 temporary name in the same directory (same filesystem, so ``os.replace`` is atomic), flushes it
 to disk and renames it over the target.
+
+A writer killed outright (SIGKILL, power loss) cannot remove its temporary file. The name
+carries the writer's process id, so the first write a process makes into a directory removes the
+temporary files there of writers that are no longer running (once per directory and process: a
+folder of 10,000 predictions is listed once, not once per file).
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -25,7 +31,8 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{suffix}")
+    _remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}-", suffix=f".tmp{suffix}")
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -35,6 +42,33 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+_TEMPORARY = re.compile(r"\..+\.(\d+)-\w+\.tmp")
+_swept: set[str] = set()
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete ``.<name>.<pid>-<random>.tmp*`` files in ``path``'s folder whose writer is gone."""
+    folder = str(path.parent.resolve())
+    if folder in _swept:
+        return
+    _swept.add(folder)
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            m = _TEMPORARY.match(entry.name)
+            if m and entry.is_file(follow_symlinks=False) and not _process_alive(int(m.group(1))):
+                Path(entry.path).unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:

@@ -12,8 +12,6 @@ ids: what the evaluation server takes) and palette-coloured PNGs.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from . import labels as L
+from .atomic import atomic_save, atomic_write_json
 from .metrics import batched_confusion_matrix, scores
 from .train import precision_plan
 from .transforms import EvalTransform
@@ -94,9 +93,7 @@ def predict_logits(model: torch.nn.Module, image: torch.Tensor, out_size: tuple[
 
 
 def _atomic_png(array: np.ndarray, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    Image.fromarray(array).save(tmp)
-    os.replace(tmp, path)
+    atomic_save(path, Image.fromarray(array).save, suffix=".png")
 
 
 def score_summary(cm: np.ndarray, classes, classes_subset=None) -> dict:
@@ -166,12 +163,9 @@ def evaluate(model: torch.nn.Module, dataset, classes, flip_pairs=(), settings: 
     metrics.update({"n_images": len(ids), "n_predicted": len(dataset), "classes": list(classes),
                     "settings": asdict(settings)})
     if out is not None:
-        tmp = out / f".per_image_cm.tmp-{os.getpid()}.npz"
-        np.savez_compressed(tmp, **dict(zip(ids, cms_arr)))
-        os.replace(tmp, out / "per_image_cm.npz")
-        tmp = out / f".metrics.json.tmp-{os.getpid()}"
-        tmp.write_text(json.dumps(metrics, indent=1, allow_nan=True))
-        os.replace(tmp, out / "metrics.json")
+        atomic_save(out / "per_image_cm.npz", lambda tmp: np.savez_compressed(tmp, **dict(zip(ids, cms_arr))),
+                    suffix=".npz")
+        atomic_write_json(out / "metrics.json", metrics, allow_nan=True)
     return {"ids": ids, "cms": cms_arr, "metrics": metrics}
 
 

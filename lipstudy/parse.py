@@ -7,7 +7,6 @@ for every image. The checkpoint carries its training config, so the network is r
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import torch
 from PIL import Image
 
 from . import labels as L
+from .atomic import atomic_save
 from .evaluate import predict_logits
 from .transforms import EvalTransform
 
@@ -30,9 +30,7 @@ def parse_image(model: torch.nn.Module, image: np.ndarray, flip_pairs=(), flip: 
 
 
 def _save(array: np.ndarray, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    Image.fromarray(array).save(tmp)
-    os.replace(tmp, path)
+    atomic_save(path, Image.fromarray(array).save, suffix=".png")
 
 
 def main(argv: list[str]) -> int:

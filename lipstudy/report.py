@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .atomic import atomic_save
+
 PACKAGES = ("torch", "numpy", "scipy", "pandas", "pillow", "scikit-image", "matplotlib", "seaborn",
             "papermill", "jupytext", "jupyter-book", "myst-nb")
 WHICH = ("paper", "ours", "difference")
@@ -361,10 +363,7 @@ def image_attributes(root, real_splits=("val",)) -> pd.DataFrame:
         df["size_bin"] = [next(b for b, (lo, hi) in TABLE6_SIZE_BINS.items() if lo <= a < hi) for a in areas]
         parts.append(df)
     df = pd.concat(parts, ignore_index=True)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, cache)
+    atomic_save(cache, lambda tmp: df.to_csv(tmp, index=False), suffix=".csv")
     return df.set_index("id", drop=False)
 # ---------------------------------------------------------------------------------------------
 # scores of runs (fractions in, percent out)

@@ -118,9 +118,45 @@ def test_agreement_with_generator(tmp_path):
     assert agg.loc["full_body", "support"] > 10
     # the generator guarantees head and shoes in full-body images: the rule finds them all
     assert agg.loc["full_body", "recall"] == 1.0
-    assert ((agg.accuracy >= 0) & (agg.accuracy <= 1)).all()
+    # accuracy = 1 - (false positives + false negatives) / images, with tp = precision * derived
+    tp = (agg.precision * agg.derived).fillna(0)
+    assert np.allclose(agg.accuracy, 1 - (agg.support + agg.derived - 2 * tp) / 60)
     test = attribute_agreement(root, "test")  # hidden test labels are read from server/
     truth = synth.read_attributes(root)
     assert test.support.tolist() == [int(truth[truth.split == "test"][a].sum()) for a in ATTRIBUTES]
     with pytest.raises(FileNotFoundError, match="attributes.csv"):
         attribute_agreement(tmp_path, "val")
+
+
+def test_agreement_counts_known_answer(tmp_path):
+    """Four hand-drawn val images whose derived attributes are known (the tests above), against a
+    generator truth that disagrees on purpose: every count and rate is known by hand."""
+    import pandas as pd
+
+    maps = {"a": _person(), "b": _person()[:52], "c": _person()[56:], "d": _person()[23:]}
+    derived = {"a": "full_body", "b": "upper_body", "c": "lower_body", "d": "head_missed"}
+    for i, lab in maps.items():
+        assert derive_attributes(lab) == {a: int(a == derived[i]) for a in ATTRIBUTES}, i
+    (tmp_path / "val_images").mkdir()
+    (tmp_path / "val_segmentations").mkdir()
+    for i, lab in maps.items():
+        Image.fromarray(np.zeros((*lab.shape, 3), np.uint8)).save(tmp_path / "val_images" / f"{i}.jpg")
+        Image.fromarray(lab).save(tmp_path / "val_segmentations" / f"{i}.png")
+    (tmp_path / "val_id.txt").write_text("a\nb\nc\nd\n")
+    truth = {"a": {"full_body", "back_view"}, "b": {"full_body", "upper_body"}, "c": {"lower_body"},
+             "d": {"occlusion"}}
+    pd.DataFrame([{"id": i, "split": "val", **{a: int(a in truth[i]) for a in ATTRIBUTES}} for i in maps]
+                 ).to_csv(tmp_path / "attributes.csv", index=False)
+    agg = attribute_agreement(tmp_path, "val")
+    nan = float("nan")
+    expected = {  # support, derived, precision, recall, accuracy
+        "full_body": (2, 1, 1.0, 0.5, 0.75),    # b is full-body in truth, not derived
+        "upper_body": (1, 1, 1.0, 1.0, 1.0),
+        "lower_body": (1, 1, 1.0, 1.0, 1.0),
+        "head_missed": (0, 1, 0.0, nan, 0.75),  # d derived, not in truth: recall undefined
+        "back_view": (1, 0, nan, 0.0, 0.75),    # nothing derived: precision undefined
+        "occlusion": (1, 0, nan, 0.0, 0.75),
+    }
+    for attr, values in expected.items():
+        got = tuple(agg.loc[attr, ["support", "derived", "precision", "recall", "accuracy"]])
+        assert np.allclose(got, values, equal_nan=True), (attr, got)

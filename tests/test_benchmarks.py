@@ -8,9 +8,36 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
+import _common  # noqa: E402
 import eval_throughput  # noqa: E402
 import ssl_overhead  # noqa: E402
+import torch  # noqa: E402
 import train_throughput  # noqa: E402
+
+
+def conv_training_flops(name: str, width: float, batch: int, size: int) -> int:
+    """FLOPs of a training step derived from the layer shapes: a convolution's forward pass costs
+    2 x (output elements) x (input channels / groups x kernel area) (a transposed one 2 x input
+    elements x output channels / groups x kernel area); backward costs the same again for the
+    weight gradient and again for the input gradient, except at the first layer, whose input
+    (the image) needs none. Matmuls and convolutions are all FlopCounterMode counts."""
+    from torch import nn
+
+    from lipstudy.models import build_model
+
+    model = build_model(name, width=width).train()
+    forward = []
+
+    def hook(m, inputs, output):
+        k = m.kernel_size[0] * m.kernel_size[1] // m.groups
+        n = inputs[0].numel() * m.out_channels if isinstance(m, nn.ConvTranspose2d) else output.numel() * m.in_channels
+        forward.append(2 * n * k)
+
+    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    model(torch.randn(batch, 3, size, size))
+    for h in hooks:
+        h.remove()
+    return 3 * sum(forward) - forward[0]
 
 
 def test_train_throughput_counts_flops_and_mfu(tmp_path):
@@ -20,21 +47,27 @@ def test_train_throughput_counts_flops_and_mfu(tmp_path):
     r = json.loads(out.read_text())
     assert r["precision"] == "bf16 autocast, channels_last" and r["matmul_dtype"] == "bf16"
     assert [m["model"] for m in r["models"]] == ["segnet", "deeplabv2"]
+    assert r["timing"] == "torch.utils.benchmark.Timer, one block of 1 calls, after 1 warm-up call(s)"
     for m in r["models"]:
-        assert m["train_flops_per_step"] > 0 and m["train_images_per_s"] > 0
+        # SegNet at 33 x 33 (padded to 64): 244,187,136; DeepLabV2: 62,778,816.
+        assert m["train_flops_per_step"] == conv_training_flops(m["model"], 0.0625, 2, 33)
+        assert m["train_images_per_s"] == pytest.approx(2 / m["train_step_s"])
+        assert m["train_flop_per_s"] == pytest.approx(m["train_flops_per_step"] / m["train_step_s"])
         assert m["mfu"] == pytest.approx(m["train_flop_per_s"] / r["matmul_flop_per_s"])
+    assert [m["train_flops_per_step"] for m in r["models"]] == [244_187_136, 62_778_816]
     # Doubling the batch doubles the FLOPs of a step (every layer is per image).
     out2 = tmp_path / "train2.json"
-    train_throughput.main(["--device", "cpu", "--width", "0.0625", "--size", "33", "--batch", "4", "--steps", "1",
+    train_throughput.main(["--device", "cpu", "--width", "0.0625", "--size", "33", "--batch", "4", "--min-time", "0.05",
                            "--models", "segnet", "--out", str(out2)])
     r2 = json.loads(out2.read_text())
     assert r2["precision"] == "fp32, NCHW"
+    assert r2["timing"].startswith("torch.utils.benchmark.Timer, blocked_autorange, median block, >= 0.05 s")
     assert r2["models"][0]["train_flops_per_step"] == 2 * r["models"][0]["train_flops_per_step"]
 
 
 def test_eval_throughput_and_ssl_overhead_write_results(tmp_path):
     out = tmp_path / "eval.json"
-    eval_throughput.main(["--device", "cpu", "--width", "0.0625", "--size", "33", "--batch", "2",
+    eval_throughput.main(["--device", "cpu", "--width", "0.0625", "--size", "33", "--batch", "2", "--min-time", "0.05",
                           "--amp", "bf16", "--channels-last", "--out", str(out)])
     r = json.loads(out.read_text())
     assert r["size"] == 33 and r["precision"] == "bf16 autocast, channels_last"
@@ -45,13 +78,16 @@ def test_eval_throughput_and_ssl_overhead_write_results(tmp_path):
                               "--steps", "2", "--warmup", "1", "--out", str(out)]) == 0
     r = json.loads(out.read_text())
     assert set(r["loss_only_s_median"]) == {"off", "paper", "released", "plus_one"}
-    assert r["step_s_median"]["off"] > 0
+    step, loss = r["step_s_median"], r["loss_only_s_median"]
+    assert r["step_overhead"] == pytest.approx((step["paper"] - step["off"]) / step["off"])
+    assert r["joint_term_fraction_of_step"] == pytest.approx((loss["paper"] - loss["off"]) / step["off"])
+    assert r["timed_steps"] == 2 and r["timing"].startswith("torch.utils.benchmark.Timer, one block of 1 calls")
 
 
 def test_benchmark_table_reads_what_the_scripts_write(tmp_path):
     from lipstudy import report
 
-    eval_throughput.main(["--device", "cpu", "--width", "0.0625", "--size", "33", "--batch", "2",
+    eval_throughput.main(["--device", "cpu", "--width", "0.0625", "--size", "33", "--batch", "2", "--min-time", "0.05",
                           "--out", str(tmp_path / "eval_throughput.json")])
     written = json.loads((tmp_path / "eval_throughput.json").read_text())
     (tmp_path / "ssl_overhead.json").write_text(json.dumps({
@@ -72,3 +108,44 @@ def test_benchmark_table_reads_what_the_scripts_write(tmp_path):
     with pytest.raises(ValueError, match="broken.json: not a readable benchmark result"):
         report.benchmark_table(tmp_path)
     assert report.benchmark_table(tmp_path / "nowhere").empty
+
+
+def test_seconds_per_call_counts_calls_and_keeps_the_thread_count():
+    calls, threads = [], []
+
+    def fn():
+        calls.append(1)
+        threads.append(torch.get_num_threads())
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        _common.seconds_per_call(fn, number=5, warmup=3)
+        assert len(calls) == 3 + 2 + 5  # our warm-up calls, Timer.timeit's own two, one block of 5
+        # Timer runs on one thread unless told otherwise: the figures must use the process's threads.
+        assert set(threads) == {2}
+        calls.clear()
+        _common.seconds_per_call(fn, min_run_time=0.01, warmup=0)
+        assert len(calls) >= 2  # block-size estimate, then at least one timed block
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_benchmark_table_train_throughput_rows(tmp_path):
+    from lipstudy import report
+
+    (tmp_path / "train_throughput.json").write_text(json.dumps({
+        "device": "GPU X", "torch": "2.13.0", "width": 1.0, "input_size": 321, "batch": 10,
+        "precision": "bf16 autocast, channels_last", "matmul_dtype": "bf16", "matmul_flop_per_s": 6.5e14,
+        "models": [{"model": "deeplabv2", "train_images_per_s": 123.456, "mfu": 0.4123},
+                   {"model": "attention", "train_images_per_s": 50.04, "mfu": 0.25}]}))
+    table = report.benchmark_table(tmp_path)
+    assert list(table["benchmark"]) == ["train_throughput"] * 4
+    assert set(table["settings"]) == {"width 1.0, 321x321, batch 10, bf16 autocast, channels_last"}
+    assert set(table["device"]) == {"GPU X"} and set(table["torch"]) == {"2.13.0"}
+    rows = table.set_index("figure")
+    assert rows.loc["deeplabv2 training images/s", "value"] == 123.5
+    assert rows.loc["attention training images/s", "value"] == 50.0
+    assert rows.loc["deeplabv2 MFU (vs bf16 matmul 650.00 TFLOP/s)", "value"] == "41.2%"
+    assert rows.loc["attention MFU (vs bf16 matmul 650.00 TFLOP/s)", "paper / goal"] == ">= 50% on a GPU"
+    assert rows.loc["attention training images/s", "paper / goal"] == ""

@@ -31,9 +31,11 @@ def test_atr_and_ppp():
     assert len(L.ATR_CLASSES) == 18 and len(L.PPP_CLASSES) == 7
     for a, b in L.ATR_FLIP_PAIRS:
         assert L.ATR_CLASSES[a].replace("left", "right") == L.ATR_CLASSES[b]
-    # The mapping pairs categories of the same name.
-    for atr, lip in L.ATR_TO_LIP.items():
-        assert L.ATR_CLASSES[atr] == L.LIP_CLASSES[lip] or (L.ATR_CLASSES[atr], L.LIP_CLASSES[lip]) == ("sunglasses", "sunglasses")
+    # The mapping pairs every ATR category with the LIP category of the same name, except ATR's
+    # belt and bag; LIP's glove, coat, socks and jumpsuits have no ATR counterpart.
+    named = {L.ATR_CLASSES[atr]: L.LIP_CLASSES[lip] for atr, lip in L.ATR_TO_LIP.items()}
+    assert named == {n: n for n in L.ATR_CLASSES if n not in ("belt", "bag")}
+    assert {L.LIP_CLASSES[i] for i in set(range(20)) - set(L.ATR_LIP_SHARED)} == {"glove", "coat", "socks", "jumpsuits"}
     assert L.ATR_CLASSES[8] == "belt" and 8 not in L.ATR_TO_LIP and 16 not in L.ATR_TO_LIP
     assert len(L.ATR_LIP_SHARED) == 16
     m = L.atr_to_lip(np.array([[0, 8, 9, 16, 255]], np.uint8))

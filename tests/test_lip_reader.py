@@ -233,11 +233,11 @@ def test_png_images_read_exactly(tmp_path):
     np.testing.assert_array_equal(LIPDataset(tmp_path, "val")[0]["image"], image)
 
 
-@pytest.mark.parametrize("mode", ["L", "CMYK", "RGBA", "P"])
+@pytest.mark.parametrize("mode", ["L", "RGBA"])
 def test_read_image_converts_to_rgb(tmp_path, mode):
     rgb = make_image(1)
     img = Image.fromarray(rgb).convert(mode)
-    path = tmp_path / ("x.png" if mode in ("RGBA", "P") else "x.jpg")
+    path = tmp_path / ("x.png" if mode == "RGBA" else "x.jpg")
     img.save(path, **({"quality": 100} if path.suffix == ".jpg" else {}))
     out = read_image(path)
     assert out.dtype == np.uint8 and out.shape == (H, W, 3)
@@ -245,6 +245,38 @@ def test_read_image_converts_to_rgb(tmp_path, mode):
         assert (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()
     if mode == "RGBA":
         np.testing.assert_array_equal(out, rgb)
+
+
+def test_read_cmyk_jpeg_known_colours(tmp_path):
+    # LIP has a few CMYK photos. Four 8x8 blocks (JPEG's block size, so quality 100 keeps them flat);
+    # RGB = (255 - C) * (255 - K) / 255 per channel (C->R, M->G, Y->B):
+    # white, cyan, black, and (255*223/255, 127*223/255, 191*223/255) = (223, 111, 167).
+    cmyk = np.zeros((16, 16, 4), np.uint8)
+    cmyk[:8, 8:] = (255, 0, 0, 0)
+    cmyk[8:, :8] = (0, 0, 0, 255)
+    cmyk[8:, 8:] = (0, 128, 64, 32)
+    path = tmp_path / "cmyk.jpg"
+    Image.fromarray(cmyk, mode="CMYK").save(path, quality=100)
+    assert Image.open(path).mode == "CMYK"
+    out = read_image(path)
+    assert out.dtype == np.uint8 and out.shape == (16, 16, 3)
+    expected = np.zeros((16, 16, 3), np.uint8)
+    expected[:8, :8] = (255, 255, 255)
+    expected[:8, 8:] = (0, 255, 255)
+    expected[8:, :8] = (0, 0, 0)
+    expected[8:, 8:] = (223, 111, 167)
+    assert np.abs(out.astype(int) - expected).max() <= 2
+
+
+def test_read_palette_png_known_colours(tmp_path):
+    # A palette image reads as its palette's colours, not as its indices.
+    index = np.array([[0, 1, 2, 3], [3, 2, 1, 0]], np.uint8)
+    palette = np.array([(10, 20, 30), (200, 100, 50), (0, 255, 0), (255, 255, 255)], np.uint8)
+    img = Image.fromarray(index, mode="L").convert("P")
+    img.putpalette(palette.ravel().tolist())
+    img.save(tmp_path / "p.png")
+    assert Image.open(tmp_path / "p.png").mode == "P"
+    np.testing.assert_array_equal(read_image(tmp_path / "p.png"), palette[index])
 
 
 # ------------------------------------------------------------------------------------------

@@ -133,9 +133,20 @@ def test_bootstrap_ci_brackets_value_and_paired_difference():
     ci = M.bootstrap_ci(cg, "mean_iou", n_boot=300, seed=0)
     assert ci["low"] <= ci["value"] <= ci["high"] and ci["n"] == 40
     assert ci["value"] == pytest.approx(M.scores(M.aggregate(cg))["mean_iou"])
-    assert ci["high"] - ci["low"] < 0.1
+    # The same interval from an independent resampling loop: the same seed draws the same images
+    # (n_boot rows of n indices), each resample's matrix is the sum of the drawn images' matrices.
+    draws = np.random.default_rng(0).integers(0, 40, size=(300, 40))
+    good = np.array([M.scores(cg[d].sum(0))["mean_iou"] for d in draws])
+    worse = np.array([M.scores(cb[d].sum(0))["mean_iou"] for d in draws])
+    assert (ci["low"], ci["high"]) == pytest.approx(tuple(np.quantile(good, [0.025, 0.975])), abs=1e-12)
+    assert ci["high"] - ci["low"] > 0.005  # a real interval, not a point
     diff = M.bootstrap_ci(cg, "mean_iou", n_boot=300, other=cb)
-    assert diff["low"] > 0  # the better predictor wins on every resample's interval
+    assert diff["value"] == pytest.approx(M.scores(cg.sum(0))["mean_iou"] - M.scores(cb.sum(0))["mean_iou"])
+    # Paired: both methods are scored on the same resample, then differenced.
+    assert (diff["low"], diff["high"]) == pytest.approx(tuple(np.quantile(good - worse, [0.025, 0.975])), abs=1e-12)
+    ci90 = M.bootstrap_ci(cg, "overall_acc", n_boot=300, alpha=0.1, seed=0)
+    acc = [M.scores(cg[d].sum(0))["overall_acc"] for d in draws]
+    assert (ci90["low"], ci90["high"]) == pytest.approx(tuple(np.quantile(acc, [0.05, 0.95])), abs=1e-12)
     # identical methods: the paired difference is exactly zero
     same = M.bootstrap_ci(cg, "overall_acc", n_boot=50, other=cg)
     assert same["value"] == same["low"] == same["high"] == 0.0

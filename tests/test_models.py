@@ -133,14 +133,24 @@ def test_parameter_counts_at_full_width(name, expected):
     assert num_parameters(model) == expected
 
 
-def test_parameter_count_sanity_values():
-    assert SEGNET == 29_455_125
-    assert FCN8S == 134_489_759
-    assert DEEPLABV2 == 37_877_652
-    assert ATTENTION == 34_663_256
+def test_parameter_counts_layer_by_layer():
+    """The per-layer figures of the derivation above, each against the layer that should have it
+    (a total can come out right with two layers wrong; a layer cannot)."""
     with torch.device("meta"):
-        model = build_model("fcn8s", num_classes=21)
-    assert num_parameters(model.backbone) == VGG16_CONVS
+        seg, fcn, dl, att = (build_model(n, num_classes=21) for n in ("segnet", "fcn8s", "deeplabv2", "attention"))
+    n = num_parameters
+    assert n(fcn.backbone) == n(dl.backbone) == n(att.backbone) == VGG16_CONVS
+    assert n(seg.encoder) == VGG16_CONVS + 8_448
+    assert n(seg.classifier) == 64 * 21 * 9 + 21 == 12_117
+    assert n(seg.decoders) == 14_724_565 - 12_117 + 7_424
+    assert [n(m) for m in (fcn.fc6, fcn.fc7, fcn.score_fr, fcn.score_pool4, fcn.score_pool3)] == \
+        [102_764_544, 16_781_312, 86_037, 10_773, 5_397]
+    assert [n(m) for m in (fcn.upscore2, fcn.upscore_pool4, fcn.upscore8)] == [7_056, 7_056, 112_896]
+    assert [b.fc6.dilation for b in dl.aspp] == [(6, 6), (12, 12), (18, 18), (24, 24)]
+    assert all((n(b.fc6), n(b.fc7), n(b.fc8)) == (4_719_616, 1_049_600, 21_525) for b in dl.aspp)
+    assert att.head.fc6.dilation == (12, 12)
+    assert (n(att.head.fc6), n(att.head.fc7), n(att.head.fc8)) == (4_719_616, 1_049_600, 21_525)
+    assert (n(att.attention[0]), n(att.attention[3])) == (3 * 3 * 3 * 1024 * 512 + 512, 512 * 3 + 3)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from lipstudy.labels import IGNORE_INDEX, LIP_FLIP_PAIRS, flip_labels
-from lipstudy.transforms import (AugmentParams, EvalTransform, TrainTransform, denormalize,
-                                 normalize, sample_rng)
+from lipstudy.transforms import (IMAGENET_MEAN, IMAGENET_STD, AugmentParams, EvalTransform, TrainTransform,
+                                 denormalize, normalize, sample_rng)
 
 
 def _sample(h=40, w=30, seed=0):
@@ -65,14 +65,29 @@ def test_padding_uses_ignore_and_mean_colour():
     assert x[:, 10:, :].abs().max() < 0.01  # the mean colour normalises to ~0
 
 
-def test_scale_keeps_label_ids_and_sizes():
-    s = _sample(40, 30)
-    t = TrainTransform(crop=20)
-    for scale in (0.6, 0.83, 1.4):
-        p = AugmentParams(scale, 0, 0, False)
-        x, y = t.apply(s["image"], s["label"], p)
-        assert x.shape == (3, 20, 20)
-        assert set(torch.unique(y).tolist()) <= set(np.unique(s["label"]).tolist()) | {IGNORE_INDEX}
+def test_scale_and_crop_known_answers():
+    # Nearest-neighbour resizing samples source pixel floor((i + 0.5) / scale): at scale 2 every
+    # pixel is repeated twice, at scale 0.5 every second pixel (the odd rows and columns) is kept.
+    label = np.arange(40 * 30).reshape(40, 30) % 19 + 1
+    label = label.astype(np.uint8)
+    colour = np.array([10, 200, 30], np.uint8)
+    image = np.broadcast_to(colour, (40, 30, 3)).copy()
+    t = TrainTransform(crop=20, flip=False)
+    assert t.scaled_size(40, 30, 2.0) == (80, 60) and t.scaled_size(40, 30, 0.5) == (20, 15)
+    assert t.scaled_size(40, 30, 0.83) == (33, 25)  # rounded, not truncated (33.2, 24.9)
+    x, y = t.apply(image, label, AugmentParams(2.0, top=7, left=11, flip=False))
+    up = label.repeat(2, axis=0).repeat(2, axis=1)
+    assert torch.equal(y, torch.from_numpy(up[7:27, 11:31]).long())
+    # a uniform image stays uniform: every pixel normalises to (colour / 255 - mean) / std
+    expected = torch.tensor([(c / 255 - m) / s for c, m, s in zip(colour, IMAGENET_MEAN, IMAGENET_STD)],
+                            dtype=torch.float32)
+    assert torch.allclose(x, expected.view(3, 1, 1).expand(3, 20, 20), atol=1e-6)
+    # Scale 0.5: 20 x 15, padded on the right to the 20 x 20 crop with ignore and the mean colour.
+    x, y = t.apply(image, label, AugmentParams(0.5, top=0, left=0, flip=False))
+    assert torch.equal(y[:, :15], torch.from_numpy(label[1::2, 1::2]).long())
+    assert (y[:, 15:] == IGNORE_INDEX).all()
+    assert torch.allclose(x[:, :, :15], expected.view(3, 1, 1).expand(3, 20, 15), atol=1e-6)
+    assert x[:, :, 15:].abs().max() < 0.01
 
 
 def test_randomness_depends_only_on_seed_epoch_index():
@@ -102,4 +117,7 @@ def test_eval_transform_input_size():
     assert out["label"].shape == (40, 30) and out["size"] == (40, 30)
     out = EvalTransform()(s)
     assert out["image"].shape == (3, 40, 30)
-    assert LIP_FLIP_PAIRS  # the default pairs are the LIP ones
+
+def test_default_flip_pairs_are_lips():
+    assert TrainTransform().flip_pairs == ((14, 15), (16, 17), (18, 19))
+    assert TrainTransform().flip_pairs == tuple(LIP_FLIP_PAIRS)

@@ -47,6 +47,7 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 from tqdm import tqdm
 
+from lipstudy.atomic import atomic_save
 from lipstudy.data import _shapes as shp
 from lipstudy.data._shapes import Material
 from lipstudy.labels import ATR_TO_LIP
@@ -937,9 +938,7 @@ def gallery(root, out_png=None, n: int = 2, split: str | None = None, seed: int 
             axes[2 * r + 1, c].imshow(overlay(img, lab, palette=palette_for(ncls)))
     fig.tight_layout()
     if out_png is not None:
-        tmp = Path(out_png).with_name(f".{Path(out_png).name}.tmp-{os.getpid()}.png")
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, out_png)
+        atomic_save(out_png, lambda tmp: fig.savefig(tmp, dpi=100), suffix=".png")
     return fig
 
 

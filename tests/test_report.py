@@ -1,0 +1,75 @@
+"""lipstudy.report: seed averages and spreads (known answers), and the derived-attributes cache of
+real data (written atomically, then reused)."""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lipstudy import report
+
+
+def _metrics(overall, mean_acc, mean_iou, per_class):
+    return {"overall_acc": overall, "mean_acc": mean_acc, "mean_iou": mean_iou, "per_class_iou": per_class,
+            "n_images": 4}
+
+
+SEEDS = [
+    _metrics(0.50, 0.20, 0.30, {"background": 0.9, "hat": 0.2, "hair": None, "glove": 0.1}),
+    _metrics(0.60, 0.40, 0.40, {"background": 0.8, "hat": 0.4, "hair": None}),  # glove not scored
+    _metrics(0.70, 0.30, 0.80, {"background": 0.7, "hat": None, "hair": None, "glove": 0.4}),
+]
+
+
+def test_seed_mean_known_answer():
+    m = report.seed_mean(SEEDS)
+    assert set(m) == {"overall_acc", "mean_acc", "mean_iou", "per_class_iou"}
+    assert m["overall_acc"] == pytest.approx(0.6)
+    assert m["mean_acc"] == pytest.approx(0.3)
+    assert m["mean_iou"] == pytest.approx(0.5)
+    pc = m["per_class_iou"]
+    assert list(pc) == ["background", "hat", "hair", "glove"]  # the first seed's classes, in order
+    assert pc["background"] == pytest.approx(0.8)
+    assert pc["hat"] == pytest.approx(0.3)     # None (class skipped) leaves the mean over 2 seeds
+    assert pc["glove"] == pytest.approx(0.25)  # missing from a seed's dict: also skipped
+    assert math.isnan(pc["hair"])              # skipped by every seed
+    # One seed: its own values.
+    one = report.seed_mean(SEEDS[:1])
+    assert one["mean_iou"] == 0.3 and one["per_class_iou"]["hat"] == 0.2 and math.isnan(one["per_class_iou"]["hair"])
+
+
+def test_seed_spread_known_answer():
+    assert report.seed_spread(SEEDS) == pytest.approx(50.0)  # max - min of mean IoU, in percent
+    assert report.seed_spread(SEEDS, "overall_acc") == pytest.approx(20.0)
+    assert report.seed_spread(SEEDS, "mean_acc") == pytest.approx(20.0)  # not last - first (10)
+    assert math.isnan(report.seed_spread(SEEDS[:1]))
+
+
+def test_real_data_attributes_are_cached_atomically(tmp_path, monkeypatch):
+    """Real data has no attributes.csv: attributes are derived from the val labels once, written to
+    <results>/cache/ by rename, and read back the next time."""
+    root = tmp_path / "LIP"
+    (root / "val_images").mkdir(parents=True)
+    (root / "val_segmentations").mkdir()
+    labels = {"a": np.zeros((20, 10), np.uint8), "b": np.zeros((20, 10), np.uint8)}
+    labels["a"][2:18, 2:8] = 5    # 96 person pixels
+    labels["b"][0:4, 0:3] = 13    # 12 person pixels
+    for i, lab in labels.items():
+        Image.fromarray(np.zeros((20, 10, 3), np.uint8)).save(root / "val_images" / f"{i}.jpg")
+        Image.fromarray(lab).save(root / "val_segmentations" / f"{i}.png")
+    (root / "val_id.txt").write_text("a\nb\n")
+    monkeypatch.setenv("LIPSTUDY_RESULTS", str(tmp_path / "results"))
+    df = report.image_attributes(root)
+    assert list(df.index) == ["a", "b"] and list(df["person_area"]) == [96, 12]
+    assert list(df["size_bin"]) == ["small", "small"] and list(df["split"]) == ["val", "val"]
+    cache = tmp_path / "results" / "cache"
+    files = os.listdir(cache)
+    assert len(files) == 1 and files[0].startswith("attributes-") and files[0].endswith(".csv")  # no temporary
+    import lipstudy.data.attributes
+    monkeypatch.setattr(lipstudy.data.attributes, "derive_dataset_attributes",
+                        lambda *a, **k: pytest.fail("derived again instead of reading the cache"))
+    again = report.image_attributes(root)
+    assert list(again.index) == ["a", "b"] and list(again["person_area"]) == [96, 12]
