@@ -25,9 +25,11 @@ browser:
 	  echo "installing Debian's chromium for the browser test"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# --dist loadfile: a test file runs on one worker, so tests/test_book.py builds the smoke book once.
 test: $(STAMP) browser
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile $(PYTEST_ARGS)
 
+# The same runner and cache as `LIPSTUDY_PROFILE=$(PROFILE) jupyter-book build book/` (see _config.yml).
 book: $(STAMP)
 	$(BIN)/lipstudy book --profile $(PROFILE) $(if $(DATA),--data $(DATA)) $(if $(CHAPTERS),--chapters $(CHAPTERS))
 

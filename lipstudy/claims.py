@@ -12,7 +12,10 @@ statistic is averaged over seeds inside every resample, and the per-seed values 
 Verdict: ``supported`` when the interval lies above 0, ``contradicted`` when it lies below 0,
 ``inconclusive`` when it contains 0, ``no data`` when a subset the claim needs has no images,
 ``too few images`` when it has fewer than ``MIN_IMAGES`` (an interval over a handful of images
-says little, whatever its width).
+says little, whatever its width), ``untestable here`` when the statistic averages over a class that
+every compared model scores IoU 0 on (the models are too weak for the claim at this profile: the
+number measures that, not the claim). A verdict whose seeds disagree on the sign is flagged
+"within seed spread".
 """
 from __future__ import annotations
 
@@ -42,6 +45,8 @@ ARMS_LEGS_SHOES = _ids("left-arm", "right-arm", "left-leg", "right-leg", "left-s
 SMALL_LABELS_52 = _ids("sunglasses", "socks", "glove")                 # Section 5.2's examples
 SMALL_LABELS_33 = _ids("sunglasses", "scarf", "skirt")                 # Section 3.3's examples
 LARGE_LABELS_33 = _ids("face", "upper-clothes", "coat", "pants")       # Section 3.3's examples
+# Both sections' small labels, each once (sunglasses is in both lists), in a stable order.
+SMALL_LABELS = tuple(dict.fromkeys(SMALL_LABELS_33 + SMALL_LABELS_52))
 UPPER_BODY_LABELS = _ids("hat", "hair", "glove", "sunglasses", "upper-clothes", "coat", "scarf",
                          "face", "left-arm", "right-arm")
 LOWER_BODY_LABELS = _ids("socks", "pants", "skirt", "left-leg", "right-leg", "left-shoe", "right-shoe")
@@ -79,12 +84,23 @@ class Verdict:
     n_images: int
     note: str = ""
 
+    @property
+    def seed_spread(self) -> float:
+        """max - min of the statistic over seeds (pp); NaN with one seed."""
+        return (max(self.per_seed) - min(self.per_seed)) if len(self.per_seed) > 1 else np.nan
+
+    @property
+    def within_seed_spread(self) -> bool:
+        """Whether the seeds disagree on the statistic's sign: then the verdict turns on the seed,
+        whatever the bootstrap interval over images says."""
+        return len(self.per_seed) > 1 and min(self.per_seed) < 0 < max(self.per_seed)
+
     def as_row(self) -> dict:
-        spread = (max(self.per_seed) - min(self.per_seed)) if len(self.per_seed) > 1 else np.nan
         return {"section": self.section, "claim": self.claim, "statistic": self.statistic,
                 "paper (pp)": self.paper_value, "ours (pp)": self.estimate,
                 "CI low": self.low, "CI high": self.high,
-                "seeds": ", ".join(f"{v:.2f}" for v in self.per_seed), "seed spread": spread,
+                "seeds": ", ".join(f"{v:.2f}" for v in self.per_seed), "seed spread": self.seed_spread,
+                "within seed spread": ("yes" if self.within_seed_spread else "no") if len(self.per_seed) > 1 else "-",
                 "verdict": self.verdict, "images": self.n_images, "note": self.note}
 
 
@@ -120,7 +136,38 @@ class Evidence:
     n_boot: int = 1000
     alpha: float = 0.05
     boot_seed: int = 0
+    # Methods trained with more seeds than ``seeds`` (the SSL comparison's): a statistic uses the
+    # seeds every method it compares has.
+    method_seeds: dict = field(default_factory=dict)
     _cache: dict = field(default_factory=dict, repr=False)
+
+    def seeds_for(self, methods) -> list[int]:
+        """The seeds every one of ``methods`` was trained with."""
+        common = None
+        for m in methods:
+            s = list(self.method_seeds.get(m, self.seeds))
+            common = s if common is None else [x for x in common if x in s]
+        return common if common else list(self.seeds)
+
+    def zero_classes(self, terms: dict) -> list[int]:
+        """Classes a statistic averages over that every compared model scores IoU 0 on (first seed):
+        such a statistic measures the model's weakness, not the claim."""
+        ids = set()
+        for t in terms.values():
+            if t.stat.startswith("miou:"):
+                ids.update(int(i) for i in t.stat[5:].split(","))
+            elif t.stat.startswith("iou:"):
+                ids.add(int(t.stat[4:]))
+        zero = []
+        for c in sorted(ids):
+            ious = []
+            for t in terms.values():
+                cm = np.asarray(self.ev(t.method, t.split, self.seeds[0]).cms, dtype=np.float64).sum(0)
+                tp, gt, pr = cm[c, c], cm[c].sum(), cm[:, c].sum()
+                ious.append(tp / (gt + pr - tp) if gt + pr - tp > 0 else np.nan)
+            if all(v == 0 for v in ious):
+                zero.append(c)
+        return zero
 
     def ev(self, method: str, split: str, seed: int):
         key = (method, split, seed)
@@ -158,7 +205,7 @@ class Evidence:
             np.add.at(w, (np.repeat(np.arange(self.n_boot), n), draws.ravel()), 1.0)
             weights[pop], ref_ids[pop] = w, ids
         points, boots, n_min = [], [], None
-        for seed in self.seeds:
+        for seed in self.seeds_for({t.method for t in terms.values()}):
             vals, bvals = {}, {}
             for name, t in terms.items():
                 pop = _population(t.split)
@@ -190,6 +237,11 @@ def _verdict(evd: Evidence, section: str, claim: str, statistic: str, terms: dic
     verdict = decide(r["low"], r["high"])
     if 0 < r["n"] < MIN_IMAGES:
         verdict = "too few images"
+    zero = evd.zero_classes(terms)
+    if zero and verdict in ("supported", "contradicted", "inconclusive"):
+        verdict = "untestable here"
+        note = "; ".join(x for x in (note, "every compared model scores IoU 0 on "
+                                     + ", ".join(LIP_CLASSES[c] for c in zero)) if x)
     return Verdict(section, claim, statistic, None if paper_value is None else round(paper_value, 2),
                    r["value"] * pp, r["low"] * pp, r["high"] * pp, tuple(v * pp for v in r["per_seed"]),
                    verdict, r["n"], note)
@@ -355,7 +407,7 @@ def large_labels_easier(evd: Evidence) -> Verdict:
 def multiscale_better_on_small(evd: Evidence) -> Verdict:
     """3.3: "Attention and DeepLabV2 perform better on small labels thanks to the utilization of
     multi-scale features"."""
-    small = SMALL_LABELS_33 + SMALL_LABELS_52
+    small = SMALL_LABELS
     terms = {m: Term(m, stat=miou_of(small)) for m in BASELINES}
     pv = (np.mean([_t4(_ROW[m], small) for m in ("DeepLabV2", "Attention")])
           - np.mean([_t4(_ROW[m], small) for m in ("FCN-8s", "SegNet")]))
@@ -376,6 +428,19 @@ def ssl_improves(evd: Evidence, base: str = "Attention", split: str = "val") -> 
     pv = table.loc[_ROW[ssl], "Mean IoU"] - table.loc[_ROW[base], "Mean IoU"]
     return _verdict(evd, "5.2", f"SSL improves {base} ({split})", f"mIoU({ssl}) - mIoU({base}), {split}",
                     {"ssl": Term(ssl, split), "base": Term(base, split)}, lambda d: d["ssl"] - d["base"], pv)
+
+
+CONTROL = "DeepLabV2 + stage-2 epochs without SSL"
+
+
+def ssl_beats_extra_epochs(evd: Evidence) -> Verdict:
+    """5.2, implied: the gain of "+ SSL" comes from the structure-sensitive loss, not from the
+    stage-2 epochs it adds. The paper has no such control; this run fine-tunes the same stage-1
+    DeepLabV2 for the same epochs with plain cross-entropy."""
+    return _verdict(evd, "5.2", "SSL beats training DeepLabV2 for the same extra epochs without it",
+                    f"mIoU(DeepLabV2 + SSL) - mIoU({CONTROL}), val",
+                    {"ssl": Term("DeepLabV2 + SSL"), "ctl": Term(CONTROL)}, lambda d: d["ssl"] - d["ctl"],
+                    None, note="a control the paper lacks")
 
 
 def attention_ssl_beats_deeplab(evd: Evidence) -> Verdict:
@@ -513,6 +578,7 @@ def all_claims(evd: Evidence, sizes: Sequence[int] = (), with_ppp: bool = True,
         multiscale_better_on_small(evd),
         ssl_improves(evd, "Attention", "val"),
         ssl_improves(evd, "DeepLabV2", "val"),
+        ssl_beats_extra_epochs(evd),
         ssl_improves(evd, "Attention", "test"),
         attention_ssl_beats_deeplab(evd),
         ssl_improves_every_challenge(evd),
@@ -549,6 +615,36 @@ def experiment_evidence(profile: str, data=None, device: str = "auto", seeds=Non
         if method.startswith("ppp/"):
             run = ex.ppp_runs(seed)[method[4:]]
             return ex.ensure(run, prof, device=device).evaluation(split.removeprefix("ppp-"))
-        return ex.ensure(ex.paper_runs(seed)[method], prof, data=data, device=device).evaluation(split)
+        run = {**ex.paper_runs(seed), **ex.control_runs(seed)}[method]
+        return ex.ensure(run, prof, data=data, device=device).evaluation(split)
 
-    return Evidence(evaluation, seeds, report.image_attributes(root), n_boot=n_boot)
+    extra = [s for s in prof.ssl_seeds if s not in seeds]
+    ssl_methods = ("DeepLabV2", "DeepLabV2 + SSL", CONTROL)
+    return Evidence(evaluation, seeds, report.image_attributes(root), n_boot=n_boot,
+                    method_seeds={m: seeds + extra for m in ssl_methods} if extra else {})
+
+
+# ---------------------------------------------------------------------------------------------
+# the book's claims, shared by the claims chapter and the front page
+
+
+def book_verdicts(profile: str, data=None, device: str = "auto", seeds=None) -> tuple[Evidence, list[Verdict]]:
+    """The evidence and the verdicts of every claim for one book build (the claims chapter and
+    the front page call this, so both show the same verdicts)."""
+    from lipstudy import experiments as ex
+
+    evidence = experiment_evidence(profile, data=data, device=device, seeds=seeds)
+    return evidence, all_claims(evidence, sizes=list(ex.get_profile(profile).eval_sizes))
+
+
+def claim_anchors(claims: Sequence[str]) -> list[str]:
+    """An HTML id per claim, in order (``claim-attention-is-the-best-...``; a repeated text gets
+    ``-2``, ``-3``): the claims chapter marks each row with it, the front page links to it."""
+    import re
+
+    out, seen = [], {}
+    for text in claims:
+        slug = "claim-" + (re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")[:60].rstrip("-") or "x")
+        seen[slug] = seen.get(slug, 0) + 1
+        out.append(slug if seen[slug] == 1 else f"{slug}-{seen[slug]}")
+    return out

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from . import labels as L
+from .atomic import atomic_write_json
 
 ENGINE_VERSION = "1"
 """Bump when a change to training or evaluation changes results: every run key changes with it."""
@@ -64,19 +65,37 @@ class Profile:
     atr_data: dict
     eval_sizes: tuple[int, ...]
     seeds: tuple[int, ...] = (0,)
+    # Extra seeds of DeepLabV2, DeepLabV2 + SSL and the extra-epochs control (the SSL claims
+    # compare runs a few points apart, so their seed spread is part of the verdict).
+    ssl_seeds: tuple[int, ...] = ()
     workers: int = 0
     pretrained: bool = False
     checkpoint_every_steps: int | None = None
+    # TrainConfig fields this profile sets beyond the paper's recipe: its deviations, listed with
+    # their reasons in the book (reproducibility chapter).
+    recipe: dict = field(default_factory=dict)
+    # The synthetic stand-in for ImageNet pretraining (models/pretrain.py): None = none, else
+    # {"train": N, "val": N, "epochs": E, "max_side": PX, "lr": LR} of a synthetic split disjoint
+    # from the benchmark's (another seed), on which one VGG-16-BN backbone is trained once.
+    pretrain: dict | None = None
 
     def training_settings(self) -> dict:
         """The profile's part of a run key (what changes a trained model)."""
-        return {"width": self.width, "crop": self.crop, "batch": self.batch, "lr": self.lr,
-                "pretrained": self.pretrained}
+        out = {"width": self.width, "crop": self.crop, "batch": self.batch, "lr": self.lr,
+               "pretrained": self.pretrained}
+        if self.recipe:
+            out["recipe"] = dict(sorted(self.recipe.items()))
+        return out
 
 
 def _sizes(crop: int) -> tuple[int, ...]:
     return tuple(int(round(s * crop / 321)) for s in (153, 321, 513))
 
+
+# The from-scratch CPU profiles' recipe beyond the paper's (see lipstudy/deviations.py).
+CPU_RECIPE = {"batch_norm": True, "optimizer": "adamw", "weight_decay": 1e-4, "classifier_lr_mult": 1.0,
+              "warmup_steps": 100}
+CPU_LR = 2e-3
 
 PROFILES: dict[str, Profile] = {
     # CI: every chapter in minutes. Scores are near chance; the point is that the whole
@@ -87,16 +106,27 @@ PROFILES: dict[str, Profile] = {
         ppp_data={"train": 32, "val": 8, "test": 16, "max_side": 64},
         atr_data={"train": 4, "val": 4, "test": 16, "max_side": 64},
         eval_sizes=_sizes(64), seeds=(0,), workers=0),
-    # `make book`: the whole book's runs in about half an hour on 2 CPU cores, at reduced width
-    # and image size, trained from scratch (no ImageNet weights here). Measured on 2 cores: a
-    # stage-1 DeepLabV2 run of 6 epochs (900 steps) took ~2 min and reached ~6.5% val mean IoU,
-    # its loss still falling; 10 epochs is what the half-hour budget affords.
+    # `make book`: the whole book within 45 minutes on 2 CPU cores. Chosen by a measured search
+    # (benchmarks/operating_point.py, shown in the reproducibility chapter): thin networks
+    # (width 1/16) on 128-px crops of images up to 192 px, batch norm in every backbone, AdamW with
+    # warm-up, and one backbone pretrained on a separate synthetic split that every stage-1 run
+    # starts from, as the paper's start from ImageNet. Every deviation is listed in the book.
     "cpu": Profile(
-        name="cpu", width=0.125, crop=64, batch=10, lr=0.02, epochs_stage1=10, epochs_stage2=5,
-        lip_data={"train": 1500, "val": 400, "test": 200, "max_side": 96},
-        ppp_data={"train": 600, "val": 100, "test": 200, "max_side": 96},
-        atr_data={"train": 4, "val": 4, "test": 200, "max_side": 96},
-        eval_sizes=_sizes(64), seeds=(0,), workers=1),
+        name="cpu", width=0.0625, crop=128, batch=10, lr=CPU_LR, epochs_stage1=8, epochs_stage2=4,
+        lip_data={"train": 2000, "val": 400, "test": 200, "max_side": 192},
+        ppp_data={"train": 800, "val": 100, "test": 200, "max_side": 192},
+        atr_data={"train": 4, "val": 4, "test": 200, "max_side": 192},
+        eval_sizes=_sizes(128), seeds=(0,), ssl_seeds=(1,), workers=1, recipe=CPU_RECIPE,
+        pretrain={"train": 3000, "val": 100, "epochs": 8, "max_side": 192, "lr": 2e-3}),
+    # The cpu profile at half its fine-tuning epochs (same data, same pretrained backbone): a second
+    # budget for the book's figure of mean IoU against training compute.
+    "cpu-short": Profile(
+        name="cpu-short", width=0.0625, crop=128, batch=10, lr=CPU_LR, epochs_stage1=4, epochs_stage2=2,
+        lip_data={"train": 2000, "val": 400, "test": 200, "max_side": 192},
+        ppp_data={"train": 800, "val": 100, "test": 200, "max_side": 192},
+        atr_data={"train": 4, "val": 4, "test": 200, "max_side": 192},
+        eval_sizes=_sizes(128), seeds=(0,), workers=1, recipe=CPU_RECIPE,
+        pretrain={"train": 3000, "val": 100, "epochs": 8, "max_side": 192, "lr": 2e-3}),
     # The paper's settings (Section 5.1) on a GPU: LIP-scale data (or real LIP via `data`).
     "full": Profile(
         name="full", width=1.0, crop=321, batch=10, lr=1e-3, epochs_stage1=30, epochs_stage2=20,
@@ -118,7 +148,9 @@ def get_profile(name) -> Profile:
 
 # ----------------------------------------------------------------------------- runs
 
-MODEL_LABELS = {"segnet": "SegNet", "fcn8s": "FCN-8s", "deeplabv2": "DeepLabV2", "attention": "Attention"}
+MODEL_LABELS = {"segnet": "SegNet", "fcn8s": "FCN-8s", "deeplabv2": "DeepLabV2", "attention": "Attention",
+                "backbone": "VGG-16-BN backbone (synthetic pretraining)"}
+PRETRAIN = "pretrain"  # the dataset name of the synthetic pretraining split
 
 
 @dataclass(frozen=True)
@@ -139,8 +171,15 @@ class Run:
             raise ValueError(f"unknown model {self.model!r}; choose one of {', '.join(MODEL_LABELS)}")
         if self.stage not in (1, 2):
             raise ValueError(f"stage must be 1 or 2, got {self.stage}")
-        if self.dataset not in ("lip", "ppp"):
+        if self.dataset not in ("lip", "ppp", PRETRAIN):
             raise ValueError(f"runs train on 'lip' or 'ppp', got {self.dataset!r}")
+        if (self.model == "backbone") != (self.dataset == PRETRAIN):
+            raise ValueError("the backbone is pretrained on the 'pretrain' split, and only it is")
+
+    @property
+    def kind(self) -> str:
+        """The reader / label set of the run's data (the pretraining split is LIP-style)."""
+        return "lip" if self.dataset == PRETRAIN else self.dataset
 
     @property
     def label(self) -> str:
@@ -225,24 +264,31 @@ def is_locked(path: Path) -> bool:
 
 def data_root(profile, dataset: str = "lip", data=None) -> Path:
     """The dataset a profile uses: the real dataset folder ``data`` if given, else the synthetic
-    benchmark ``data/synth-<profile>-<dataset>/`` (generated, under a lock, if missing)."""
+    benchmark ``data/synth-<profile>-<dataset>-<spec digest>/`` (generated, under a lock, if missing)."""
     if data is not None:
         root = Path(data)
         if not root.is_dir():
             raise FileNotFoundError(f"{root}: dataset folder not found")
         return root
     prof = get_profile(profile)
-    if dataset not in ("lip", "ppp", "atr"):
-        raise ValueError(f"unknown dataset {dataset!r}; expected lip, ppp or atr")
-    spec = {"lip": prof.lip_data, "ppp": prof.ppp_data, "atr": prof.atr_data}[dataset]
-    root = data_dir() / f"synth-{prof.name}-{dataset}"
+    if dataset not in ("lip", "ppp", "atr", PRETRAIN):
+        raise ValueError(f"unknown dataset {dataset!r}; expected lip, ppp, atr or {PRETRAIN}")
+    if dataset == PRETRAIN and not prof.pretrain:
+        raise ValueError(f"profile {prof.name!r} has no synthetic pretraining split")
+    spec = {"lip": prof.lip_data, "ppp": prof.ppp_data, "atr": prof.atr_data, PRETRAIN: prof.pretrain}[dataset]
+    # The folder names the spec it was generated from, so a changed spec is never served stale data.
+    spec = {k: v for k, v in spec.items() if k not in ("epochs", "lr")}  # training settings, not data
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]
+    root = data_dir() / f"synth-{prof.name}-{dataset}-{digest}"
     if (root / "manifest.json").is_file():
         return root
     from .data.synth import generate
 
+    # The pretraining split is rendered from another seed, so it shares no scene with the benchmark.
+    seed, style = (1, "lip") if dataset == PRETRAIN else (0, dataset)
     with file_lock(root.parent / f".{root.name}.lock"):
         if not (root / "manifest.json").is_file():
-            generate(root, spec["train"], spec["val"], spec["test"], seed=0, style=dataset,
+            generate(root, spec["train"], spec["val"], spec.get("test", 0), seed=seed, style=style,
                      workers=max(1, os.cpu_count() or 1), max_side=spec["max_side"], progress=False,
                      force=root.exists())
     return root
@@ -325,7 +371,7 @@ def _eval_plan(res: RunResult, name: str):
     """(data root, split, reader kind, label_dir, EvalSettings) of evaluation ``name``."""
     from .evaluate import EvalSettings
 
-    ds = res.run.dataset
+    ds = res.run.kind
     m = re.fullmatch(r"val@(\d+)", name)
     if name == "val":
         return res.data, "val", ds, None, EvalSettings()
@@ -356,7 +402,7 @@ def _evaluation(res: RunResult, name: str) -> Evaluation:
     from .evaluate import evaluate_checkpoint, load_cms
 
     out = res.dir / "eval" / name
-    classes = tuple(L.DATASETS[res.run.dataset]["classes"])
+    classes = tuple(L.DATASETS[res.run.kind]["classes"])
     if not (out / "metrics.json").is_file():
         root, split, kind, label_dir, settings = _eval_plan(res, name)
         with file_lock(res.dir / "eval" / f".{name}.lock"):
@@ -370,11 +416,28 @@ def _evaluation(res: RunResult, name: str) -> Evaluation:
 
 # ----------------------------------------------------------------------------- the cache
 
+def run_epochs(run: Run, profile: Profile) -> int:
+    """Epochs of a run under a profile (stage 1, stage 2, or the backbone's pretraining)."""
+    if run.dataset == PRETRAIN:
+        return int(profile.pretrain["epochs"])
+    return profile.epochs_stage1 if run.stage == 1 else profile.epochs_stage2
+
+
+def run_lr(run: Run, profile: Profile) -> float:
+    """Base learning rate of a run: the profile's, or the pretraining spec's ``lr`` for the backbone."""
+    if run.dataset == PRETRAIN:
+        return float(profile.pretrain.get("lr", profile.lr))
+    return profile.lr
+
+
 def run_key(run: Run, profile: Profile, fingerprint: str, init_key: str | None = None,
             pretrained: str | None = None) -> str:
     """Short sha256 of everything that determines a run's result."""
-    epochs = profile.epochs_stage1 if run.stage == 1 else profile.epochs_stage2
-    blob = {"engine": ENGINE_VERSION, "run": dataclasses.asdict(run), "profile": profile.training_settings(),
+    epochs = run_epochs(run, profile)
+    settings = profile.training_settings()
+    if run.dataset == PRETRAIN:  # the backbone has its own lr (the pretrain spec): fine-tuning's is not its
+        settings = {**settings, "lr": run_lr(run, profile), "pretrain": profile.pretrain}
+    blob = {"engine": ENGINE_VERSION, "run": dataclasses.asdict(run), "profile": settings,
             "epochs": epochs, "data": fingerprint, "init": init_key,
             "pretrained": None if pretrained is None else [Path(pretrained).name, Path(pretrained).stat().st_size]}
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
@@ -415,9 +478,7 @@ def _device_name(device) -> str:
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    os.replace(tmp, path)
+    atomic_write_json(path, obj, default=str)
 
 
 def _load_result(run, prof, run_dir, data, device) -> RunResult:
@@ -433,10 +494,13 @@ def ensure(run: Run, profile, data=None, device: str = "auto", progress: bool = 
 
     prof = get_profile(profile)
     root = data_root(prof, run.dataset, data if run.dataset == "lip" else None)
-    init_key = init = None
+    init_key = init = backbone = None
     if run.stage == 2:
         first = ensure(run.stage1(), prof, data, device, progress)
         init_key, init = first.dir.name, str(first.checkpoint)
+    elif prof.pretrain and run.dataset != PRETRAIN:
+        first = ensure(Run("backbone", dataset=PRETRAIN, seed=0), prof, None, device, progress)
+        init_key, backbone = first.dir.name, str(first.checkpoint)
     pretrained = _pretrained_file(run.model) if prof.pretrained and run.stage == 1 else None
     key = run_key(run, prof, data_fingerprint(root), init_key, pretrained)
     run_dir = results_dir() / "runs" / key
@@ -451,11 +515,11 @@ def ensure(run: Run, profile, data=None, device: str = "auto", progress: bool = 
         t0 = time.perf_counter()
         dev = resolve_device(device)
         cfg = TrainConfig(
-            model=run.model, width=prof.width, num_classes=len(L.DATASETS[run.dataset]["classes"]),
-            pretrained=pretrained, init=init, dataset=run.dataset, data_root=str(root), split="train",
-            loss=run.loss, epochs=prof.epochs_stage1 if run.stage == 1 else prof.epochs_stage2,
-            batch_size=prof.batch, crop=prof.crop, lr=prof.lr, seed=run.seed, device=str(dev),
-            workers=prof.workers, checkpoint_every_steps=prof.checkpoint_every_steps)
+            model=run.model, width=prof.width, num_classes=len(L.DATASETS[run.kind]["classes"]),
+            pretrained=pretrained, init=init, backbone_init=backbone, dataset=run.kind, data_root=str(root),
+            split="train", loss=run.loss, epochs=run_epochs(run, prof),
+            batch_size=prof.batch, crop=prof.crop, lr=run_lr(run, prof), seed=run.seed, device=str(dev),
+            workers=prof.workers, checkpoint_every_steps=prof.checkpoint_every_steps, **prof.recipe)
         resumed = (run_dir / CHECKPOINT).is_file()
         _write_json(run_dir / "config.json", {
             "key": key, "label": run.label, "run": dataclasses.asdict(run), "profile": prof.name,
@@ -477,6 +541,121 @@ def ensure(run: Run, profile, data=None, device: str = "auto", progress: bool = 
         # metrics.json last: its presence marks the run finished.
         _write_json(run_dir / "metrics.json", val.metrics)
     return _load_result(run, prof, run_dir, root, device)
+
+
+def book_runs(profile, seeds=None) -> list[Run]:
+    """Every run the book's chapters ask for under ``profile``: the paper's six LIP methods, the
+    SSL controls and the PASCAL-Person-Part runs for each seed, plus the extra seeds
+    (``profile.ssl_seeds``) of DeepLabV2, DeepLabV2 + SSL and the extra-epochs control, whose
+    comparison is a few points and needs a seed spread."""
+    prof = get_profile(profile)
+    seeds = list(seeds) if seeds else list(prof.seeds)
+    runs: list[Run] = []
+    for s in seeds:
+        runs += [*paper_runs(s).values(), *control_runs(s).values(), *ppp_runs(s).values()]
+    for s in prof.ssl_seeds:
+        runs += [Run("deeplabv2", seed=s), Run("deeplabv2", "paper", stage=2, seed=s),
+                 Run("deeplabv2", "off", stage=2, seed=s)]
+    return list(dict.fromkeys(runs))
+
+
+# Relative cost of one epoch per model (images/s of DeepLabV2 / of the model, width 0.0625, 1
+# thread): the longest runs start first so that two workers finish together.
+_COST = {"backbone": 0.9, "segnet": 1.1, "fcn8s": 0.9, "deeplabv2": 1.0, "attention": 1.5}
+
+
+def book_evaluations(profile, data=None, seeds=None) -> dict:
+    """The evaluations the chapters ask for beyond "val" (which every run gets when it finishes):
+    the test split (the synthetic benchmark's hidden labels; real LIP's go to its server), ATR
+    (Table 6, left) and the fixed input sizes (Table 6, right) of the paper's six LIP methods, and
+    PASCAL-Person-Part's test split."""
+    prof = get_profile(profile)
+    out: dict = {}
+    for s in (list(seeds) if seeds else list(prof.seeds)):
+        for run in paper_runs(s).values():
+            out[run] = (["test"] if data is None else []) + ["atr"] + [f"val@{size}" for size in prof.eval_sizes]
+        for run in ppp_runs(s).values():
+            out[run] = ["test"]
+    return out
+
+
+def _ensure_in_worker(args) -> str:
+    run, profile, data, device, threads, evaluations = args
+    import torch
+
+    torch.set_num_threads(threads)
+    res = ensure(run, profile, data, device, progress=False)
+    for name in evaluations:
+        res.evaluation(name)
+    return res.dir.name
+
+
+def ensure_all(runs, profile, data=None, device: str = "auto", jobs: int = 1, evaluations=None) -> None:
+    """Train every missing run of ``runs``, ``jobs`` at a time in separate processes of
+    ``cpu_count // jobs`` threads each. On 2 CPU cores two one-thread runs side by side train
+    ~20% more images per second than one run on two threads (benchmarks/operating_point.py
+    measures both). Dependencies go in waves: the pretrained backbone (alone, with every thread),
+    then the stage-1 runs, then the stage-2 runs; then ``evaluations`` ({run: [evaluation name,
+    ...]}, e.g. :func:`book_evaluations`), also side by side. Runs and evaluations already
+    finished cost nothing; the cache's locks make this safe beside a chapter asking for the same."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    prof = get_profile(profile)
+    pending = [r for r in runs if finished_key(r, prof, data) is None]
+    todo = {}
+    for r, names in (evaluations or {}).items():
+        key = finished_key(r, prof, data)
+        names = [n for n in names if key is None or not (results_dir() / "runs" / key / "eval" / n
+                                                          / "metrics.json").is_file()]
+        if names:
+            todo[r] = names
+    if not pending and not todo:
+        return
+    datasets = {r.dataset for r in pending} | {"atr" for names in todo.values() if "atr" in names}
+    if prof.pretrain and pending:
+        datasets.add(PRETRAIN)
+    for ds in sorted(datasets):  # data first, once, with every core
+        data_root(prof, ds, data if ds == "lip" else None)
+    cores = os.cpu_count() or 1
+    waves = [[(Run("backbone", dataset=PRETRAIN), [])] if prof.pretrain and pending else [],
+             [(r, []) for r in pending if r.stage == 1 and r.dataset != PRETRAIN],
+             [(r, []) for r in pending if r.stage == 2],
+             sorted(todo.items(), key=lambda kv: -_COST.get(kv[0].model, 1.0) * len(kv[1]))]
+    for i, wave in enumerate(waves):
+        if i < 3:
+            wave = sorted(wave, key=lambda t: -_COST.get(t[0].model, 1.0) * run_epochs(t[0], prof)
+                          * {"lip": 1.0, "ppp": 0.4, PRETRAIN: 1.5}[t[0].dataset])
+        if jobs <= 1 or len(wave) <= 1:
+            for r, names in wave:
+                res = ensure(r, prof, data, device, progress=False)
+                for name in names:
+                    res.evaluation(name)
+            continue
+        # Spawned (no forked torch thread pools), one task per process, and not daemonic as a
+        # multiprocessing.Pool's are: a run's DataLoader workers and the data generator's pool are
+        # its children.
+        with ProcessPoolExecutor(min(jobs, len(wave)), mp_context=multiprocessing.get_context("spawn"),
+                                 max_tasks_per_child=1) as pool:
+            list(pool.map(_ensure_in_worker,
+                          [(r, prof, data, device, max(1, cores // jobs), names) for r, names in wave]))
+
+
+def finished_key(run: Run, profile, data=None) -> str | None:
+    """The cache key of ``run`` if it and every run it starts from are finished, else None
+    (nothing is trained)."""
+    prof = get_profile(profile)
+    root = data_root(prof, run.dataset, data if run.dataset == "lip" else None)
+    dep = (run.stage1() if run.stage == 2 else
+           Run("backbone", dataset=PRETRAIN) if prof.pretrain and run.dataset != PRETRAIN else None)
+    init_key = None
+    if dep is not None:
+        init_key = finished_key(dep, prof, data if dep.dataset == "lip" else None)
+        if init_key is None:
+            return None
+    pretrained = _pretrained_file(run.model) if prof.pretrained and run.stage == 1 else None
+    key = run_key(run, prof, data_fingerprint(root), init_key, pretrained)
+    return key if (results_dir() / "runs" / key / "metrics.json").is_file() else None
 
 
 # ----------------------------------------------------------------------------- command line

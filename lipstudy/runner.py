@@ -1,21 +1,26 @@
 """Execute the book's chapters with papermill and build the book with Jupyter Book.
 
 Each chapter is a jupytext MyST-markdown notebook in ``book/`` (the sources, never overwritten).
-``lipstudy book`` does, per chapter:
+Per chapter:
 
     book/<chapter>.md --jupytext--> notebook --papermill (parameters injected)-->
         <results>/chapters/<profile>/<chapter>.ipynb        (the cache, with <chapter>.key)
-        <book-dir>/_executed/<chapter>.ipynb               (what the table of contents points at)
+        <book-dir>/_executed/<chapter>.ipynb               (the page: see lipstudy.pages)
 
-and then ``jupyter-book build`` on ``<book-dir>`` (``book/`` by default), whose ``_toc.yml`` lists
-the executed notebooks and whose ``_config.yml`` is the top-level one. A chapter is skipped when
-its cache key (notebook text, parameters, ``lipstudy`` sources, lock file, data manifests) is
-unchanged. A failed cell fails the build, naming the chapter and the cell; the failed notebook is
-kept as ``<chapter>.failed.ipynb`` for reading.
+A chapter is skipped when its cache key (notebook text, parameters, ``lipstudy`` sources, lock
+file, data fingerprints, and for some chapters further inputs: :data:`EXTRA_INPUTS`) is unchanged.
+A failed cell fails the build, naming the chapter and the cell; the failed notebook is kept as
+``<chapter>.failed.ipynb`` for reading.
 
-This module is also a tiny Sphinx extension (``setup``): listed in ``_config.yml`` it makes every
-Sphinx warning (a broken cross-reference, a missing glue key) fail ``jupyter-book build book/``,
-the ``-W --keep-going`` of the command line, written into the config so a plain build is strict.
+Two commands run this, with one cache: ``lipstudy book`` (``make book``) executes the chapters and
+then runs ``jupyter-book build``; and ``jupyter-book build book/`` itself, because this module is a
+Sphinx extension of the book (``setup``, listed in ``_config.yml``): before Sphinx reads a source
+it executes every chapter of ``_toc.yml`` that has no up-to-date executed notebook. Both take the
+book's settings from the environment (:func:`book_settings`): ``LIPSTUDY_PROFILE`` (smoke, cpu,
+full; default cpu), ``LIPSTUDY_LIP_ROOT`` (a real LIP folder; default the synthetic benchmark),
+``LIPSTUDY_DEVICE`` and ``LIPSTUDY_SEEDS``; ``lipstudy book``'s options override them. The
+extension also makes every Sphinx warning (a broken cross-reference, a missing glue key, a page
+that prints a plotting object's repr) fail the build, the ``-W --keep-going`` of the command line.
 """
 from __future__ import annotations
 
@@ -30,23 +35,38 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from lipstudy import pages, progress
+from lipstudy.atomic import atomic_path, atomic_write
+
 REPO = Path(__file__).resolve().parents[1]
 BOOK_SRC = REPO / "book"
 
 CHAPTERS: tuple[str, ...] = (
     "benchmark", "baselines", "challenges", "per_class_iou", "ssl", "pascal_person_part",
-    "further_analyses", "qualitative", "claims", "reproducibility",
+    "further_analyses", "qualitative", "claims", "reproducibility", "intro",
 )
-"""Executed chapters, in book order (each is ``book/<name>.md``)."""
+"""Executed chapters (each is ``book/<name>.md``), in the order they run: the book's order, then
+the front page, which summarises the others (``_toc.yml`` lists the same chapters)."""
 
-STATIC_FILES: tuple[str, ...] = ("_toc.yml", "intro.md")
-"""Book pages that are not executed, copied as they are when the book is built elsewhere."""
+STATIC_FILES: tuple[str, ...] = ("_toc.yml",)
+"""Book files that are not executed, copied as they are when the book is built elsewhere."""
 
-ALWAYS_RUN: frozenset[str] = frozenset({"reproducibility"})
-"""Chapters rerun on every build: the provenance page lists whatever runs exist now."""
-
-PROFILES: tuple[str, ...] = ("smoke", "cpu", "full")
+PROFILES: tuple[str, ...] = ("smoke", "cpu", "cpu-short", "full")
 DATASETS: tuple[str, ...] = ("lip", "ppp", "atr")
+
+SETTINGS_ENV = {"profile": "LIPSTUDY_PROFILE", "data": "LIPSTUDY_LIP_ROOT", "device": "LIPSTUDY_DEVICE",
+                "seeds": "LIPSTUDY_SEEDS"}
+"""The environment variables that choose what the book is built from (:func:`book_settings`)."""
+
+EXECUTE_ENV = "LIPSTUDY_EXECUTE"
+"""Set to 0 to make ``jupyter-book build`` render the executed notebooks as they are, executing
+nothing (``lipstudy book`` does so for the build it starts after executing the chapters)."""
+
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
+"""The chapters' kernels keep their own log quiet: its start-up warning that the local connection
+is not encrypted ("Kernel is running over TCP without encryption") and the "KeyboardInterrupt
+caught in kernel" that jupyter_client's interrupt-before-shutdown can trigger are noise in a build
+log. A failing cell is still reported (through the notebook), and a dead kernel fails the chapter."""
 
 
 class ChapterError(RuntimeError):
@@ -76,6 +96,33 @@ def results_root(results: str | os.PathLike | None = None) -> Path:
 
 def chapter_cache_dir(profile: str, results: str | os.PathLike | None = None) -> Path:
     return results_root(results) / "chapters" / profile
+
+
+def book_settings(environ=None) -> dict:
+    """The book's profile, real LIP root (None = synthetic), device and seeds (None = the
+    profile's), from :data:`SETTINGS_ENV`; bad values are rejected naming the variable."""
+    env = os.environ if environ is None else environ
+    profile = env.get(SETTINGS_ENV["profile"]) or "cpu"
+    if profile not in PROFILES:
+        raise ValueError(f"{SETTINGS_ENV['profile']}={profile!r}: unknown profile "
+                         f"(choose from {', '.join(PROFILES)})")
+    data = env.get(SETTINGS_ENV["data"]) or None
+    if data is not None and not Path(data).is_dir():
+        raise ValueError(f"{SETTINGS_ENV['data']}={data!r}: not a directory")
+    seeds = env.get(SETTINGS_ENV["seeds"]) or None
+    if seeds is not None:
+        try:
+            seeds = [int(x) for x in seeds.replace(",", " ").split()]
+        except ValueError:
+            raise ValueError(f"{SETTINGS_ENV['seeds']}={seeds!r}: expected integers such as '0 1 2'") from None
+    return {"profile": profile, "data": data, "device": env.get(SETTINGS_ENV["device"]) or "auto",
+            "seeds": seeds}
+
+
+def settings_environment(profile: str, data=None, device: str = "auto", seeds=None) -> dict:
+    """The inverse of :func:`book_settings`: the variables that select these settings."""
+    return {SETTINGS_ENV["profile"]: profile, SETTINGS_ENV["data"]: "" if data is None else str(Path(data).resolve()),
+            SETTINGS_ENV["device"]: device, SETTINGS_ENV["seeds"]: " ".join(str(x) for x in seeds or [])}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,11 +165,35 @@ def source_digest() -> str:
     return _sha256_files(files + ([lock] if lock.is_file() else []))
 
 
-def cache_key(notebook_text: str, parameters: dict, sources: str, manifests: dict) -> str:
-    """The cache key of one executed chapter; equal keys mean the executed notebook is reusable."""
-    blob = json.dumps({"notebook": notebook_text, "parameters": parameters, "sources": sources,
-                       "manifests": manifests}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
+def cache_key(notebook_text: str, parameters: dict, sources: str, manifests: dict, extra=None) -> str:
+    """The cache key of one executed chapter; equal keys mean the executed notebook is reusable.
+    ``extra``: the chapter's further inputs (:data:`EXTRA_INPUTS`), None for most chapters."""
+    inputs = {"notebook": notebook_text, "parameters": parameters, "sources": sources, "manifests": manifests}
+    if extra is not None:
+        inputs["extra"] = extra
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def reproducibility_inputs(results: Path) -> dict:
+    """What the reproducibility chapter reads besides its text, runs and data: every finished run
+    (its folder and when it finished), the committed benchmark results, the budget summaries, and
+    the machine executing it."""
+    import platform
+
+    def digest(folder: Path):
+        h = hashlib.sha256()
+        for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            h.update(f.name.encode() + b"\0" + f.read_bytes())
+        return h.hexdigest()
+
+    runs = sorted((p.parent.name, p.stat().st_mtime_ns) for p in (results / "runs").glob("*/metrics.json"))
+    return {"runs": runs, "benchmarks": digest(REPO / "results" / "benchmarks"), "budget": digest(results / "budget"),
+            "machine": [platform.python_version(), platform.platform(), os.cpu_count()]}
+
+
+EXTRA_INPUTS = {"reproducibility": reproducibility_inputs}
+"""Chapters that read more than their runs and data: name -> function of the results folder
+returning those inputs (part of the chapter's cache key)."""
 
 
 def _failed_cell(nb) -> str:
@@ -138,7 +209,7 @@ def _failed_cell(nb) -> str:
 
 
 def run_chapter(name: str, parameters: dict, cache_dir: Path, key: str, *,
-                src: Path = BOOK_SRC, cwd: Path = REPO, progress: bool = False) -> ChapterResult:
+                src: Path = BOOK_SRC, cwd: Path = REPO, progress_bar: bool = False) -> ChapterResult:
     """Execute one chapter with papermill into ``cache_dir/<name>.ipynb`` (atomically), record its
     key. On a failing cell raise :class:`ChapterError` and keep ``<name>.failed.ipynb``."""
     import nbformat
@@ -149,30 +220,20 @@ def run_chapter(name: str, parameters: dict, cache_dir: Path, key: str, *,
     cache_dir.mkdir(parents=True, exist_ok=True)
     final = cache_dir / f"{name}.ipynb"
     failed = cache_dir / f"{name}.failed.ipynb"
-    tmp = cache_dir / f".{name}.{os.getpid()}.tmp.ipynb"
     t0 = time.perf_counter()
-    try:
-        pm.execute_notebook(nb, str(tmp), parameters=parameters, kernel_name="python3",
-                            cwd=str(cwd), progress_bar=progress, log_output=False)
-    except pm.PapermillExecutionError as err:
-        os.replace(tmp, failed)
-        executed = nbformat.read(failed, as_version=4)
-        raise ChapterError(
-            f"chapter {name!r} failed at {_failed_cell(executed)}: "
-            f"{err.ename}: {err.evalue}\n  the failed notebook is kept at {failed}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, final)
+    with atomic_path(final, suffix=".ipynb") as tmp:
+        try:
+            pm.execute_notebook(nb, str(tmp), parameters=parameters, kernel_name="python3", cwd=str(cwd),
+                                progress_bar=progress_bar, log_output=False, extra_arguments=KERNEL_ARGUMENTS)
+        except pm.PapermillExecutionError as err:
+            atomic_write(failed, tmp.read_bytes())
+            executed = nbformat.read(failed, as_version=4)
+            raise ChapterError(
+                f"chapter {name!r} failed at {_failed_cell(executed)}: "
+                f"{err.ename}: {err.evalue}\n  the failed notebook is kept at {failed}") from None
     failed.unlink(missing_ok=True)
-    _write_atomic(cache_dir / f"{name}.key", key)
+    atomic_write(cache_dir / f"{name}.key", key)
     return ChapterResult(name, "ran", time.perf_counter() - t0, final)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,29 +242,19 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def prepare_data(profile: str, data: str | None = None) -> dict:
     """Make sure every dataset the chapters read exists (generating the synthetic ones), and return
-    their manifests (the data part of the cache key). ``data`` replaces the LIP root only."""
+    their fingerprints (the data part of the cache key). ``data`` replaces the LIP root only.
+
+    The fingerprint is ``experiments.data_fingerprint``, the one the training runs' keys use, so
+    chapters and runs agree on what "the same data" is (a changed label file changes both)."""
     from lipstudy import experiments as ex
 
     prof = ex.get_profile(profile)
+    datasets = list(DATASETS) + ([ex.PRETRAIN] if getattr(prof, "pretrain", None) else [])
     manifests = {}
-    for dataset in DATASETS:
+    for dataset in datasets:
         root = Path(ex.data_root(prof, dataset=dataset, data=data if dataset == "lip" else None))
-        manifests[dataset] = _manifest_digest(root)
+        manifests[dataset] = {"root": str(root), "fingerprint": ex.data_fingerprint(root)}
     return manifests
-
-
-def _manifest_digest(root: Path) -> dict:
-    """The synthetic data's fingerprint, or for a real dataset (no manifest) its id lists'
-    digest and mtimes: cheap, and changes when the dataset does."""
-    manifest = root / "manifest.json"
-    if manifest.is_file():
-        m = json.loads(manifest.read_text())
-        return {"root": str(root), "fingerprint": m.get("fingerprint"), "style": m.get("style")}
-    lists = sorted(p for p in root.rglob("*_id.txt"))
-    h = hashlib.sha256()
-    for p in lists:
-        h.update(p.read_bytes())
-    return {"root": str(root), "id_lists": h.hexdigest()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,7 +263,7 @@ def _manifest_digest(root: Path) -> dict:
 
 def assemble(book_dir: Path, src: Path = BOOK_SRC) -> None:
     """Make ``book_dir`` a buildable book: the config (a copy of the top-level ``_config.yml``)
-    and the static pages. Executed notebooks are added by :func:`execute`."""
+    and the static files. Executed notebooks are added by :func:`execute`."""
     book_dir.mkdir(parents=True, exist_ok=True)
     if book_dir.resolve() == src.resolve():
         return  # book/_config.yml is a link to the top-level file; nothing to copy
@@ -221,17 +272,24 @@ def assemble(book_dir: Path, src: Path = BOOK_SRC) -> None:
         shutil.copyfile(src / name, book_dir / name)
 
 
+def _say(*parts) -> None:
+    print(*parts, flush=True)
+
+
 def execute(profile: str, chapters: list[str] | None = None, data: str | None = None,
             device: str = "auto", seeds: list[int] | None = None,
             results: str | os.PathLike | None = None, book_dir: str | os.PathLike | None = None,
             force: bool = False, src: Path = BOOK_SRC, catalogue: tuple[str, ...] = CHAPTERS,
-            manifests: dict | None = None, log=print) -> list[ChapterResult]:
-    """Run (or reuse) the chapters and place the executed notebooks in ``<book_dir>/_executed``.
+            manifests: dict | None = None, log=_say) -> list[ChapterResult]:
+    """Run (or reuse) the chapters and place their pages in ``<book_dir>/_executed``.
 
     ``catalogue`` is every chapter of the book (``chapters`` a subset to run; chapters not
-    selected keep their last executed notebook for this profile). ``manifests`` (the data part of
-    the cache key) defaults to :func:`prepare_data`, which generates missing synthetic data.
-    Raises :class:`ChapterError` listing every chapter that failed (the others still run).
+    selected keep their last executed notebook for this profile, and a chapter never executed for
+    this profile has no page, so the build says so rather than show another profile's).
+    ``manifests`` (the data part of the cache key) defaults to :func:`prepare_data`, which
+    generates missing synthetic data. While chapters execute, the training runs' progress is
+    printed through ``log`` (:mod:`lipstudy.progress`). Raises :class:`ChapterError` listing
+    every chapter that failed (the others still run).
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r} (choose from {', '.join(PROFILES)})")
@@ -254,39 +312,109 @@ def execute(profile: str, chapters: list[str] | None = None, data: str | None = 
     sources = source_digest()
     done: list[ChapterResult] = []
     errors: list[str] = []
-    for name in selected:
-        text = (src / f"{name}.md").read_text()
-        key = cache_key(text, params, sources, manifests)
-        cached = cache_dir / f"{name}.ipynb"
+    tracker = None
+
+    def key_of(name: str) -> str:
+        extra = EXTRA_INPUTS[name](results_dir) if name in EXTRA_INPUTS else None
+        return cache_key((src / f"{name}.md").read_text(), params, sources, manifests, extra)
+
+    def is_cached(name: str, key: str) -> bool:
         key_file = cache_dir / f"{name}.key"
-        if (not force and name not in ALWAYS_RUN and cached.is_file() and key_file.is_file()
-                and key_file.read_text() == key):
-            log(f"[book] {name}: unchanged, reusing {cached}")
+        return (not force and (cache_dir / f"{name}.ipynb").is_file() and key_file.is_file()
+                and key_file.read_text() == key)
+
+    if any(name in RUN_CHAPTERS and not is_cached(name, key_of(name)) for name in selected):
+        # Train every run the chapters will ask for first, several side by side where that is
+        # faster (experiments.ensure_all); the chapters then find them finished.
+        tracker = _book_progress(profile, data, seeds, log)
+        tracker.chapter("training", 0, len(selected))
+        with tracker.watch(cache_dir / f".progress-{os.getpid()}.jsonl"):
+            train_book_runs(profile, data, device, seeds, log)
+    for i, name in enumerate(selected, 1):
+        key = key_of(name)  # after training: the reproducibility chapter's inputs include the runs
+        cached = cache_dir / f"{name}.ipynb"
+        if is_cached(name, key):
+            log(f"[book] chapter {i}/{len(selected)} {name}: unchanged, reusing {cached}")
             done.append(ChapterResult(name, "cached", 0.0, cached))
             continue
-        log(f"[book] {name}: executing")
+        if tracker is None:
+            tracker = _book_progress(profile, data, seeds, log)
+        tracker.chapter(name, i, len(selected))
         try:
-            res = run_chapter(name, params, cache_dir, key, src=src)
+            with tracker.watch(cache_dir / f".progress-{os.getpid()}.jsonl"):
+                res = run_chapter(name, params, cache_dir, key, src=src)
         except ChapterError as err:
             log(f"[book] {err}")
             errors.append(str(err))
             continue
-        log(f"[book] {name}: done in {res.seconds:.1f} s")
+        log(f"[book] chapter {i}/{len(selected)} {name}: done in {progress.duration(res.seconds)}")
         done.append(res)
     if errors:
         raise ChapterError("\n".join(errors))
     for name in catalogue:
-        nb = cache_dir / f"{name}.ipynb"
-        if nb.is_file():
-            shutil.copyfile(nb, executed_dir / f"{name}.ipynb")
-    _write_atomic(executed_dir / "PROFILE", profile + "\n")
+        install_page(cache_dir / f"{name}.ipynb", executed_dir / f"{name}.ipynb")
+    atomic_write(executed_dir / "PROFILE", profile + "\n")
     return done
 
 
-def build(book_dir: str | os.PathLike | None = None, require: tuple[str, ...] = CHAPTERS, log=print) -> Path:
-    """``jupyter-book build`` with warnings as errors (broken references fail); returns the HTML
-    folder. Raises RuntimeError with the builder's output when the build fails, or before it when
-    a chapter in ``require`` was never executed."""
+RUN_CHAPTERS = frozenset(CHAPTERS) - {"benchmark"}
+"""The book's chapters that use training runs: executing one of them trains the book's runs first
+(the benchmark chapter alone, or a chapter outside the book, trains nothing)."""
+
+
+def training_jobs(device: str = "auto") -> int:
+    """Runs trained side by side: two one-thread runs on a CPU (about 20% more images per second
+    than one two-thread run on 2 cores, benchmarks/operating_point.py), one at a time on a GPU."""
+    from lipstudy.train import resolve_device
+
+    cores = os.cpu_count() or 1
+    return 1 if resolve_device(device).type == "cuda" or cores < 2 else 2
+
+
+def train_book_runs(profile: str, data=None, device: str = "auto", seeds=None, log=_say) -> None:
+    """Train (or find finished) every run of ``experiments.book_runs`` before the chapters run."""
+    from lipstudy import experiments as ex
+
+    jobs = training_jobs(device)
+    log(f"[book] training the book's runs, {jobs} at a time")
+    ex.ensure_all(ex.book_runs(profile, seeds), profile, data, device, jobs=jobs,
+                  evaluations=ex.book_evaluations(profile, data, seeds))
+
+
+def _book_progress(profile, data, seeds, log) -> progress.BookProgress:
+    """The progress printer, with the book's training runs planned (N in "run i of N")."""
+    try:
+        runs = progress.plan(profile, data, seeds)
+    except Exception as err:  # noqa: BLE001  a count of runs must never stop a build
+        log(f"[book] (cannot plan the training runs: {err}; progress shows no totals)")
+        runs = []
+    todo = [r for r in runs if not r.done]
+    if runs:
+        log(f"[book] {len(todo)} of the book's {len(runs)} training runs to do"
+            + (": " + ", ".join(f"{r.label} ({r.dataset}, seed {r.seed})" for r in todo) if todo else ""))
+    return progress.BookProgress(runs, log)
+
+
+def install_page(executed: Path, page: Path) -> None:
+    """Write the page of an executed notebook (:func:`pages.page_notebook`) at ``page``, only
+    when it changed (Sphinx then rereads only changed pages); remove ``page`` when the chapter
+    has no executed notebook."""
+    import nbformat
+
+    if not executed.is_file():
+        page.unlink(missing_ok=True)
+        return
+    text = nbformat.writes(pages.page_notebook(nbformat.read(executed, as_version=4)))
+    if not page.is_file() or page.read_text() != text:
+        atomic_write(page, text)
+
+
+def build(book_dir: str | os.PathLike | None = None, require: tuple[str, ...] = CHAPTERS, log=_say,
+          env: dict | None = None) -> Path:
+    """``jupyter-book build`` of the executed pages as they are (``$LIPSTUDY_EXECUTE=0``), with
+    warnings as errors (broken references fail); returns the HTML folder. ``env``: further
+    environment variables for the builder. Raises RuntimeError with the builder's output when the
+    build fails, or before it when a chapter in ``require`` was never executed."""
     book = Path(book_dir).resolve() if book_dir is not None else BOOK_SRC
     missing = [c for c in require if not (book / "_executed" / f"{c}.ipynb").is_file()]
     if missing:
@@ -295,7 +423,8 @@ def build(book_dir: str | os.PathLike | None = None, require: tuple[str, ...] = 
     exe = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(book), "-W", "--keep-going"]
     log(f"[book] {' '.join(cmd)}")
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True,
+                          env={**os.environ, **(env or {}), EXECUTE_ENV: "0"})
     if proc.returncode != 0:
         raise RuntimeError(f"jupyter-book build failed ({proc.returncode}):\n"
                            f"{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}")
@@ -310,12 +439,19 @@ def build(book_dir: str | os.PathLike | None = None, require: tuple[str, ...] = 
 
 def main(argv: list[str] | None = None) -> int:
     """``lipstudy book``: execute the chapters (cached) and build the book."""
+    try:
+        default = book_settings()
+    except ValueError as err:
+        print(f"lipstudy book: {err}", file=sys.stderr)
+        return 2
     p = argparse.ArgumentParser(prog="lipstudy book", description=__doc__.split("\n\n")[0])
-    p.add_argument("--profile", default="cpu", choices=PROFILES)
+    p.add_argument("--profile", default=default["profile"], choices=PROFILES,
+                   help=f"default ${SETTINGS_ENV['profile']} or cpu")
     p.add_argument("--chapters", nargs="+", metavar="NAME", help=f"subset of: {' '.join(CHAPTERS)}")
-    p.add_argument("--data", default=None, help="a real LIP root (default: the synthetic benchmark)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    p.add_argument("--seeds", nargs="+", type=int, default=None, help="default: the profile's seeds")
+    p.add_argument("--data", default=default["data"],
+                   help=f"a real LIP root (default ${SETTINGS_ENV['data']}, else the synthetic benchmark)")
+    p.add_argument("--device", default=default["device"], help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--seeds", nargs="+", type=int, default=default["seeds"], help="default: the profile's seeds")
     p.add_argument("--results", default=None,
                    help="results folder (runs, executed chapters); default $LIPSTUDY_RESULTS or results/")
     p.add_argument("--book-dir", default=None,
@@ -336,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_build:
         return 0
     try:
-        build(book)
+        build(book, env=settings_environment(args.profile, args.data, args.device, args.seeds))
     except RuntimeError as err:
         print(f"lipstudy book: {err}", file=sys.stderr)
         return 1
@@ -347,10 +483,44 @@ def main(argv: list[str] | None = None) -> int:
 # Sphinx extension
 
 
+def execute_for_sphinx(app, config) -> None:
+    """``config-inited``: execute (or reuse) every chapter of the book's ``_toc.yml`` whose source
+    ``<srcdir>/<name>.md`` is there, for the settings of :func:`book_settings`, before Sphinx looks
+    for its sources; then check that no page prints a plotting object's repr."""
+    import logging
+
+    import nbformat
+
+    srcdir = Path(app.srcdir)
+    toc = srcdir / "_toc.yml"
+    listed = pages.execution_order(srcdir) if toc.is_file() else []
+    if os.environ.get(EXECUTE_ENV, "1").strip().lower() not in ("0", "off", "no", "false"):
+        runnable = tuple(c for c in listed if (srcdir / f"{c}.md").is_file())
+        if runnable:
+            s = book_settings()  # a bad value stops the build with the variable named
+            _say(f"[book] jupyter-book build: profile {s['profile']}, data "
+                 f"{s['data'] or 'synthetic'} (set by {', '.join(SETTINGS_ENV.values())})")
+            try:
+                execute(s["profile"], data=s["data"], device=s["device"], seeds=s["seeds"], book_dir=srcdir,
+                        src=srcdir, catalogue=runnable)
+            except ChapterError as err:
+                raise RuntimeError(f"lipstudy: {err}") from None
+    # A logger in Sphinx's namespace: its handlers print and count the warning (the build fails).
+    warn = logging.getLogger("sphinx.lipstudy.runner").warning
+    for name in listed:
+        page = srcdir / "_executed" / f"{name}.ipynb"
+        if page.is_file():
+            for found in pages.stray_reprs(nbformat.read(page, as_version=4)):
+                warn(f"{page}: {found} (a plotting object's repr: end the statement with ';' or assign it)")
+
+
 def setup(app):
-    """Sphinx hook: count warnings and fail the build at the end if there were any (the CLI's
-    ``-W --keep-going``), so ``jupyter-book build book/`` rejects broken references."""
+    """Sphinx hook: execute the chapters before Sphinx reads them (:func:`execute_for_sphinx`,
+    ahead of the table-of-contents extension), and count warnings so that the build fails at the
+    end if there were any (the CLI's ``-W --keep-going``): ``jupyter-book build book/`` rejects
+    broken references."""
     app.keep_going = True
+    app.connect("config-inited", execute_for_sphinx, priority=100)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 

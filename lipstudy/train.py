@@ -30,7 +30,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from .atomic import atomic_path, atomic_save, atomic_write_json
 from .labels import DATASETS, IGNORE_INDEX
+from .progress import RunProgress
 from .transforms import TrainTransform
 
 CHECKPOINT = "checkpoint.pt"
@@ -39,6 +41,7 @@ LOSS_MODES = ("off", "paper", "released", "plus_one")
 # Fields that change how a run executes but not what it computes: a resume may change them.
 EXECUTION_FIELDS = ("device", "workers", "max_steps", "checkpoint_every_steps", "channels_last")
 AMP_MODES = ("auto", "bf16", "off")
+OPTIMIZERS = ("sgd", "adamw")
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,11 @@ class TrainConfig:
     dropout: float | None = None  # None = the model's own default
     pretrained: str | None = None  # torchvision-format ImageNet VGG-16 file
     init: str | None = None  # checkpoint whose weights start this stage (stage 2)
+    # Deviations the from-scratch cpu profiles make (the book lists them): a VGG-16-BN backbone for
+    # every baseline (None = the paper's: BN in SegNet only), started from the synthetic
+    # pretraining run's checkpoint ``backbone_init`` (models/pretrain.py) in place of ImageNet.
+    batch_norm: bool | None = None
+    backbone_init: str | None = None
     # The data.
     dataset: str = "lip"  # "lip" | "ppp" | "atr" (reader kind; sets the flip pairs)
     data_root: str = "data/lip"
@@ -67,6 +75,11 @@ class TrainConfig:
     crop: int = 321
     momentum: float = 0.9
     weight_decay: float = 0.0005
+    # "sgd" (the paper's) or "adamw" (the cpu profiles': from-scratch thin networks on a budget
+    # of minutes converge faster with it; ``momentum`` is then Adam's beta1). ``warmup_steps``:
+    # linear learning-rate warm-up before the poly decay (0 = none, as the paper).
+    optimizer: str = "sgd"
+    warmup_steps: int = 0
     # Released DeepLabV2 recipe: base lr 1e-3, "poly" decay with power 0.9, classifier at 10x,
     # random scale 0.6-1.4 and mirroring.
     lr: float = 1e-3
@@ -90,6 +103,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.amp not in AMP_MODES:
             raise ValueError(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.loss not in LOSS_MODES:
             raise ValueError(f"loss must be one of {LOSS_MODES}, got {self.loss!r}")
         if self.dataset not in DATASETS:
@@ -222,7 +237,7 @@ def build(cfg: TrainConfig) -> torch.nn.Module:
 
     kw = {} if cfg.dropout is None else {"dropout": cfg.dropout}
     return build_model(cfg.model, num_classes=cfg.num_classes, width=cfg.width,
-                       pretrained=cfg.pretrained, **kw)
+                       pretrained=cfg.pretrained, batch_norm=cfg.batch_norm, **kw)
 
 
 # Modules that are new on top of the ImageNet backbone and get the classifier's learning rate:
@@ -238,7 +253,7 @@ def classifier_parameter_names(model: torch.nn.Module) -> set[str]:
             if any(part.startswith(CLASSIFIER_MODULES) for part in n.split(".")[:-1])}
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     head = classifier_parameter_names(model)
     base = [p for n, p in model.named_parameters() if n not in head]
     cls = [p for n, p in model.named_parameters() if n in head]
@@ -247,11 +262,16 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
         groups.append({"params": cls, "lr_mult": cfg.classifier_lr_mult})
     for g in groups:
         g["lr"] = cfg.lr * g["lr_mult"]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999), weight_decay=cfg.weight_decay)
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
-def poly_lr(base: float, step: int, total: int, power: float) -> float:
-    """DeepLab's "poly" policy: ``base * (1 - step/total)^power``."""
+def poly_lr(base: float, step: int, total: int, power: float, warmup: int = 0) -> float:
+    """DeepLab's "poly" policy: ``base * (1 - step/total)^power``, after ``warmup`` steps of
+    linear warm-up from ``base / warmup``."""
+    if step < warmup:
+        return base * (step + 1) / warmup
     return base * (1.0 - min(step, total) / total) ** power
 
 
@@ -304,18 +324,6 @@ def compute_loss(out, target: torch.Tensor, mode: str, dataset: str = "lip") -> 
 
 # ----------------------------------------------------------------------------- checkpoints
 
-def atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def load_checkpoint(path, map_location="cpu") -> dict:
     path = Path(path)
     if not path.is_file():
@@ -333,7 +341,7 @@ def model_from_checkpoint(path, device="cpu") -> tuple[torch.nn.Module, TrainCon
     """Rebuild the network a checkpoint was trained as, with its weights, in eval mode."""
     ckpt = load_checkpoint(path)
     cfg = TrainConfig.from_dict(ckpt["config"])
-    model = build(dataclasses.replace(cfg, pretrained=None))
+    model = build(dataclasses.replace(cfg, pretrained=None, backbone_init=None))
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), cfg
 
@@ -355,13 +363,11 @@ def _set_rng_state(state: dict) -> None:
 
 def write_log(out: Path, log: list[dict]) -> None:
     """The per-epoch log as ``train_log.csv`` and ``train_log.json`` (rewritten whole, atomically)."""
-    tmp = out / f".train_log.csv.tmp-{os.getpid()}"
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(out / "train_log.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
         w.writeheader()
         w.writerows(log)
-    os.replace(tmp, out / "train_log.csv")
-    atomic_write_text(out / "train_log.json", json.dumps(log, indent=1))
+    atomic_write_json(out / "train_log.json", log)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -406,6 +412,9 @@ def train(cfg: TrainConfig, out, progress: bool = True,
         torch.manual_seed(cfg.seed + 7919 * rank)
     if cfg.init:
         model.load_state_dict(load_checkpoint(cfg.init)["model"])
+    elif cfg.backbone_init:
+        from .models import load_backbone
+        load_backbone(model, cfg.backbone_init)
     model.to(device)
     plan = precision_plan(device, cfg.amp, cfg.channels_last)
     if plan.channels_last:
@@ -437,13 +446,16 @@ def train(cfg: TrainConfig, out, progress: bool = True,
 
     def save(finished: bool = False) -> None:
         if rank == 0:
-            atomic_torch_save(state(finished), ckpt_path)
+            atomic_save(ckpt_path, lambda tmp: torch.save(state(finished), tmp))
         if world > 1:
             dist.barrier()
 
     last = total_steps if cfg.max_steps is None else min(total_steps, cfg.max_steps)
+    # Under the book runner, progress goes through lipstudy.progress (lines on the runner's
+    # terminal, one summary line in the notebook) instead of a tqdm bar in the notebook.
+    report = RunProgress(cfg, out, step, last, steps_per_epoch) if rank == 0 else None
     bar = None
-    if progress and rank == 0:
+    if progress and rank == 0 and not report.replaces_bar:
         from tqdm.auto import tqdm
         bar = tqdm(total=last, initial=min(step, last), desc=f"train {cfg.model}", unit="step",
                    dynamic_ncols=True)
@@ -458,7 +470,7 @@ def train(cfg: TrainConfig, out, progress: bool = True,
         t0 = time.perf_counter()
         epoch_done = False
         for images, labels in loader:
-            lr = poly_lr(cfg.lr, step, total_steps, cfg.lr_power)
+            lr = poly_lr(cfg.lr, step, total_steps, cfg.lr_power, cfg.warmup_steps)
             for g in optimizer.param_groups:
                 g["lr"] = lr * g["lr_mult"]
             images = images.to(device, non_blocking=True)
@@ -486,6 +498,8 @@ def train(cfg: TrainConfig, out, progress: bool = True,
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{float(loss_value):.4f}", lr=f"{lr:.2e}")
+            if report is not None:
+                report.step(step, float(loss_value))
             epoch_done = step % steps_per_epoch == 0
             if epoch_done:
                 stats["seconds"] += time.perf_counter() - t0
@@ -509,6 +523,8 @@ def train(cfg: TrainConfig, out, progress: bool = True,
             stats["seconds"] += time.perf_counter() - t0
     if bar is not None:
         bar.close()
+    if report is not None:
+        report.finish(step)
     save(finished=True)
     if rank == 0:
         write_log(out, log)
@@ -516,6 +532,20 @@ def train(cfg: TrainConfig, out, progress: bool = True,
 
 
 # ----------------------------------------------------------------------------- command line
+
+BOOL_WORDS = {"true": True, "1": True, "yes": True, "on": True,
+              "false": False, "0": False, "no": False, "off": False}
+
+
+def parse_bool(text: str) -> bool:
+    """A command-line boolean: true/false, 1/0, yes/no, on/off (any case). Anything else is an
+    error, so that a typo such as ``--flip ture`` cannot silently turn an option off."""
+    try:
+        return BOOL_WORDS[text.strip().lower()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(
+            f"expected true or false (or 1/0, yes/no, on/off), got {text!r}") from None
+
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="lipstudy train", description=__doc__.split("\n\n")[0])
@@ -525,7 +555,7 @@ def main(argv: list[str]) -> int:
     for f in dataclasses.fields(TrainConfig):
         name = "--" + f.name.replace("_", "-")
         if f.type in ("bool", "bool | None"):
-            p.add_argument(name, type=lambda s: s.lower() in ("1", "true", "yes"), default=None)
+            p.add_argument(name, type=parse_bool, default=None, metavar="true|false")
         elif f.type in ("int", "int | None"):
             p.add_argument(name, type=int, default=None)
         elif f.type in ("float", "float | None"):

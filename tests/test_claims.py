@@ -2,6 +2,7 @@
 paper's values of the same statistics from its tables, and the verdict rule."""
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -158,3 +159,490 @@ def test_verdict_table_columns():
     t = claims.verdict_table([claims.ssl_improves(evd), claims.ssl_helps_small_labels(evd)])
     assert list(t["verdict"]) == ["supported", "supported"]
     assert {"paper (pp)", "ours (pp)", "CI low", "CI high", "seed spread"} <= set(t.columns)
+
+
+# ---------------------------------------------------------------------------------------------
+# Every claim on constructed per-image matrices whose verdict and value are known by hand.
+#
+# ``image_cm(q)``: one image whose part labels (1..19) have accuracy q (a float for all, or a dict
+# class -> accuracy), the missed pixels predicted as background. Part class c then has no false
+# positive, so the IoU of c over any set of images is the mean of q_c over them, and the IoU of a
+# class subset ("miou:<ids>") is exact arithmetic. With every part at q_i in image i, background
+# IoU = n / (n + 19 * sum(1 - q_i)) (its 100 pixels per image plus every missed part pixel), which
+# ``miou_images`` uses for the 20-class mean IoU.
+
+M = 120  # images: five challenge types (i % 5) and three size bins (i % 3), each with as many
+IDS = [f"im{i:03d}" for i in range(M)]  # even as odd i, so a +-jitter by parity averages to 0
+
+
+def image_cm(q) -> np.ndarray:
+    acc = q if isinstance(q, dict) else {c: q for c in range(1, C)}
+    return cm_images(1, acc)[0]
+
+
+def miou_images(qs) -> float:
+    qs = np.asarray(qs, dtype=float)
+    background = len(qs) / (len(qs) + 19 * np.sum(1 - qs))
+    return (19 * qs.mean() + background) / 20
+
+
+def miou(q) -> float:
+    return miou_images([q])
+
+
+def jitter(i: int, size: float = 0.05) -> float:
+    """+size on even images, -size on odd ones: zero on average over any subset used here."""
+    return size if i % 2 == 0 else -size
+
+
+ATTRS = pd.DataFrame({c: [int(i % 5 == k) for i in range(M)] for k, c in enumerate(claims.CHALLENGES)},
+                     index=IDS)
+ATTRS["size_bin"] = [claims.SIZE_BINS[i % 3] for i in range(M)]
+
+
+def challenge(i: int) -> str:
+    return claims.CHALLENGES[i % 5]
+
+
+def world(quality, calls=None, seeds=(0,), n_boot=200):
+    """Evidence whose image i, evaluated by ``method`` on ``split``, has part accuracy
+    ``quality(method, split, i)``; ``calls`` collects the (method, split) pairs asked for."""
+    cache = {}
+
+    def evaluation(method, split, seed):
+        if calls is not None:
+            calls.append((method, split))
+        if (method, split) not in cache:
+            cache[method, split] = np.stack([image_cm(quality(method, split, i)) for i in range(M)])
+        return SimpleNamespace(ids=IDS, cms=cache[method, split])
+
+    return claims.Evidence(evaluation, list(seeds), ATTRS, n_boot=n_boot)
+
+
+def by_method(q: dict):
+    return lambda method, split, i: q[method]
+
+
+def check(v, verdict, estimate=None):
+    assert v.verdict == verdict, (v.claim, v.verdict, v.estimate, v.low, v.high)
+    assert v.low <= v.estimate + 1e-9 and v.estimate <= v.high + 1e-9
+    if estimate is not None:
+        assert v.estimate == pytest.approx(estimate, abs=1e-9)
+    if verdict == "inconclusive":
+        assert v.low < 0 < v.high
+
+
+BASE = {"SegNet": 0.5, "FCN-8s": 0.6, "DeepLabV2": 0.8, "Attention": 0.9}
+
+
+def test_fcn_segnet_far_behind_known_answers():
+    # min(mIoU DeepLabV2, Attention) - max(mIoU FCN-8s, SegNet) = DeepLabV2 - FCN-8s here
+    check(claims.fcn_segnet_far_behind(world(by_method(BASE))), "supported", 100 * (miou(0.8) - miou(0.6)))
+    check(claims.fcn_segnet_far_behind(world(by_method({**BASE, "FCN-8s": 0.85}))), "contradicted",
+          100 * (miou(0.8) - miou(0.85)))
+    tie = {"SegNet": lambda i: 0.5, "FCN-8s": lambda i: 0.7 - jitter(i), "DeepLabV2": lambda i: 0.7 + jitter(i),
+           "Attention": lambda i: 0.9}
+    check(claims.fcn_segnet_far_behind(world(lambda m, s, i: tie[m](i))), "inconclusive", 0.0)
+
+
+def test_attention_best_baseline_inconclusive_on_a_tie():
+    tie = lambda m, s, i: {"Attention": 0.8 + jitter(i), "DeepLabV2": 0.8 - jitter(i)}.get(m, 0.5)  # noqa: E731
+    check(claims.attention_best_baseline(world(tie)), "inconclusive", 0.0)
+
+
+def test_back_view_drop_attention_known_answers():
+    qs = [0.5 if challenge(i) == "back_view" else 0.9 for i in range(M)]
+    v = claims.back_view_drop_attention(world(lambda m, s, i: qs[i]))
+    check(v, "supported", 100 * (miou_images(qs) - miou(0.5)))
+    assert v.paper_value == pytest.approx(42.92 - 33.50) and v.n_images == M // 5
+    qs = [0.95 if challenge(i) == "back_view" else 0.8 for i in range(M)]
+    check(claims.back_view_drop_attention(world(lambda m, s, i: qs[i])), "contradicted",
+          100 * (miou_images(qs) - miou(0.95)))
+
+
+def test_back_view_hardest_contradicted():
+    q = lambda m, s, i: 0.95 if challenge(i) == "back_view" else 0.8  # noqa: E731
+    # min over the other challenges (all 0.8) - back-view (0.95)
+    check(claims.back_view_hardest(world(q)), "contradicted", 100 * (miou(0.8) - miou(0.95)))
+
+
+def test_head_missed_second_known_answers():
+    def q(head_missed):
+        return lambda m, s, i: head_missed(i) if challenge(i) == "head_missed" else 0.9
+
+    check(claims.head_missed_second(world(q(lambda i: 0.6))), "supported", 100 * (miou(0.9) - miou(0.6)))
+    check(claims.head_missed_second(world(q(lambda i: 0.95))), "contradicted", 100 * (miou(0.9) - miou(0.95)))
+    check(claims.head_missed_second(world(q(lambda i: 0.9 + jitter(i)))), "inconclusive", 0.0)
+
+
+def test_head_missed_below_average_for_every_baseline():
+    def q(segnet_head_missed):
+        def quality(m, s, i):
+            if challenge(i) != "head_missed":
+                return 0.9
+            return segnet_head_missed if m == "SegNet" else 0.6
+        return quality
+
+    all_qs = [0.6 if challenge(i) == "head_missed" else 0.9 for i in range(M)]
+    check(claims.head_missed_below_average_all(world(q(0.6))), "supported", 100 * (miou_images(all_qs) - miou(0.6)))
+    # One baseline (SegNet) does better on head-missed images: the minimum over baselines is its gap.
+    segnet_qs = [0.95 if challenge(i) == "head_missed" else 0.9 for i in range(M)]
+    check(claims.head_missed_below_average_all(world(q(0.95))), "contradicted",
+          100 * (miou_images(segnet_qs) - miou(0.95)))
+
+
+def test_upper_body_easiest_known_answers():
+    def q(upper):
+        return lambda m, s, i: upper if challenge(i) == "upper_body" else 0.8
+
+    check(claims.upper_body_easiest(world(q(0.95))), "supported", 100 * (miou(0.95) - miou(0.8)))
+    check(claims.upper_body_easiest(world(q(0.7))), "contradicted", 100 * (miou(0.7) - miou(0.8)))
+
+
+def test_full_body_closest_to_average_known_answers():
+    def case(per_challenge):
+        qs = [per_challenge[challenge(i)] for i in range(M)]
+        avg = miou_images(qs)
+        gap = {c: abs(miou(q) - avg) for c, q in per_challenge.items()}
+        expected = 100 * (min(g for c, g in gap.items() if c != "full_body") - gap["full_body"])
+        return claims.full_body_closest_to_average(world(lambda m, s, i: qs[i])), expected
+
+    near = {"occlusion": 0.6, "full_body": 0.8, "upper_body": 0.97, "head_missed": 0.62, "back_view": 0.97}
+    v, expected = case(near)
+    check(v, "supported", expected)
+    assert expected > 5
+    v, expected = case({**near, "occlusion": 0.8, "full_body": 0.6})  # occlusion is now the closest
+    check(v, "contradicted", expected)
+
+
+def label_quality(groups: dict[tuple[int, ...], float], default: float = 1.0) -> dict[int, float]:
+    q = {c: default for c in range(1, C)}
+    for ids, acc in groups.items():
+        q.update({c: acc for c in ids})
+    return q
+
+
+def test_lower_body_harder_known_answers():
+    up, low = claims.UPPER_BODY_LABELS, claims.LOWER_BODY_LABELS
+    # class-subset mean IoUs are the accuracies themselves: 0.9 - 0.6 = 30 pp
+    v = claims.lower_body_harder(world(lambda m, s, i: label_quality({up: 0.9, low: 0.6})))
+    check(v, "supported", 30.0)
+    # Table 4, mean of (upper-body labels - lower-body labels) over the four baselines.
+    assert v.paper_value == pytest.approx(10.46)
+    check(claims.lower_body_harder(world(lambda m, s, i: label_quality({up: 0.6, low: 0.9}))), "contradicted", -30.0)
+    swap = lambda m, s, i: label_quality({up: 0.8 + jitter(i, 0.1), low: 0.8 - jitter(i, 0.1)})  # noqa: E731
+    check(claims.lower_body_harder(world(swap)), "inconclusive", 0.0)
+
+
+def test_large_labels_easier_known_answers():
+    large, small = claims.LARGE_LABELS_33, claims.SMALL_LABELS_33
+    v = claims.large_labels_easier(world(lambda m, s, i: label_quality({large: 0.9, small: 0.4})))
+    check(v, "supported", 50.0)
+    # Table 4: e.g. DeepLabV2 (69.70 + 60.94 + 47.03 + 64.00) / 4 - (18.40 + 14.29 + 18.74) / 3 = 43.27;
+    # SegNet 34.09, FCN-8s 45.24, Attention 44.80: mean 41.85.
+    assert v.paper_value == pytest.approx(41.85)
+    check(claims.large_labels_easier(world(lambda m, s, i: label_quality({large: 0.4, small: 0.9}))),
+          "contradicted", -50.0)
+
+
+def test_multiscale_better_on_small_weights_each_label_once():
+    assert claims.SMALL_LABELS == claims._ids("sunglasses", "scarf", "skirt", "socks", "glove")
+    sunglasses, others = claims._ids("sunglasses"), claims._ids("scarf", "skirt", "socks", "glove")
+
+    def q(multi_scale_sunglasses, single_scale_sunglasses):
+        def quality(m, s, i):
+            sg = multi_scale_sunglasses if m in ("DeepLabV2", "Attention") else single_scale_sunglasses
+            return label_quality({sunglasses: sg, others: 0.5})
+        return quality
+
+    # Only sunglasses differ, by 0.5, among five labels: 10 pp (counting it twice would give 16.67).
+    v = claims.multiscale_better_on_small(world(q(1.0, 0.5)))
+    check(v, "supported", 10.0)
+    assert "sunglasses, scarf, skirt, socks, gloves" in v.statistic
+    # Table 4 over the five labels: DeepLabV2 114.44 / 5, Attention 111.28 / 5, FCN-8s 26.22 / 5,
+    # SegNet 3.60 / 5 -> (22.888 + 22.256) / 2 - (5.244 + 0.72) / 2 = 19.59 (19.22 with sunglasses twice).
+    assert v.paper_value == pytest.approx(19.59)
+    check(claims.multiscale_better_on_small(world(q(0.5, 1.0))), "contradicted", -10.0)
+    tie = lambda m, s, i: label_quality(  # noqa: E731
+        {sunglasses + others: 0.5 + (jitter(i) if m in ("DeepLabV2", "Attention") else -jitter(i))})
+    check(claims.multiscale_better_on_small(world(tie)), "inconclusive", 0.0)
+
+
+def test_attention_ssl_beats_deeplab_known_answers():
+    v = claims.attention_ssl_beats_deeplab(world(by_method({"Attention + SSL": 0.9, "DeepLabV2": 0.8})))
+    check(v, "supported", 100 * (miou(0.9) - miou(0.8)))
+    v = claims.attention_ssl_beats_deeplab(world(by_method({"Attention + SSL": 0.75, "DeepLabV2": 0.8})))
+    check(v, "contradicted", 100 * (miou(0.75) - miou(0.8)))
+
+
+def test_ssl_beats_extra_epochs_known_answers():
+    q = lambda ssl, ctl: by_method({"DeepLabV2 + SSL": ssl, claims.CONTROL: ctl})  # noqa: E731
+    check(claims.ssl_beats_extra_epochs(world(q(0.9, 0.8))), "supported", 100 * (miou(0.9) - miou(0.8)))
+    check(claims.ssl_beats_extra_epochs(world(q(0.8, 0.85))), "contradicted", 100 * (miou(0.8) - miou(0.85)))
+
+
+def test_ssl_improves_every_challenge_known_answers():
+    def q(ssl_back_view):
+        def quality(m, s, i):
+            if m == "Attention":
+                return 0.8
+            return ssl_back_view if challenge(i) == "back_view" else 0.85
+        return quality
+
+    check(claims.ssl_improves_every_challenge(world(q(0.85))), "supported", 100 * (miou(0.85) - miou(0.8)))
+    # Better everywhere but on back-view images: the minimum over the five types is that loss.
+    check(claims.ssl_improves_every_challenge(world(q(0.75))), "contradicted", 100 * (miou(0.75) - miou(0.8)))
+
+
+def test_ssl_helps_arms_legs_shoes_most_known_answers():
+    als, rest = claims.ARMS_LEGS_SHOES, claims.OTHER_THAN_ARMS_LEGS_SHOES
+    assert len(rest) == 13 and not set(als) & set(rest) and 0 not in rest
+
+    def q(ssl_als, ssl_rest):
+        return lambda m, s, i: (label_quality({als: 0.7, rest: 0.7}) if m == "Attention"
+                                else label_quality({als: ssl_als, rest: ssl_rest}))
+
+    v = claims.ssl_helps_arms_legs_shoes_most(world(q(0.9, 0.75)))
+    check(v, "supported", 15.0)  # (0.9 - 0.7) - (0.75 - 0.7)
+    # Table 4: gain on l/r-arm, leg, shoe 244.57/6 - 233.54/6 = 1.84; on the other 13: 24.69/13 = 1.90.
+    assert v.paper_value == pytest.approx(-0.06)
+    check(claims.ssl_helps_arms_legs_shoes_most(world(q(0.75, 0.9))), "contradicted", -15.0)
+
+
+def test_ssl_helps_small_labels_known_answers():
+    small = claims.SMALL_LABELS_52
+    q = lambda ssl, base: lambda m, s, i: label_quality({small: ssl if m == "Attention + SSL" else base})  # noqa: E731
+    check(claims.ssl_helps_small_labels(world(q(0.8, 0.6))), "supported", 20.0)
+    check(claims.ssl_helps_small_labels(world(q(0.6, 0.8))), "contradicted", -20.0)
+
+
+def test_ssl_improves_ppp_reads_the_ppp_runs():
+    calls = []
+    v = claims.ssl_improves_ppp(world(by_method({"ppp/Attention + SSL": 0.9, "ppp/Attention": 0.8}), calls))
+    check(v, "supported", 100 * (miou(0.9) - miou(0.8)))
+    assert set(calls) == {("ppp/Attention + SSL", "ppp-test"), ("ppp/Attention", "ppp-test")}
+    assert v.paper_value == pytest.approx(2.97)
+    v = claims.ssl_improves_ppp(world(by_method({"ppp/Attention + SSL": 0.7, "ppp/Attention": 0.8})))
+    check(v, "contradicted", 100 * (miou(0.7) - miou(0.8)))
+
+
+def test_lip_harder_than_atr_known_answers():
+    def shared_miou(q):  # 16 shared classes: background and 15 parts
+        return (15 * q + 1 / (1 + 19 * (1 - q))) / 16
+
+    calls = []
+    v = claims.lip_harder_than_atr(world(lambda m, s, i: 0.9 if s == "atr" else 0.7, calls))
+    check(v, "supported", 100 * (shared_miou(0.9) - shared_miou(0.7)))
+    assert {s for _, s in calls} == {"atr", "val"} and {m for m, _ in calls} == set(claims.BASELINES)
+    # Table 6 left, ATR - LIP: SegNet -6.00, FCN-8s 2.16, DeepLabV2 4.67, Attention 3.97 -> mean 1.20
+    assert v.paper_value == pytest.approx(1.20)
+    check(claims.lip_harder_than_atr(world(lambda m, s, i: 0.7 if s == "atr" else 0.9)), "contradicted",
+          100 * (shared_miou(0.7) - shared_miou(0.9)))
+
+
+def test_ssl_better_every_size_known_answers():
+    def q(ssl_large):
+        def quality(m, s, i):
+            if m == "Attention":
+                return 0.8
+            return ssl_large if ATTRS["size_bin"].iloc[i] == "large" else 0.85
+        return quality
+
+    v = claims.ssl_better_every_size(world(q(0.85)))
+    check(v, "supported", 100 * (miou(0.85) - miou(0.8)))
+    assert v.n_images == M // 3
+    # Table 6 middle, SSL - Attention: small 1.77, medium 1.51, large 1.83 -> min 1.51
+    assert v.paper_value == pytest.approx(1.51)
+    check(claims.ssl_better_every_size(world(q(0.75))), "contradicted", 100 * (miou(0.75) - miou(0.8)))
+
+
+def test_ssl_better_every_input_size_known_answers():
+    sizes = (64, 128, 192)
+    dl = {"val@64": 0.6, "val@128": 0.7, "val@192": 0.8}
+
+    def q(ssl):
+        return lambda m, s, i: dl[s] if m == "DeepLabV2" else ssl[s]
+
+    ssl = {"val@64": 0.65, "val@128": 0.72, "val@192": 0.85}
+    v = claims.ssl_better_every_input_size(world(q(ssl)), sizes)
+    check(v, "supported", 100 * (miou(0.72) - miou(0.7)))  # the smallest of the three gains
+    # Table 6 right, SSL - DeepLabV2: 153: 1.78, 321: 1.38, 513: 2.56 -> min 1.38
+    assert v.paper_value == pytest.approx(1.38)
+    check(claims.ssl_better_every_input_size(world(q({**ssl, "val@192": 0.75})), sizes), "contradicted",
+          100 * (miou(0.75) - miou(0.8)))
+
+
+def test_ssl_smaller_input_size_range_known_answers():
+    sizes = (64, 128)
+
+    def q(dl, ssl):
+        return lambda m, s, i: (dl if m == "DeepLabV2" else ssl)[s]
+
+    v = claims.ssl_smaller_input_size_range(world(q({"val@64": 0.6, "val@128": 0.8},
+                                                    {"val@64": 0.7, "val@128": 0.75})), sizes)
+    check(v, "supported", 100 * ((miou(0.8) - miou(0.6)) - (miou(0.75) - miou(0.7))))
+    v = claims.ssl_smaller_input_size_range(world(q({"val@64": 0.7, "val@128": 0.75},
+                                                    {"val@64": 0.6, "val@128": 0.8})), sizes)
+    check(v, "contradicted", 100 * ((miou(0.75) - miou(0.7)) - (miou(0.8) - miou(0.6))))
+
+
+# ---------------------------------------------------------------------------------------------
+# all_claims and experiment_evidence
+
+
+def _claim_functions() -> dict:
+    import inspect
+
+    return {name: f for name, f in vars(claims).items()
+            if inspect.isfunction(f) and f.__module__ == claims.__name__ and not name.startswith("_")
+            and inspect.signature(f).return_annotation == "Verdict"}
+
+
+def test_all_claims_runs_every_claim_function_in_the_papers_order(monkeypatch):
+    functions = _claim_functions()
+    called = []
+    for name, f in functions.items():
+        monkeypatch.setattr(claims, name, lambda *a, _n=name, _f=f, **k: called.append(_n) or _f(*a, **k))
+    evd = world(lambda m, s, i: 0.8, n_boot=20)
+    verdicts = claims.all_claims(evd, sizes=(64, 128, 192))
+    assert set(called) == set(functions)
+    # attention_best_baseline and ssl_improves each run three times (val / mean acc / test, and
+    # Attention / DeepLabV2 / test), every other claim function once
+    assert called.count("attention_best_baseline") == called.count("ssl_improves") == 3
+    assert len(verdicts) == len(functions) + 4 and len({v.claim for v in verdicts}) == len(verdicts)
+    sections = [v.section for v in verdicts]
+    assert sections == sorted(sections, key=lambda s: tuple(map(int, s.split("."))))
+    assert set(sections) == {"3.1", "3.2", "3.3", "5.2", "5.4"}
+    # Equal methods, subsets and labels everywhere: every statistic is 0 (up to rounding).
+    assert all(abs(v.estimate) < 1e-9 and abs(v.low) < 1e-9 and abs(v.high) < 1e-9 for v in verdicts)
+    # The optional groups drop exactly their claims.
+    called.clear()
+    short = claims.all_claims(evd, sizes=(64,), with_ppp=False, with_atr=False)
+    assert len(short) == len(verdicts) - 4
+    assert set(functions) - set(called) == {"ssl_improves_ppp", "lip_harder_than_atr",
+                                            "ssl_better_every_input_size", "ssl_smaller_input_size_range"}
+
+
+def test_the_claims_chapter_tests_every_claim(monkeypatch):
+    from lipstudy import experiments as ex
+
+    text = (Path(__file__).resolve().parents[1] / "book" / "claims.md").read_text()
+    # The chapter's table: book_verdicts = all_claims with the profile's input sizes, PPP and ATR on.
+    assert "claims.book_verdicts(profile, data=data, device=device, seeds=seeds)" in text
+    assert "claims.UNTESTABLE" in text
+    assert list(claims.UNTESTABLE["section"]) == ["3.1", "5.1", "5.3"]
+    called, functions = [], _claim_functions()
+    for name, f in functions.items():
+        monkeypatch.setattr(claims, name, lambda *a, _n=name, _f=f, **k: called.append(_n) or _f(*a, **k))
+    monkeypatch.setattr(claims, "experiment_evidence", lambda *a, **k: world(lambda m, s, i: 0.8, n_boot=20))
+    for profile in ex.PROFILES:
+        called.clear()
+        _, verdicts = claims.book_verdicts(profile)
+        assert len(verdicts) == len(functions) + 4 and set(called) == set(functions), profile
+
+
+def test_experiment_evidence_routes_methods_to_runs(monkeypatch, tmp_path):
+    from lipstudy import experiments as ex
+    from lipstudy import report
+
+    asked = []
+
+    class FakeResult:
+        def __init__(self, run, data):
+            self.run, self.data = run, data
+
+        def evaluation(self, split):
+            asked.append((self.run, self.data, split))
+            return SimpleNamespace(ids=["a"], cms=np.eye(C, dtype=np.int64)[None])
+
+    attrs = pd.DataFrame({"back_view": [1]}, index=["a"])
+    monkeypatch.setattr(ex, "data_root", lambda prof, dataset="lip", data=None: tmp_path / dataset)
+    monkeypatch.setattr(ex, "ensure", lambda run, prof, data=None, device="auto", progress=True:
+                        FakeResult(run, data))
+    monkeypatch.setattr(report, "image_attributes", lambda root: attrs if root == tmp_path / "lip" else None)
+    evd = claims.experiment_evidence("smoke", data="real/LIP", device="cpu", n_boot=7)
+    assert evd.seeds == list(ex.get_profile("smoke").seeds) and evd.n_boot == 7 and evd.attributes is attrs
+    evd.evaluation("Attention + SSL", "val@64", 1)
+    evd.evaluation("ppp/Attention + SSL", "ppp-test", 2)
+    evd.evaluation("SegNet", "atr", 0)
+    assert asked == [(ex.paper_runs(1)["Attention + SSL"], "real/LIP", "val@64"),
+                     (ex.ppp_runs(2)["Attention + SSL"], None, "test"),   # PPP runs use their own data
+                     (ex.paper_runs(0)["SegNet"], "real/LIP", "atr")]
+    assert claims.experiment_evidence("smoke", seeds=["3", 4]).seeds == [3, 4]
+
+
+# --------------------------------------------------------------------------------------------
+# Seeds per method, the extra-epochs control, and claims the models are too weak to test
+
+
+def test_method_seeds_average_only_the_seeds_every_compared_method_has():
+    # DeepLabV2 and its SSL run have seeds 0 and 1; the rest only seed 0. Seed s adds 0.05 * s
+    # to DeepLabV2 + SSL's accuracy only, so the SSL gain differs between the seeds.
+    ids = [f"im{i:03d}" for i in range(N)]
+    base = {"DeepLabV2": 0.6, "DeepLabV2 + SSL": 0.62, claims.CONTROL: 0.61, "Attention": 0.7,
+            "SegNet": 0.4, "FCN-8s": 0.5}
+    seen = []
+
+    def evaluation(method, split, seed):
+        seen.append((method, seed))
+        q = base[method] + (0.05 * seed if method == "DeepLabV2 + SSL" else 0.0)
+        return SimpleNamespace(ids=ids, cms=cm_images(N, {c: q for c in range(1, C)}))
+
+    two = ("DeepLabV2", "DeepLabV2 + SSL", claims.CONTROL)
+    evd = claims.Evidence(evaluation, [0], None, n_boot=50, method_seeds={m: [0, 1] for m in two})
+    assert evd.seeds_for(["DeepLabV2", "DeepLabV2 + SSL"]) == [0, 1]
+    assert evd.seeds_for(["DeepLabV2", "Attention"]) == [0]
+    v = claims.ssl_improves(evd, "DeepLabV2", "val")
+    assert len(v.per_seed) == 2 and v.per_seed[1] > v.per_seed[0] > 0
+    assert v.estimate == pytest.approx(np.mean(v.per_seed))
+    assert v.within_seed_spread is False and v.as_row()["within seed spread"] == "no"
+    assert v.as_row()["seed spread"] == pytest.approx(v.per_seed[1] - v.per_seed[0])
+    # a baseline claim never asks for seed 1
+    claims.attention_best_baseline(evd)
+    assert ("Attention", 1) not in seen and ("SegNet", 1) not in seen
+
+
+def test_ssl_beats_extra_epochs_known_answer_and_seed_disagreement():
+    # mIoU difference of uniform accuracies q: see test_attention_best_known_answer_and_paper_value
+    def miou(q):
+        return (19 * q + 100 / (100 + 19 * 100 * (1 - q))) / 20
+
+    evd = fake_evidence({"DeepLabV2 + SSL": 0.7, claims.CONTROL: 0.65})
+    v = claims.ssl_beats_extra_epochs(evd)
+    assert v.estimate == pytest.approx(100 * (miou(0.7) - miou(0.65)))
+    assert v.verdict == "supported" and v.paper_value is None and v.section == "5.2"
+    # Seed 0: SSL ahead by 0.05 of accuracy; seed 1: behind by 0.05 -> the seeds disagree.
+    ids = [f"im{i:03d}" for i in range(N)]
+
+    def evaluation(method, split, seed):
+        q = {"DeepLabV2 + SSL": 0.7 - 0.1 * seed, claims.CONTROL: 0.65}[method]
+        return SimpleNamespace(ids=ids, cms=cm_images(N, {c: q for c in range(1, C)}))
+
+    v2 = claims.ssl_beats_extra_epochs(claims.Evidence(evaluation, [0, 1], None, n_boot=50))
+    assert v2.per_seed[0] > 0 > v2.per_seed[1]
+    assert v2.within_seed_spread and v2.as_row()["within seed spread"] == "yes"
+
+
+def test_claim_on_classes_every_model_misses_is_untestable():
+    # Arms, legs and shoes at accuracy 0 for both Attention runs: the SSL gain on them is 0 - 0.
+    ids = [f"im{i:03d}" for i in range(N)]
+
+    def evaluation(method, split, seed):
+        acc = {c: 0.8 for c in range(1, C)}
+        acc.update({c: 0.0 for c in claims.ARMS_LEGS_SHOES})
+        return SimpleNamespace(ids=ids, cms=cm_images(N, acc))
+
+    evd = claims.Evidence(evaluation, [0], None, n_boot=50)
+    assert evd.zero_classes({"a": claims.Term("Attention", stat=claims.miou_of(claims.ARMS_LEGS_SHOES))}) == \
+        sorted(claims.ARMS_LEGS_SHOES)
+    v = claims.ssl_helps_arms_legs_shoes_most(evd)
+    assert v.verdict == "untestable here"
+    assert "left-arm" in v.note and "right-shoe" in v.note
+    # one model scoring above 0 on them makes the claim testable again
+    def evaluation2(method, split, seed):
+        acc = {c: 0.8 for c in range(1, C)}
+        acc.update({c: (0.3 if method == "Attention + SSL" else 0.0) for c in claims.ARMS_LEGS_SHOES})
+        return SimpleNamespace(ids=ids, cms=cm_images(N, acc))
+
+    assert claims.ssl_helps_arms_legs_shoes_most(claims.Evidence(evaluation2, [0], None, n_boot=50)).verdict \
+        == "supported"

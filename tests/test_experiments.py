@@ -130,12 +130,37 @@ def test_ppp_ssl_run(dirs):
     assert np.isfinite(res.train_log["loss"]).all()
 
 
-def test_data_root_and_locks(dirs, tmp_path):
+def _lip_layout_digest(root) -> str:
+    """sha256 over every item's label PNG then JPEG bytes, split by split in id-list order,
+    read from the official LIP layout on disk (the test labels sit in the server's folder)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for split in ("train", "val", "test"):
+        if split == "test":
+            ids_file, images, labels = "Testing_images/test_id.txt", "Testing_images/testing_images", \
+                "server/test_segmentations"
+        else:
+            ids_file, images, labels = f"TrainVal_images/{split}_id.txt", f"TrainVal_images/{split}_images", \
+                f"TrainVal_parsing_annotations/{split}_segmentations"
+        for i in (root / ids_file).read_text().split():
+            h.update((root / labels / f"{i}.png").read_bytes())
+            h.update((root / images / f"{i}.jpg").read_bytes())
+    return h.hexdigest()
+
+
+def test_data_root_and_locks(dirs, tmp_path, monkeypatch):
     root = ex.data_root(TINY, "lip")
-    assert root == dirs / "data" / "synth-tiny-lip" and (root / "manifest.json").is_file()
-    assert ex.data_root(TINY, "lip") == root  # not regenerated
-    fp = ex.data_fingerprint(root)
-    assert fp == json.loads((root / "manifest.json").read_text())["fingerprint"]
+    manifest = root / "manifest.json"
+    assert root.parent == dirs / "data" and root.name.startswith("synth-tiny-lip") and manifest.is_file()
+    before = (manifest.stat().st_ino, manifest.stat().st_mtime_ns)
+    import lipstudy.data.synth
+    monkeypatch.setattr(lipstudy.data.synth, "generate", lambda *a, **k: pytest.fail("regenerated the dataset"))
+    assert ex.data_root(TINY, "lip") == root
+    assert (manifest.stat().st_ino, manifest.stat().st_mtime_ns) == before  # not regenerated, not rewritten
+    # The fingerprint is a digest of the images and labels themselves, recomputed here from the files.
+    assert json.loads(manifest.read_text())["counts"] == {"train": 8, "val": 4, "test": 4}
+    assert ex.data_fingerprint(root) == _lip_layout_digest(root)
     real = tmp_path / "real"
     real.mkdir()
     (real / "a.txt").write_text("x")

@@ -1,17 +1,22 @@
-"""The book runner (papermill + cache + strict build) and the report tables, on tiny chapters
-written into tmp_path: parameters are injected, unchanged chapters are reused, a failing cell names
-its chapter and cell and keeps the notebook, a broken cross-reference fails the build."""
+"""The book runner (papermill + cache + strict build), the pages it writes, its progress lines,
+and the report tables, on tiny chapters written into tmp_path: parameters are injected and shown
+once, unchanged chapters are reused, a changed label file reruns a chapter, a failing cell names
+its chapter and cell and keeps the notebook, a broken cross-reference fails the build, the Sphinx
+extension executes what is missing."""
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
-from lipstudy import report, runner
+from lipstudy import experiments, pages, progress, report, runner
 
 HEADER = """---
 jupytext:
@@ -58,6 +63,20 @@ def run(src, names, results, book, profile="smoke", **kw):
                           results=results, book_dir=book, log=lambda *a: None, **kw)
 
 
+@pytest.fixture(autouse=True)
+def fixed_sources_and_no_plan(monkeypatch):
+    """The toy chapters' keys must not change when someone edits the package while the tests run,
+    and they train nothing, so there are no training runs to plan."""
+    monkeypatch.setattr(runner, "source_digest", lambda: "sources")
+    monkeypatch.setattr(progress, "plan", lambda *a, **k: [])
+
+
+def visible_parameter_blocks(nb) -> list[str]:
+    """Sources of the cells a page shows that assign ``profile``."""
+    return [c.source for c in nb.cells if c.cell_type == "code" and "profile =" in c.source
+            and "remove-cell" not in c.metadata.get("tags", [])]
+
+
 def test_parameters_injected_and_cache_reused(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
@@ -72,6 +91,11 @@ def test_parameters_injected_and_cache_reused(tmp_path):
     # The book tree gets the executed copies the table of contents points at.
     assert (book / "_executed" / "a.ipynb").is_file() and (book / "_executed" / "b.ipynb").is_file()
     assert (book / "_executed" / "PROFILE").read_text().strip() == "smoke"
+    # The page shows one parameters block, with the values used; papermill's cell is kept, hidden.
+    page = nbformat.read(book / "_executed" / "a.ipynb", as_version=4)
+    shown = visible_parameter_blocks(page)
+    assert len(shown) == 1 and 'profile = "smoke"' in shown[0] and "seeds = [3, 4]" in shown[0], shown
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in page.cells)
 
     again = run(src, ["a", "b"], res, book, seeds=[3, 4])
     assert [r.status for r in again] == ["cached", "cached"]
@@ -133,10 +157,25 @@ def test_cache_key_depends_on_every_input():
     for field, other in [("notebook_text", "nb2"), ("parameters", {"profile": "cpu"}),
                          ("sources", "s2"), ("manifests", {"lip": 2})]:
         assert runner.cache_key(**{**base, field: other}) != k, field
+    assert runner.cache_key(**base, extra={"runs": []}) != k
+    assert runner.cache_key(**base, extra={"runs": []}) != runner.cache_key(**base, extra={"runs": [["k1", 1]]})
+
+
+def test_reproducibility_inputs_follow_the_runs_and_budget_files(tmp_path):
+    first = runner.reproducibility_inputs(tmp_path)
+    (tmp_path / "runs" / "k1").mkdir(parents=True)
+    assert runner.reproducibility_inputs(tmp_path) == first  # an unfinished run is not listed
+    (tmp_path / "runs" / "k1" / "metrics.json").write_text("{}")
+    second = runner.reproducibility_inputs(tmp_path)
+    assert [r[0] for r in second["runs"]] == ["k1"]
+    (tmp_path / "budget").mkdir()
+    (tmp_path / "budget" / "cpu.json").write_text("{}")
+    assert runner.reproducibility_inputs(tmp_path)["budget"] != second["budget"]
 
 
 def test_source_digest_covers_the_package(monkeypatch, tmp_path):
     # The digest is over lipstudy/**/*.py and the lock file of the repository it is given.
+    monkeypatch.undo()
     repo = tmp_path / "repo"
     (repo / "lipstudy").mkdir(parents=True)
     (repo / "lipstudy" / "m.py").write_text("a = 1\n")
@@ -147,6 +186,152 @@ def test_source_digest_covers_the_package(monkeypatch, tmp_path):
     d2 = runner.source_digest()
     (repo / "requirements.lock").write_text("torch==2\n")
     assert len({d1, d2, runner.source_digest()}) == 3
+
+
+def test_a_changed_label_file_reruns_the_chapter(tmp_path, monkeypatch):
+    """A real dataset (no manifest) is fingerprinted as the training runs do
+    (experiments.data_fingerprint): a re-exported label PNG retrains the runs, so it must rerun
+    the chapters too."""
+    monkeypatch.setenv("LIPSTUDY_RESULTS", str(tmp_path / "results"))
+    real = tmp_path / "LIP"
+    a = np.zeros((40, 20), np.uint8)
+    a[10:30, 4:16] = 5
+    _flat_lip(real, {"train": [a, a], "val": [a]})
+    stand_in = tmp_path / "synth"
+    stand_in.mkdir()
+    (stand_in / "manifest.json").write_text(json.dumps({"fingerprint": "f" * 16, "style": "ppp"}))
+    real_root = experiments.data_root
+    monkeypatch.setattr(experiments, "data_root",
+                        lambda prof, dataset="lip", data=None: real_root(prof, dataset, data) if data else stand_in)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.md").write_text(chapter(code('print("ran")')))
+    res, book = tmp_path / "res", tmp_path / "book"
+
+    def again():
+        return [r.status for r in runner.execute("smoke", data=str(real), src=src, catalogue=("a",),
+                                                 results=res, book_dir=book, log=lambda *a: None)]
+
+    assert again() == ["ran"]
+    assert again() == ["cached"]
+    b = a.copy()
+    b[2:8, 5:15] = 2  # the annotation gains hair; the id lists do not change
+    Image.fromarray(b).save(real / "val_segmentations" / "val0.png")
+    assert again() == ["ran"]
+
+
+def test_merge_parameters_keeps_comments_and_takes_the_used_values():
+    own = 'profile = "cpu"   # smoke | cpu | full\ndata = None       # root\nseeds = None'
+    injected = '# Parameters\nprofile = "smoke"\ndata = None\nseeds = [0, 1]\n'
+    assert pages.merge_parameters(own, injected) == (
+        "# Parameters: the values this page was executed with\n"
+        'profile = "smoke"   # smoke | cpu | full\n'
+        "data = None         # root\n"
+        "seeds = [0, 1]")
+    # Not a plain list of one-line assignments, or a name the chapter does not declare: no merge.
+    assert pages.merge_parameters(own, "# Parameters\nwidth = 2\n") is None
+    assert pages.merge_parameters('profile = ("cpu"\n)', 'profile = "smoke"') is None
+    assert pages.merge_parameters("import os", 'profile = "smoke"') is None
+
+
+def test_page_notebook_shows_one_parameters_block():
+    def cell(src, tags):
+        return nbformat.v4.new_code_cell(src, metadata={"tags": tags})
+
+    nb = nbformat.v4.new_notebook(cells=[cell('profile = "cpu"  # which', ["parameters"]),
+                                         cell('# Parameters\nprofile = "smoke"\n', ["injected-parameters"]),
+                                         cell("x = 1", [])])
+    page = pages.page_notebook(nb)
+    assert visible_parameter_blocks(page) == ['# Parameters: the values this page was executed with\n'
+                                              'profile = "smoke"   # which']
+    assert nb.cells[0].source == 'profile = "cpu"  # which'  # the executed notebook is not modified
+    # When the cells cannot be merged, the chapter's own cell is hidden and papermill's shown.
+    nb.cells[0].source = "import os\nprofile = 'cpu'"
+    assert visible_parameter_blocks(pages.page_notebook(nb)) == ['# Parameters\nprofile = "smoke"\n']
+
+
+def test_stray_reprs_are_found():
+    def result(text, extra=None, kind="execute_result"):
+        out = {"output_type": kind, "data": {"text/plain": text, **(extra or {})}, "metadata": {}}
+        if kind == "execute_result":
+            out["execution_count"] = 1
+        return nbformat.from_dict(out)
+
+    cells = [nbformat.v4.new_code_cell("a", outputs=[result("Text(0.5, 1.01, 'Real LIP photos')")]),
+             nbformat.v4.new_code_cell("b", outputs=[result("<Figure size 640x480 with 1 Axes>",
+                                                            {"image/png": "iVBOR"}, "display_data")]),
+             nbformat.v4.new_code_cell("c", outputs=[result("<Figure size 640x480 with 0 Axes>")]),
+             nbformat.v4.new_code_cell("d", outputs=[result("[<matplotlib.lines.Line2D at 0x7f00>]")]),
+             nbformat.v4.new_code_cell("e", outputs=[result("<Axes: title={'center': 'x'}>")]),
+             nbformat.v4.new_code_cell("f", outputs=[result("   a\n0  1")])]
+    found = pages.stray_reprs(nbformat.v4.new_notebook(cells=cells))
+    assert [f.split(":")[0] for f in found] == ["code cell 1", "code cell 3", "code cell 4", "code cell 5"]
+    assert "Text(0.5, 1.01" in found[0]
+
+
+def test_table_of_contents_lists_every_chapter():
+    listed = pages.toc_chapters(runner.BOOK_SRC)
+    assert set(listed) == set(runner.CHAPTERS) and len(listed) == len(runner.CHAPTERS)
+    # The front page is the root and runs last: `lipstudy book` and the extension run one order.
+    assert listed[0] == "intro" and pages.execution_order(runner.BOOK_SRC) == list(runner.CHAPTERS)
+    for name in runner.CHAPTERS:
+        assert (runner.BOOK_SRC / f"{name}.md").is_file(), name
+
+
+def test_claim_anchors_are_unique_html_ids():
+    from lipstudy import claims
+
+    texts = ["Attention is the best of the four baselines in mean IoU (val)", "SSL improves x", "SSL improves x", "!!"]
+    got = claims.claim_anchors(texts)
+    assert got == ["claim-attention-is-the-best-of-the-four-baselines-in-mean-iou-val", "claim-ssl-improves-x",
+                   "claim-ssl-improves-x-2", "claim-x"]
+    assert claims.claim_anchors(texts) == got  # the claims chapter and the front page compute the same
+
+
+def test_book_settings_from_the_environment(tmp_path):
+    assert runner.book_settings({}) == {"profile": "cpu", "data": None, "device": "auto", "seeds": None}
+    env = {"LIPSTUDY_PROFILE": "smoke", "LIPSTUDY_LIP_ROOT": str(tmp_path), "LIPSTUDY_DEVICE": "cpu",
+           "LIPSTUDY_SEEDS": "0, 2"}
+    got = runner.book_settings(env)
+    assert got == {"profile": "smoke", "data": str(tmp_path), "device": "cpu", "seeds": [0, 2]}
+    assert runner.book_settings(runner.settings_environment(**got)) == {**got, "data": str(tmp_path.resolve())}
+    with pytest.raises(ValueError, match="LIPSTUDY_PROFILE='huge'"):
+        runner.book_settings({"LIPSTUDY_PROFILE": "huge"})
+    with pytest.raises(ValueError, match="LIPSTUDY_LIP_ROOT=.*not a directory"):
+        runner.book_settings({"LIPSTUDY_LIP_ROOT": str(tmp_path / "nope")})
+    with pytest.raises(ValueError, match="LIPSTUDY_SEEDS='0 x'"):
+        runner.book_settings({"LIPSTUDY_SEEDS": "0 x"})
+
+
+def test_sphinx_extension_executes_missing_chapters_and_flags_stray_reprs(tmp_path, monkeypatch, capsys, caplog):
+    book = tmp_path / "book"
+    book.mkdir()
+    (book / "_toc.yml").write_text("format: jb-book\nroot: _executed/front\nchapters:\n  - file: _executed/plot\n"
+                                   "  - file: other\n")
+    (book / "front.md").write_text(chapter(code('print("front page", profile)')))
+    (book / "plot.md").write_text(chapter(code("from matplotlib.text import Text\nText(0.5, 1.0, 'oops')")))
+    monkeypatch.setenv("LIPSTUDY_PROFILE", "smoke")
+    monkeypatch.setenv("LIPSTUDY_RESULTS", str(tmp_path / "res"))
+    monkeypatch.setattr(runner, "prepare_data", lambda profile, data=None: {})
+    app = SimpleNamespace(srcdir=str(book))
+
+    runner.execute_for_sphinx(app, None)
+    out = capsys.readouterr().out
+    assert "profile smoke" in out and "chapter 1/2 plot: executing" in out and "chapter 2/2 front: executing" in out
+    assert "front page smoke" in outputs_text(book / "_executed" / "front.ipynb")
+    assert any("plot.ipynb: code cell 2: Text(0.5, 1.0, 'oops')" in r.getMessage() for r in caplog.records)
+
+    runner.execute_for_sphinx(app, None)
+    assert capsys.readouterr().out.count("unchanged") == 2
+    # $LIPSTUDY_EXECUTE=0 renders what is there and executes nothing.
+    (book / "_executed" / "front.ipynb").unlink()
+    monkeypatch.setenv("LIPSTUDY_EXECUTE", "0")
+    runner.execute_for_sphinx(app, None)
+    assert not (book / "_executed" / "front.ipynb").exists() and "executing" not in capsys.readouterr().out
+    monkeypatch.setenv("LIPSTUDY_EXECUTE", "1")
+    monkeypatch.setenv("LIPSTUDY_PROFILE", "huge")
+    with pytest.raises(Exception, match="LIPSTUDY_PROFILE='huge'"):
+        runner.execute_for_sphinx(app, None)
 
 
 def test_strict_build_fails_on_a_broken_reference(tmp_path):
@@ -163,6 +348,18 @@ def test_strict_build_fails_on_a_broken_reference(tmp_path):
         runner.build(book, require=(), log=lambda *a: None)
     with pytest.raises(RuntimeError, match="never executed: benchmark"):
         runner.build(book, require=("benchmark",), log=lambda *a: None)
+    # A page that prints a plotting object's repr fails the build too.
+    (book / "intro.md").write_text("# Intro\n\nSee {doc}`other`.\n")
+    (book / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: other\n"
+                                   "  - file: _executed/plot\n")
+    result = nbformat.from_dict({"output_type": "execute_result", "execution_count": 1, "metadata": {},
+                                 "data": {"text/plain": "Text(0.5, 1.0, 'oops')"}})
+    (book / "_executed").mkdir()
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Plot"),
+                                                   nbformat.v4.new_code_cell("t", outputs=[result])]),
+                   book / "_executed" / "plot.ipynb")
+    with pytest.raises(RuntimeError, match=r"plot.ipynb: code cell 1: Text\(0.5, 1.0, 'oops'\)"):
+        runner.build(book, require=(), log=lambda *a: None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,8 +433,6 @@ def test_provenance_of_runs(tmp_path):
 
 def _flat_lip(root: Path, splits: dict[str, list[np.ndarray]]) -> None:
     """A hand-made real-style LIP folder (flat layout, no manifest, no attributes.csv)."""
-    from PIL import Image
-
     for split, labels in splits.items():
         (root / f"{split}_images").mkdir(parents=True)
         (root / f"{split}_segmentations").mkdir()

@@ -329,3 +329,95 @@ def test_predict_logits_bf16_channels_last_close_to_fp32():
     assert ref.dtype == low.dtype == torch.float32 and ref.shape == low.shape == (20, 41, 33)
     err = (ref - low).abs().max() / ref.abs().max()
     assert 0 < err < 0.05, float(err)
+
+
+# ----------------------------------------------------------------------------------------------
+# the command line's boolean options, the auxiliary loss, the 10x classifier groups, loader workers
+
+
+def test_boolean_options_are_strict(tmp_path, monkeypatch, capsys):
+    import lipstudy.train as T
+
+    words = {"true": True, "False": False, "1": True, "0": False, "yes": True, "NO": False,
+             "on": True, "off": False, " true ": True}
+    assert {w: T.parse_bool(w) for w in words} == words
+    seen = []
+    monkeypatch.setattr(T, "train", lambda cfg, out, progress=True: seen.append(cfg) or Path(out))
+    assert main(["--out", str(tmp_path / "a"), "--flip", "false", "--channels-last", "on", "--no-progress"]) == 0
+    assert seen[-1].flip is False and seen[-1].channels_last is True
+    assert main(["--out", str(tmp_path / "b"), "--no-progress"]) == 0
+    assert seen[-1].flip is True and seen[-1].channels_last is None  # unset: the config's default
+    # A typo is an error naming the option, not a silent False.
+    for bad in ("ture", "", "2", "enable"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["--out", str(tmp_path / "c"), "--flip", bad, "--no-progress"])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert "argument --flip" in err and repr(bad) in err
+    assert len(seen) == 2
+
+
+def test_aux_loss_known_answer():
+    from lipstudy.train import aux_loss, compute_loss
+
+    # Two images, two classes: image 0 has 3 valid pixels, image 1 one valid pixel (255 = ignore).
+    target = torch.tensor([[[0, 0], [1, 255]], [[1, 255], [255, 255]]])
+    uniform = torch.zeros(2, 2, 2, 2)          # every pixel: p = 1/2, cross-entropy ln 2
+    sharper = torch.zeros(2, 2, 2, 2)
+    sharper[1, 1, 0, 0] = np.log(3.0)          # image 1's pixel (class 1): p = 3/4, CE = ln(4/3)
+    assert aux_loss([], target).item() == 0.0
+    assert aux_loss([uniform], target).item() == pytest.approx(np.log(2), rel=1e-6)
+    # Each image's mean over its own valid pixels, then the mean over images: (ln 2 + ln 4/3) / 2,
+    # not the pooled (3 ln 2 + ln 4/3) / 4 over the batch's pixels.
+    per_image = (np.log(2) + np.log(4 / 3)) / 2
+    assert aux_loss([sharper], target).item() == pytest.approx(per_image, rel=1e-6)
+    assert aux_loss([uniform, sharper], target).item() == pytest.approx(np.log(2) + per_image, rel=1e-6)
+    # An image with no valid pixel adds 0, not NaN.
+    empty = target.clone()
+    empty[1] = 255
+    assert aux_loss([sharper], empty).item() == pytest.approx(np.log(2) / 2, rel=1e-6)
+    # The training loss is the main output's cross-entropy plus the auxiliary terms.
+    main_out = torch.zeros(2, 2, 2, 2)
+    total = compute_loss({"out": main_out, "aux": [uniform, sharper]}, target, "off")
+    assert total.item() == pytest.approx(2 * np.log(2) + per_image, rel=1e-6)
+
+
+@pytest.mark.parametrize("name,head", [
+    ("segnet", {"classifier.weight", "classifier.bias"}),
+    ("fcn8s", {f"{s}.{p}" for s in ("score_fr", "score_pool4", "score_pool3") for p in ("weight", "bias")}),
+    ("deeplabv2", {f"aspp.{i}.fc8.{p}" for i in range(4) for p in ("weight", "bias")}),
+    ("attention", {"head.fc8.weight", "head.fc8.bias", "attention.0.weight", "attention.0.bias",
+                   "attention.3.weight", "attention.3.bias"}),
+])
+def test_classifier_gets_ten_times_the_learning_rate(name, head):
+    """The layers new on top of VGG-16 (the released recipe's lr_mult 10) and nothing else: FCN's
+    learned upsamplers and the LargeFOV / ASPP fc6-fc7 stay at the base rate."""
+    from lipstudy.train import build
+
+    cfg = TrainConfig(model=name, width=0.0625, lr=0.002)
+    model = build(cfg)
+    assert classifier_parameter_names(model) == head
+    opt = make_optimizer(model, cfg)
+    assert [g["lr"] for g in opt.param_groups] == [0.002, 0.02]
+    params = dict(model.named_parameters())
+    assert {id(p) for p in opt.param_groups[1]["params"]} == {id(params[n]) for n in head}
+    assert {id(p) for p in opt.param_groups[0]["params"]} == {id(p) for n, p in params.items() if n not in head}
+
+
+def test_loader_workers_give_the_same_weights(tmp_path):
+    """The cpu and full profiles load with 1 and 8 workers: augmentation is seeded by
+    (seed, epoch, index) and the loader has its own generator, so workers change nothing."""
+    root = write_tiny_lip(tmp_path / "d", n_train=8)
+    runs = {}
+    for workers in (0, 2):
+        # dropout on: a loader drawing from the global RNG would change the dropout masks
+        cfg = tiny_config(root, epochs=2, dropout=0.5, workers=workers)
+        runs[workers] = load_checkpoint(train(cfg, tmp_path / f"w{workers}", progress=False))
+    a, b = runs[0], runs[2]
+    assert a["step"] == b["step"] == 4
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    from lipstudy.train import build
+    torch.manual_seed(0)
+    fresh = build(tiny_config(root, dropout=0.5)).state_dict()
+    assert sum(not torch.equal(fresh[k], a["model"][k]) for k in fresh) > len(fresh) // 2  # not vacuous
+    assert [r["loss"] for r in a["log"]] == [r["loss"] for r in b["log"]]

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 
+import torch
 from torch import nn
 
 from .attention import AttentionToScale
 from .deeplab import DeepLabV2
 from .fcn import FCN8s
+from .pretrain import BackbonePretrainNet
 from .segnet import SegNet
 
 MODELS = {
@@ -24,10 +26,13 @@ MODELS = {
     "attention": AttentionToScale,
 }
 MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
+# Not a baseline: the cpu profiles' synthetic stand-in for ImageNet pretraining (models/pretrain.py).
+PRETRAIN_MODEL = "backbone"
 
 
 def build_model(name: str, num_classes: int = 20, width: float = 1.0,
-                pretrained: str | os.PathLike | None = None, dropout: float = 0.5) -> nn.Module:
+                pretrained: str | os.PathLike | None = None, dropout: float = 0.5,
+                batch_norm: bool | None = None) -> nn.Module:
     """Build baseline ``name`` (one of :data:`MODEL_NAMES`).
 
     ``width`` thins every layer (channels = max(8, round(c * width))); ``dropout`` is the rate of
@@ -35,14 +40,40 @@ def build_model(name: str, num_classes: int = 20, width: float = 1.0,
     ``pretrained`` is a file holding a torchvision-format ImageNet VGG-16 state dict (VGG-16-BN
     for SegNet), loaded into the backbone (and fc6 / fc7 where the model has them); it needs
     width=1.0. Without it, convs get Kaiming-normal weights (as torchvision's VGG), score layers
-    N(0, 0.01^2), transposed convs bilinear kernels.
+    N(0, 0.01^2), transposed convs bilinear kernels. ``batch_norm``: VGG-16-BN backbone (None =
+    the paper's: BN for SegNet only); the cpu profiles train every baseline with it, since they
+    train from scratch. ``name="backbone"`` builds the pretraining network of models/pretrain.py.
     """
+    if name == PRETRAIN_MODEL:
+        return BackbonePretrainNet(num_classes=num_classes, width=width)
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
-    model = MODELS[name](num_classes=num_classes, width=width, dropout=dropout)
+    kw = {} if batch_norm is None else {"batch_norm": batch_norm}
+    model = MODELS[name](num_classes=num_classes, width=width, dropout=dropout, **kw)
     if pretrained is not None:
         model.load_pretrained(pretrained)
     return model
+
+
+def backbone_of(model: nn.Module) -> nn.Module:
+    """The VGG-16 feature stack of a baseline (SegNet calls it its encoder)."""
+    return model.encoder if isinstance(model, SegNet) else model.backbone
+
+
+def load_backbone(model: nn.Module, path: str | os.PathLike) -> None:
+    """Copy the backbone of a pretraining checkpoint (``lipstudy.train`` format, model
+    ``"backbone"``) into ``model``'s VGG-16, which must have the same width and batch norms.
+    Raises ValueError naming the file when it does not fit."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        weights = {k[len("backbone."):]: v for k, v in ckpt["model"].items() if k.startswith("backbone.")}
+    except Exception as e:  # noqa: BLE001 - a missing / corrupt / foreign file: say which
+        raise ValueError(f"{os.fspath(path)}: not a readable pretraining checkpoint ({e})") from e
+    try:
+        backbone_of(model).load_state_dict(weights)
+    except RuntimeError as e:
+        raise ValueError(f"{os.fspath(path)}: its backbone does not fit this model (same width and "
+                         f"batch_norm=True needed): {' '.join(str(e).split())[:300]}") from e
 
 
 def num_parameters(model: nn.Module) -> int:
@@ -50,5 +81,6 @@ def num_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["MODELS", "MODEL_NAMES", "build_model", "num_parameters",
+__all__ = ["MODELS", "MODEL_NAMES", "PRETRAIN_MODEL", "build_model", "load_backbone", "backbone_of",
+           "num_parameters", "BackbonePretrainNet",
            "SegNet", "FCN8s", "DeepLabV2", "AttentionToScale"]

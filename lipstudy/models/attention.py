@@ -36,12 +36,12 @@ class AttentionToScale(nn.Module):
     {"out": fused logits, "aux": [per-scale logits, one per scale]}, all at the input size."""
 
     def __init__(self, num_classes: int = 20, width: float = 1.0, dropout: float = 0.5,
-                 scales: tuple[float, ...] = SCALES):
+                 scales: tuple[float, ...] = SCALES, batch_norm: bool = False):
         super().__init__()
         if not scales or scales[0] != 1.0:
             raise ValueError(f"scales must start with 1.0 (the reference resolution), got {scales}")
         self.scales = tuple(scales)
-        self.backbone = VGG16(width, atrous=True)
+        self.backbone = VGG16(width, batch_norm=batch_norm, atrous=True)
         self.pool5a = nn.AvgPool2d(3, stride=1, padding=1)
         channels = scaled(HEAD_CHANNELS, width)
         self.head = FCHead(self.backbone.out_channels, channels, num_classes, LARGEFOV_RATE, dropout)

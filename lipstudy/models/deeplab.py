@@ -60,9 +60,9 @@ class DeepLabV2(nn.Module):
     """DeepLabV2 (VGG-16, ASPP 6/12/18/24, no CRF). Eval: logits [B,C,H,W]; train: {"out", "aux": []}."""
 
     def __init__(self, num_classes: int = 20, width: float = 1.0, dropout: float = 0.5,
-                 rates: tuple[int, ...] = ASPP_RATES):
+                 rates: tuple[int, ...] = ASPP_RATES, batch_norm: bool = False):
         super().__init__()
-        self.backbone = VGG16(width, atrous=True)
+        self.backbone = VGG16(width, batch_norm=batch_norm, atrous=True)
         channels = scaled(HEAD_CHANNELS, width)
         self.aspp = nn.ModuleList(FCHead(self.backbone.out_channels, channels, num_classes, r, dropout)
                                   for r in rates)

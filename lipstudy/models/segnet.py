@@ -27,9 +27,12 @@ from .vgg import (VGG16, backbone_weights, conv_block, dropout_layer, init_class
 class SegNet(nn.Module):
     """SegNet with a (thinned) VGG-16-BN encoder. Eval: logits [B,C,H,W]; train: {"out", "aux": []}."""
 
-    def __init__(self, num_classes: int = 20, width: float = 1.0, dropout: float = 0.5):
+    def __init__(self, num_classes: int = 20, width: float = 1.0, dropout: float = 0.5,
+                 batch_norm: bool = True):
         super().__init__()
         dropout_layer(dropout)  # validate only: SegNet has no dropout
+        if not batch_norm:
+            raise ValueError("SegNet's encoder is VGG-16-BN: batch_norm=False is not SegNet")
         self.encoder = VGG16(width, batch_norm=True, return_indices=True)
         channels = self.encoder.stage_channels
         decoders = []

@@ -1,0 +1,132 @@
+"""The search for the cpu profile's operating point (issue: "a default study whose models learn").
+
+Each setting is the cpu profile with some fields replaced (image scale, width, crop, optimiser,
+batch norm, synthetic backbone pretraining, epochs). For each, DeepLabV2 stage 1 is trained and
+scored on the synthetic val split, and the row (setting -> minutes -> val mean IoU, background
+IoU, how many of the classes the benchmark draws score above 0) is merged into
+``results/benchmarks/operating_point.json``, which the reproducibility chapter shows.
+
+Runs go to ``results/search/`` (not the book's ``results/runs/``), data to ``data/`` as usual, so a
+setting that shares the cpu profile's data reuses it. Two settings can run side by side, one per
+core: ``python operating_point.py --only A --threads 1 & python operating_point.py --only B --threads 1``.
+
+Minutes are wall time on this machine with the stated threads; the pretraining's minutes are
+listed apart, with the share one of the book's stage-1 runs pays for it (pretraining is done once
+for the profile's seven stage-1 runs).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+
+import numpy as np
+
+from _common import REPO, RESULTS, device_info
+
+import torch
+
+SHARE = 7  # stage-1 runs that share one pretrained backbone in the cpu profile's book
+
+OLD_CPU = dict(width=0.125, crop=64, batch=10, lr=0.02, epochs_stage1=10, recipe={}, pretrain=None,
+               lip_data={"train": 1500, "val": 400, "test": 200, "max_side": 96})
+ADAMW = {"batch_norm": True, "optimizer": "adamw", "weight_decay": 1e-4, "classifier_lr_mult": 1.0,
+         "warmup_steps": 100}
+DATA192 = {"train": 2000, "val": 400, "test": 200, "max_side": 192}
+PRE = {"train": 3000, "val": 100, "epochs": 8, "max_side": 192, "lr": 2e-3}
+
+SETTINGS = {
+    # The profile before this search (width 0.125, 64-px crops of 96-px images, SGD, from scratch).
+    "old-cpu": dict(OLD_CPU),
+    # Thin network, larger images, BN + AdamW, from scratch: 10 epochs, then 14 (the same minutes
+    # as pretraining's per-run share plus 8 fine-tuning epochs).
+    "scratch-10ep": dict(width=0.0625, crop=128, lr=2e-3, epochs_stage1=10, recipe=ADAMW, pretrain=None,
+                         lip_data=DATA192),
+    "scratch-14ep": dict(width=0.0625, crop=128, lr=2e-3, epochs_stage1=14, recipe=ADAMW, pretrain=None,
+                         lip_data=DATA192),
+    # The same, starting from the synthetic pretrained backbone, 8 fine-tuning epochs.
+    "pretrain-8ep": dict(width=0.0625, crop=128, lr=2e-3, epochs_stage1=8, recipe=ADAMW, pretrain=PRE,
+                         lip_data=DATA192),
+    "pretrain-8ep-lr5e-3": dict(width=0.0625, crop=128, lr=5e-3, epochs_stage1=8, recipe=ADAMW, pretrain=PRE,
+                                lip_data=DATA192),
+    "pretrain-8ep-lr1e-2": dict(width=0.0625, crop=128, lr=1e-2, epochs_stage1=8, recipe=ADAMW, pretrain=PRE,
+                                lip_data=DATA192),
+    "pretrain16-8ep": dict(width=0.0625, crop=128, lr=2e-3, epochs_stage1=8, recipe=ADAMW,
+                           pretrain={**PRE, "epochs": 16}, lip_data=DATA192),
+    "pretrain-8ep-sgd": dict(width=0.0625, crop=128, lr=0.02, epochs_stage1=8, pretrain=PRE, lip_data=DATA192,
+                             recipe={"batch_norm": True, "warmup_steps": 100}),
+    "pretrain-8ep-w0.125": dict(width=0.125, crop=128, lr=2e-3, epochs_stage1=8, recipe=ADAMW,
+                                pretrain=PRE, lip_data=DATA192),
+}
+
+
+def _train_seconds(run_dir) -> float:
+    """Seconds spent training (the log's per-epoch times; a resumed run's wall time would miss them)."""
+    return float(sum(row["seconds"] for row in json.loads((run_dir / "train_log.json").read_text())))
+
+
+def measure(tag: str, device: str = "cpu") -> dict:
+    """Train DeepLabV2 stage 1 under setting ``tag``; return its row."""
+    os.environ.setdefault("LIPSTUDY_RESULTS", str(REPO / "results" / "search"))
+    from lipstudy import experiments as E
+    from lipstudy.metrics import scores
+
+    prof = dataclasses.replace(E.PROFILES["cpu"], **SETTINGS[tag])
+    t0 = time.perf_counter()
+    res = E.ensure(E.Run("deeplabv2"), prof, device=device, progress=False)
+    wall = time.perf_counter() - t0
+    val = res.evaluation("val")
+    m = val.metrics
+    cm = val.cms.sum(0)
+    iou = scores(cm)["per_class_iou"]
+    drawn = [c for c in range(len(cm)) if cm[c].sum() > 0]  # classes present in the val ground truth
+    pre_min = None
+    if prof.pretrain:
+        pre = [d for d in (E.results_dir() / "runs").iterdir() if (d / "provenance.json").is_file()
+               and json.loads((d / "config.json").read_text())["key"] == res.config["init_run"]]
+        pre_min = _train_seconds(pre[0]) / 60 if pre else None
+    train_min = _train_seconds(res.dir) / 60
+    return {
+        "setting": tag, "width": prof.width, "crop": prof.crop, "max_side": prof.lip_data["max_side"],
+        "train_images": prof.lip_data["train"], "epochs": prof.epochs_stage1, "lr": prof.lr,
+        "recipe": prof.recipe, "pretrain": prof.pretrain,
+        "train_minutes": round(train_min, 2),
+        "pretrain_minutes": None if pre_min is None else round(pre_min, 2),
+        "minutes_per_book_run": round(train_min + (pre_min or 0) / SHARE, 2),
+        "val_miou": m["mean_iou"], "val_pixel_acc": m["overall_acc"], "background_iou": float(iou[0]),
+        "drawn_classes": len(drawn), "drawn_classes_above_0": int(sum(iou[c] > 0 for c in drawn)),
+        "per_class_iou": [None if np.isnan(v) else float(v) for v in iou],
+        "threads": torch.get_num_threads(), "measured_wall_s_this_call": round(wall, 1),
+    }
+
+
+def merge_row(row: dict, path=None) -> None:
+    """Merge ``row`` into the result file (under a lock: two settings may finish together)."""
+    from lipstudy.atomic import atomic_write_json
+    from lipstudy.experiments import file_lock
+
+    path = path or RESULTS / "operating_point.json"
+    with file_lock(path.with_name(".operating_point.lock")):
+        doc = json.loads(path.read_text()) if path.is_file() else {"rows": {}}
+        doc["rows"][row["setting"]] = row
+        doc.update(device_info(torch.device("cpu")), note=__doc__.split("\n\n")[0])
+        atomic_write_json(path, doc)
+    print(f"{row['setting']}: {row['train_minutes']} min (+ pretrain {row['pretrain_minutes']}), "
+          f"val mIoU {100 * row['val_miou']:.1f}%, background {100 * row['background_iou']:.1f}%, "
+          f"{row['drawn_classes_above_0']}/{row['drawn_classes']} drawn classes above 0", flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    for tag in a.only:
+        merge_row(measure(tag))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""How the study's numbers depend on its training budget.
+
+A verdict computed from small models may be an artefact of the budget: an ordering of baselines
+or an SSL gain that flips when the models train longer. :func:`summarise` reads a profile's
+finished runs (it never trains) and reports, for the four baselines and DeepLabV2 / Attention +
+SSL, the validation mean IoU against the training compute that produced it: images seen and
+minutes, counting a stage-2 run's stage-1 run and each stage-1 run's share of the synthetic
+backbone pretraining. ``lipstudy budget --profile P`` writes it to ``results/budget/<P>.json``,
+a small file that is committed, so the book can plot every budget without retraining.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .atomic import atomic_write_json
+
+METHODS = ("SegNet", "FCN-8s", "DeepLabV2", "Attention", "DeepLabV2 + SSL", "Attention + SSL")
+COLUMNS = ["profile", "method", "seed", "val_miou", "images_seen", "train_minutes", "device"]
+
+
+def _run_cost(run_dir: Path) -> tuple[float, float]:
+    """(images seen, training minutes) of one finished run folder."""
+    log = json.loads((run_dir / "train_log.json").read_text()) if (run_dir / "train_log.json").is_file() else []
+    cfg = json.loads((run_dir / "config.json").read_text())["train"]
+    prov = json.loads((run_dir / "provenance.json").read_text())
+    images = log[-1]["step"] * cfg["batch_size"] if log else 0
+    return float(images), float(prov.get("wall_time_s", 0.0)) / 60
+
+
+def summarise(profile, data=None, seeds=None) -> pd.DataFrame:
+    """One row per finished method x seed of ``profile`` (see the module docstring)."""
+    from . import experiments as ex
+
+    prof = ex.get_profile(profile)
+    runs_dir = ex.results_dir() / "runs"
+    share = max(1, sum(1 for r in ex.book_runs(prof, seeds) if r.stage == 1))
+    rows = []
+    for seed in (list(seeds) if seeds else list(prof.seeds)):
+        for method, run in ex.paper_runs(seed).items():
+            key = ex.finished_key(run, prof, data)
+            if key is None:
+                continue
+            images, minutes = _run_cost(runs_dir / key)
+            cfg = json.loads((runs_dir / key / "config.json").read_text())
+            parent = cfg.get("init_run")
+            while parent:  # a stage-2 run's stage-1 run, a stage-1 run's pretrained backbone
+                p_cfg = json.loads((runs_dir / parent / "config.json").read_text())
+                p_images, p_minutes = _run_cost(runs_dir / parent)
+                frac = 1.0 / share if p_cfg["run"]["model"] == "backbone" else 1.0
+                images, minutes = images + frac * p_images, minutes + frac * p_minutes
+                parent = p_cfg.get("init_run")
+            metrics = json.loads((runs_dir / key / "metrics.json").read_text())
+            prov = json.loads((runs_dir / key / "provenance.json").read_text())
+            rows.append({"profile": prof.name, "method": method, "seed": seed, "val_miou": metrics["mean_iou"],
+                         "images_seen": images, "train_minutes": minutes, "device": prov.get("device")})
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def budget_dir() -> Path:
+    from .experiments import results_dir
+
+    return results_dir() / "budget"
+
+
+def write(profile, data=None) -> Path:
+    """``results/budget/<profile>.json`` from the profile's finished runs."""
+    from .experiments import get_profile
+
+    prof = get_profile(profile)
+    df = summarise(prof, data)
+    if df.empty:
+        raise ValueError(f"profile {prof.name!r} has no finished runs in results/runs: build its book first")
+    return atomic_write_json(budget_dir() / f"{prof.name}.json", {"profile": prof.name, "rows": df.to_dict("records")})
+
+
+def load_all(root: Path | None = None) -> pd.DataFrame:
+    """Every committed budget file, one row per profile x method x seed."""
+    root = root or budget_dir()
+    frames = [pd.DataFrame(json.loads(p.read_text())["rows"]) for p in sorted(root.glob("*.json"))]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="lipstudy budget", description="Write results/budget/<profile>.json: "
+                                "validation mean IoU against training compute of a profile's finished runs.")
+    p.add_argument("--profile", default="cpu")
+    p.add_argument("--data", default=None)
+    a = p.parse_args(argv)
+    try:
+        print(write(a.profile, a.data))
+    except ValueError as e:
+        print(f"lipstudy budget: {e}")
+        return 2
+    return 0
+
+
+def operating_point_table(path: Path | None = None) -> pd.DataFrame:
+    """The cpu profile's operating-point search (``benchmarks/operating_point.py``): one row per
+    setting, DeepLabV2 stage 1 on the synthetic val split, percentages and minutes."""
+    from .experiments import REPO
+
+    path = path or REPO / "results" / "benchmarks" / "operating_point.json"
+    if not path.is_file():
+        return pd.DataFrame()
+    doc = json.loads(path.read_text())
+    rows = []
+    for r in doc["rows"].values():
+        pre = r.get("pretrain")
+        recipe = r.get("recipe") or {}
+        rows.append({
+            "setting": r["setting"], "width": r["width"], "crop": r["crop"], "image side <=": r["max_side"],
+            "optimiser": recipe.get("optimizer", "sgd"), "batch norm": bool(recipe.get("batch_norm")),
+            "init": f"synthetic pretraining ({pre['epochs']} ep x {pre['train']} img)" if pre else "scratch",
+            "epochs": r["epochs"], "train min": r["train_minutes"], "pretrain min": r.get("pretrain_minutes"),
+            "min per book run": r["minutes_per_book_run"],
+            "val mIoU (%)": round(100 * r["val_miou"], 1), "background IoU (%)": round(100 * r["background_iou"], 1),
+            "drawn classes > 0": f"{r['drawn_classes_above_0']} / {r['drawn_classes']}",
+        })
+    return pd.DataFrame(rows).sort_values("val mIoU (%)").reset_index(drop=True)

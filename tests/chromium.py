@@ -1,0 +1,150 @@
+"""A headless Chromium driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``:
+file descriptors 3 and 4, messages separated by NUL bytes), so that one browser launch renders
+every page of the book at every width. Standard library only; every wait is bounded in time."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import select
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
+
+
+class BrowserError(RuntimeError):
+    pass
+
+
+def _high(fd: int) -> int:
+    import fcntl
+
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    os.close(fd)
+    return high
+
+
+class Browser:
+    """``with Browser(profile_dir) as b: b.render(url, width)``."""
+
+    def __init__(self, profile_dir: Path, timeout: float = 60.0):
+        self.timeout = timeout
+        # Pipe ends above 10 (and close-on-exec), so that placing them at 3 and 4 in the child
+        # can never overwrite one with the other.
+        to_chrome_r, self._out = (_high(fd) for fd in os.pipe())
+        self._in, from_chrome_w = (_high(fd) for fd in os.pipe())
+        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+                 "--disable-dev-shm-usage", "--mute-audio", f"--user-data-dir={profile_dir}",
+                 "--remote-debugging-pipe", "about:blank"]
+
+        def fds():  # the protocol's pipe is fds 3 (to the browser) and 4 (from it)
+            os.dup2(to_chrome_r, 3)
+            os.dup2(from_chrome_w, 4)
+
+        # dup2 leaves 3 and 4 inheritable; every other descriptor of ours is close-on-exec.
+        self.proc = subprocess.Popen([CHROMIUM, *flags], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, preexec_fn=fds, close_fds=False)
+        os.close(to_chrome_r)
+        os.close(from_chrome_w)
+        self._buf, self._id, self._events = b"", 0, []
+        target = self.call("Target.createTarget", url="about:blank")["targetId"]
+        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        self.call("Page.enable", session=True)
+        self.call("Runtime.enable", session=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self.call("Browser.close")
+        except (BrowserError, OSError):
+            pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        for fd in (self._in, self._out):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    # -- the protocol
+
+    def _read(self, deadline: float) -> dict:
+        while b"\0" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BrowserError("timed out waiting for Chromium")
+            ready, _, _ = select.select([self._in], [], [], left)
+            if ready:
+                chunk = os.read(self._in, 1 << 20)
+                if not chunk:
+                    err = self.proc.stderr.read().decode(errors="replace")[-2000:] if self.proc.poll() is not None else ""
+                    raise BrowserError(f"Chromium closed the pipe {err}")
+                self._buf += chunk
+        msg, self._buf = self._buf.split(b"\0", 1)
+        return json.loads(msg)
+
+    def call(self, method: str, session: bool = False, **params) -> dict:
+        self._id += 1
+        msg = {"id": self._id, "method": method, "params": params}
+        if session:
+            msg["sessionId"] = self.session
+        os.write(self._out, json.dumps(msg).encode() + b"\0")
+        deadline = time.monotonic() + self.timeout
+        while True:
+            reply = self._read(deadline)
+            if reply.get("id") == self._id:
+                if "error" in reply:
+                    raise BrowserError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+            self._events.append(reply)
+
+    def _wait_event(self, name: str) -> dict:
+        deadline = time.monotonic() + self.timeout
+        while True:
+            for i, e in enumerate(self._events):
+                if e.get("method") == name:
+                    return self._events.pop(i)
+            self._events.append(self._read(deadline))
+
+    def evaluate(self, expression: str):
+        r = self.call("Runtime.evaluate", session=True, expression=expression, returnByValue=True,
+                      awaitPromise=True)
+        if "exceptionDetails" in r:
+            raise BrowserError(f"{expression[:60]}: {r['exceptionDetails']}")
+        return r["result"].get("value")
+
+    # -- what the tests use
+
+    def render(self, url: str, width: int, max_height: int = 6000) -> tuple[dict, bytes]:
+        """Load ``url`` in a ``width`` wide viewport; return the page's facts (document height,
+        each image's source and natural size, the body text) and a PNG of the page, top to
+        bottom (at most ``max_height`` pixels)."""
+        self.call("Emulation.setDeviceMetricsOverride", session=True, width=width, height=800,
+                  deviceScaleFactor=1, mobile=width < 600)
+        self._events.clear()
+        self.call("Page.navigate", session=True, url=url)
+        self._wait_event("Page.loadEventFired")
+        facts = self.evaluate("""(async () => {
+            await Promise.all([...document.images].map(i => i.decode().catch(() => null)));
+            return {height: document.documentElement.scrollHeight,
+                    width: document.documentElement.scrollWidth,
+                    images: [...document.images].map(i => ({src: i.getAttribute('src'), complete: i.complete,
+                                                            w: i.naturalWidth, h: i.naturalHeight})),
+                    text: document.body.innerText};
+        })()""")
+        height = min(int(facts["height"]), max_height)
+        shot = self.call("Page.captureScreenshot", session=True, format="png", captureBeyondViewport=True,
+                         clip={"x": 0, "y": 0, "width": width, "height": height, "scale": 1})
+        return facts, base64.b64decode(shot["data"])

@@ -1,0 +1,177 @@
+"""The cpu profiles' recipe: batch-norm backbones, the synthetic backbone pretraining, AdamW and
+warm-up, the profile's deviations table, the parallel training of the book's runs, and the
+budget summary."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lipstudy import budget, deviations, experiments as ex
+from lipstudy.models import (MODEL_NAMES, BackbonePretrainNet, backbone_of, build_model, load_backbone,
+                             num_parameters)
+from lipstudy.train import TrainConfig, make_optimizer, poly_lr, train
+
+TINY = ex.Profile(name="tinypre", width=0.0625, crop=32, batch=4, lr=2e-3, epochs_stage1=1, epochs_stage2=1,
+                  lip_data={"train": 8, "val": 4, "test": 4, "max_side": 32},
+                  ppp_data={"train": 8, "val": 4, "test": 4, "max_side": 32},
+                  atr_data={"train": 4, "val": 4, "test": 4, "max_side": 32},
+                  eval_sizes=(16, 32, 51), seeds=(0,), workers=0,
+                  recipe={"batch_norm": True, "optimizer": "adamw", "weight_decay": 1e-4,
+                          "classifier_lr_mult": 1.0, "warmup_steps": 2},
+                  pretrain={"train": 8, "val": 4, "epochs": 1, "max_side": 32})
+
+
+@pytest.fixture
+def dirs(tmp_path, monkeypatch):
+    monkeypatch.setenv("LIPSTUDY_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("LIPSTUDY_RESULTS", str(tmp_path / "results"))
+    return tmp_path
+
+
+def _bn_count(module):
+    return sum(isinstance(m, torch.nn.BatchNorm2d) for m in module.modules())
+
+
+def test_batch_norm_backbones_have_one_norm_per_conv():
+    # VGG-16 has 13 convs; with batch_norm=True each gets a BatchNorm2d in its backbone.
+    for name in MODEL_NAMES:
+        plain, bn = build_model(name, width=0.0625), build_model(name, width=0.0625, batch_norm=True)
+        assert _bn_count(backbone_of(bn)) == 13
+        expected = 13 if name == "segnet" else 0  # the paper's: SegNet's encoder is VGG-16-BN
+        assert _bn_count(backbone_of(plain)) == expected
+        # 2 parameters (scale, shift) per channel of each norm
+        channels = sum(m.num_features for m in backbone_of(bn).modules() if isinstance(m, torch.nn.BatchNorm2d))
+        if name != "segnet":
+            assert num_parameters(bn) - num_parameters(plain) == 2 * channels
+    with pytest.raises(ValueError, match="SegNet's encoder is VGG-16-BN"):
+        build_model("segnet", batch_norm=False)
+
+
+def test_pretrain_net_shapes_and_thin_images():
+    net = BackbonePretrainNet(num_classes=20, width=0.0625).eval()
+    # A 40 x 17 image passes five 2x2 pools only because the net pads to a multiple of 32.
+    assert net(torch.randn(1, 3, 40, 17)).shape == (1, 20, 40, 17)
+    net.train()
+    out = net(torch.randn(2, 3, 32, 32))
+    assert out["out"].shape == (2, 20, 32, 32) and out["aux"] == []
+
+
+def test_load_backbone_copies_exactly_the_backbone(tmp_path):
+    torch.manual_seed(0)
+    pre = build_model("backbone", width=0.0625)
+    torch.save({"model": pre.state_dict(), "config": {}}, tmp_path / "bb.pt")
+    for name in MODEL_NAMES:
+        model = build_model(name, width=0.0625, batch_norm=True)
+        head_before = {k: v.clone() for k, v in model.state_dict().items()
+                       if not k.startswith(("backbone.", "encoder."))}
+        load_backbone(model, tmp_path / "bb.pt")
+        for k, v in backbone_of(model).state_dict().items():
+            assert torch.equal(v, pre.backbone.state_dict()[k]), (name, k)
+        for k, v in model.state_dict().items():  # nothing outside the backbone changed
+            if k in head_before:
+                assert torch.equal(v, head_before[k]), (name, k)
+    with pytest.raises(ValueError, match="bb.pt: its backbone does not fit"):
+        load_backbone(build_model("deeplabv2", width=0.0625), tmp_path / "bb.pt")  # no BN
+    with pytest.raises(ValueError, match="bb.pt: its backbone does not fit"):
+        load_backbone(build_model("deeplabv2", width=0.125, batch_norm=True), tmp_path / "bb.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="junk.pt: not a readable pretraining checkpoint"):
+        load_backbone(build_model("deeplabv2", width=0.0625, batch_norm=True), tmp_path / "junk.pt")
+
+
+def test_poly_lr_with_warmup_by_hand():
+    # 4 warm-up steps: base * 1/4, 2/4, 3/4, 4/4; then poly from step 4 of 10 with power 1.
+    assert [poly_lr(1.0, s, 10, 1.0, warmup=4) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert poly_lr(1.0, 4, 10, 1.0, warmup=4) == pytest.approx(0.6)
+    assert poly_lr(1.0, 5, 10, 1.0) == pytest.approx(0.5)  # no warm-up: plain poly
+
+
+def test_adamw_optimizer_groups():
+    model = build_model("deeplabv2", width=0.0625, batch_norm=True)
+    opt = make_optimizer(model, TrainConfig(optimizer="adamw", lr=2e-3, weight_decay=1e-4,
+                                            classifier_lr_mult=1.0, momentum=0.9))
+    assert isinstance(opt, torch.optim.AdamW)
+    assert [g["lr"] for g in opt.param_groups] == [2e-3, 2e-3]
+    assert opt.param_groups[0]["betas"] == (0.9, 0.999) and opt.param_groups[0]["weight_decay"] == 1e-4
+    assert isinstance(make_optimizer(model, TrainConfig()), torch.optim.SGD)
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        TrainConfig(optimizer="adam")
+
+
+def test_deviations_are_computed_from_the_profile():
+    full = deviations.deviations("full")
+    assert list(full["setting"]) == ["data"]  # the full profile is the paper's recipe on other data
+    tiny = deviations.deviations(TINY).set_index("setting")
+    col = "profile tinypre"
+    assert tiny.loc["training images", col] == 8 and tiny.loc["training images", "paper"] == 30462
+    assert tiny.loc["crop", col] == "32 x 32"
+    assert tiny.loc["batch norm in the backbone", col] == "every baseline"
+    assert tiny.loc["optimiser", col].startswith("AdamW (lr 0.002")
+    assert tiny.loc["classifier learning rate", col] == "1x"
+    assert tiny.loc["warm-up", col] == "2 steps, linear"
+    assert "trained 1 epochs on 8 other synthetic images" in tiny.loc["initialisation", col]
+    assert tiny["reason"].str.len().min() > 20
+    scratch = deviations.deviations(dataclasses.replace(TINY, pretrain=None, recipe={})).set_index("setting")
+    assert scratch.loc["initialisation", "profile tinypre"] == "random (from scratch)"
+    assert "optimiser" in scratch.index  # lr 0.002 differs from the paper's 0.001
+    assert "warm-up" not in scratch.index and "classifier learning rate" not in scratch.index
+
+
+def test_book_runs_lists_every_chapter_run_and_the_ssl_seeds():
+    runs = ex.book_runs(dataclasses.replace(TINY, ssl_seeds=(1,)))
+    assert len(runs) == len(set(runs)) == 6 + 3 + 3 + 3
+    assert ex.Run("deeplabv2", seed=1) in runs and ex.Run("deeplabv2", "off", stage=2, seed=1) in runs
+    assert ex.Run("attention", seed=1) not in runs
+
+
+def test_pretrained_profile_end_to_end_with_two_workers(dirs):
+    """The backbone trains once; the stage-1 runs start from it (their keys name it); two
+    processes train the stage-1 wave side by side; finished_key finds every run without training."""
+    runs = [ex.Run("deeplabv2"), ex.Run("fcn8s"), ex.Run("deeplabv2", "paper", stage=2)]
+    assert all(ex.finished_key(r, TINY) is None for r in runs)
+    # workers=1: each run's DataLoader worker is a child of a pool process, which must not be daemonic
+    prof = dataclasses.replace(TINY, workers=1)
+    ex.ensure_all(runs, prof, jobs=2, evaluations={runs[0]: ["test", "val@16"], runs[2]: ["atr"]})
+    keys = [ex.finished_key(r, TINY) for r in runs]
+    assert None not in keys
+    for key, names in ((keys[0], ["val", "test", "val@16"]), (keys[2], ["val", "atr"])):
+        assert sorted(p.name for p in (dirs / "results" / "runs" / key / "eval").iterdir()
+                      if not p.name.startswith(".")) == sorted(names)
+    backbone = ex.finished_key(ex.Run("backbone", dataset=ex.PRETRAIN), TINY)
+    run_dir = dirs / "results" / "runs"
+    for key in keys[:2]:
+        cfg = json.loads((run_dir / key / "config.json").read_text())
+        assert cfg["init_run"] == backbone
+        assert cfg["train"]["backbone_init"].endswith(f"{backbone}/checkpoint.pt")
+        assert cfg["train"]["optimizer"] == "adamw" and cfg["train"]["batch_norm"] is True
+    assert json.loads((run_dir / keys[2] / "config.json").read_text())["init_run"] == keys[0]
+    # the pretraining split is a different synthetic set from the benchmark's
+    pre = ex.data_root(TINY, ex.PRETRAIN)
+    lip = ex.data_root(TINY, "lip")
+    assert ex.data_fingerprint(pre) != ex.data_fingerprint(lip)
+    assert json.loads((pre / "manifest.json").read_text())["seed"] == 1
+    # ensure() now reuses everything: same folders, nothing retrained
+    mtimes = {k: (run_dir / k / "metrics.json").stat().st_mtime_ns for k in keys}
+    assert [ex.ensure(r, TINY).dir.name for r in runs] == keys
+    assert {k: (run_dir / k / "metrics.json").stat().st_mtime_ns for k in keys} == mtimes
+
+    # budget: the SSL run counts its stage-1 run and a share of the backbone
+    df = budget.summarise(TINY).set_index("method")
+    assert set(df.index) == {"DeepLabV2", "FCN-8s", "DeepLabV2 + SSL"}
+    share = sum(1 for r in ex.book_runs(TINY) if r.stage == 1)
+    pre_images = 2 * 4  # 8 images, batch 4, 1 epoch: 2 steps of 4
+    assert df.loc["DeepLabV2", "images_seen"] == pytest.approx(8 + pre_images / share)
+    assert df.loc["DeepLabV2 + SSL", "images_seen"] == pytest.approx(8 + 8 + pre_images / share)
+    path = budget.write(TINY)
+    again = budget.load_all(path.parent)
+    assert len(again) == 3 and set(again["profile"]) == {"tinypre"}
+    np.testing.assert_allclose(sorted(again["val_miou"]), sorted(df["val_miou"]))
+
+
+def test_changed_data_spec_gets_a_new_folder(dirs):
+    a = ex.data_root(TINY, "atr")
+    b = ex.data_root(dataclasses.replace(TINY, atr_data={**TINY.atr_data, "test": 5}), "atr")
+    assert a != b and a.name.startswith("synth-tinypre-atr-") and b.name.startswith("synth-tinypre-atr-")
+    assert json.loads((b / "manifest.json").read_text())["counts"]["test"] == 5
