@@ -1,4 +1,5 @@
-"""The study's runs: profiles, the named runs each chapter needs, and the run cache.
+"""The study's runs: the named runs each chapter needs, their data, and the run cache (the
+profiles they run under are in :mod:`lipstudy.profiles`).
 
 A chapter never trains inline: it asks :func:`ensure` for a :class:`Run` under a
 :class:`Profile`. A run lives in ``results/runs/<key>/`` where ``key`` hashes everything that
@@ -34,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from . import labels as L
+from .profiles import CPU_LR, CPU_RECIPE, PROFILES, Profile, get_profile  # noqa: F401  (re-exported)
 from .atomic import atomic_write_json
 
 ENGINE_VERSION = "1"
@@ -41,109 +43,6 @@ ENGINE_VERSION = "1"
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINT = "checkpoint.pt"
-
-
-# ----------------------------------------------------------------------------- profiles
-
-@dataclass(frozen=True)
-class Profile:
-    """How big the study is run. ``lip_data`` / ``ppp_data`` / ``atr_data``: the synthetic
-    benchmark's image counts per split and ``max_side`` (None = LIP scale). ``eval_sizes``: Table
-    6's single input sizes 153 / 321 / 513 scaled by crop / 321 (the profile's image scale).
-    ``pretrained``: start the backbones from ImageNet VGG-16 files named by the environment
-    variables LIPSTUDY_VGG16 (and LIPSTUDY_VGG16_BN for SegNet), as the paper does."""
-
-    name: str
-    width: float
-    crop: int
-    batch: int
-    lr: float
-    epochs_stage1: int
-    epochs_stage2: int
-    lip_data: dict
-    ppp_data: dict
-    atr_data: dict
-    eval_sizes: tuple[int, ...]
-    seeds: tuple[int, ...] = (0,)
-    # Extra seeds of DeepLabV2, DeepLabV2 + SSL and the extra-epochs control (the SSL claims
-    # compare runs a few points apart, so their seed spread is part of the verdict).
-    ssl_seeds: tuple[int, ...] = ()
-    workers: int = 0
-    pretrained: bool = False
-    checkpoint_every_steps: int | None = None
-    # TrainConfig fields this profile sets beyond the paper's recipe: its deviations, listed with
-    # their reasons in the book (reproducibility chapter).
-    recipe: dict = field(default_factory=dict)
-    # The synthetic stand-in for ImageNet pretraining (models/pretrain.py): None = none, else
-    # {"train": N, "val": N, "epochs": E, "max_side": PX, "lr": LR} of a synthetic split disjoint
-    # from the benchmark's (another seed), on which one VGG-16-BN backbone is trained once.
-    pretrain: dict | None = None
-
-    def training_settings(self) -> dict:
-        """The profile's part of a run key (what changes a trained model)."""
-        out = {"width": self.width, "crop": self.crop, "batch": self.batch, "lr": self.lr,
-               "pretrained": self.pretrained}
-        if self.recipe:
-            out["recipe"] = dict(sorted(self.recipe.items()))
-        return out
-
-
-def _sizes(crop: int) -> tuple[int, ...]:
-    return tuple(int(round(s * crop / 321)) for s in (153, 321, 513))
-
-
-# The from-scratch CPU profiles' recipe beyond the paper's (see lipstudy/deviations.py).
-CPU_RECIPE = {"batch_norm": True, "optimizer": "adamw", "weight_decay": 1e-4, "classifier_lr_mult": 1.0,
-              "warmup_steps": 100}
-CPU_LR = 2e-3
-
-PROFILES: dict[str, Profile] = {
-    # CI: every chapter in minutes. Scores are near chance; the point is that the whole
-    # pipeline runs end to end.
-    "smoke": Profile(
-        name="smoke", width=0.0625, crop=64, batch=8, lr=0.01, epochs_stage1=2, epochs_stage2=1,
-        lip_data={"train": 64, "val": 24, "test": 16, "max_side": 64},
-        ppp_data={"train": 32, "val": 8, "test": 16, "max_side": 64},
-        atr_data={"train": 4, "val": 4, "test": 16, "max_side": 64},
-        eval_sizes=_sizes(64), seeds=(0,), workers=0),
-    # `make book`: the whole book within 45 minutes on 2 CPU cores. Chosen by a measured search
-    # (benchmarks/operating_point.py, shown in the reproducibility chapter): thin networks
-    # (width 1/16) on 128-px crops of images up to 192 px, batch norm in every backbone, AdamW with
-    # warm-up, and one backbone pretrained on a separate synthetic split that every stage-1 run
-    # starts from, as the paper's start from ImageNet. Every deviation is listed in the book.
-    "cpu": Profile(
-        name="cpu", width=0.0625, crop=128, batch=10, lr=CPU_LR, epochs_stage1=8, epochs_stage2=4,
-        lip_data={"train": 2000, "val": 400, "test": 200, "max_side": 192},
-        ppp_data={"train": 800, "val": 100, "test": 200, "max_side": 192},
-        atr_data={"train": 4, "val": 4, "test": 200, "max_side": 192},
-        eval_sizes=_sizes(128), seeds=(0,), ssl_seeds=(1,), workers=1, recipe=CPU_RECIPE,
-        pretrain={"train": 3000, "val": 100, "epochs": 8, "max_side": 192, "lr": 2e-3}),
-    # The cpu profile at half its fine-tuning epochs (same data, same pretrained backbone): a second
-    # budget for the book's figure of mean IoU against training compute.
-    "cpu-short": Profile(
-        name="cpu-short", width=0.0625, crop=128, batch=10, lr=CPU_LR, epochs_stage1=4, epochs_stage2=2,
-        lip_data={"train": 2000, "val": 400, "test": 200, "max_side": 192},
-        ppp_data={"train": 800, "val": 100, "test": 200, "max_side": 192},
-        atr_data={"train": 4, "val": 4, "test": 200, "max_side": 192},
-        eval_sizes=_sizes(128), seeds=(0,), workers=1, recipe=CPU_RECIPE,
-        pretrain={"train": 3000, "val": 100, "epochs": 8, "max_side": 192, "lr": 2e-3}),
-    # The paper's settings (Section 5.1) on a GPU: LIP-scale data (or real LIP via `data`).
-    "full": Profile(
-        name="full", width=1.0, crop=321, batch=10, lr=1e-3, epochs_stage1=30, epochs_stage2=20,
-        lip_data={"train": 30462, "val": 10000, "test": 10000, "max_side": None},
-        ppp_data={"train": 1716, "val": 100, "test": 1817, "max_side": None},
-        atr_data={"train": 8, "val": 8, "test": 1000, "max_side": None},
-        eval_sizes=_sizes(321), seeds=(0,), workers=8, pretrained=True, checkpoint_every_steps=500),
-}
-
-
-def get_profile(name) -> Profile:
-    """A profile by name (a Profile passes through)."""
-    if isinstance(name, Profile):
-        return name
-    if name not in PROFILES:
-        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
-    return PROFILES[name]
 
 
 # ----------------------------------------------------------------------------- runs
@@ -557,88 +456,6 @@ def book_runs(profile, seeds=None) -> list[Run]:
         runs += [Run("deeplabv2", seed=s), Run("deeplabv2", "paper", stage=2, seed=s),
                  Run("deeplabv2", "off", stage=2, seed=s)]
     return list(dict.fromkeys(runs))
-
-
-# Relative cost of one epoch per model (images/s of DeepLabV2 / of the model, width 0.0625, 1
-# thread): the longest runs start first so that two workers finish together.
-_COST = {"backbone": 0.9, "segnet": 1.1, "fcn8s": 0.9, "deeplabv2": 1.0, "attention": 1.5}
-
-
-def book_evaluations(profile, data=None, seeds=None) -> dict:
-    """The evaluations the chapters ask for beyond "val" (which every run gets when it finishes):
-    the test split (the synthetic benchmark's hidden labels; real LIP's go to its server), ATR
-    (Table 6, left) and the fixed input sizes (Table 6, right) of the paper's six LIP methods, and
-    PASCAL-Person-Part's test split."""
-    prof = get_profile(profile)
-    out: dict = {}
-    for s in (list(seeds) if seeds else list(prof.seeds)):
-        for run in paper_runs(s).values():
-            out[run] = (["test"] if data is None else []) + ["atr"] + [f"val@{size}" for size in prof.eval_sizes]
-        for run in ppp_runs(s).values():
-            out[run] = ["test"]
-    return out
-
-
-def _ensure_in_worker(args) -> str:
-    run, profile, data, device, threads, evaluations = args
-    import torch
-
-    torch.set_num_threads(threads)
-    res = ensure(run, profile, data, device, progress=False)
-    for name in evaluations:
-        res.evaluation(name)
-    return res.dir.name
-
-
-def ensure_all(runs, profile, data=None, device: str = "auto", jobs: int = 1, evaluations=None) -> None:
-    """Train every missing run of ``runs``, ``jobs`` at a time in separate processes of
-    ``cpu_count // jobs`` threads each. On 2 CPU cores two one-thread runs side by side train
-    ~20% more images per second than one run on two threads (benchmarks/operating_point.py
-    measures both). Dependencies go in waves: the pretrained backbone (alone, with every thread),
-    then the stage-1 runs, then the stage-2 runs; then ``evaluations`` ({run: [evaluation name,
-    ...]}, e.g. :func:`book_evaluations`), also side by side. Runs and evaluations already
-    finished cost nothing; the cache's locks make this safe beside a chapter asking for the same."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    prof = get_profile(profile)
-    pending = [r for r in runs if finished_key(r, prof, data) is None]
-    todo = {}
-    for r, names in (evaluations or {}).items():
-        key = finished_key(r, prof, data)
-        names = [n for n in names if key is None or not (results_dir() / "runs" / key / "eval" / n
-                                                          / "metrics.json").is_file()]
-        if names:
-            todo[r] = names
-    if not pending and not todo:
-        return
-    datasets = {r.dataset for r in pending} | {"atr" for names in todo.values() if "atr" in names}
-    if prof.pretrain and pending:
-        datasets.add(PRETRAIN)
-    for ds in sorted(datasets):  # data first, once, with every core
-        data_root(prof, ds, data if ds == "lip" else None)
-    cores = os.cpu_count() or 1
-    waves = [[(Run("backbone", dataset=PRETRAIN), [])] if prof.pretrain and pending else [],
-             [(r, []) for r in pending if r.stage == 1 and r.dataset != PRETRAIN],
-             [(r, []) for r in pending if r.stage == 2],
-             sorted(todo.items(), key=lambda kv: -_COST.get(kv[0].model, 1.0) * len(kv[1]))]
-    for i, wave in enumerate(waves):
-        if i < 3:
-            wave = sorted(wave, key=lambda t: -_COST.get(t[0].model, 1.0) * run_epochs(t[0], prof)
-                          * {"lip": 1.0, "ppp": 0.4, PRETRAIN: 1.5}[t[0].dataset])
-        if jobs <= 1 or len(wave) <= 1:
-            for r, names in wave:
-                res = ensure(r, prof, data, device, progress=False)
-                for name in names:
-                    res.evaluation(name)
-            continue
-        # Spawned (no forked torch thread pools), one task per process, and not daemonic as a
-        # multiprocessing.Pool's are: a run's DataLoader workers and the data generator's pool are
-        # its children.
-        with ProcessPoolExecutor(min(jobs, len(wave)), mp_context=multiprocessing.get_context("spawn"),
-                                 max_tasks_per_child=1) as pool:
-            list(pool.map(_ensure_in_worker,
-                          [(r, prof, data, device, max(1, cores // jobs), names) for r, names in wave]))
 
 
 def finished_key(run: Run, profile, data=None) -> str | None:

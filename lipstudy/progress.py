@@ -187,6 +187,7 @@ class BookProgress:
         self.started: list[tuple] = []
         self.rate: dict[str, float] = {}     # model -> seconds per step
         self.current = ""
+        self.jobs = 1  # runs trained side by side (lipstudy.schedule): the rest takes 1/jobs as long
         self.lock = threading.Lock()
 
     def chapter(self, name: str, i: int, n: int) -> None:
@@ -199,7 +200,7 @@ class BookProgress:
         mean = sum(self.rate.values()) / len(self.rate)
         rest = sum(r.steps * self.rate.get(r.model, mean) for k, r in self.pending.items()
                    if k not in self.started)
-        return left + rest
+        return left + rest / max(1, self.jobs)
 
     def handle(self, e: dict) -> None:
         """Print one event of a training run."""

@@ -325,9 +325,10 @@ def execute(profile: str, chapters: list[str] | None = None, data: str | None = 
 
     if any(name in RUN_CHAPTERS and not is_cached(name, key_of(name)) for name in selected):
         # Train every run the chapters will ask for first, several side by side where that is
-        # faster (experiments.ensure_all); the chapters then find them finished.
+        # faster (schedule.ensure_all); the chapters then find them finished.
         tracker = _book_progress(profile, data, seeds, log)
         tracker.chapter("training", 0, len(selected))
+        tracker.jobs = training_jobs(device)
         with tracker.watch(cache_dir / f".progress-{os.getpid()}.jsonl"):
             train_book_runs(profile, data, device, seeds, log)
     for i, name in enumerate(selected, 1):
@@ -374,11 +375,12 @@ def training_jobs(device: str = "auto") -> int:
 def train_book_runs(profile: str, data=None, device: str = "auto", seeds=None, log=_say) -> None:
     """Train (or find finished) every run of ``experiments.book_runs`` before the chapters run."""
     from lipstudy import experiments as ex
+    from lipstudy import schedule
 
     jobs = training_jobs(device)
     log(f"[book] training the book's runs, {jobs} at a time")
-    ex.ensure_all(ex.book_runs(profile, seeds), profile, data, device, jobs=jobs,
-                  evaluations=ex.book_evaluations(profile, data, seeds))
+    schedule.ensure_all(ex.book_runs(profile, seeds), profile, data, device, jobs=jobs,
+                        evaluations=schedule.book_evaluations(profile, data, seeds))
 
 
 def _book_progress(profile, data, seeds, log) -> progress.BookProgress:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from lipstudy import budget, deviations, experiments as ex
+from lipstudy import budget, deviations, experiments as ex, schedule
 from lipstudy.models import (MODEL_NAMES, BackbonePretrainNet, backbone_of, build_model, load_backbone,
                              num_parameters)
 from lipstudy.train import TrainConfig, make_optimizer, poly_lr, train
@@ -133,7 +133,7 @@ def test_pretrained_profile_end_to_end_with_two_workers(dirs):
     assert all(ex.finished_key(r, TINY) is None for r in runs)
     # workers=1: each run's DataLoader worker is a child of a pool process, which must not be daemonic
     prof = dataclasses.replace(TINY, workers=1)
-    ex.ensure_all(runs, prof, jobs=2, evaluations={runs[0]: ["test", "val@16"], runs[2]: ["atr"]})
+    schedule.ensure_all(runs, prof, jobs=2, evaluations={runs[0]: ["test", "val@16"], runs[2]: ["atr"]})
     keys = [ex.finished_key(r, TINY) for r in runs]
     assert None not in keys
     for key, names in ((keys[0], ["val", "test", "val@16"]), (keys[2], ["val", "atr"])):

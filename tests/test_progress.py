@@ -130,3 +130,18 @@ def test_watch_follows_the_events_file_and_restores_the_environment(tmp_path, mo
     assert os.environ[progress.ENV] == "before" and not path.exists()
     assert [line.split(": ", 2)[-1].split(" ")[0] for line in lines] == ["training", "epoch", "epoch", "trained"]
     assert "run 1/1 deeplabv2" in lines[0]
+
+
+def test_book_time_left_divides_the_runs_not_started_by_the_runs_trained_side_by_side():
+    lines = []
+    bp = progress.BookProgress([planned("DeepLabV2", "deeplabv2", 10), planned("Attention", "attention", 20)],
+                               log=lines.append)
+    bp.jobs = 2
+    bp.chapter("training", 0, 11)
+    bp.handle({"event": "start", "key": "a", "label": "DeepLabV2", "dataset": "lip", "seed": 0, "stage": 1,
+               "loss_mode": "off", "model": "deeplabv2", "step": 0, "total": 10})
+    bp.handle({"event": "step", "key": "a", "label": "DeepLabV2", "dataset": "lip", "seed": 0, "stage": 1,
+               "loss_mode": "off", "model": "deeplabv2", "step": 5, "total": 10, "epoch": 1, "epochs": 2,
+               "loss": 1.5, "images_per_s": 8.0, "seconds_per_step": 2.0, "left_s": 10.0})
+    # 10 s left of this run, plus Attention's 20 steps x 2 s shared by two workers: 10 + 40 / 2 = 30 s.
+    assert lines[-1].endswith("run 0:10 left, book training ~0:30 left")
