@@ -380,7 +380,11 @@ def _write_json(path: Path, obj) -> None:
     atomic_write_json(path, obj, default=str)
 
 
-def _load_result(run, prof, run_dir, data, device) -> RunResult:
+def _load_result(run, prof, run_dir, data, device, reused: bool = True) -> RunResult:
+    from .progress import report_reused
+
+    if reused:  # a run trained in this call has its own "[lipstudy] trained" line
+        report_reused(run_dir)
     return RunResult(run, prof, run_dir, json.loads((run_dir / "config.json").read_text()),
                      json.loads((run_dir / "provenance.json").read_text()), data, device)
 
@@ -439,7 +443,7 @@ def ensure(run: Run, profile, data=None, device: str = "auto", progress: bool = 
         _write_json(run_dir / "provenance.json", provenance)
         # metrics.json last: its presence marks the run finished.
         _write_json(run_dir / "metrics.json", val.metrics)
-    return _load_result(run, prof, run_dir, root, device)
+    return _load_result(run, prof, run_dir, root, device, reused=False)
 
 
 def book_runs(profile, seeds=None) -> list[Run]:

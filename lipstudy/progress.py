@@ -121,6 +121,31 @@ class RunProgress:
               f"{done * self.batch / max(seconds, 1e-9):.1f} images/s", file=stream, flush=True)
 
 
+_reported: set[str] = set()
+
+
+def report_reused(run_dir, stream=None) -> None:
+    """Under the book runner, one line on stderr for a finished run a chapter reuses (once per run
+    and process): the runner trains the book's runs before the chapters, so this is how each
+    executed notebook still names every run it used, with how it was trained."""
+    run_dir = Path(run_dir)
+    if not os.environ.get(ENV) or run_dir.name in _reported:
+        return
+    _reported.add(run_dir.name)
+    try:
+        cfg = json.loads((run_dir / "config.json").read_text())
+        log = json.loads((run_dir / "train_log.json").read_text())
+    except (OSError, ValueError):
+        return
+    train, run = cfg.get("train", {}), cfg.get("run", {})
+    seconds = sum(row["seconds"] for row in log)
+    steps = log[-1]["step"] if log else 0
+    loss = log[-1]["loss"] if log else float("nan")
+    print(f"[lipstudy] reused {describe(cfg.get('label', '?'), train.get('dataset', '?'), run.get('stage', 1), run.get('loss', 'off'))} "
+          f"run {run_dir.name}: trained earlier, {steps} steps in {duration(seconds)}, final loss {loss:.4f}",
+          file=stream if stream is not None else sys.stderr, flush=True)
+
+
 # ---------------------------------------------------------------------------------------------
 # the book's runs
 

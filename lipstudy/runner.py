@@ -327,7 +327,7 @@ def execute(profile: str, chapters: list[str] | None = None, data: str | None = 
         # Train every run the chapters will ask for first, several side by side where that is
         # faster (schedule.ensure_all); the chapters then find them finished.
         tracker = _book_progress(profile, data, seeds, log)
-        tracker.chapter("training", 0, len(selected))
+        tracker.current = "training"  # progress lines read "[book] training: run i/N ..."
         tracker.jobs = training_jobs(device)
         with tracker.watch(cache_dir / f".progress-{os.getpid()}.jsonl"):
             train_book_runs(profile, data, device, seeds, log)

@@ -126,18 +126,22 @@ def test_progress_on_the_terminal_and_one_line_per_run_in_the_notebooks(smoke_bo
     counts = re.findall(r"\] \w+: run (\d+)/(\d+) ", log)
     n = int(counts[0][1])
     assert n > 0 and {int(i) for i, _ in counts} == set(range(1, n + 1)) and {int(t) for _, t in counts} == {n}
-    assert re.search(r"\[book\] baselines: run \d+/\d+ \S.* \(lip, stage 1\): epoch \d+/\d+ step \d+/\d+ "
+    # The runs are trained before the chapters (lipstudy.schedule), two side by side.
+    assert re.search(r"\[book\] training: run \d+/\d+ \S.* \(lip, stage 1\): epoch \d+/\d+ step \d+/\d+ "
                      r"loss \d+\.\d{4} \d+\.\d img/s, run \d+:\d\d left, book training ~\d+:\d\d left", log), log[-3000:]
     assert f"[book] chapter 1/{len(runner.CHAPTERS)} benchmark: executing" in log
-    trained = []
+    # Every notebook names each run it used in one stderr line (trained there, or reused: trained
+    # before the chapters), and together they name every run of the book.
+    keys = set()
     for name in runner.CHAPTERS:
         nb = nbformat.read(smoke_book["results"] / "chapters" / "smoke" / f"{name}.ipynb", as_version=4)
-        for c in nb.cells:
-            for o in c.get("outputs", []):
-                if o.get("name") == "stderr":
-                    trained += [line for line in o["text"].splitlines() if line.startswith("[lipstudy] trained ")]
-    assert len(trained) == n, trained
-    assert not any("%|" in line for line in trained)  # no tqdm bar in the notebooks
+        lines = [line for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stderr"
+                 for line in o["text"].splitlines() if line.startswith(("[lipstudy] trained ", "[lipstudy] reused "))]
+        mine = [re.search(r" run ([0-9a-f]{16}): ", line).group(1) for line in lines]
+        assert len(mine) == len(set(mine)), (name, lines)  # one line per run
+        assert not any("%|" in line for line in lines)  # no tqdm bar in the notebooks
+        keys |= set(mine)
+    assert len(keys) == n, sorted(keys)
     # The runner's plan of the book's runs agrees with the run cache: every planned run is finished.
     for var in ("LIPSTUDY_RESULTS", "LIPSTUDY_DATA"):
         monkeypatch.setenv(var, smoke_book["env"][var])
