@@ -26,9 +26,9 @@ def _run_cost(run_dir: Path) -> tuple[float, float]:
     """(images seen, training minutes) of one finished run folder."""
     log = json.loads((run_dir / "train_log.json").read_text()) if (run_dir / "train_log.json").is_file() else []
     cfg = json.loads((run_dir / "config.json").read_text())["train"]
-    prov = json.loads((run_dir / "provenance.json").read_text())
     images = log[-1]["step"] * cfg["batch_size"] if log else 0
-    return float(images), float(prov.get("wall_time_s", 0.0)) / 60
+    # the training log's per-epoch seconds: training only (wall time would add the evaluation)
+    return float(images), float(sum(row["seconds"] for row in log)) / 60
 
 
 def summarise(profile, data=None, seeds=None) -> pd.DataFrame:
