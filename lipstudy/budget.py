@@ -112,7 +112,7 @@ def operating_point_table(path: Path | None = None) -> pd.DataFrame:
         pre = r.get("pretrain")
         recipe = r.get("recipe") or {}
         rows.append({
-            "setting": r["setting"], "width": r["width"], "crop": r["crop"], "image side <=": r["max_side"],
+            "setting": r["setting"], "width": f"{r['width']:g}", "crop": r["crop"], "image side <=": r["max_side"],
             "optimiser": recipe.get("optimizer", "sgd"), "batch norm": bool(recipe.get("batch_norm")),
             "init": f"synthetic pretraining ({pre['epochs']} ep x {pre['train']} img)" if pre else "scratch",
             "epochs": r["epochs"], "train min": r["train_minutes"], "pretrain min": r.get("pretrain_minutes"),
@@ -120,4 +120,4 @@ def operating_point_table(path: Path | None = None) -> pd.DataFrame:
             "val mIoU (%)": round(100 * r["val_miou"], 1), "background IoU (%)": round(100 * r["background_iou"], 1),
             "drawn classes > 0": f"{r['drawn_classes_above_0']} / {r['drawn_classes']}",
         })
-    return pd.DataFrame(rows).sort_values("val mIoU (%)").reset_index(drop=True)
+    return pd.DataFrame(rows).sort_values("val mIoU (%)").set_index("setting")

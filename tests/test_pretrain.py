@@ -175,3 +175,18 @@ def test_changed_data_spec_gets_a_new_folder(dirs):
     b = ex.data_root(dataclasses.replace(TINY, atr_data={**TINY.atr_data, "test": 5}), "atr")
     assert a != b and a.name.startswith("synth-tinypre-atr-") and b.name.startswith("synth-tinypre-atr-")
     assert json.loads((b / "manifest.json").read_text())["counts"]["test"] == 5
+
+
+def test_operating_point_table_from_a_result_file(tmp_path):
+    row = {"setting": "s", "width": 0.0625, "crop": 128, "max_side": 192, "epochs": 8, "recipe": {"optimizer": "adamw",
+           "batch_norm": True}, "pretrain": {"epochs": 8, "train": 3000}, "train_minutes": 8.75,
+           "pretrain_minutes": 14.06, "minutes_per_book_run": 10.76, "val_miou": 0.1642, "background_iou": 0.7904,
+           "drawn_classes": 20, "drawn_classes_above_0": 12}
+    path = tmp_path / "op.json"
+    path.write_text(json.dumps({"rows": {"s": row}}))
+    t = budget.operating_point_table(path)
+    assert t.loc["s", "width"] == "0.0625" and t.loc["s", "optimiser"] == "adamw" and bool(t.loc["s", "batch norm"])
+    assert t.loc["s", "val mIoU (%)"] == 16.4 and t.loc["s", "background IoU (%)"] == 79.0
+    assert t.loc["s", "drawn classes > 0"] == "12 / 20"
+    assert t.loc["s", "init"] == "synthetic pretraining (8 ep x 3000 img)"
+    assert budget.operating_point_table(tmp_path / "missing.json").empty
