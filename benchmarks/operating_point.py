@@ -12,7 +12,7 @@ core: ``python operating_point.py --only A --threads 1 & python operating_point.
 
 Minutes are wall time on this machine with the stated threads; the pretraining's minutes are
 listed apart, with the share one of the book's stage-1 runs pays for it (pretraining is done once
-for the profile's seven stage-1 runs).
+for all the profile's stage-1 runs).
 """
 from __future__ import annotations
 
@@ -28,7 +28,6 @@ from _common import REPO, RESULTS, device_info
 
 import torch
 
-SHARE = 7  # stage-1 runs that share one pretrained backbone in the cpu profile's book
 
 OLD_CPU = dict(width=0.125, crop=64, batch=10, lr=0.02, epochs_stage1=10, recipe={}, pretrain=None,
                lip_data={"train": 1500, "val": 400, "test": 200, "max_side": 96})
@@ -64,15 +63,11 @@ SETTINGS = {
 }
 
 
-def _train_seconds(run_dir) -> float:
-    """Seconds spent training (the log's per-epoch times; a resumed run's wall time would miss them)."""
-    return float(sum(row["seconds"] for row in json.loads((run_dir / "train_log.json").read_text())))
-
-
 def measure(tag: str, device: str = "cpu") -> dict:
     """Train DeepLabV2 stage 1 under setting ``tag``; return its row."""
     os.environ.setdefault("LIPSTUDY_RESULTS", str(REPO / "results" / "search"))
     from lipstudy import experiments as E
+    from lipstudy.budget import run_cost
     from lipstudy.metrics import scores
 
     prof = dataclasses.replace(E.PROFILES["cpu"], **SETTINGS[tag])
@@ -88,15 +83,17 @@ def measure(tag: str, device: str = "cpu") -> dict:
     if prof.pretrain:
         pre = [d for d in (E.results_dir() / "runs").iterdir() if (d / "provenance.json").is_file()
                and json.loads((d / "config.json").read_text())["key"] == res.config["init_run"]]
-        pre_min = _train_seconds(pre[0]) / 60 if pre else None
-    train_min = _train_seconds(res.dir) / 60
+        pre_min = run_cost(pre[0])[1] if pre else None
+    train_min = run_cost(res.dir)[1]
+    # the book's stage-1 runs share one pretrained backbone
+    share = max(1, sum(1 for r in E.book_runs(E.PROFILES["cpu"]) if r.stage == 1))
     return {
         "setting": tag, "width": prof.width, "crop": prof.crop, "max_side": prof.lip_data["max_side"],
         "train_images": prof.lip_data["train"], "epochs": prof.epochs_stage1, "lr": prof.lr,
         "recipe": prof.recipe, "pretrain": prof.pretrain,
         "train_minutes": round(train_min, 2),
         "pretrain_minutes": None if pre_min is None else round(pre_min, 2),
-        "minutes_per_book_run": round(train_min + (pre_min or 0) / SHARE, 2),
+        "minutes_per_book_run": round(train_min + (pre_min or 0) / share, 2),
         "val_miou": m["mean_iou"], "val_pixel_acc": m["overall_acc"], "background_iou": float(iou[0]),
         "drawn_classes": len(drawn), "drawn_classes_above_0": int(sum(iou[c] > 0 for c in drawn)),
         "per_class_iou": [None if np.isnan(v) else float(v) for v in iou],

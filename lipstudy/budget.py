@@ -22,8 +22,8 @@ METHODS = ("SegNet", "FCN-8s", "DeepLabV2", "Attention", "DeepLabV2 + SSL", "Att
 COLUMNS = ["profile", "method", "seed", "val_miou", "images_seen", "train_minutes", "device"]
 
 
-def _run_cost(run_dir: Path) -> tuple[float, float]:
-    """(images seen, training minutes) of one finished run folder."""
+def run_cost(run_dir: Path) -> tuple[float, float]:
+    """(images seen, training minutes) of one finished run folder, from its training log."""
     log = json.loads((run_dir / "train_log.json").read_text()) if (run_dir / "train_log.json").is_file() else []
     cfg = json.loads((run_dir / "config.json").read_text())["train"]
     images = log[-1]["step"] * cfg["batch_size"] if log else 0
@@ -44,12 +44,12 @@ def summarise(profile, data=None, seeds=None) -> pd.DataFrame:
             key = ex.finished_key(run, prof, data)
             if key is None:
                 continue
-            images, minutes = _run_cost(runs_dir / key)
+            images, minutes = run_cost(runs_dir / key)
             cfg = json.loads((runs_dir / key / "config.json").read_text())
             parent = cfg.get("init_run")
             while parent:  # a stage-2 run's stage-1 run, a stage-1 run's pretrained backbone
                 p_cfg = json.loads((runs_dir / parent / "config.json").read_text())
-                p_images, p_minutes = _run_cost(runs_dir / parent)
+                p_images, p_minutes = run_cost(runs_dir / parent)
                 frac = 1.0 / share if p_cfg["run"]["model"] == "backbone" else 1.0
                 images, minutes = images + frac * p_images, minutes + frac * p_minutes
                 parent = p_cfg.get("init_run")

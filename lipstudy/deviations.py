@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .paper import SPLITS as LIP_SPLITS
 from .train import TrainConfig
 
-LIP_TRAIN_IMAGES = 30462
 LIP_IMAGE_SIDE = "up to 640 px (LIP's own photos)"
 
 REASONS = {
@@ -55,7 +55,7 @@ def deviations(profile) -> pd.DataFrame:
                          "reason": REASONS[reason]})
 
     add("data", "the synthetic LIP-style benchmark by default (real LIP with DATA=...)", "LIP", "data")
-    add("training images", prof.lip_data["train"], LIP_TRAIN_IMAGES, "images")
+    add("training images", prof.lip_data["train"], LIP_SPLITS["train"], "images")
     side = prof.lip_data["max_side"]
     add("image size", LIP_IMAGE_SIDE if side is None else f"longest side <= {side} px", LIP_IMAGE_SIDE, "scale")
     add("crop", f"{prof.crop} x {prof.crop}", "321 x 321", "crop")

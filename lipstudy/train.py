@@ -492,14 +492,15 @@ def train(cfg: TrainConfig, out, progress: bool = True,
             if world > 1:
                 dist.all_reduce(loss_value)
                 loss_value /= world
-            stats["loss_sum"] += float(loss_value)
+            loss_float = float(loss_value)  # one device sync per step, shared by the log, bar and report
+            stats["loss_sum"] += loss_float
             stats["steps"] += 1
             stats["images"] += cfg.batch_size
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(loss_value):.4f}", lr=f"{lr:.2e}")
+                bar.set_postfix(loss=f"{loss_float:.4f}", lr=f"{lr:.2e}")
             if report is not None:
-                report.step(step, float(loss_value))
+                report.step(step, loss_float)
             epoch_done = step % steps_per_epoch == 0
             if epoch_done:
                 stats["seconds"] += time.perf_counter() - t0
