@@ -60,6 +60,43 @@ SETTINGS = {
                              recipe={"batch_norm": True, "warmup_steps": 100}),
     "pretrain-8ep-w0.125": dict(width=0.125, crop=128, lr=2e-3, epochs_stage1=8, recipe=ADAMW,
                                 pretrain=PRE, lip_data=DATA192),
+    # Fine-tuning from the backbone as the paper fine-tunes from ImageNet: the new classifier at
+    # 10x the backbone's lr (the released recipe's lr_mult 10), a lower base lr; 6 epochs (the book's).
+    "pretrain-6ep-head10-lr5e-4": dict(width=0.0625, crop=128, lr=5e-4, epochs_stage1=6, recipe=ADAMW,
+                                       finetune={"classifier_lr_mult": 10.0}, pretrain=PRE, lip_data=DATA192),
+    "pretrain-6ep-head10-lr2e-4": dict(width=0.0625, crop=128, lr=2e-4, epochs_stage1=6, recipe=ADAMW,
+                                       finetune={"classifier_lr_mult": 10.0}, pretrain=PRE, lip_data=DATA192),
+    "pretrain-6ep": dict(width=0.0625, crop=128, lr=2e-3, epochs_stage1=6, recipe=ADAMW, pretrain=PRE,
+                         lip_data=DATA192),
+    # Where the budget goes: twice the pretraining (paid once for every stage-1 run), or a network
+    # twice as wide (4x the FLOPs, 1.8x the time on 2 cores at this size) with fewer fine-tuning epochs.
+    "pretrain16-6ep": dict(width=0.0625, crop=128, lr=2e-3, epochs_stage1=6, recipe=ADAMW,
+                           pretrain={**PRE, "epochs": 16}, lip_data=DATA192),
+    "pretrain-w0.125-4ep": dict(width=0.125, crop=128, lr=2e-3, epochs_stage1=4, recipe=ADAMW,
+                                pretrain=PRE, lip_data=DATA192),
+    # Dropout 0.5 (the paper's, on 1024-channel layers) on layers 16x thinner: without it.
+    "pretrain-6ep-nodropout": dict(width=0.0625, crop=128, lr=2e-3, epochs_stage1=6, recipe=ADAMW,
+                                   finetune={"dropout": 0.0}, pretrain=PRE, lip_data=DATA192),
+    # Fine-tuning with the paper's optimiser (SGD, momentum 0.9, weight decay 5e-4, classifier 10x)
+    # from the AdamW-pretrained backbone.
+    "pretrain-6ep-sgd-ft": dict(width=0.0625, crop=128, lr=1e-2, epochs_stage1=6, recipe=ADAMW,
+                                finetune={"optimizer": "sgd", "weight_decay": 5e-4, "classifier_lr_mult": 10.0},
+                                pretrain=PRE, lip_data=DATA192),
+    # Linear probing, then fine-tuning (LP-FT): the backbone (16 pretraining epochs) frozen for the
+    # first 1 or 2 of the 6 epochs while the new head learns.
+    "pretrain16-6ep-frozen1": dict(width=0.0625, crop=128, lr=2e-3, epochs_stage1=6, recipe=ADAMW,
+                                   finetune={"frozen_backbone_steps": 200},
+                                   pretrain={**PRE, "epochs": 16}, lip_data=DATA192),
+    "pretrain16-6ep-frozen2": dict(width=0.0625, crop=128, lr=2e-3, epochs_stage1=6, recipe=ADAMW,
+                                   finetune={"frozen_backbone_steps": 400},
+                                   pretrain={**PRE, "epochs": 16}, lip_data=DATA192),
+    # DeepLabV2's ASPP rates 6/12/18/24 are sized for 321-px crops (a 41-cell score map); on
+    # 128-px crops (16 cells) rates 18 and 24 look past the map's edge. Scaled by 128/321: 2/5/7/10.
+    "pretrain16-6ep-atrous0.4": dict(width=0.0625, crop=128, lr=2e-3, epochs_stage1=6, recipe=ADAMW,
+                                     finetune={"atrous_scale": 0.4},
+                                     pretrain={**PRE, "epochs": 16}, lip_data=DATA192),
+    "pretrain16-4ep": dict(width=0.0625, crop=128, lr=2e-3, epochs_stage1=4, recipe=ADAMW,
+                           pretrain={**PRE, "epochs": 16}, lip_data=DATA192),
 }
 
 
@@ -90,7 +127,7 @@ def measure(tag: str, device: str = "cpu") -> dict:
     return {
         "setting": tag, "width": prof.width, "crop": prof.crop, "max_side": prof.lip_data["max_side"],
         "train_images": prof.lip_data["train"], "epochs": prof.epochs_stage1, "lr": prof.lr,
-        "recipe": prof.recipe, "pretrain": prof.pretrain,
+        "recipe": prof.recipe, "finetune": prof.finetune, "pretrain": prof.pretrain,
         "train_minutes": round(train_min, 2),
         "pretrain_minutes": None if pre_min is None else round(pre_min, 2),
         "minutes_per_book_run": round(train_min + (pre_min or 0) / share, 2),

@@ -111,9 +111,12 @@ def operating_point_table(path: Path | None = None) -> pd.DataFrame:
     for r in doc["rows"].values():
         pre = r.get("pretrain")
         recipe = r.get("recipe") or {}
+        tune = r.get("finetune") or {}  # fine-tuning's own settings, on top of the recipe
+        extra = ", ".join(f"{k} {v:.3g}" for k, v in sorted(tune.items()) if k != "optimizer")
         rows.append({
             "setting": r["setting"], "width": f"{r['width']:g}", "crop": r["crop"], "image side <=": r["max_side"],
-            "optimiser": recipe.get("optimizer", "sgd"), "batch norm": bool(recipe.get("batch_norm")),
+            "optimiser": f"{tune.get('optimizer', recipe.get('optimizer', 'sgd'))} (lr {r['lr']:g})",
+            "batch norm": bool(recipe.get("batch_norm")), "fine-tuning": extra or "-",
             "init": f"synthetic pretraining ({pre['epochs']} ep x {pre['train']} img)" if pre else "scratch",
             "epochs": r["epochs"], "train min": r["train_minutes"], "pretrain min": r.get("pretrain_minutes"),
             "min per book run": r["minutes_per_book_run"],

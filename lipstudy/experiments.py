@@ -333,7 +333,7 @@ def run_key(run: Run, profile: Profile, fingerprint: str, init_key: str | None =
             pretrained: str | None = None) -> str:
     """Short sha256 of everything that determines a run's result."""
     epochs = run_epochs(run, profile)
-    settings = profile.training_settings()
+    settings = profile.training_settings(backbone=run.dataset == PRETRAIN)
     if run.dataset == PRETRAIN:  # the backbone has its own lr (the pretrain spec): fine-tuning's is not its
         settings = {**settings, "lr": run_lr(run, profile), "pretrain": profile.pretrain}
     blob = {"engine": ENGINE_VERSION, "run": dataclasses.asdict(run), "profile": settings,
@@ -422,7 +422,8 @@ def ensure(run: Run, profile, data=None, device: str = "auto", progress: bool = 
             pretrained=pretrained, init=init, backbone_init=backbone, dataset=run.kind, data_root=str(root),
             split="train", loss=run.loss, epochs=run_epochs(run, prof),
             batch_size=prof.batch, crop=prof.crop, lr=run_lr(run, prof), seed=run.seed, device=str(dev),
-            workers=prof.workers, checkpoint_every_steps=prof.checkpoint_every_steps, **prof.recipe)
+            workers=prof.workers, checkpoint_every_steps=prof.checkpoint_every_steps,
+            channels_last=prof.channels_last, **prof.run_recipe(backbone=run.dataset == PRETRAIN))
         resumed = (run_dir / CHECKPOINT).is_file()
         _write_json(run_dir / "config.json", {
             "key": key, "label": run.label, "run": dataclasses.asdict(run), "profile": prof.name,

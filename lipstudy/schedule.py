@@ -44,52 +44,103 @@ def _ensure_in_worker(args) -> str:
     return res.dir.name
 
 
-def ensure_all(runs, profile, data=None, device: str = "auto", jobs: int = 1, evaluations=None) -> None:
-    """Train every missing run of ``runs``, ``jobs`` at a time in separate processes of
-    ``cpu_count // jobs`` threads each. On 2 CPU cores two one-thread runs side by side train
-    ~20% more images per second than one run on two threads (benchmarks/operating_point.py
-    measures both). Dependencies go in waves: the pretrained backbone (alone, with every thread),
-    then the stage-1 runs, then the stage-2 runs; then ``evaluations`` ({run: [evaluation name,
-    ...]}, e.g. :func:`book_evaluations`), also side by side. Runs and evaluations already
-    finished cost nothing; the cache's locks make this safe beside a chapter asking for the same."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+def _dependency(run: Run, prof) -> Run | None:
+    """The run ``run`` starts from: its stage-1 run, the pretrained backbone, or none."""
+    if run.stage == 2:
+        return run.stage1()
+    if prof.pretrain and run.dataset != PRETRAIN:
+        return Run("backbone", dataset=PRETRAIN)
+    return None
 
+
+def _cost(run: Run, prof, n_evaluations: int) -> float:
+    """Rough minutes of a task (training + its evaluations), to order the ready tasks."""
+    per_epoch = _COST.get(run.model, 1.0) * {"lip": 1.0, "ppp": 0.4, PRETRAIN: 1.5}[run.dataset]
+    return per_epoch * run_epochs(run, prof) + 0.3 * n_evaluations
+
+
+def plan(runs, profile, data=None, evaluations=None) -> tuple[dict, dict]:
+    """The tasks left to do: ``{run: [evaluation names]}`` for every run not yet finished (with
+    the evaluations it will need, computed right after it trains) and every finished run that
+    lacks an evaluation, and ``{run: the run it waits for}`` among those tasks."""
     prof = get_profile(profile)
-    pending = [r for r in runs if finished_key(r, prof, data) is None]
-    todo = {}
+    tasks: dict = {}
+    for r in runs:
+        if finished_key(r, prof, data) is None:
+            tasks[r] = []
+            dep = _dependency(r, prof)
+            while dep is not None and dep not in tasks and finished_key(dep, prof, data) is None:
+                tasks[dep] = []  # a missing dependency (the backbone) is a task too
+                dep = _dependency(dep, prof)
     for r, names in (evaluations or {}).items():
         key = finished_key(r, prof, data)
         names = [n for n in names if key is None or not (results_dir() / "runs" / key / "eval" / n
                                                           / "metrics.json").is_file()]
         if names:
-            todo[r] = names
-    if not pending and not todo:
+            tasks.setdefault(r, []).extend(names)
+    waits = {r: d for r in tasks if (d := _dependency(r, prof)) in tasks}
+    return tasks, waits
+
+
+def ensure_all(runs, profile, data=None, device: str = "auto", jobs: int = 1, evaluations=None) -> None:
+    """Train every missing run of ``runs`` and compute ``evaluations`` ({run: [evaluation name,
+    ...]}, e.g. :func:`book_evaluations`), ``jobs`` at a time in separate processes of
+    ``cpu_count // jobs`` threads each. On 2 CPU cores two one-thread runs side by side train
+    ~20% more images per second than one run on two threads (benchmarks/operating_point.py
+    measures both).
+
+    A task starts as soon as the run it starts from is finished (a stage-2 run waits for its
+    stage-1 run only, not for every stage-1 run), longest chain first, so no core idles at the end
+    of a "wave". The pretrained backbone, which every stage-1 run waits for, trains alone with
+    every thread. Runs and evaluations already finished cost nothing; the cache's locks make this
+    safe beside a chapter asking for the same."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    prof = get_profile(profile)
+    tasks, waits = plan(runs, prof, data, evaluations)
+    if not tasks:
         return
-    datasets = {r.dataset for r in pending} | {"atr" for names in todo.values() if "atr" in names}
-    if prof.pretrain and pending:
-        datasets.add(PRETRAIN)
+    datasets = {r.dataset for r in tasks} | {"atr" for names in tasks.values() if "atr" in names}
     for ds in sorted(datasets):  # data first, once, with every core
         data_root(prof, ds, data if ds == "lip" else None)
+
+    # Priority: the task's own cost plus the longest chain of tasks waiting on it.
+    children: dict = {}
+    for r, d in waits.items():
+        children.setdefault(d, []).append(r)
+
+    def chain(r) -> float:
+        return _cost(r, prof, len(tasks[r])) + max((chain(c) for c in children.get(r, [])), default=0.0)
+
+    priority = {r: chain(r) for r in tasks}
+    order = sorted(tasks, key=lambda r: -priority[r])
     cores = os.cpu_count() or 1
-    waves = [[(Run("backbone", dataset=PRETRAIN), [])] if prof.pretrain and pending else [],
-             [(r, []) for r in pending if r.stage == 1 and r.dataset != PRETRAIN],
-             [(r, []) for r in pending if r.stage == 2],
-             sorted(todo.items(), key=lambda kv: -_COST.get(kv[0].model, 1.0) * len(kv[1]))]
-    for i, wave in enumerate(waves):
-        if i < 3:
-            wave = sorted(wave, key=lambda t: -_COST.get(t[0].model, 1.0) * run_epochs(t[0], prof)
-                          * {"lip": 1.0, "ppp": 0.4, PRETRAIN: 1.5}[t[0].dataset])
-        if jobs <= 1 or len(wave) <= 1:
-            for r, names in wave:
-                res = ensure(r, prof, data, device, progress=False)
-                for name in names:
-                    res.evaluation(name)
-            continue
-        # Spawned (no forked torch thread pools), one task per process, and not daemonic as a
-        # multiprocessing.Pool's are: a run's DataLoader workers and the data generator's pool are
-        # its children.
-        with ProcessPoolExecutor(min(jobs, len(wave)), mp_context=multiprocessing.get_context("spawn"),
-                                 max_tasks_per_child=1) as pool:
-            list(pool.map(_ensure_in_worker,
-                          [(r, prof, data, device, max(1, cores // jobs), names) for r, names in wave]))
+    if jobs <= 1:
+        done: set = set()
+        while len(done) < len(order):  # the dependencies first, else longest chain first
+            r = next(r for r in order if r not in done and (waits.get(r) is None or waits[r] in done))
+            res = ensure(r, prof, data, device, progress=False)
+            for name in tasks[r]:
+                res.evaluation(name)
+            done.add(r)
+        return
+    # Spawned (no forked torch thread pools), one task per process, and not daemonic as a
+    # multiprocessing.Pool's are: a run's DataLoader workers and the data generator's pool are its children.
+    done, running = set(), {}
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                             max_tasks_per_child=1) as pool:
+        while len(done) < len(order):
+            ready = [r for r in order if r not in done and r not in running.values()
+                     and (waits.get(r) is None or waits[r] in done)]
+            for r in ready:
+                alone = r.dataset == PRETRAIN  # everything else waits for it: give it every thread
+                if len(running) >= jobs or (alone and running) or any(
+                        v.dataset == PRETRAIN for v in running.values()):
+                    break
+                threads = cores if alone else max(1, cores // jobs)
+                running[pool.submit(_ensure_in_worker, (r, prof, data, device, threads, tasks[r]))] = r
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for f in finished:
+                f.result()  # a failed run stops the book here, with its error
+                done.add(running.pop(f))

@@ -61,6 +61,9 @@ class TrainConfig:
     # pretraining run's checkpoint ``backbone_init`` (models/pretrain.py) in place of ImageNet.
     batch_norm: bool | None = None
     backbone_init: str | None = None
+    # Multiplier of the atrous rates of DeepLabV2's ASPP and the attention model's LargeFOV head
+    # (1 = the paper's 6/12/18/24 and 12, sized for 321-px crops).
+    atrous_scale: float = 1.0
     # The data.
     dataset: str = "lip"  # "lip" | "ppp" | "atr" (reader kind; sets the flip pairs)
     data_root: str = "data/lip"
@@ -80,6 +83,13 @@ class TrainConfig:
     # linear learning-rate warm-up before the poly decay (0 = none, as the paper).
     optimizer: str = "sgd"
     warmup_steps: int = 0
+    # Steps during which the pretrained backbone is frozen (weights and batch-norm statistics) and
+    # only the new layers train: linear probing before fine-tuning (LP-FT, Kumar et al. 2022), so
+    # the random head's first gradients do not distort the pretrained features. 0 = the paper's
+    # (everything trains from the first step). Applies to a stage that starts from a pretrained
+    # backbone (``backbone_init`` / ``pretrained``), not to one that starts from a whole trained
+    # network (``init``: stage 2, whose head is trained already).
+    frozen_backbone_steps: int = 0
     # Released DeepLabV2 recipe: base lr 1e-3, "poly" decay with power 0.9, classifier at 10x,
     # random scale 0.6-1.4 and mirroring.
     lr: float = 1e-3
@@ -237,7 +247,7 @@ def build(cfg: TrainConfig) -> torch.nn.Module:
 
     kw = {} if cfg.dropout is None else {"dropout": cfg.dropout}
     return build_model(cfg.model, num_classes=cfg.num_classes, width=cfg.width,
-                       pretrained=cfg.pretrained, batch_norm=cfg.batch_norm, **kw)
+                       pretrained=cfg.pretrained, batch_norm=cfg.batch_norm, atrous_scale=cfg.atrous_scale, **kw)
 
 
 # Modules that are new on top of the ImageNet backbone and get the classifier's learning rate:
@@ -434,6 +444,12 @@ def train(cfg: TrainConfig, out, progress: bool = True,
         _set_rng_state(ckpt["rng"])
 
     net = model
+    freeze_steps = cfg.frozen_backbone_steps if (cfg.backbone_init or cfg.pretrained) and not cfg.init else 0
+    if freeze_steps and world > 1:
+        raise ValueError("frozen_backbone_steps needs a single training process (DDP needs every "
+                         "parameter to take part in every step)")
+    from .models import backbone_of
+    backbone = backbone_of(model)
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -477,6 +493,10 @@ def train(cfg: TrainConfig, out, progress: bool = True,
             labels = labels.to(device, non_blocking=True)
             if plan.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
+            if freeze_steps:
+                frozen = step < freeze_steps
+                backbone.requires_grad_(not frozen)
+                backbone.train(not frozen)
             with plan.autocast_context(device):
                 outputs = net(images)
             loss = compute_loss(outputs, labels, cfg.loss, cfg.dataset)

@@ -358,3 +358,24 @@ def test_bad_pretrained_files_name_the_file_and_problem(tmp_path):
     torch.save([torch.zeros(3)], not_dict)
     with pytest.raises(ValueError, match=r"list\.pth.*state dict"):
         full_width("fcn8s").load_pretrained(not_dict)
+
+
+def test_atrous_scale_scales_the_dilation_rates():
+    """ASPP's 6/12/18/24 and LargeFOV's 12, scaled (the cpu profile's 128-px crops: x 128/321)."""
+    dl = build_model("deeplabv2", width=0.0625, atrous_scale=0.4)
+    assert [b.fc6.dilation for b in dl.aspp] == [(2, 2), (5, 5), (7, 7), (10, 10)]
+    assert [b.fc6.padding for b in dl.aspp] == [(2, 2), (5, 5), (7, 7), (10, 10)]  # same-size output
+    assert build_model("attention", width=0.0625, atrous_scale=0.4).head.fc6.dilation == (5, 5)
+    assert [b.fc6.dilation[0] for b in build_model("deeplabv2", width=0.0625).aspp] == [6, 12, 18, 24]
+    assert [b.fc6.dilation[0] for b in build_model("deeplabv2", width=0.0625, atrous_scale=0.01).aspp] == [1] * 4
+    x = torch.randn(1, 3, 40, 33)
+    assert dl.eval()(x).shape == (1, 20, 40, 33)
+    # the other baselines have no atrous head: unchanged, same parameters
+    for name in ("fcn8s", "segnet"):
+        torch.manual_seed(0)
+        a = build_model(name, width=0.0625)
+        torch.manual_seed(0)
+        b = build_model(name, width=0.0625, atrous_scale=0.4)
+        assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    with pytest.raises(ValueError, match="atrous_scale must be > 0"):
+        build_model("deeplabv2", atrous_scale=0)

@@ -119,11 +119,39 @@ def test_deviations_are_computed_from_the_profile():
     assert "warm-up" not in scratch.index and "classifier learning rate" not in scratch.index
 
 
+def test_finetune_settings_leave_the_backbone_key_alone():
+    """A change to how the baselines fine-tune changes their keys but reuses the cached backbone;
+    the backbone trains with ``recipe`` alone, every other run with ``recipe`` + ``finetune``."""
+    tuned = dataclasses.replace(TINY, finetune={"classifier_lr_mult": 10.0})
+    backbone, dl = ex.Run("backbone", dataset=ex.PRETRAIN), ex.Run("deeplabv2")
+    assert ex.run_key(backbone, TINY, "fp") == ex.run_key(backbone, tuned, "fp")
+    assert ex.run_key(dl, TINY, "fp", "bb") != ex.run_key(dl, tuned, "fp", "bb")
+    assert tuned.run_recipe(backbone=True)["classifier_lr_mult"] == 1.0
+    assert tuned.run_recipe()["classifier_lr_mult"] == 10.0 and tuned.run_recipe()["optimizer"] == "adamw"
+    # the paper's 10x: no longer a deviation of the baselines' recipe
+    assert "classifier learning rate" not in set(deviations.deviations(tuned)["setting"])
+    # the memory layout is execution only: same keys
+    assert ex.run_key(dl, dataclasses.replace(TINY, channels_last=True), "fp", "bb") == ex.run_key(dl, TINY, "fp", "bb")
+
+
 def test_book_runs_lists_every_chapter_run_and_the_ssl_seeds():
     runs = ex.book_runs(dataclasses.replace(TINY, ssl_seeds=(1,)))
     assert len(runs) == len(set(runs)) == 6 + 3 + 3 + 3
     assert ex.Run("deeplabv2", seed=1) in runs and ex.Run("deeplabv2", "off", stage=2, seed=1) in runs
     assert ex.Run("attention", seed=1) not in runs
+
+
+def test_plan_lists_missing_dependencies_and_what_each_task_waits_for(dirs):
+    runs = [ex.Run("deeplabv2", "paper", stage=2), ex.Run("fcn8s")]
+    tasks, waits = schedule.plan(runs, TINY, evaluations={ex.Run("fcn8s"): ["test"]})
+    backbone, dl = ex.Run("backbone", dataset=ex.PRETRAIN), ex.Run("deeplabv2")
+    # the stage-1 run and the backbone nobody listed are tasks, since the SSL run needs them
+    assert set(tasks) == {runs[0], runs[1], dl, backbone}
+    assert tasks[runs[1]] == ["test"] and tasks[dl] == []
+    assert waits == {runs[0]: dl, dl: backbone, runs[1]: backbone}
+    scratch = dataclasses.replace(TINY, pretrain=None)
+    tasks, waits = schedule.plan(runs, scratch)
+    assert set(tasks) == {runs[0], runs[1], dl} and waits == {runs[0]: dl}
 
 
 def test_pretrained_profile_end_to_end_with_two_workers(dirs):
@@ -178,14 +206,21 @@ def test_changed_data_spec_gets_a_new_folder(dirs):
 
 
 def test_operating_point_table_from_a_result_file(tmp_path):
-    row = {"setting": "s", "width": 0.0625, "crop": 128, "max_side": 192, "epochs": 8, "recipe": {"optimizer": "adamw",
-           "batch_norm": True}, "pretrain": {"epochs": 8, "train": 3000}, "train_minutes": 8.75,
+    row = {"setting": "s", "width": 0.0625, "crop": 128, "max_side": 192, "epochs": 8, "lr": 2e-3,
+           "recipe": {"optimizer": "adamw", "batch_norm": True}, "pretrain": {"epochs": 8, "train": 3000}, "train_minutes": 8.75,
            "pretrain_minutes": 14.06, "minutes_per_book_run": 10.76, "val_miou": 0.1642, "background_iou": 0.7904,
            "drawn_classes": 20, "drawn_classes_above_0": 12}
+    tuned = {**row, "setting": "t", "lr": 1e-2, "val_miou": 0.117,
+             "finetune": {"optimizer": "sgd", "classifier_lr_mult": 10.0, "atrous_scale": 128 / 321}}
     path = tmp_path / "op.json"
-    path.write_text(json.dumps({"rows": {"s": row}}))
+    path.write_text(json.dumps({"rows": {"s": row, "t": tuned}}))
     t = budget.operating_point_table(path)
-    assert t.loc["s", "width"] == "0.0625" and t.loc["s", "optimiser"] == "adamw" and bool(t.loc["s", "batch norm"])
+    assert list(t.index) == ["t", "s"]  # by val mIoU
+    assert t.loc["s", "width"] == "0.0625" and t.loc["s", "optimiser"] == "adamw (lr 0.002)"
+    assert bool(t.loc["s", "batch norm"]) and t.loc["s", "fine-tuning"] == "-"
+    # fine-tuning's settings override the recipe's optimiser and are listed
+    assert t.loc["t", "optimiser"] == "sgd (lr 0.01)"
+    assert t.loc["t", "fine-tuning"] == "atrous_scale 0.399, classifier_lr_mult 10"
     assert t.loc["s", "val mIoU (%)"] == 16.4 and t.loc["s", "background IoU (%)"] == 79.0
     assert t.loc["s", "drawn classes > 0"] == "12 / 20"
     assert t.loc["s", "init"] == "synthetic pretraining (8 ep x 3000 img)"

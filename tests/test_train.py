@@ -421,3 +421,40 @@ def test_loader_workers_give_the_same_weights(tmp_path):
     fresh = build(tiny_config(root, dropout=0.5)).state_dict()
     assert sum(not torch.equal(fresh[k], a["model"][k]) for k in fresh) > len(fresh) // 2  # not vacuous
     assert [r["loss"] for r in a["log"]] == [r["loss"] for r in b["log"]]
+
+
+def test_frozen_backbone_steps_train_only_the_head_first(tmp_path):
+    """LP-FT: for ``frozen_backbone_steps`` steps the pretrained backbone's weights and batch-norm
+    statistics stay exactly as loaded and only the new layers move; then everything trains. A stage
+    that starts from a whole network (``init``, stage 2) is not frozen."""
+    from lipstudy.models import backbone_of
+
+    root = write_tiny_lip(tmp_path / "d", n_train=8)
+    torch.manual_seed(0)
+    pre = build_model("backbone", width=0.0625)
+    torch.save({"model": pre.state_dict(), "config": {}}, tmp_path / "bb.pt")
+    loaded = {k: v.clone() for k, v in pre.backbone.state_dict().items()}
+
+    def weights(run, part):
+        model = build_model("deeplabv2", width=0.0625, batch_norm=True)
+        model.load_state_dict(load_checkpoint(tmp_path / run / "checkpoint.pt")["model"])
+        return backbone_of(model).state_dict() if part == "backbone" else {
+            k: v for k, v in model.state_dict().items() if not k.startswith("backbone.")}
+
+    kw = dict(batch_norm=True, backbone_init=str(tmp_path / "bb.pt"), optimizer="adamw", epochs=2,
+              frozen_backbone_steps=2)  # 8 images, batch 4: 2 steps an epoch, the first epoch frozen
+    train(tiny_config(root, max_steps=2, **kw), tmp_path / "frozen", progress=False)
+    after = weights("frozen", "backbone")
+    assert all(torch.equal(after[k], v) for k, v in loaded.items())  # incl. running_mean / _var
+    torch.manual_seed(0)  # the trainer's seed before it builds the network: head0 is its initial head
+    head0 = build_model("deeplabv2", width=0.0625, batch_norm=True)
+    assert any(not torch.equal(v, weights("frozen", "head")[k]) for k, v in head0.state_dict().items()
+               if not k.startswith("backbone.") and v.is_floating_point())
+    train(tiny_config(root, **kw), tmp_path / "frozen", progress=False)  # resume: the unfrozen epoch
+    after = weights("frozen", "backbone")
+    assert any(not torch.equal(after[k], v) for k, v in loaded.items() if "weight" in k)
+    # stage 2 (init) is not frozen, whatever frozen_backbone_steps says
+    train(tiny_config(root, max_steps=1, init=str(tmp_path / "frozen" / "checkpoint.pt"), **kw),
+          tmp_path / "stage2", progress=False)
+    before = weights("frozen", "backbone")
+    assert any(not torch.equal(weights("stage2", "backbone")[k], v) for k, v in before.items() if "weight" in k)

@@ -13,8 +13,8 @@ import os
 import torch
 from torch import nn
 
-from .attention import AttentionToScale
-from .deeplab import DeepLabV2
+from .attention import LARGEFOV_RATE, AttentionToScale
+from .deeplab import ASPP_RATES, DeepLabV2
 from .fcn import FCN8s
 from .pretrain import BackbonePretrainNet
 from .segnet import SegNet
@@ -32,7 +32,7 @@ PRETRAIN_MODEL = "backbone"
 
 def build_model(name: str, num_classes: int = 20, width: float = 1.0,
                 pretrained: str | os.PathLike | None = None, dropout: float = 0.5,
-                batch_norm: bool | None = None) -> nn.Module:
+                batch_norm: bool | None = None, atrous_scale: float = 1.0) -> nn.Module:
     """Build baseline ``name`` (one of :data:`MODEL_NAMES`).
 
     ``width`` thins every layer (channels = max(8, round(c * width))); ``dropout`` is the rate of
@@ -43,12 +43,23 @@ def build_model(name: str, num_classes: int = 20, width: float = 1.0,
     N(0, 0.01^2), transposed convs bilinear kernels. ``batch_norm``: VGG-16-BN backbone (None =
     the paper's: BN for SegNet only); the cpu profiles train every baseline with it, since they
     train from scratch. ``name="backbone"`` builds the pretraining network of models/pretrain.py.
+    ``atrous_scale`` multiplies the dilation rates of DeepLabV2's ASPP (6/12/18/24) and of the
+    attention model's LargeFOV head (12), rounded, at least 1: the paper's rates are sized for
+    321-px crops (a 41-cell score map); on smaller crops the same rates look past the map's edge.
     """
     if name == PRETRAIN_MODEL:
         return BackbonePretrainNet(num_classes=num_classes, width=width)
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
     kw = {} if batch_norm is None else {"batch_norm": batch_norm}
+    if atrous_scale != 1.0:
+        if atrous_scale <= 0:
+            raise ValueError(f"atrous_scale must be > 0, got {atrous_scale}")
+        rate = lambda r: max(1, int(round(r * atrous_scale)))  # noqa: E731
+        if name == "deeplabv2":
+            kw["rates"] = tuple(rate(r) for r in ASPP_RATES)
+        elif name == "attention":
+            kw["rate"] = rate(LARGEFOV_RATE)
     model = MODELS[name](num_classes=num_classes, width=width, dropout=dropout, **kw)
     if pretrained is not None:
         model.load_pretrained(pretrained)
@@ -81,6 +92,6 @@ def num_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["MODELS", "MODEL_NAMES", "PRETRAIN_MODEL", "build_model", "load_backbone", "backbone_of",
+__all__ = ["MODELS", "MODEL_NAMES", "PRETRAIN_MODEL", "ASPP_RATES", "LARGEFOV_RATE", "build_model", "load_backbone", "backbone_of",
            "num_parameters", "BackbonePretrainNet",
            "SegNet", "FCN8s", "DeepLabV2", "AttentionToScale"]

@@ -36,7 +36,7 @@ class AttentionToScale(nn.Module):
     {"out": fused logits, "aux": [per-scale logits, one per scale]}, all at the input size."""
 
     def __init__(self, num_classes: int = 20, width: float = 1.0, dropout: float = 0.5,
-                 scales: tuple[float, ...] = SCALES, batch_norm: bool = False):
+                 scales: tuple[float, ...] = SCALES, batch_norm: bool = False, rate: int = LARGEFOV_RATE):
         super().__init__()
         if not scales or scales[0] != 1.0:
             raise ValueError(f"scales must start with 1.0 (the reference resolution), got {scales}")
@@ -44,7 +44,7 @@ class AttentionToScale(nn.Module):
         self.backbone = VGG16(width, batch_norm=batch_norm, atrous=True)
         self.pool5a = nn.AvgPool2d(3, stride=1, padding=1)
         channels = scaled(HEAD_CHANNELS, width)
-        self.head = FCHead(self.backbone.out_channels, channels, num_classes, LARGEFOV_RATE, dropout)
+        self.head = FCHead(self.backbone.out_channels, channels, num_classes, rate, dropout)
         hidden = scaled(ATTENTION_CHANNELS, width)
         self.attention = nn.Sequential(
             nn.Conv2d(len(scales) * channels, hidden, 3, padding=1),
