@@ -97,11 +97,17 @@ SETTINGS = {
                                      pretrain={**PRE, "epochs": 16}, lip_data=DATA192),
     "pretrain16-4ep": dict(width=0.0625, crop=128, lr=2e-3, epochs_stage1=4, recipe=ADAMW,
                            pretrain={**PRE, "epochs": 16}, lip_data=DATA192),
+    # The backbone's batch-norm statistics kept as pretrained (trained scale and shift): batch
+    # statistics of 10 crops are noisy, and attention-to-scale's shared backbone sees three input
+    # scales whose statistics differ in training but are one running average in evaluation.
+    "pretrain16-6ep-frozenbn": dict(width=0.0625, crop=128, lr=2e-3, epochs_stage1=6, recipe=ADAMW,
+                                    finetune={"atrous_scale": 128 / 321, "frozen_bn_stats": True},
+                                    pretrain={**PRE, "epochs": 16}, lip_data=DATA192),
 }
 
 
-def measure(tag: str, device: str = "cpu") -> dict:
-    """Train DeepLabV2 stage 1 under setting ``tag``; return its row."""
+def measure(tag: str, device: str = "cpu", model: str = "deeplabv2") -> dict:
+    """Train ``model`` (DeepLabV2 by default) stage 1 under setting ``tag``; return its row."""
     os.environ.setdefault("LIPSTUDY_RESULTS", str(REPO / "results" / "search"))
     from lipstudy import experiments as E
     from lipstudy.budget import run_cost
@@ -109,7 +115,7 @@ def measure(tag: str, device: str = "cpu") -> dict:
 
     prof = dataclasses.replace(E.PROFILES["cpu"], **SETTINGS[tag])
     t0 = time.perf_counter()
-    res = E.ensure(E.Run("deeplabv2"), prof, device=device, progress=False)
+    res = E.ensure(E.Run(model), prof, device=device, progress=False)
     wall = time.perf_counter() - t0
     val = res.evaluation("val")
     m = val.metrics
@@ -125,7 +131,7 @@ def measure(tag: str, device: str = "cpu") -> dict:
     # the book's stage-1 runs share one pretrained backbone
     share = max(1, sum(1 for r in E.book_runs(E.PROFILES["cpu"]) if r.stage == 1))
     return {
-        "setting": tag, "width": prof.width, "crop": prof.crop, "max_side": prof.lip_data["max_side"],
+        "setting": tag if model == "deeplabv2" else f"{tag} [{model}]", "model": model, "width": prof.width, "crop": prof.crop, "max_side": prof.lip_data["max_side"],
         "train_images": prof.lip_data["train"], "epochs": prof.epochs_stage1, "lr": prof.lr,
         "recipe": prof.recipe, "finetune": prof.finetune, "pretrain": prof.pretrain,
         "train_minutes": round(train_min, 2),
@@ -158,10 +164,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--model", default="deeplabv2", choices=("segnet", "fcn8s", "deeplabv2", "attention"),
+                   help="the baseline trained (rows of other models than DeepLabV2 are named 'setting [model]')")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     for tag in a.only:
-        merge_row(measure(tag))
+        merge_row(measure(tag, model=a.model))
 
 
 if __name__ == "__main__":

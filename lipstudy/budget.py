@@ -60,6 +60,16 @@ def summarise(profile, data=None, seeds=None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def train(profile, data=None, device: str = "auto") -> None:
+    """Train the runs :func:`summarise` reads (and what they start from) that are not finished."""
+    from . import experiments as ex
+    from .schedule import ensure_all, training_jobs
+
+    prof = ex.get_profile(profile)
+    runs = [run for seed in prof.seeds for run in ex.paper_runs(seed).values()]
+    ensure_all(runs, prof, data, device, jobs=training_jobs(device))
+
+
 def budget_dir() -> Path:
     from .experiments import results_dir
 
@@ -89,8 +99,14 @@ def main(argv: list[str]) -> int:
                                 "validation mean IoU against training compute of a profile's finished runs.")
     p.add_argument("--profile", default="cpu")
     p.add_argument("--data", default=None)
+    p.add_argument("--train", action="store_true",
+                   help="first train what is missing of the summarised runs (the four baselines and the two "
+                        "SSL runs, every seed of the profile), side by side as the book does")
+    p.add_argument("--device", default="auto")
     a = p.parse_args(argv)
     try:
+        if a.train:
+            train(a.profile, a.data, a.device)
         print(write(a.profile, a.data))
     except ValueError as e:
         print(f"lipstudy budget: {e}")
@@ -100,7 +116,8 @@ def main(argv: list[str]) -> int:
 
 def operating_point_table(path: Path | None = None) -> pd.DataFrame:
     """The cpu profile's operating-point search (``benchmarks/operating_point.py``): one row per
-    setting, DeepLabV2 stage 1 on the synthetic val split, percentages and minutes."""
+    setting, stage 1 of one baseline (DeepLabV2 unless the row says otherwise) on the synthetic val
+    split, percentages and minutes."""
     from .experiments import REPO
 
     path = path or REPO / "results" / "benchmarks" / "operating_point.json"
@@ -114,7 +131,7 @@ def operating_point_table(path: Path | None = None) -> pd.DataFrame:
         tune = r.get("finetune") or {}  # fine-tuning's own settings, on top of the recipe
         extra = ", ".join(f"{k} {v:.3g}" for k, v in sorted(tune.items()) if k != "optimizer")
         rows.append({
-            "setting": r["setting"], "width": f"{r['width']:g}", "crop": r["crop"], "image side <=": r["max_side"],
+            "setting": r["setting"], "model": r.get("model", "deeplabv2"), "width": f"{r['width']:g}", "crop": r["crop"], "image side <=": r["max_side"],
             "optimiser": f"{tune.get('optimizer', recipe.get('optimizer', 'sgd'))} (lr {r['lr']:g})",
             "batch norm": bool(recipe.get("batch_norm")), "fine-tuning": extra or "-",
             "init": f"synthetic pretraining ({pre['epochs']} ep x {pre['train']} img)" if pre else "scratch",

@@ -42,6 +42,8 @@ REASONS = {
     "dropout": "dropout sized for 1024- and 4096-channel layers, on layers thinned by the width",
     "frozen": "linear probing before fine-tuning (LP-FT): the random new head's first gradients would "
               "distort the pretrained features",
+    "frozen_bn": "batch statistics of 10 crops are noisy, and attention-to-scale's shared backbone sees three "
+                 "input scales whose statistics differ in training but are one running average in evaluation",
     "seeds": "run-to-run spread is part of a verdict when runs differ by a few points",
 }
 
@@ -91,6 +93,9 @@ def deviations(profile) -> pd.DataFrame:
             f"{'/'.join(map(str, ASPP_RATES))}; {LARGEFOV_RATE}", "atrous")
     if cfg.dropout is not None:
         add("dropout", f"{cfg.dropout:g}", "0.5", "dropout")
+    if cfg.frozen_bn_stats:
+        add("batch-norm statistics in fine-tuning", "kept as pretrained (scale and shift train)",
+            "updated (SegNet's; the other networks have no norms)", "frozen_bn")
     if cfg.frozen_backbone_steps:
         add("backbone frozen", f"the first {cfg.frozen_backbone_steps} steps of stage 1", "never", "frozen")
     add("warm-up", f"{cfg.warmup_steps} steps, linear" if cfg.warmup_steps else "none", "none", "warmup")

@@ -1,4 +1,4 @@
-"""How big the study is run: the profiles (smoke, cpu, cpu-short, full).
+"""How big the study is run: the profiles (smoke, cpu, cpu-short, cpu-long, full).
 
 A :class:`Profile` fixes the data (the synthetic benchmark's image counts and scale, or real LIP),
 the networks' width, the training recipe and its budget. ``full`` is the paper's recipe (Section
@@ -108,6 +108,17 @@ PROFILES: dict[str, Profile] = {
     # pretrained backbone): a second budget for the book's figure of mean IoU against training compute.
     "cpu-short": Profile(
         name="cpu-short", width=0.0625, crop=128, batch=10, lr=CPU_LR, epochs_stage1=3, epochs_stage2=2,
+        lip_data={"train": 2000, "val": 400, "test": 200, "max_side": 192},
+        ppp_data={"train": 800, "val": 100, "test": 200, "max_side": 192},
+        atr_data={"train": 4, "val": 4, "test": 200, "max_side": 192},
+        eval_sizes=_sizes(128), seeds=(0,), workers=1, recipe=CPU_RECIPE, channels_last=True,
+        finetune=CPU_FINETUNE, pretrain=CPU_PRETRAIN),
+    # The cpu profile at twice its fine-tuning epochs (12 + 6; same data and backbone): the longest
+    # budget of the book's figure of mean IoU against training compute. Its summary
+    # (results/budget/cpu-long.json) is committed; `lipstudy budget --profile cpu-long --train`
+    # retrains it (about 30 minutes on 2 cores).
+    "cpu-long": Profile(
+        name="cpu-long", width=0.0625, crop=128, batch=10, lr=CPU_LR, epochs_stage1=12, epochs_stage2=6,
         lip_data={"train": 2000, "val": 400, "test": 200, "max_side": 192},
         ppp_data={"train": 800, "val": 100, "test": 200, "max_side": 192},
         atr_data={"train": 4, "val": 4, "test": 200, "max_side": 192},

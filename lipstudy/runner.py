@@ -51,7 +51,7 @@ the front page, which summarises the others (``_toc.yml`` lists the same chapter
 STATIC_FILES: tuple[str, ...] = ("_toc.yml",)
 """Book files that are not executed, copied as they are when the book is built elsewhere."""
 
-PROFILES: tuple[str, ...] = ("smoke", "cpu", "cpu-short", "full")
+PROFILES: tuple[str, ...] = ("smoke", "cpu", "cpu-short", "cpu-long", "full")
 DATASETS: tuple[str, ...] = ("lip", "ppp", "atr")
 
 SETTINGS_ENV = {"profile": "LIPSTUDY_PROFILE", "data": "LIPSTUDY_LIP_ROOT", "device": "LIPSTUDY_DEVICE",
@@ -328,6 +328,8 @@ def execute(profile: str, chapters: list[str] | None = None, data: str | None = 
         # faster (schedule.ensure_all); the chapters then find them finished.
         tracker = _book_progress(profile, data, seeds, log)
         tracker.current = "training"  # progress lines read "[book] training: run i/N ..."
+        from lipstudy.schedule import training_jobs
+
         tracker.jobs = training_jobs(device)
         with tracker.watch(cache_dir / f".progress-{os.getpid()}.jsonl"):
             train_book_runs(profile, data, device, seeds, log)
@@ -363,21 +365,12 @@ RUN_CHAPTERS = frozenset(CHAPTERS) - {"benchmark"}
 (the benchmark chapter alone, or a chapter outside the book, trains nothing)."""
 
 
-def training_jobs(device: str = "auto") -> int:
-    """Runs trained side by side: two one-thread runs on a CPU (about 20% more images per second
-    than one two-thread run on 2 cores, benchmarks/operating_point.py), one at a time on a GPU."""
-    from lipstudy.train import resolve_device
-
-    cores = os.cpu_count() or 1
-    return 1 if resolve_device(device).type == "cuda" or cores < 2 else 2
-
-
 def train_book_runs(profile: str, data=None, device: str = "auto", seeds=None, log=_say) -> None:
     """Train (or find finished) every run of ``experiments.book_runs`` before the chapters run."""
     from lipstudy import experiments as ex
     from lipstudy import schedule
 
-    jobs = training_jobs(device)
+    jobs = schedule.training_jobs(device)
     log(f"[book] training the book's runs, {jobs} at a time")
     schedule.ensure_all(ex.book_runs(profile, seeds), profile, data, device, jobs=jobs,
                         evaluations=schedule.book_evaluations(profile, data, seeds))

@@ -90,6 +90,12 @@ class TrainConfig:
     # backbone (``backbone_init`` / ``pretrained``), not to one that starts from a whole trained
     # network (``init``: stage 2, whose head is trained already).
     frozen_backbone_steps: int = 0
+    # Keep the backbone's batch-norm statistics as the pretrained network left them (its norms
+    # normalise with their running statistics in training too; their scale and shift still
+    # train), as detection and segmentation fine-tuning commonly does with small batches. With a
+    # shared multi-scale backbone (attention-to-scale) batch statistics differ per input scale in
+    # training, while evaluation would use one running average of all scales.
+    frozen_bn_stats: bool = False
     # Released DeepLabV2 recipe: base lr 1e-3, "poly" decay with power 0.9, classifier at 10x,
     # random scale 0.6-1.4 and mirroring.
     lr: float = 1e-3
@@ -445,6 +451,9 @@ def train(cfg: TrainConfig, out, progress: bool = True,
 
     net = model
     freeze_steps = cfg.frozen_backbone_steps if (cfg.backbone_init or cfg.pretrained) and not cfg.init else 0
+    if cfg.frozen_bn_stats and not (cfg.backbone_init or cfg.pretrained or cfg.init):
+        raise ValueError("frozen_bn_stats keeps pretrained batch-norm statistics: it needs a pretrained start "
+                         "(backbone_init, pretrained or init), not a random one")
     if freeze_steps and world > 1:
         raise ValueError("frozen_backbone_steps needs a single training process (DDP needs every "
                          "parameter to take part in every step)")
@@ -497,6 +506,10 @@ def train(cfg: TrainConfig, out, progress: bool = True,
                 frozen = step < freeze_steps
                 backbone.requires_grad_(not frozen)
                 backbone.train(not frozen)
+            if cfg.frozen_bn_stats:
+                for m in backbone.modules():
+                    if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                        m.eval()
             with plan.autocast_context(device):
                 outputs = net(images)
             loss = compute_loss(outputs, labels, cfg.loss, cfg.dataset)

@@ -225,3 +225,22 @@ def test_operating_point_table_from_a_result_file(tmp_path):
     assert t.loc["s", "drawn classes > 0"] == "12 / 20"
     assert t.loc["s", "init"] == "synthetic pretraining (8 ep x 3000 img)"
     assert budget.operating_point_table(tmp_path / "missing.json").empty
+
+
+def test_budget_train_trains_exactly_the_summarised_runs(dirs, monkeypatch, capsys):
+    """`lipstudy budget --profile P --train`: the four baselines and the two SSL runs (with the
+    backbone they start from), nothing else; then the summary file has one row per method."""
+    monkeypatch.setitem(ex.PROFILES, "tinypre", TINY)
+    assert budget.main(["--profile", "tinypre", "--train"]) == 0
+    out = capsys.readouterr().out
+    assert out.strip().endswith("tinypre.json")
+    doc = json.loads((dirs / "results" / "budget" / "tinypre.json").read_text())
+    assert sorted(r["method"] for r in doc["rows"]) == sorted(budget.METHODS)
+    trained = sorted(json.loads((d / "config.json").read_text())["label"]
+                     for d in (dirs / "results" / "runs").iterdir())
+    assert trained == sorted([*budget.METHODS, ex.MODEL_LABELS["backbone"]])
+    # no runs and no --train: a clear refusal, exit 2
+    # (another name with the same settings would find these very runs: keys hash settings, not names)
+    monkeypatch.setitem(ex.PROFILES, "tinyother", dataclasses.replace(TINY, name="tinyother", epochs_stage1=2))
+    assert budget.main(["--profile", "tinyother"]) == 2
+    assert "has no finished runs" in capsys.readouterr().out

@@ -458,3 +458,33 @@ def test_frozen_backbone_steps_train_only_the_head_first(tmp_path):
           tmp_path / "stage2", progress=False)
     before = weights("frozen", "backbone")
     assert any(not torch.equal(weights("stage2", "backbone")[k], v) for k, v in before.items() if "weight" in k)
+
+
+def test_frozen_bn_stats_keep_the_pretrained_statistics(tmp_path):
+    """frozen_bn_stats: the backbone's running mean / var stay as pretrained while its convs and
+    the norms' scale and shift train; refused from a random start."""
+    from lipstudy.models import backbone_of
+
+    root = write_tiny_lip(tmp_path / "d", n_train=8)
+    torch.manual_seed(0)
+    pre = build_model("backbone", width=0.0625)
+    with torch.no_grad():  # non-trivial pretrained statistics
+        for m in pre.backbone.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+    torch.save({"model": pre.state_dict(), "config": {}}, tmp_path / "bb.pt")
+    loaded = pre.backbone.state_dict()
+    train(tiny_config(root, batch_norm=True, backbone_init=str(tmp_path / "bb.pt"), optimizer="adamw",
+                      frozen_bn_stats=True, max_steps=2), tmp_path / "run", progress=False)
+    model = build_model("deeplabv2", width=0.0625, batch_norm=True)
+    model.load_state_dict(load_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"])
+    after = backbone_of(model).state_dict()
+    stats = [k for k in loaded if k.endswith(("running_mean", "running_var"))]
+    assert len(stats) == 26 and all(torch.equal(after[k], loaded[k]) for k in stats)
+    bn_affine = [k for k in loaded if k.endswith(".weight") and after[k].dim() == 1]
+    assert bn_affine and any(not torch.equal(after[k], loaded[k]) for k in bn_affine)
+    assert any(not torch.equal(after[k], loaded[k]) for k in loaded if after[k].dim() == 4)  # convs
+    with pytest.raises(ValueError, match="frozen_bn_stats .* needs a pretrained start"):
+        train(tiny_config(root, batch_norm=True, frozen_bn_stats=True, max_steps=1), tmp_path / "r2",
+              progress=False)
