@@ -485,6 +485,19 @@ def train(cfg: TrainConfig, out, progress: bool = True,
         bar = tqdm(total=last, initial=min(step, last), desc=f"train {cfg.model}", unit="step",
                    dynamic_ncols=True)
     net.train()
+
+    def set_backbone_mode(at_step: int) -> None:
+        """Frozen backbone (weights and norms) before ``freeze_steps``; norms in eval mode with
+        ``frozen_bn_stats``; else everything trains."""
+        frozen = at_step < freeze_steps
+        backbone.requires_grad_(not frozen)
+        backbone.train(not frozen)
+        if cfg.frozen_bn_stats:
+            for m in backbone.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+
+    start_step = step
     while step < last:
         epoch, start = divmod(step, steps_per_epoch)
         batches = ShardedBatches(len(base), cfg.batch_size, cfg.seed, epoch, rank, world, start)
@@ -502,14 +515,8 @@ def train(cfg: TrainConfig, out, progress: bool = True,
             labels = labels.to(device, non_blocking=True)
             if plan.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            if freeze_steps:
-                frozen = step < freeze_steps
-                backbone.requires_grad_(not frozen)
-                backbone.train(not frozen)
-            if cfg.frozen_bn_stats:
-                for m in backbone.modules():
-                    if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                        m.eval()
+            if (freeze_steps or cfg.frozen_bn_stats) and step in (start_step, freeze_steps):  # mode changes only here
+                set_backbone_mode(step)
             with plan.autocast_context(device):
                 outputs = net(images)
             loss = compute_loss(outputs, labels, cfg.loss, cfg.dataset)
