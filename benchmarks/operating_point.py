@@ -103,6 +103,18 @@ SETTINGS = {
     "pretrain16-6ep-frozenbn": dict(width=0.0625, crop=128, lr=2e-3, epochs_stage1=6, recipe=ADAMW,
                                     finetune={"atrous_scale": 128 / 321, "frozen_bn_stats": True},
                                     pretrain={**PRE, "epochs": 16}, lip_data=DATA192),
+    # Next search (this session): what the step's time buys. Dropout's Bernoulli masks are 11% of a
+    # DeepLabV2 step on CPU; more fine-tuning epochs; the fine-tuning lr.
+    "cpu-nodropout": dict(finetune={"atrous_scale": 128 / 321, "dropout": 0.0}),
+    "cpu-9ep": dict(epochs_stage1=9),
+    "cpu-lr1e-3": dict(lr=1e-3),
+    "cpu-lr4e-3": dict(lr=4e-3),
+    # The backbone with fc6 / fc7 (engine 2): DeepLabV2, Attention and FCN-8s inherit a pretrained
+    # head as the paper's do from VGG-16, instead of learning fc6 / fc7 from scratch in 6 epochs.
+    "fc-head-6ep": dict(),
+    # With fc6 / fc7 pretrained only the classifier is new: the paper's 10x on it at a lower base lr.
+    "fc-head-6ep-head10-lr5e-4": dict(lr=5e-4, finetune={"atrous_scale": 128 / 321, "classifier_lr_mult": 10.0}),
+    "fc-head-6ep-head10-lr1e-3": dict(lr=1e-3, finetune={"atrous_scale": 128 / 321, "classifier_lr_mult": 10.0}),
 }
 
 
@@ -134,6 +146,7 @@ def measure(tag: str, device: str = "cpu", model: str = "deeplabv2") -> dict:
         "setting": tag if model == "deeplabv2" else f"{tag} [{model}]", "model": model, "width": prof.width, "crop": prof.crop, "max_side": prof.lip_data["max_side"],
         "train_images": prof.lip_data["train"], "epochs": prof.epochs_stage1, "lr": prof.lr,
         "recipe": prof.recipe, "finetune": prof.finetune, "pretrain": prof.pretrain,
+        "engine": E.ENGINE_VERSION,  # 2: the backbone pretrains fc6 / fc7 too
         "train_minutes": round(train_min, 2),
         "pretrain_minutes": None if pre_min is None else round(pre_min, 2),
         "minutes_per_book_run": round(train_min + (pre_min or 0) / share, 2),
