@@ -134,9 +134,9 @@ def operating_point_table(path: Path | None = None) -> pd.DataFrame:
             "setting": r["setting"], "model": r.get("model", "deeplabv2"), "width": f"{r['width']:g}", "crop": r["crop"], "image side <=": r["max_side"],
             "optimiser": f"{tune.get('optimizer', recipe.get('optimizer', 'sgd'))} (lr {r['lr']:g})",
             "batch norm": bool(recipe.get("batch_norm")), "fine-tuning": extra or "-",
-            # engine 1 rows (before fc6 / fc7 joined the backbone) inherited the conv layers only
+            # what the baseline inherits from the pretrained network: its conv layers, unless the row says
             "init": (f"synthetic pretraining ({pre['epochs']} ep x {pre['train']} img, "
-                     f"{'convs + fc6 / fc7' if int(r.get('engine', 1)) >= 2 else 'convs'})") if pre else "scratch",
+                     f"{r.get('backbone', 'convs')})") if pre else "scratch",
             "epochs": r["epochs"], "train min": r["train_minutes"], "pretrain min": r.get("pretrain_minutes"),
             "min per book run": r["minutes_per_book_run"],
             "val mIoU (%)": round(100 * r["val_miou"], 1), "background IoU (%)": round(100 * r["background_iou"], 1),

@@ -72,53 +72,19 @@ def backbone_of(model: nn.Module) -> nn.Module:
 
 
 def load_backbone(model: nn.Module, path: str | os.PathLike) -> None:
-    """Copy the VGG-16 of a pretraining checkpoint (``lipstudy.train`` format, model
-    ``"backbone"``) into ``model``, which must have the same width and batch norms: the conv layers
-    into every baseline, and the pretrained fc6 / fc7 (``head.fc6`` / ``head.fc7``, in DeepLab's
-    thinned shape) where the paper's baseline takes VGG-16's fc6 / fc7 (Section 3): each of
-    DeepLabV2's ASPP branches (as DeepLab initialises all four from one VGG fc6 / fc7), the
-    LargeFOV head of Attention-to-scale, and FCN-8s. FCN-8s's fc6 / fc7 are wider (7x7 x 4096 and
-    4096 x 4096, scaled): the pretrained ones fill their first filters, fc6's 3x3 kernel at the
-    centre of the 7x7 one and zeros around it (a 3x3 kernel with padding 1 is that 7x7 kernel with
-    padding 3), and fc7's weights from the other filters zero, so those first fc7 channels compute
-    exactly the pretrained fc7; the other filters keep their random initialisation. A checkpoint
-    without fc6 / fc7 (pretrained before they existed) gives the conv layers only. Classifiers
-    (fc8, score layers) are never copied. Raises ValueError naming the file when it does not fit."""
+    """Copy the backbone of a pretraining checkpoint (``lipstudy.train`` format, model
+    ``"backbone"``) into ``model``'s VGG-16, which must have the same width and batch norms.
+    Raises ValueError naming the file when it does not fit."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
         weights = {k[len("backbone."):]: v for k, v in ckpt["model"].items() if k.startswith("backbone.")}
-        fc = {k[len("head."):]: v for k, v in ckpt["model"].items() if k.startswith(("head.fc6.", "head.fc7."))}
     except Exception as e:  # noqa: BLE001 - a missing / corrupt / foreign file: say which
         raise ValueError(f"{os.fspath(path)}: not a readable pretraining checkpoint ({e})") from e
     try:
         backbone_of(model).load_state_dict(weights)
-        if fc:
-            _load_fc(model, fc)
     except RuntimeError as e:
         raise ValueError(f"{os.fspath(path)}: its backbone does not fit this model (same width and "
                          f"batch_norm=True needed): {' '.join(str(e).split())[:300]}") from e
-
-
-def _load_fc(model: nn.Module, fc: dict[str, torch.Tensor]) -> None:
-    """fc6 / fc7 of the pretraining net into ``model`` (see :func:`load_backbone`)."""
-    if isinstance(model, DeepLabV2):
-        for branch in model.aspp:
-            branch.load_state_dict(fc, strict=False)
-    elif isinstance(model, AttentionToScale):
-        model.head.load_state_dict(fc, strict=False)
-    elif isinstance(model, FCN8s):
-        w6, b6, w7, b7 = fc["fc6.weight"], fc["fc6.bias"], fc["fc7.weight"], fc["fc7.bias"]
-        k, r = w6.shape[0], w6.shape[-1] // 2
-        c = model.fc6.kernel_size[0] // 2
-        if w6.shape[1] != model.fc6.in_channels or k > model.fc6.out_channels or r > c:
-            raise RuntimeError(f"fc6 {tuple(w6.shape)} does not fit FCN-8s's fc6 {tuple(model.fc6.weight.shape)}")
-        with torch.no_grad():
-            model.fc6.weight[:k].zero_()
-            model.fc6.weight[:k, :, c - r:c + r + 1, c - r:c + r + 1] = w6
-            model.fc6.bias[:k] = b6
-            model.fc7.weight[:k].zero_()
-            model.fc7.weight[:k, :k] = w7
-            model.fc7.bias[:k] = b7
 
 
 def num_parameters(model: nn.Module) -> int:
