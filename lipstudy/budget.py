@@ -14,6 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .atomic import atomic_write_json
@@ -92,6 +93,40 @@ def load_all(root: Path | None = None) -> pd.DataFrame:
     root = root or budget_dir()
     frames = [pd.DataFrame(json.loads(p.read_text())["rows"]) for p in sorted(root.glob("*.json"))]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+
+
+def family(profile) -> list[str]:
+    """The profiles that train on the same data and backbone as ``profile`` and differ only in
+    their budget (for the cpu profile: cpu-short, cpu, cpu-long), fewest stage-1 epochs first."""
+    from .profiles import PROFILES, get_profile
+
+    prof = get_profile(profile)
+    same = [p for p in PROFILES.values() if (p.lip_data, p.pretrain, p.width, p.crop, p.recipe, p.finetune)
+            == (prof.lip_data, prof.pretrain, prof.width, prof.crop, prof.recipe, prof.finetune)]
+    return [p.name for p in sorted(same, key=lambda p: (p.epochs_stage1, p.epochs_stage2))]
+
+
+def trend(df: pd.DataFrame, profiles) -> pd.DataFrame:
+    """Per method: validation mean IoU (%) at each of ``profiles`` (mean over seeds) and the points
+    it gains per doubling of training compute, the least-squares slope of mean IoU (%) against
+    log2(images seen) over those profiles. ``profiles`` should share their data (the cpu family),
+    so that only the budget differs. A method still gaining several points per doubling has not
+    converged: its order against one that gains fewer may change with more training. Methods with
+    fewer than two of the profiles are left out."""
+    profiles = list(profiles)
+    sub = df[df["profile"].isin(profiles)]
+    means = sub.groupby(["method", "profile"], sort=False).agg(
+        miou=("val_miou", "mean"), images=("images_seen", "mean")).reset_index()
+    rows = []
+    for method, m in means.groupby("method", sort=False):
+        if len(m) < 2:
+            continue
+        slope = np.polyfit(np.log2(m["images"].to_numpy(float)), 100 * m["miou"].to_numpy(float), 1)[0]
+        at = dict(zip(m["profile"], 100 * m["miou"]))
+        rows.append({"method": method, **{f"{p} (%)": at.get(p, np.nan) for p in profiles},
+                     "points per doubling": float(slope)})
+    out = pd.DataFrame(rows, columns=["method", *[f"{p} (%)" for p in profiles], "points per doubling"])
+    return out.set_index("method")
 
 
 def main(argv: list[str]) -> int:

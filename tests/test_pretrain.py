@@ -5,6 +5,7 @@ import dataclasses
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -226,6 +227,27 @@ def test_operating_point_table_from_a_result_file(tmp_path):
     assert t.loc["s", "init"] == "synthetic pretraining (8 ep x 3000 img, convs)"  # no field: the convs
     assert t.loc["t", "init"] == "synthetic pretraining (8 ep x 3000 img, convs + fc6 / fc7)"
     assert budget.operating_point_table(tmp_path / "missing.json").empty
+
+
+def test_budget_trend_is_points_per_doubling_by_hand():
+    rows = []
+    for prof, images, a, b in (("short", 1000, 0.10, 0.30), ("mid", 2000, 0.14, 0.31), ("long", 4000, 0.18, 0.29)):
+        rows += [{"profile": prof, "method": "A", "seed": 0, "val_miou": a, "images_seen": images},
+                 {"profile": prof, "method": "B", "seed": 0, "val_miou": b - 0.01, "images_seen": images},
+                 {"profile": prof, "method": "B", "seed": 1, "val_miou": b + 0.01, "images_seen": images}]
+    rows.append({"profile": "short", "method": "C", "seed": 0, "val_miou": 0.5, "images_seen": 1000})
+    rows.append({"profile": "smoke", "method": "A", "seed": 0, "val_miou": 0.9, "images_seen": 10})  # other data
+    t = budget.trend(pd.DataFrame(rows), ["short", "mid", "long"])
+    # A: 10, 14, 18 % at log2 images 0, 1, 2 (+ a constant) -> 4 points per doubling; smoke is ignored
+    assert t.loc["A", "points per doubling"] == pytest.approx(4.0)
+    assert t.loc["A", "mid (%)"] == pytest.approx(14.0)
+    # B: the mean over seeds, 30, 31, 29 % -> slope -0.5; C has one budget only: left out
+    assert t.loc["B", "points per doubling"] == pytest.approx(-0.5)
+    assert t.loc["B", "short (%)"] == pytest.approx(30.0)
+    assert list(t.index) == ["A", "B"]
+    # the cpu profile's budget family: same data and backbone, other fine-tuning epochs
+    assert budget.family("cpu") == ["cpu-short", "cpu", "cpu-long"] == budget.family("cpu-long")
+    assert budget.family("smoke") == ["smoke"]
 
 
 def test_budget_train_trains_exactly_the_summarised_runs(dirs, monkeypatch, capsys):
