@@ -103,8 +103,8 @@ SETTINGS = {
     "pretrain16-6ep-frozenbn": dict(width=0.0625, crop=128, lr=2e-3, epochs_stage1=6, recipe=ADAMW,
                                     finetune={"atrous_scale": 128 / 321, "frozen_bn_stats": True},
                                     pretrain={**PRE, "epochs": 16}, lip_data=DATA192),
-    # Next search (this session): what the step's time buys. Dropout's Bernoulli masks are 11% of a
-    # DeepLabV2 step on CPU; more fine-tuning epochs; the fine-tuning lr.
+    # Third search: dropout (its Bernoulli masks are 11% of a DeepLabV2 step on CPU) and more
+    # fine-tuning epochs, measured; the two fine-tuning lr settings are defined but not yet run.
     "cpu-nodropout": dict(finetune={"atrous_scale": 128 / 321, "dropout": 0.0}),
     "cpu-9ep": dict(epochs_stage1=9),
     "cpu-lr1e-3": dict(lr=1e-3),
