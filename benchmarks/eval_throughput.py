@@ -17,7 +17,7 @@ from lipstudy.evaluate import predict_logits
 from lipstudy.labels import LIP_FLIP_PAIRS
 from lipstudy.metrics import batched_confusion_matrix
 from lipstudy.models import build_model
-from lipstudy.train import precision_plan
+from lipstudy.runtime import precision_plan
 
 
 def main(argv=None):

@@ -122,13 +122,16 @@ SETTINGS = {
 def measure(tag: str, device: str = "cpu", model: str = "deeplabv2") -> dict:
     """Train ``model`` (DeepLabV2 by default) stage 1 under setting ``tag``; return its row."""
     os.environ.setdefault("LIPSTUDY_RESULTS", str(REPO / "results" / "search"))
-    from lipstudy import experiments as E
     from lipstudy.budget import run_cost
+    from lipstudy.cache import ensure
     from lipstudy.metrics import scores
+    from lipstudy.paths import runs_dir
+    from lipstudy.profiles import PROFILES
+    from lipstudy.runs import Run, book_runs
 
-    prof = dataclasses.replace(E.PROFILES["cpu"], **SETTINGS[tag])
+    prof = dataclasses.replace(PROFILES["cpu"], **SETTINGS[tag])
     t0 = time.perf_counter()
-    res = E.ensure(E.Run(model), prof, device=device, progress=False)
+    res = ensure(Run(model), prof, device=device, progress=False)
     wall = time.perf_counter() - t0
     val = res.evaluation("val")
     m = val.metrics
@@ -137,12 +140,11 @@ def measure(tag: str, device: str = "cpu", model: str = "deeplabv2") -> dict:
     drawn = [c for c in range(len(cm)) if cm[c].sum() > 0]  # classes present in the val ground truth
     pre_min = None
     if prof.pretrain:
-        pre = [d for d in (E.results_dir() / "runs").iterdir() if (d / "provenance.json").is_file()
-               and json.loads((d / "config.json").read_text())["key"] == res.config["init_run"]]
-        pre_min = run_cost(pre[0])[1] if pre else None
+        pre = runs_dir() / res.config["init_run"]
+        pre_min = run_cost(pre)[1] if (pre / "provenance.json").is_file() else None
     train_min = run_cost(res.dir)[1]
     # the book's stage-1 runs share one pretrained backbone
-    share = max(1, sum(1 for r in E.book_runs(E.PROFILES["cpu"]) if r.stage == 1))
+    share = max(1, sum(1 for r in book_runs(PROFILES["cpu"]) if r.stage == 1))
     return {
         "setting": tag if model == "deeplabv2" else f"{tag} [{model}]", "model": model, "width": prof.width, "crop": prof.crop, "max_side": prof.lip_data["max_side"],
         "train_images": prof.lip_data["train"], "epochs": prof.epochs_stage1, "lr": prof.lr,
@@ -160,7 +162,7 @@ def measure(tag: str, device: str = "cpu", model: str = "deeplabv2") -> dict:
 def merge_row(row: dict, path=None) -> None:
     """Merge ``row`` into the result file (under a lock: two settings may finish together)."""
     from lipstudy.atomic import atomic_write_json
-    from lipstudy.experiments import file_lock
+    from lipstudy.locks import file_lock
 
     path = path or RESULTS / "operating_point.json"
     with file_lock(path.with_name(".operating_point.lock")):

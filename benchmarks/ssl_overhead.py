@@ -21,7 +21,7 @@ import torch
 from _common import device_info, seconds_per_call, timing_note, write_result
 from lipstudy.losses import MODES, structure_sensitive_loss
 from lipstudy.models import build_model
-from lipstudy.train import precision_plan
+from lipstudy.runtime import precision_plan
 
 
 def blocky_targets(batch: int, size: int, num_classes: int, generator: torch.Generator) -> torch.Tensor:

@@ -21,13 +21,16 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from _common import device_info, matmul_rate, seconds_per_call, timing_note, write_result
 from lipstudy.models import MODEL_NAMES, build_model
-from lipstudy.train import TrainConfig, compute_loss, make_optimizer, precision_plan
+from lipstudy.config import TrainConfig
+from lipstudy.losses import training_loss
+from lipstudy.runtime import precision_plan
+from lipstudy.train import make_optimizer
 
 
 def train_flops(model, x, y) -> int:
     """FLOPs of one forward + backward pass (FlopCounterMode counts matmuls and convolutions)."""
     with FlopCounterMode(display=False) as fc:
-        loss = compute_loss(model(x), y, "off")
+        loss = training_loss(model(x), y, "off")
         loss.backward()
     model.zero_grad(set_to_none=True)
     return fc.get_total_flops()
@@ -52,7 +55,7 @@ def bench(name, dev, plan, width, size, batch, timing: dict, compile_model=False
     def step():
         with plan.autocast_context(dev):
             out = net(x)
-        loss = compute_loss(out, y, "off")
+        loss = training_loss(out, y, "off")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

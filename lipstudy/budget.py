@@ -18,8 +18,11 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_write_json
+from .cache import finished_key
+from .paths import results_dir, runs_dir
+from .profiles import PROFILES, get_profile
+from .runs import book_runs, paper_runs, profile_seeds
 
-METHODS = ("SegNet", "FCN-8s", "DeepLabV2", "Attention", "DeepLabV2 + SSL", "Attention + SSL")
 COLUMNS = ["profile", "method", "seed", "val_miou", "images_seen", "train_minutes", "device"]
 
 
@@ -34,28 +37,26 @@ def run_cost(run_dir: Path) -> tuple[float, float]:
 
 def summarise(profile, data=None, seeds=None) -> pd.DataFrame:
     """One row per finished method x seed of ``profile`` (see the module docstring)."""
-    from . import experiments as ex
-
-    prof = ex.get_profile(profile)
-    runs_dir = ex.results_dir() / "runs"
-    share = max(1, sum(1 for r in ex.book_runs(prof, seeds) if r.stage == 1))
+    prof = get_profile(profile)
+    folder = runs_dir()
+    share = max(1, sum(1 for r in book_runs(prof, seeds) if r.stage == 1))
     rows = []
-    for seed in (list(seeds) if seeds else list(prof.seeds)):
-        for method, run in ex.paper_runs(seed).items():
-            key = ex.finished_key(run, prof, data)
+    for seed in profile_seeds(prof, seeds):
+        for method, run in paper_runs(seed).items():
+            key = finished_key(run, prof, data)
             if key is None:
                 continue
-            images, minutes = run_cost(runs_dir / key)
-            cfg = json.loads((runs_dir / key / "config.json").read_text())
+            images, minutes = run_cost(folder / key)
+            cfg = json.loads((folder / key / "config.json").read_text())
             parent = cfg.get("init_run")
             while parent:  # a stage-2 run's stage-1 run, a stage-1 run's pretrained backbone
-                p_cfg = json.loads((runs_dir / parent / "config.json").read_text())
-                p_images, p_minutes = run_cost(runs_dir / parent)
+                p_cfg = json.loads((folder / parent / "config.json").read_text())
+                p_images, p_minutes = run_cost(folder / parent)
                 frac = 1.0 / share if p_cfg["run"]["model"] == "backbone" else 1.0
                 images, minutes = images + frac * p_images, minutes + frac * p_minutes
                 parent = p_cfg.get("init_run")
-            metrics = json.loads((runs_dir / key / "metrics.json").read_text())
-            prov = json.loads((runs_dir / key / "provenance.json").read_text())
+            metrics = json.loads((folder / key / "metrics.json").read_text())
+            prov = json.loads((folder / key / "provenance.json").read_text())
             rows.append({"profile": prof.name, "method": method, "seed": seed, "val_miou": metrics["mean_iou"],
                          "images_seen": images, "train_minutes": minutes, "device": prov.get("device")})
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -63,24 +64,20 @@ def summarise(profile, data=None, seeds=None) -> pd.DataFrame:
 
 def train(profile, data=None, device: str = "auto") -> None:
     """Train the runs :func:`summarise` reads (and what they start from) that are not finished."""
-    from . import experiments as ex
     from .schedule import ensure_all, training_jobs
 
-    prof = ex.get_profile(profile)
-    runs = [run for seed in prof.seeds for run in ex.paper_runs(seed).values()]
+    prof = get_profile(profile)
+    runs = [run for seed in prof.seeds for run in paper_runs(seed).values()]
     ensure_all(runs, prof, data, device, jobs=training_jobs(device))
 
 
 def budget_dir() -> Path:
-    from .experiments import results_dir
-
+    """Where the budget summaries are written and read: ``<results>/budget``."""
     return results_dir() / "budget"
 
 
 def write(profile, data=None) -> Path:
     """``results/budget/<profile>.json`` from the profile's finished runs."""
-    from .experiments import get_profile
-
     prof = get_profile(profile)
     df = summarise(prof, data)
     if df.empty:
@@ -98,8 +95,6 @@ def load_all(root: Path | None = None) -> pd.DataFrame:
 def family(profile) -> list[str]:
     """The profiles that train on the same data and backbone as ``profile`` and differ only in
     their budget (for the cpu profile: cpu-short, cpu, cpu-long), fewest stage-1 epochs first."""
-    from .profiles import PROFILES, get_profile
-
     prof = get_profile(profile)
     same = [p for p in PROFILES.values() if (p.lip_data, p.pretrain, p.width, p.crop, p.recipe, p.finetune)
             == (prof.lip_data, prof.pretrain, prof.width, prof.crop, prof.recipe, prof.finetune)]
@@ -147,34 +142,3 @@ def main(argv: list[str]) -> int:
         print(f"lipstudy budget: {e}")
         return 2
     return 0
-
-
-def operating_point_table(path: Path | None = None) -> pd.DataFrame:
-    """The cpu profile's operating-point search (``benchmarks/operating_point.py``): one row per
-    setting, stage 1 of one baseline (DeepLabV2 unless the row says otherwise) on the synthetic val
-    split, percentages and minutes."""
-    from .experiments import REPO
-
-    path = path or REPO / "results" / "benchmarks" / "operating_point.json"
-    if not path.is_file():
-        return pd.DataFrame()
-    doc = json.loads(path.read_text())
-    rows = []
-    for r in doc["rows"].values():
-        pre = r.get("pretrain")
-        recipe = r.get("recipe") or {}
-        tune = r.get("finetune") or {}  # fine-tuning's own settings, on top of the recipe
-        extra = ", ".join(f"{k} {v:.3g}" for k, v in sorted(tune.items()) if k != "optimizer")
-        rows.append({
-            "setting": r["setting"], "model": r.get("model", "deeplabv2"), "width": f"{r['width']:g}", "crop": r["crop"], "image side <=": r["max_side"],
-            "optimiser": f"{tune.get('optimizer', recipe.get('optimizer', 'sgd'))} (lr {r['lr']:g})",
-            "batch norm": bool(recipe.get("batch_norm")), "fine-tuning": extra or "-",
-            # what the baseline inherits from the pretrained network: its conv layers, unless the row says
-            "init": (f"synthetic pretraining ({pre['epochs']} ep x {pre['train']} img, "
-                     f"{r.get('backbone', 'convs')})") if pre else "scratch",
-            "epochs": r["epochs"], "train min": r["train_minutes"], "pretrain min": r.get("pretrain_minutes"),
-            "min per book run": r["minutes_per_book_run"],
-            "val mIoU (%)": round(100 * r["val_miou"], 1), "background IoU (%)": round(100 * r["background_iou"], 1),
-            "drawn classes > 0": f"{r['drawn_classes_above_0']} / {r['drawn_classes']}",
-        })
-    return pd.DataFrame(rows).sort_values("val mIoU (%)").set_index("setting")

@@ -10,10 +10,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check-data": ("lipstudy.data.lip:check_main", "validate a LIP / ATR / PPP dataset directory"),
     "train": ("lipstudy.train:main", "train a model (one stage) from a config"),
     "evaluate": ("lipstudy.evaluate:main", "evaluate a checkpoint on a split"),
-    "runs": ("lipstudy.experiments:runs_main", "list finished runs and their scores"),
+    "runs": ("lipstudy.cache:runs_main", "list finished runs and their scores"),
     "budget": ("lipstudy.budget:main", "write a profile's mean IoU vs training compute (results/budget/)"),
     "parse": ("lipstudy.parse:main", "parse your own photos with a checkpoint"),
-    "book": ("lipstudy.runner:main", "execute the book's chapters with papermill"),
+    "book": ("lipstudy.book.runner:main", "execute the book's chapters with papermill"),
     "serve": ("lipstudy.server:main", "the evaluation server: hidden test labels, team tokens, leaderboard"),
 }
 

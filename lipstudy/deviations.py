@@ -9,7 +9,8 @@ from __future__ import annotations
 import pandas as pd
 
 from .paper import SPLITS as LIP_SPLITS
-from .train import TrainConfig
+from .config import TrainConfig
+from .profiles import get_profile
 
 LIP_IMAGE_SIDE = "up to 640 px (LIP's own photos)"
 
@@ -50,8 +51,6 @@ REASONS = {
 
 def deviations(profile) -> pd.DataFrame:
     """One row per departure of ``profile`` from the paper: setting, paper, this profile, reason."""
-    from .experiments import get_profile
-
     prof = get_profile(profile)
     paper = TrainConfig()  # the paper's defaults
     cfg = TrainConfig(**prof.run_recipe())  # how the baselines train (the backbone's is its own)

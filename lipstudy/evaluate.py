@@ -22,13 +22,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from . import labels as L
+from . import labels
 from .atomic import atomic_save, atomic_write_json
 from .metrics import batched_confusion_matrix, scores
-from .train import precision_plan
+from .runtime import precision_plan
 from .transforms import EvalTransform
 
-LABEL_MAPS: dict[str, Callable] = {"atr_to_lip": L.atr_to_lip}
+LABEL_MAPS: dict[str, Callable] = {"atr_to_lip": labels.atr_to_lip}
 """Ground-truth relabellings by name (recorded by name in metrics.json)."""
 
 
@@ -67,7 +67,7 @@ def predict_logits(model: torch.nn.Module, image: torch.Tensor, out_size: tuple[
     """Averaged logits ``[C, h, w]`` (float32) of one normalised image ``[3,H,W]`` (already on the
     model's device) at ``out_size``: over ``scales`` (input resized bilinearly by each factor) and,
     with ``flip``, over the mirrored input too (its logits mirrored back, left/right swapped).
-    ``amp`` / ``channels_last``: as in :func:`lipstudy.train.precision_plan` (bf16 and NHWC on
+    ``amp`` / ``channels_last``: as in :func:`lipstudy.runtime.precision_plan` (bf16 and NHWC on
     CUDA by default)."""
     x = image[None]
     total = None
@@ -131,7 +131,7 @@ def evaluate(model: torch.nn.Module, dataset, classes, flip_pairs=(), settings: 
         for sub, on in (("pred", save_png), ("color", save_color)):
             if on:
                 (out / sub).mkdir(exist_ok=True)
-    palette = L.palette_for(num_classes)
+    palette = labels.palette_for(num_classes)
 
     loader = torch.utils.data.DataLoader(
         _Mapped(dataset, transform), batch_size=None, num_workers=workers,
@@ -149,7 +149,7 @@ def evaluate(model: torch.nn.Module, dataset, classes, flip_pairs=(), settings: 
         if out is not None and save_png:
             _atomic_png(pred_np, out / "pred" / f"{item['id']}.png")
         if out is not None and save_color:
-            _atomic_png(L.colorize(pred_np, palette), out / "color" / f"{item['id']}.png")
+            _atomic_png(labels.colorize(pred_np, palette), out / "color" / f"{item['id']}.png")
         label = item["label"]
         if label is None:
             continue
@@ -197,11 +197,11 @@ def evaluate_checkpoint(checkpoint, data, split: str = "val", kind: str = "auto"
     flip pairs are the training dataset's; the data may be of another kind when ``settings``
     maps its labels (a LIP model on ATR with ``label_map="atr_to_lip"``)."""
     from .data.lip import open_dataset
-    from .train import model_from_checkpoint, resolve_device
+    from .runtime import model_from_checkpoint, resolve_device
 
     dev = resolve_device(device)
     model, cfg = model_from_checkpoint(checkpoint, dev)
-    info = L.DATASETS[cfg.dataset]
+    info = labels.DATASETS[cfg.dataset]
     kw = {"label_dir": label_dir} if label_dir is not None else {}
     dataset = open_dataset(data, split, kind=kind, **kw)
     return evaluate(model, dataset, info["classes"], info["flip_pairs"], settings, out=out,

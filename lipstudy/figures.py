@@ -12,7 +12,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.patches import Patch
 
-from lipstudy.labels import LIP_CLASSES, LIP_PALETTE, colorize
+from lipstudy.labels import LIP_CLASSES, LIP_PALETTE
 
 SOURCE_PALETTE = {"paper": "#8c8c8c", "ours": "#1f77b4"}
 
@@ -140,11 +140,6 @@ def image_grid(rows: list[list[np.ndarray]], row_titles=(), col_titles=(), *, si
     return fig
 
 
-def parsing_panel(image: np.ndarray, labels: dict[str, np.ndarray], palette=LIP_PALETTE):
-    """One row: the image, then each label map coloured (e.g. ground truth, then methods)."""
-    return [image] + [colorize(lab, palette) for lab in labels.values()]
-
-
 def present_classes(*label_maps, ignore=(0, 255)) -> list[int]:
     """Class ids that occur in any of the maps (for a legend), background and ignore left out."""
     ids = set()
@@ -168,26 +163,13 @@ def ci_errorbar_table(df: pd.DataFrame, value: str, low: str, high: str, label: 
     return fig
 
 
-def predict_label_maps(checkpoint, images: list[np.ndarray], device: str = "cpu", input_size: int | None = None,
-                       ) -> list[np.ndarray]:
+def predict_label_maps(checkpoint, images: list[np.ndarray], device: str = "cpu",
+                       input_size: int | None = None) -> list[np.ndarray]:
     """Label maps (HxW uint8) a trained checkpoint predicts for RGB images, for figures only (the
-    scores of every table come from ``lipstudy.evaluate``'s per-image confusion matrices).
+    scores of every table come from ``lipstudy.evaluate``'s per-image confusion matrices), by the
+    inference ``lipstudy parse`` uses."""
+    from lipstudy.parse import parse_image
+    from lipstudy.runtime import model_from_checkpoint, resolve_device
 
-    Same inference as the evaluation: optional resize of the longer side to ``input_size``,
-    ImageNet normalisation, logits resized back to the image, argmax."""
-    import torch
-
-    from lipstudy.evaluate import predict_logits
-    from lipstudy.train import model_from_checkpoint, resolve_device
-    from lipstudy.transforms import EvalTransform
-
-    dev = resolve_device(device)
-    model, _ = model_from_checkpoint(checkpoint, dev)
-    tf = EvalTransform(input_size=input_size)
-    out = []
-    with torch.no_grad():
-        for img in images:
-            x = tf({"image": img, "id": "", "label": None})["image"].to(dev)
-            logits = predict_logits(model, x, tuple(img.shape[:2]))
-            out.append(logits.argmax(0).to(torch.uint8).cpu().numpy())
-    return out
+    model, _ = model_from_checkpoint(checkpoint, resolve_device(device))
+    return [parse_image(model, img, input_size=input_size) for img in images]

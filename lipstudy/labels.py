@@ -17,6 +17,8 @@ LIP_CLASSES: tuple[str, ...] = (
     "left-leg", "right-leg", "left-shoe", "right-shoe",
 )
 LIP_NUM_CLASSES = len(LIP_CLASSES)
+LIP_ID: dict[str, int] = {name: i for i, name in enumerate(LIP_CLASSES)}
+"""LIP class id by name, so that code names the labels it means."""
 
 # Column names of the paper's Table 4, in LIP id order (background last in the paper).
 LIP_TABLE4_NAMES: dict[str, str] = {
@@ -91,9 +93,10 @@ ATR_LIP_SHARED: tuple[int, ...] = tuple(sorted(ATR_TO_LIP.values()))
 
 DATASETS = {
     "lip": {"classes": LIP_CLASSES, "flip_pairs": LIP_FLIP_PAIRS},
-    "atr": {"classes": ATR_CLASSES, "flip_pairs": ATR_FLIP_PAIRS},
     "ppp": {"classes": PPP_CLASSES, "flip_pairs": PPP_FLIP_PAIRS},
+    "atr": {"classes": ATR_CLASSES, "flip_pairs": ATR_FLIP_PAIRS},
 }
+"""The label sets by dataset name, the one list of the benchmarks the study reads."""
 
 
 def swap_lut(pairs=LIP_FLIP_PAIRS) -> np.ndarray:

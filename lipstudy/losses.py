@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from .joints import joint_structure_loss
-from .labels import IGNORE_INDEX
+from .labels import IGNORE_INDEX, LIP_ID, LIP_NUM_CLASSES
 
 MODES = ("paper", "released", "off", "plus_one")
 
@@ -138,3 +138,83 @@ def structure_sensitive_loss(logits: torch.Tensor, target: torch.Tensor, mode: s
     if return_terms:
         return loss, l_joint, per_image.detach()
     return loss
+
+
+# ---------------------------------------------------------------------------------------------
+# The training loss of a network's outputs
+
+
+def aux_loss(aux: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+    """Plain cross-entropy of the extra score maps (Attention's per-scale supervision), each the
+    mean over images of the image's mean over its valid pixels."""
+    total = target.new_zeros((), dtype=torch.float32)
+    valid = (target != IGNORE_INDEX).sum(dim=(1, 2)).clamp(min=1)
+    for a in aux:
+        ce = F.cross_entropy(a.float(), target, ignore_index=IGNORE_INDEX, reduction="none")
+        total = total + (ce.sum(dim=(1, 2)) / valid).mean()
+    return total
+
+
+# PASCAL-Person-Part has no left/right and no clothes, so the nine LIP joints do not exist there.
+# SSL on PPP uses six joints, the centres of its six part regions, by placing each PPP class on a
+# LIP label that forms a joint of its own (the lower-body and shoe joints are then always missing).
+PPP_JOINT_VIEW = tuple(LIP_ID[name] for name in (
+    "background",     # background
+    "face",           # head       -> the head joint
+    "upper-clothes",  # torso      -> the upper-body joint
+    "left-arm",       # upper-arms
+    "right-arm",      # lower-arms
+    "left-leg",       # upper-legs
+    "right-leg",      # lower-legs
+))
+"""PPP class id -> the LIP id it stands in for under the structure-sensitive loss."""
+
+
+def ppp_joint_view(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPP logits ``[B,7,H,W]`` and target as 20-class LIP ones (see PPP_JOINT_VIEW) so that the
+    LIP structure-sensitive loss sees the six PPP part centres as joints. The other 13 channels get
+    a logit of -1e4 (probability exactly 0 in float32), so the cross-entropy and its gradient are
+    those of the 7-class problem."""
+    b, _, h, w = logits.shape
+    big = logits.new_full((b, LIP_NUM_CLASSES, h, w), -1e4)
+    big = big.index_copy(1, torch.tensor(PPP_JOINT_VIEW, device=logits.device), logits)
+    lut = torch.full((256,), IGNORE_INDEX, dtype=torch.long, device=target.device)
+    lut[:len(PPP_JOINT_VIEW)] = torch.tensor(PPP_JOINT_VIEW, device=target.device)
+    return big, lut[target.long()]
+
+
+def training_loss(out, target: torch.Tensor, mode: str, dataset: str = "lip") -> torch.Tensor:
+    """The loss a training step minimises: the structure-sensitive loss (``mode``) of the main
+    output plus plain cross-entropy of any auxiliary outputs. ``out`` is a model's train-mode
+    output (a dict ``{"out", "aux"}``, or a logits tensor). On PPP the joints are its part
+    centres (:func:`ppp_joint_view`)."""
+    if isinstance(out, torch.Tensor):
+        out = {"out": out, "aux": []}
+    logits, main_target = out["out"].float(), target
+    if dataset == "ppp" and mode != "off":
+        logits, main_target = ppp_joint_view(logits, target)
+    loss = structure_sensitive_loss(logits, main_target, mode=mode, ignore_index=IGNORE_INDEX)
+    return loss + aux_loss(out.get("aux", []), target)
+
+
+def compare_modes(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor,
+                  modes=("off", "paper", "released", "plus_one")) -> tuple[dict, float]:
+    """The loss modes on one batch through one network (same weights, same images): for each mode
+    its loss value, the largest absolute difference of its gradient from plain cross-entropy's
+    (``"off"``, which ``modes`` must include) and the ratio of the two gradients' norms; and the
+    batch's mean ``L_joint``. What the module docstring states about "released" (the gradient of
+    "off") and "paper" (each image's gradient scaled by its ``L_joint``), measured."""
+    if "off" not in modes:
+        raise ValueError("modes must include 'off', the gradient the others are compared with")
+    grads, values, l_joint = {}, {}, None
+    for mode in modes:
+        model.zero_grad()
+        loss, l_joint, _ = structure_sensitive_loss(model(images), target, mode=mode, return_terms=True)
+        loss.backward()
+        grads[mode] = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]).clone()
+        values[mode] = float(loss.detach())
+    ref = grads["off"]
+    table = {mode: {"loss value": values[mode],
+                    "max |grad - grad(off)|": float((grads[mode] - ref).abs().max()),
+                    "|grad| / |grad(off)|": float(grads[mode].norm() / ref.norm())} for mode in modes}
+    return table, float(l_joint.mean())

@@ -220,6 +220,11 @@ def stat_fn(stat: str | Callable, absent: str = "skip") -> Callable[[np.ndarray]
     raise ValueError(f"unknown statistic {stat!r}; use one of {STATS}, 'iou:<id>', 'miou:<ids>' or a callable")
 
 
+def miou_of(ids: Sequence[int]) -> str:
+    """The :func:`stat_fn` name of "mean IoU over these classes"."""
+    return "miou:" + ",".join(str(int(i)) for i in ids)
+
+
 def aggregate(cms, index=None) -> np.ndarray:
     """Sum per-image matrices ``[N, C, C]`` over a subset (boolean mask or integer indices; all if None).
 

@@ -146,14 +146,6 @@ VAL_CHALLENGE_COUNTS = {
 # Section 3.2: "the IoU of Attention [5] drops from 42.92% to 33.50%" on back-view images.
 BACK_VIEW_IOU = {"method": "Attention [5]", "all": 42.92, "back_view": 33.50}
 
-# Section 3.2's ranking of the challenges (Fig. 5's bars are not printed as numbers).
-CHALLENGE_CLAIMS = {
-    "hardest": "back_view",
-    "second_hardest": "head_missed",
-    "closest_to_average": "full_body",
-    "easiest": "upper_body",
-}
-
 # Section 5.1: experimental settings.
 TRAINING = {
     "input_size": 321,            # "fixed as 321 x 321 for training networks based on Attention"
@@ -177,6 +169,3 @@ QUOTED_GAINS = {
     "lip_val_vs_deeplabv2": 3.09,      # 44.73 - 41.64
     "lip_val_vs_attention": 1.81,      # 44.73 - 42.92
 }
-
-TABLES = {"Table 1": TABLE1, "Table 2": TABLE2, "Table 3": TABLE3, "Table 4": TABLE4,
-          "Table 5": TABLE5, "Table 6": TABLE6}

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import labels as L
+from . import labels
 from .atomic import atomic_save
 from .evaluate import predict_logits
 from .transforms import EvalTransform
@@ -35,7 +35,7 @@ def _save(array: np.ndarray, path: Path) -> None:
 
 def main(argv: list[str]) -> int:
     from .data.lip import DataError, read_image
-    from .train import model_from_checkpoint, resolve_device
+    from .runtime import model_from_checkpoint, resolve_device
 
     p = argparse.ArgumentParser(prog="lipstudy parse", description=__doc__.split("\n\n")[0])
     p.add_argument("images", nargs="+", metavar="IMAGE")
@@ -51,8 +51,8 @@ def main(argv: list[str]) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"lipstudy parse: {e}", file=sys.stderr)
         return 2
-    info = L.DATASETS[cfg.dataset]
-    palette = L.palette_for(len(info["classes"]))
+    info = labels.DATASETS[cfg.dataset]
+    palette = labels.palette_for(len(info["classes"]))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     status = 0
@@ -65,6 +65,6 @@ def main(argv: list[str]) -> int:
             continue
         parsing = parse_image(model, image, info["flip_pairs"], args.flip, args.input_size)
         _save(parsing, out / f"{path.stem}_parsing.png")
-        _save(L.overlay(image, parsing, palette=palette), out / f"{path.stem}_overlay.png")
+        _save(labels.overlay(image, parsing, palette=palette), out / f"{path.stem}_overlay.png")
         print(out / f"{path.stem}_parsing.png")
     return status

@@ -166,32 +166,6 @@ class PlannedRun:
         return (self.label, self.dataset, self.seed)
 
 
-def plan(profile, data=None, seeds=None) -> list[PlannedRun]:
-    """The book's training runs (``experiments.book_runs``, each after the runs it starts from),
-    their training steps, and whether each is finished (``experiments.finished_key``): the N of
-    "run i of N" and the steps behind the book's time left."""
-    from lipstudy import experiments as ex
-    from lipstudy.data.lip import open_dataset
-
-    prof = ex.get_profile(profile)
-    backbone = [ex.Run("backbone", dataset=ex.PRETRAIN)] if getattr(prof, "pretrain", None) else []
-    runs: list = []
-    for run in ex.book_runs(prof, seeds):
-        for r in backbone + ([run.stage1()] if run.stage == 2 else []) + [run]:
-            if r not in runs:
-                runs.append(r)
-    sizes, out = {}, []
-    for run in runs:
-        kind = getattr(run, "kind", run.dataset)
-        if run.dataset not in sizes:
-            root = ex.data_root(prof, run.dataset, data if run.dataset == "lip" else None)
-            sizes[run.dataset] = len(open_dataset(root, "train", kind=kind))
-        out.append(PlannedRun(run.label, kind, run.seed, run.model, run.stage,
-                              sizes[run.dataset] // prof.batch * ex.run_epochs(run, prof),
-                              ex.finished_key(run, prof, data) is not None))
-    return out
-
-
 # ---------------------------------------------------------------------------------------------
 # the terminal side
 
@@ -200,7 +174,7 @@ class BookProgress:
     """Prints the book's progress: a line per chapter (:meth:`chapter`) and, while a chapter
     runs (:meth:`watch`), a line per event its training runs report.
 
-    ``runs`` is :func:`plan`'s list: it gives N in "run i of N" (the runs still to train when the
+    ``runs`` is :func:`lipstudy.schedule.progress_plan`'s list: it gives N in "run i of N" (the runs still to train when the
     build started; a run it missed raises N) and the steps behind the book's time left, at the
     seconds per step measured for each model so far (the mean over models for one not seen yet).
     """

@@ -1,42 +1,32 @@
 """Training the book's runs ahead of its chapters, several side by side.
 
-A chapter asks :func:`lipstudy.experiments.ensure` for each run it needs, one after another in its
+A chapter asks :func:`lipstudy.cache.ensure` for each run it needs, one after another in its
 kernel. Before the chapters execute, the book runner trains every run they will ask for
-(:func:`lipstudy.experiments.book_runs`) and computes their evaluations
-(:func:`book_evaluations`) with :func:`ensure_all`, in separate processes where that is faster; the
-chapters then find everything in the cache.
+(:func:`lipstudy.runs.book_runs`) and computes their evaluations
+(:func:`lipstudy.runs.book_evaluations`) with :func:`ensure_all`, in separate processes where that
+is faster; the chapters then find everything in the cache. :func:`progress_plan` tells the
+progress printer what is left to train.
 """
 from __future__ import annotations
 
 import os
 
-from .experiments import PRETRAIN, Run, data_root, ensure, finished_key, get_profile, paper_runs, ppp_runs, \
-    results_dir, run_epochs
+from .cache import ensure, finished_key, run_data
+from .data.roots import data_root
+from .paths import runs_dir
+from .profiles import get_profile
+from .progress import PlannedRun
+from .runs import PRETRAIN, Run, book_runs, epochs, with_ancestors
 
 # Relative cost of one epoch per model (images/s of DeepLabV2 / of the model, width 0.0625, 1
 # thread): the longest runs start first so that two workers finish together.
 _COST = {"backbone": 0.9, "segnet": 1.1, "fcn8s": 0.9, "deeplabv2": 1.0, "attention": 1.5}
 
 
-def book_evaluations(profile, data=None, seeds=None) -> dict:
-    """The evaluations the chapters ask for beyond "val" (which every run gets when it finishes):
-    the test split (the synthetic benchmark's hidden labels; real LIP's go to its server), ATR
-    (Table 6, left) and the fixed input sizes (Table 6, right) of the paper's six LIP methods, and
-    PASCAL-Person-Part's test split."""
-    prof = get_profile(profile)
-    out: dict = {}
-    for s in (list(seeds) if seeds else list(prof.seeds)):
-        for run in paper_runs(s).values():
-            out[run] = (["test"] if data is None else []) + ["atr"] + [f"val@{size}" for size in prof.eval_sizes]
-        for run in ppp_runs(s).values():
-            out[run] = ["test"]
-    return out
-
-
 def training_jobs(device: str = "auto") -> int:
     """Runs trained side by side: two one-thread runs on a CPU (about 20% more images per second
     than one two-thread run on 2 cores, benchmarks/operating_point.py), one at a time on a GPU."""
-    from .train import resolve_device
+    from .runtime import resolve_device
 
     cores = os.cpu_count() or 1
     return 1 if resolve_device(device).type == "cuda" or cores < 2 else 2
@@ -53,22 +43,13 @@ def _ensure_in_worker(args) -> str:
     return res.dir.name
 
 
-def _dependency(run: Run, prof) -> Run | None:
-    """The run ``run`` starts from: its stage-1 run, the pretrained backbone, or none."""
-    if run.stage == 2:
-        return run.stage1()
-    if prof.pretrain and run.dataset != PRETRAIN:
-        return Run("backbone", dataset=PRETRAIN)
-    return None
-
-
 def _cost(run: Run, prof, n_evaluations: int) -> float:
     """Rough minutes of a task (training + its evaluations), to order the ready tasks."""
     per_epoch = _COST.get(run.model, 1.0) * {"lip": 1.0, "ppp": 0.4, PRETRAIN: 1.5}[run.dataset]
-    return per_epoch * run_epochs(run, prof) + 0.3 * n_evaluations
+    return per_epoch * epochs(run, prof) + 0.3 * n_evaluations
 
 
-def plan(runs, profile, data=None, evaluations=None) -> tuple[dict, dict]:
+def pending_tasks(runs, profile, data=None, evaluations=None) -> tuple[dict, dict]:
     """The tasks left to do: ``{run: [evaluation names]}`` for every run not yet finished (with
     the evaluations it will need, computed right after it trains) and every finished run that
     lacks an evaluation, and ``{run: the run it waits for}`` among those tasks."""
@@ -77,23 +58,22 @@ def plan(runs, profile, data=None, evaluations=None) -> tuple[dict, dict]:
     for r in runs:
         if finished_key(r, prof, data) is None:
             tasks[r] = []
-            dep = _dependency(r, prof)
+            dep = r.parent(prof)
             while dep is not None and dep not in tasks and finished_key(dep, prof, data) is None:
                 tasks[dep] = []  # a missing dependency (the backbone) is a task too
-                dep = _dependency(dep, prof)
+                dep = dep.parent(prof)
     for r, names in (evaluations or {}).items():
         key = finished_key(r, prof, data)
-        names = [n for n in names if key is None or not (results_dir() / "runs" / key / "eval" / n
-                                                          / "metrics.json").is_file()]
+        names = [n for n in names if key is None or not (runs_dir() / key / "eval" / n / "metrics.json").is_file()]
         if names:
             tasks.setdefault(r, []).extend(names)
-    waits = {r: d for r in tasks if (d := _dependency(r, prof)) in tasks}
+    waits = {r: d for r in tasks if (d := r.parent(prof)) in tasks}
     return tasks, waits
 
 
 def ensure_all(runs, profile, data=None, device: str = "auto", jobs: int = 1, evaluations=None) -> None:
     """Train every missing run of ``runs`` and compute ``evaluations`` ({run: [evaluation name,
-    ...]}, e.g. :func:`book_evaluations`), ``jobs`` at a time in separate processes of
+    ...]}, e.g. :func:`lipstudy.runs.book_evaluations`), ``jobs`` at a time in separate processes of
     ``cpu_count // jobs`` threads each. On 2 CPU cores two one-thread runs side by side train
     ~20% more images per second than one run on two threads (benchmarks/operating_point.py
     measures both).
@@ -107,7 +87,7 @@ def ensure_all(runs, profile, data=None, device: str = "auto", jobs: int = 1, ev
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     prof = get_profile(profile)
-    tasks, waits = plan(runs, prof, data, evaluations)
+    tasks, waits = pending_tasks(runs, prof, data, evaluations)
     if not tasks:
         return
     datasets = {r.dataset for r in tasks} | {"atr" for names in tasks.values() if "atr" in names}
@@ -153,3 +133,19 @@ def ensure_all(runs, profile, data=None, device: str = "auto", jobs: int = 1, ev
             for f in finished:
                 f.result()  # a failed run stops the book here, with its error
                 done.add(running.pop(f))
+
+
+def progress_plan(profile, data=None, seeds=None) -> list[PlannedRun]:
+    """The book's training runs (each after the runs it starts from), their training steps, and
+    whether each is finished: the N of "run i of N" and the steps behind the book's time left."""
+    from .data.lip import open_dataset
+
+    prof = get_profile(profile)
+    sizes, out = {}, []
+    for run in with_ancestors(book_runs(prof, seeds), prof):
+        if run.dataset not in sizes:
+            sizes[run.dataset] = len(open_dataset(run_data(run, prof, data), "train", kind=run.kind))
+        out.append(PlannedRun(run.label, run.kind, run.seed, run.model, run.stage,
+                              sizes[run.dataset] // prof.batch * epochs(run, prof),
+                              finished_key(run, prof, data) is not None))
+    return out

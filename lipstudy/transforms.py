@@ -39,14 +39,6 @@ def normalize(image: np.ndarray) -> torch.Tensor:
     return (x - mean) / std
 
 
-def denormalize(x: torch.Tensor) -> np.ndarray:
-    """Inverse of :func:`normalize` (for figures): [3,H,W] tensor -> HxWx3 uint8."""
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(3, 1, 1)
-    img = (x.float() * std + mean).mul(255.0).round().clamp(0, 255).byte()
-    return img.permute(1, 2, 0).cpu().numpy()
-
-
 def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bilinear resize of an HxWx3 uint8 image."""
     if image.shape[:2] == (height, width):

@@ -16,8 +16,9 @@ from lipstudy.data.attributes import (
     derive_attributes_batch,
 )
 from lipstudy.labels import flip_labels
+from lipstudy.paths import REAL_SAMPLES
 
-REAL = Path(__file__).parent / "fixtures" / "real"
+REAL = REAL_SAMPLES
 
 
 def _person(rows=100, cols=60, head=True, face=True, legs=True, shoes=True, front=True):

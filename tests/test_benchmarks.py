@@ -85,7 +85,7 @@ def test_eval_throughput_and_ssl_overhead_write_results(tmp_path):
 
 
 def test_benchmark_table_reads_what_the_scripts_write(tmp_path):
-    from lipstudy import report
+    from lipstudy import measurements
 
     eval_throughput.main(["--device", "cpu", "--width", "0.0625", "--size", "33", "--batch", "2", "--min-time", "0.05",
                           "--out", str(tmp_path / "eval_throughput.json")])
@@ -93,7 +93,7 @@ def test_benchmark_table_reads_what_the_scripts_write(tmp_path):
     (tmp_path / "ssl_overhead.json").write_text(json.dumps({
         "device": "GPU X", "torch": "2.13.0", "width": 1.0, "input_size": 321, "batch": 10,
         "joint_term_fraction_of_step": 0.0123, "paired_step_overhead": -0.004}))
-    table = report.benchmark_table(tmp_path)
+    table = measurements.benchmark_table(tmp_path)
     ssl = table[table["benchmark"] == "ssl_overhead"].set_index("figure")
     assert ssl.loc["joint term, share of a training step", "value"] == "1.23%"
     assert ssl.loc["paired step overhead (median)", "value"] == "-0.40%"
@@ -106,8 +106,8 @@ def test_benchmark_table_reads_what_the_scripts_write(tmp_path):
     assert len(ev) == 5  # confusion matrices + single, flip, multi-scale, batched
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(ValueError, match="broken.json: not a readable benchmark result"):
-        report.benchmark_table(tmp_path)
-    assert report.benchmark_table(tmp_path / "nowhere").empty
+        measurements.benchmark_table(tmp_path)
+    assert measurements.benchmark_table(tmp_path / "nowhere").empty
 
 
 def test_seconds_per_call_counts_calls_and_keeps_the_thread_count():
@@ -132,14 +132,14 @@ def test_seconds_per_call_counts_calls_and_keeps_the_thread_count():
 
 
 def test_benchmark_table_train_throughput_rows(tmp_path):
-    from lipstudy import report
+    from lipstudy import measurements
 
     (tmp_path / "train_throughput.json").write_text(json.dumps({
         "device": "GPU X", "torch": "2.13.0", "width": 1.0, "input_size": 321, "batch": 10,
         "precision": "bf16 autocast, channels_last", "matmul_dtype": "bf16", "matmul_flop_per_s": 6.5e14,
         "models": [{"model": "deeplabv2", "train_images_per_s": 123.456, "mfu": 0.4123},
                    {"model": "attention", "train_images_per_s": 50.04, "mfu": 0.25}]}))
-    table = report.benchmark_table(tmp_path)
+    table = measurements.benchmark_table(tmp_path)
     assert list(table["benchmark"]) == ["train_throughput"] * 4
     assert set(table["settings"]) == {"width 1.0, 321x321, batch 10, bf16 autocast, channels_last"}
     assert set(table["device"]) == {"GPU X"} and set(table["torch"]) == {"2.13.0"}

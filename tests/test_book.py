@@ -36,7 +36,9 @@ import pytest
 from bs4 import BeautifulSoup
 from PIL import Image
 
-from lipstudy import pages, progress, runner
+from lipstudy import progress, schedule
+from lipstudy.book import keys, pages, runner
+from lipstudy.book.settings import CHAPTERS
 
 sys.path.insert(0, str(Path(__file__).parent))
 from chromium import CHROMIUM, Browser  # noqa: E402
@@ -75,7 +77,7 @@ def smoke_book(tmp_path_factory):
     env = smoke_env(base)
     stamp = runner.BOOK_SRC / "_executed" / "PROFILE"
     before = stamp.stat().st_mtime_ns if stamp.is_file() else None
-    sources = runner.source_digest()
+    sources = keys.source_digest()
     proc, seconds = jupyter_book_build(clone, env)
     after = stamp.stat().st_mtime_ns if stamp.is_file() else None
     log = proc.stdout + proc.stderr
@@ -84,14 +86,14 @@ def smoke_book(tmp_path_factory):
     html = clone / "book" / "_build" / "html"
     return {"base": base, "clone": clone, "book": clone / "book", "html": html, "env": env, "log": log,
             "results": base / "results", "sources_untouched": before == after, "sources": sources,
-            "pages": {name: html / "_executed" / f"{name}.html" for name in runner.CHAPTERS}}
+            "pages": {name: html / "_executed" / f"{name}.html" for name in CHAPTERS}}
 
 
 def require_the_same_sources(smoke_book) -> None:
     """A chapter's cache key covers the lipstudy sources: if they were edited while the tests ran
     (someone working in the tree), every chapter is rightly out of date and a check of which
     chapters rerun cannot be made."""
-    if runner.source_digest() != smoke_book["sources"]:
+    if keys.source_digest() != smoke_book["sources"]:
         pytest.skip("the lipstudy sources changed since the smoke build; every chapter is out of date")
 
 
@@ -101,12 +103,12 @@ def soup(path: Path) -> BeautifulSoup:
 
 def test_jupyter_book_build_executes_every_chapter_with_no_warning(smoke_book):
     log = smoke_book["log"]
-    assert executed_in(log) == list(runner.CHAPTERS), log[-4000:]
+    assert executed_in(log) == list(CHAPTERS), log[-4000:]
     # Sphinx reports "build succeeded, N warnings." and prints each as "WARNING: ..."; Python
     # warnings print as "...Warning: ...".
     assert "build succeeded." in log and not re.search(r"WARNING|Warning:", log), log[-4000:]
     assert "without encryption" not in log and "IPKernelApp" not in log
-    for name in runner.CHAPTERS:
+    for name in CHAPTERS:
         nb = nbformat.read(smoke_book["book"] / "_executed" / f"{name}.ipynb", as_version=4)
         errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
                   if o.get("output_type") == "error"]
@@ -129,11 +131,11 @@ def test_progress_on_the_terminal_and_one_line_per_run_in_the_notebooks(smoke_bo
     # The runs are trained before the chapters (lipstudy.schedule), two side by side.
     assert re.search(r"\[book\] training: run \d+/\d+ \S.* \(lip, stage 1\): epoch \d+/\d+ step \d+/\d+ "
                      r"loss \d+\.\d{4} \d+\.\d img/s, run \d+:\d\d left, book training ~\d+:\d\d left", log), log[-3000:]
-    assert f"[book] chapter 1/{len(runner.CHAPTERS)} benchmark: executing" in log
+    assert f"[book] chapter 1/{len(CHAPTERS)} benchmark: executing" in log
     # Every notebook names each run it used in one stderr line (trained there, or reused: trained
     # before the chapters), and together they name every run of the book.
     keys = set()
-    for name in runner.CHAPTERS:
+    for name in CHAPTERS:
         nb = nbformat.read(smoke_book["results"] / "chapters" / "smoke" / f"{name}.ipynb", as_version=4)
         lines = [line for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stderr"
                  for line in o["text"].splitlines() if line.startswith(("[lipstudy] trained ", "[lipstudy] reused "))]
@@ -145,7 +147,7 @@ def test_progress_on_the_terminal_and_one_line_per_run_in_the_notebooks(smoke_bo
     # The runner's plan of the book's runs agrees with the run cache: every planned run is finished.
     for var in ("LIPSTUDY_RESULTS", "LIPSTUDY_DATA"):
         monkeypatch.setenv(var, smoke_book["env"][var])
-    plan = progress.plan("smoke")
+    plan = schedule.progress_plan("smoke")
     assert len(plan) == n and all(r.done for r in plan), [r for r in plan if not r.done]
 
 
@@ -159,8 +161,8 @@ def test_lipstudy_book_reuses_every_chapter_and_writes_the_same_pages(smoke_book
     print(f"\n[timing] `lipstudy book` with every chapter cached: {time.perf_counter() - t0:.1f} s")
     assert proc.returncode == 0, proc.stderr[-4000:]
     reused = re.findall(r"\[book\] chapter \d+/\d+ (\w+): unchanged", proc.stdout)
-    assert reused == list(runner.CHAPTERS), proc.stdout
-    for name in runner.CHAPTERS:
+    assert reused == list(CHAPTERS), proc.stdout
+    for name in CHAPTERS:
         ours, theirs = other / "_executed" / f"{name}.ipynb", smoke_book["book"] / "_executed" / f"{name}.ipynb"
         assert ours.read_bytes() == theirs.read_bytes(), name
 
@@ -336,5 +338,5 @@ def test_an_edited_chapter_reruns_alone_and_shows_the_edit(smoke_book):
     print(f"\n[timing] rebuild after editing one chapter: {seconds:.0f} s")
     assert proc.returncode == 0, log[-6000:]
     assert executed_in(log) == [name], log[-4000:]
-    assert len(re.findall(r": unchanged, reusing", log)) == len(runner.CHAPTERS) - 1
+    assert len(re.findall(r": unchanged, reusing", log)) == len(CHAPTERS) - 1
     assert marker in smoke_book["pages"][name].read_text()

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lipstudy import claims
+from lipstudy import metrics
+from lipstudy.claims import catalogue, engine
 
 C = 20
 N = 40
@@ -35,19 +36,19 @@ def fake_evidence(quality: dict[str, float], attributes=None, seeds=(0,), per_se
         q = quality[method] + per_seed_shift * seed
         return SimpleNamespace(ids=ids, cms=cm_images(n, {c: q for c in range(1, C)}))
 
-    return claims.Evidence(evaluation, list(seeds), attributes, n_boot=200, **kw)
+    return engine.Evidence(evaluation, list(seeds), attributes, n_boot=200, **kw)
 
 
 def test_decide():
-    assert claims.decide(0.1, 2.0) == "supported"
-    assert claims.decide(-2.0, -0.1) == "contradicted"
-    assert claims.decide(-0.1, 0.1) == "inconclusive"
-    assert claims.decide(np.nan, np.nan) == "no data"
+    assert engine.decide(0.1, 2.0) == "supported"
+    assert engine.decide(-2.0, -0.1) == "contradicted"
+    assert engine.decide(-0.1, 0.1) == "inconclusive"
+    assert engine.decide(np.nan, np.nan) == "no data"
 
 
 def test_attention_best_known_answer_and_paper_value():
     evd = fake_evidence({"SegNet": 0.5, "FCN-8s": 0.6, "DeepLabV2": 0.8, "Attention": 0.9})
-    v = claims.attention_best_baseline(evd, "mean_iou", "val")
+    v = catalogue.attention_best_baseline(evd, "mean_iou", "val")
     # IoU of class c with accuracy q (missed pixels go to background): q*100 / 100 = q; background
     # IoU = 100 / (100 + 19*(100-100q)). Mean over 20 classes:
     def miou(q):
@@ -58,14 +59,14 @@ def test_attention_best_known_answer_and_paper_value():
     assert v.low == pytest.approx(v.estimate) and v.high == pytest.approx(v.estimate)
     assert v.verdict == "supported" and v.n_images == N
     worse = fake_evidence({"SegNet": 0.5, "FCN-8s": 0.6, "DeepLabV2": 0.95, "Attention": 0.9})
-    assert claims.attention_best_baseline(worse).verdict == "contradicted"
-    assert claims.attention_best_baseline(worse, "mean_acc", "test").paper_value == pytest.approx(54.28 - 51.53)
+    assert catalogue.attention_best_baseline(worse).verdict == "contradicted"
+    assert catalogue.attention_best_baseline(worse, "mean_acc", "test").paper_value == pytest.approx(54.28 - 51.53)
 
 
 def test_subset_claims_use_attributes_and_report_no_data():
     N = 100
     ids = [f"im{i:03d}" for i in range(N)]
-    attrs = pd.DataFrame({c: [1 if i % 5 == k else 0 for i in range(N)] for k, c in enumerate(claims.CHALLENGES)},
+    attrs = pd.DataFrame({c: [1 if i % 5 == k else 0 for i in range(N)] for k, c in enumerate(engine.CHALLENGES)},
                          index=ids)
     attrs["size_bin"] = ["small", "medium", "large", "large"] * (N // 4)
 
@@ -75,17 +76,17 @@ def test_subset_claims_use_attributes_and_report_no_data():
                         for i in range(N)])
         return SimpleNamespace(ids=ids, cms=cms)
 
-    evd = claims.Evidence(evaluation, [0], attrs, n_boot=100)
-    v = claims.back_view_hardest(evd)
+    evd = engine.Evidence(evaluation, [0], attrs, n_boot=100)
+    v = catalogue.back_view_hardest(evd)
     assert v.verdict == "supported" and v.estimate > 10 and v.n_images == N // 5
-    assert claims.upper_body_easiest(evd).verdict == "inconclusive"  # all other subsets equal
+    assert catalogue.upper_body_easiest(evd).verdict == "inconclusive"  # all other subsets equal
     attrs_none = attrs.assign(head_missed=0)
-    v = claims.head_missed_second(claims.Evidence(evaluation, [0], attrs_none, n_boot=50))
+    v = catalogue.head_missed_second(engine.Evidence(evaluation, [0], attrs_none, n_boot=50))
     assert v.verdict == "no data" and v.n_images == 0
     few = attrs.assign(back_view=[1 if i < 3 else 0 for i in range(N)])
-    assert claims.back_view_hardest(claims.Evidence(evaluation, [0], few, n_boot=50)).verdict == "too few images"
+    assert catalogue.back_view_hardest(engine.Evidence(evaluation, [0], few, n_boot=50)).verdict == "too few images"
     with pytest.raises(ValueError, match="needs image attributes"):
-        claims.back_view_hardest(claims.Evidence(evaluation, [0], None, n_boot=10))
+        catalogue.back_view_hardest(engine.Evidence(evaluation, [0], None, n_boot=10))
 
 
 def test_seeds_are_averaged_and_reported():
@@ -99,8 +100,8 @@ def test_seeds_are_averaged_and_reported():
             return SimpleNamespace(ids=ev.ids, cms=cm_images(N, {c: 0.8 + 0.05 * seed for c in range(1, C)}))
         return ev
 
-    evd = claims.Evidence(evaluation, [0, 1, 2], None, n_boot=50)
-    v = claims.ssl_improves(evd, "Attention", "val")
+    evd = engine.Evidence(evaluation, [0, 1, 2], None, n_boot=50)
+    v = catalogue.ssl_improves(evd, "Attention", "val")
     assert len(v.per_seed) == 3 and v.per_seed[0] == pytest.approx(0.0)
     assert v.per_seed[0] < v.per_seed[1] < v.per_seed[2]
     assert v.estimate == pytest.approx(np.mean(v.per_seed))
@@ -119,7 +120,7 @@ def test_paired_bootstrap_interval_covers_noisy_difference():
         cms = np.stack([cm_images(1, {c: min(noise[i] + shift, 1.0) for c in range(1, C)})[0] for i in range(N)])
         return SimpleNamespace(ids=ids, cms=cms)
 
-    v = claims.ssl_improves(claims.Evidence(evaluation, [0], None, n_boot=300), "Attention", "val")
+    v = catalogue.ssl_improves(engine.Evidence(evaluation, [0], None, n_boot=300), "Attention", "val")
     assert v.low <= v.estimate <= v.high
     assert v.low > 0  # paired: the per-image noise cancels, the shift remains
     assert v.verdict == "supported"
@@ -134,7 +135,7 @@ def test_ids_are_aligned_across_methods():
             return SimpleNamespace(ids=ids[::-1], cms=cms[::-1])
         return SimpleNamespace(ids=ids, cms=cms)
 
-    v = claims.ssl_improves(claims.Evidence(evaluation, [0], None, n_boot=50), "Attention", "val")
+    v = catalogue.ssl_improves(engine.Evidence(evaluation, [0], None, n_boot=50), "Attention", "val")
     assert v.estimate == pytest.approx(0.0) and v.low == pytest.approx(0.0) and v.high == pytest.approx(0.0)
 
 
@@ -142,21 +143,21 @@ def test_paper_values_from_tables():
     evd = fake_evidence({m: 0.8 for m in ["SegNet", "FCN-8s", "DeepLabV2", "Attention",
                                           "DeepLabV2 + SSL", "Attention + SSL"]})
     # Section 3.1: min(41.64, 42.92) - max(28.29, 18.17)
-    assert claims.fcn_segnet_far_behind(evd).paper_value == pytest.approx(41.64 - 28.29)
+    assert catalogue.fcn_segnet_far_behind(evd).paper_value == pytest.approx(41.64 - 28.29)
     # Section 5.2: sunglasses, socks, gloves gains of Attention + SSL over Attention (Table 4).
     small = ((21.57 - 19.48) + (38.52 - 35.23) + (28.95 - 23.32)) / 3
-    assert claims.ssl_helps_small_labels(evd).paper_value == pytest.approx(small, abs=0.01)
+    assert catalogue.ssl_helps_small_labels(evd).paper_value == pytest.approx(small, abs=0.01)
     # Table 6 right: the range reading is negative on the paper's own numbers.
-    v = claims.ssl_smaller_input_size_range(
+    v = catalogue.ssl_smaller_input_size_range(
         fake_evidence({"DeepLabV2": 0.8, "DeepLabV2 + SSL": 0.8}), sizes=(64, 128))
     assert v.paper_value == pytest.approx((37.59 - 36.49) - (39.84 - 38.27))
-    assert claims.attention_ssl_beats_deeplab(evd).paper_value == pytest.approx(3.09)
-    assert claims.ssl_improves(evd, "DeepLabV2", "val").paper_value == pytest.approx(42.44 - 41.64)
+    assert catalogue.attention_ssl_beats_deeplab(evd).paper_value == pytest.approx(3.09)
+    assert catalogue.ssl_improves(evd, "DeepLabV2", "val").paper_value == pytest.approx(42.44 - 41.64)
 
 
 def test_verdict_table_columns():
     evd = fake_evidence({"Attention": 0.8, "Attention + SSL": 0.85})
-    t = claims.verdict_table([claims.ssl_improves(evd), claims.ssl_helps_small_labels(evd)])
+    t = catalogue.verdict_table([catalogue.ssl_improves(evd), catalogue.ssl_helps_small_labels(evd)])
     assert list(t["verdict"]) == ["supported", "supported"]
     assert {"paper (pp)", "ours (pp)", "CI low", "CI high", "seed spread"} <= set(t.columns)
 
@@ -195,13 +196,13 @@ def jitter(i: int, size: float = 0.05) -> float:
     return size if i % 2 == 0 else -size
 
 
-ATTRS = pd.DataFrame({c: [int(i % 5 == k) for i in range(M)] for k, c in enumerate(claims.CHALLENGES)},
+ATTRS = pd.DataFrame({c: [int(i % 5 == k) for i in range(M)] for k, c in enumerate(engine.CHALLENGES)},
                      index=IDS)
-ATTRS["size_bin"] = [claims.SIZE_BINS[i % 3] for i in range(M)]
+ATTRS["size_bin"] = [engine.SIZE_BINS[i % 3] for i in range(M)]
 
 
 def challenge(i: int) -> str:
-    return claims.CHALLENGES[i % 5]
+    return engine.CHALLENGES[i % 5]
 
 
 def world(quality, calls=None, seeds=(0,), n_boot=200):
@@ -216,7 +217,7 @@ def world(quality, calls=None, seeds=(0,), n_boot=200):
             cache[method, split] = np.stack([image_cm(quality(method, split, i)) for i in range(M)])
         return SimpleNamespace(ids=IDS, cms=cache[method, split])
 
-    return claims.Evidence(evaluation, list(seeds), ATTRS, n_boot=n_boot)
+    return engine.Evidence(evaluation, list(seeds), ATTRS, n_boot=n_boot)
 
 
 def by_method(q: dict):
@@ -237,42 +238,42 @@ BASE = {"SegNet": 0.5, "FCN-8s": 0.6, "DeepLabV2": 0.8, "Attention": 0.9}
 
 def test_fcn_segnet_far_behind_known_answers():
     # min(mIoU DeepLabV2, Attention) - max(mIoU FCN-8s, SegNet) = DeepLabV2 - FCN-8s here
-    check(claims.fcn_segnet_far_behind(world(by_method(BASE))), "supported", 100 * (miou(0.8) - miou(0.6)))
-    check(claims.fcn_segnet_far_behind(world(by_method({**BASE, "FCN-8s": 0.85}))), "contradicted",
+    check(catalogue.fcn_segnet_far_behind(world(by_method(BASE))), "supported", 100 * (miou(0.8) - miou(0.6)))
+    check(catalogue.fcn_segnet_far_behind(world(by_method({**BASE, "FCN-8s": 0.85}))), "contradicted",
           100 * (miou(0.8) - miou(0.85)))
     tie = {"SegNet": lambda i: 0.5, "FCN-8s": lambda i: 0.7 - jitter(i), "DeepLabV2": lambda i: 0.7 + jitter(i),
            "Attention": lambda i: 0.9}
-    check(claims.fcn_segnet_far_behind(world(lambda m, s, i: tie[m](i))), "inconclusive", 0.0)
+    check(catalogue.fcn_segnet_far_behind(world(lambda m, s, i: tie[m](i))), "inconclusive", 0.0)
 
 
 def test_attention_best_baseline_inconclusive_on_a_tie():
     tie = lambda m, s, i: {"Attention": 0.8 + jitter(i), "DeepLabV2": 0.8 - jitter(i)}.get(m, 0.5)  # noqa: E731
-    check(claims.attention_best_baseline(world(tie)), "inconclusive", 0.0)
+    check(catalogue.attention_best_baseline(world(tie)), "inconclusive", 0.0)
 
 
 def test_back_view_drop_attention_known_answers():
     qs = [0.5 if challenge(i) == "back_view" else 0.9 for i in range(M)]
-    v = claims.back_view_drop_attention(world(lambda m, s, i: qs[i]))
+    v = catalogue.back_view_drop_attention(world(lambda m, s, i: qs[i]))
     check(v, "supported", 100 * (miou_images(qs) - miou(0.5)))
     assert v.paper_value == pytest.approx(42.92 - 33.50) and v.n_images == M // 5
     qs = [0.95 if challenge(i) == "back_view" else 0.8 for i in range(M)]
-    check(claims.back_view_drop_attention(world(lambda m, s, i: qs[i])), "contradicted",
+    check(catalogue.back_view_drop_attention(world(lambda m, s, i: qs[i])), "contradicted",
           100 * (miou_images(qs) - miou(0.95)))
 
 
 def test_back_view_hardest_contradicted():
     q = lambda m, s, i: 0.95 if challenge(i) == "back_view" else 0.8  # noqa: E731
     # min over the other challenges (all 0.8) - back-view (0.95)
-    check(claims.back_view_hardest(world(q)), "contradicted", 100 * (miou(0.8) - miou(0.95)))
+    check(catalogue.back_view_hardest(world(q)), "contradicted", 100 * (miou(0.8) - miou(0.95)))
 
 
 def test_head_missed_second_known_answers():
     def q(head_missed):
         return lambda m, s, i: head_missed(i) if challenge(i) == "head_missed" else 0.9
 
-    check(claims.head_missed_second(world(q(lambda i: 0.6))), "supported", 100 * (miou(0.9) - miou(0.6)))
-    check(claims.head_missed_second(world(q(lambda i: 0.95))), "contradicted", 100 * (miou(0.9) - miou(0.95)))
-    check(claims.head_missed_second(world(q(lambda i: 0.9 + jitter(i)))), "inconclusive", 0.0)
+    check(catalogue.head_missed_second(world(q(lambda i: 0.6))), "supported", 100 * (miou(0.9) - miou(0.6)))
+    check(catalogue.head_missed_second(world(q(lambda i: 0.95))), "contradicted", 100 * (miou(0.9) - miou(0.95)))
+    check(catalogue.head_missed_second(world(q(lambda i: 0.9 + jitter(i)))), "inconclusive", 0.0)
 
 
 def test_head_missed_below_average_for_every_baseline():
@@ -284,10 +285,10 @@ def test_head_missed_below_average_for_every_baseline():
         return quality
 
     all_qs = [0.6 if challenge(i) == "head_missed" else 0.9 for i in range(M)]
-    check(claims.head_missed_below_average_all(world(q(0.6))), "supported", 100 * (miou_images(all_qs) - miou(0.6)))
+    check(catalogue.head_missed_below_average_all(world(q(0.6))), "supported", 100 * (miou_images(all_qs) - miou(0.6)))
     # One baseline (SegNet) does better on head-missed images: the minimum over baselines is its gap.
     segnet_qs = [0.95 if challenge(i) == "head_missed" else 0.9 for i in range(M)]
-    check(claims.head_missed_below_average_all(world(q(0.95))), "contradicted",
+    check(catalogue.head_missed_below_average_all(world(q(0.95))), "contradicted",
           100 * (miou_images(segnet_qs) - miou(0.95)))
 
 
@@ -295,8 +296,8 @@ def test_upper_body_easiest_known_answers():
     def q(upper):
         return lambda m, s, i: upper if challenge(i) == "upper_body" else 0.8
 
-    check(claims.upper_body_easiest(world(q(0.95))), "supported", 100 * (miou(0.95) - miou(0.8)))
-    check(claims.upper_body_easiest(world(q(0.7))), "contradicted", 100 * (miou(0.7) - miou(0.8)))
+    check(catalogue.upper_body_easiest(world(q(0.95))), "supported", 100 * (miou(0.95) - miou(0.8)))
+    check(catalogue.upper_body_easiest(world(q(0.7))), "contradicted", 100 * (miou(0.7) - miou(0.8)))
 
 
 def test_full_body_closest_to_average_known_answers():
@@ -305,7 +306,7 @@ def test_full_body_closest_to_average_known_answers():
         avg = miou_images(qs)
         gap = {c: abs(miou(q) - avg) for c, q in per_challenge.items()}
         expected = 100 * (min(g for c, g in gap.items() if c != "full_body") - gap["full_body"])
-        return claims.full_body_closest_to_average(world(lambda m, s, i: qs[i])), expected
+        return catalogue.full_body_closest_to_average(world(lambda m, s, i: qs[i])), expected
 
     near = {"occlusion": 0.6, "full_body": 0.8, "upper_body": 0.97, "head_missed": 0.62, "back_view": 0.97}
     v, expected = case(near)
@@ -323,31 +324,31 @@ def label_quality(groups: dict[tuple[int, ...], float], default: float = 1.0) ->
 
 
 def test_lower_body_harder_known_answers():
-    up, low = claims.UPPER_BODY_LABELS, claims.LOWER_BODY_LABELS
+    up, low = catalogue.UPPER_BODY_LABELS, catalogue.LOWER_BODY_LABELS
     # class-subset mean IoUs are the accuracies themselves: 0.9 - 0.6 = 30 pp
-    v = claims.lower_body_harder(world(lambda m, s, i: label_quality({up: 0.9, low: 0.6})))
+    v = catalogue.lower_body_harder(world(lambda m, s, i: label_quality({up: 0.9, low: 0.6})))
     check(v, "supported", 30.0)
     # Table 4, mean of (upper-body labels - lower-body labels) over the four baselines.
     assert v.paper_value == pytest.approx(10.46)
-    check(claims.lower_body_harder(world(lambda m, s, i: label_quality({up: 0.6, low: 0.9}))), "contradicted", -30.0)
+    check(catalogue.lower_body_harder(world(lambda m, s, i: label_quality({up: 0.6, low: 0.9}))), "contradicted", -30.0)
     swap = lambda m, s, i: label_quality({up: 0.8 + jitter(i, 0.1), low: 0.8 - jitter(i, 0.1)})  # noqa: E731
-    check(claims.lower_body_harder(world(swap)), "inconclusive", 0.0)
+    check(catalogue.lower_body_harder(world(swap)), "inconclusive", 0.0)
 
 
 def test_large_labels_easier_known_answers():
-    large, small = claims.LARGE_LABELS_33, claims.SMALL_LABELS_33
-    v = claims.large_labels_easier(world(lambda m, s, i: label_quality({large: 0.9, small: 0.4})))
+    large, small = catalogue.LARGE_LABELS_33, catalogue.SMALL_LABELS_33
+    v = catalogue.large_labels_easier(world(lambda m, s, i: label_quality({large: 0.9, small: 0.4})))
     check(v, "supported", 50.0)
     # Table 4: e.g. DeepLabV2 (69.70 + 60.94 + 47.03 + 64.00) / 4 - (18.40 + 14.29 + 18.74) / 3 = 43.27;
     # SegNet 34.09, FCN-8s 45.24, Attention 44.80: mean 41.85.
     assert v.paper_value == pytest.approx(41.85)
-    check(claims.large_labels_easier(world(lambda m, s, i: label_quality({large: 0.4, small: 0.9}))),
+    check(catalogue.large_labels_easier(world(lambda m, s, i: label_quality({large: 0.4, small: 0.9}))),
           "contradicted", -50.0)
 
 
 def test_multiscale_better_on_small_weights_each_label_once():
-    assert claims.SMALL_LABELS == claims._ids("sunglasses", "scarf", "skirt", "socks", "glove")
-    sunglasses, others = claims._ids("sunglasses"), claims._ids("scarf", "skirt", "socks", "glove")
+    assert catalogue.SMALL_LABELS == catalogue._ids("sunglasses", "scarf", "skirt", "socks", "glove")
+    sunglasses, others = catalogue._ids("sunglasses"), catalogue._ids("scarf", "skirt", "socks", "glove")
 
     def q(multi_scale_sunglasses, single_scale_sunglasses):
         def quality(m, s, i):
@@ -356,29 +357,29 @@ def test_multiscale_better_on_small_weights_each_label_once():
         return quality
 
     # Only sunglasses differ, by 0.5, among five labels: 10 pp (counting it twice would give 16.67).
-    v = claims.multiscale_better_on_small(world(q(1.0, 0.5)))
+    v = catalogue.multiscale_better_on_small(world(q(1.0, 0.5)))
     check(v, "supported", 10.0)
     assert "sunglasses, scarf, skirt, socks, gloves" in v.statistic
     # Table 4 over the five labels: DeepLabV2 114.44 / 5, Attention 111.28 / 5, FCN-8s 26.22 / 5,
     # SegNet 3.60 / 5 -> (22.888 + 22.256) / 2 - (5.244 + 0.72) / 2 = 19.59 (19.22 with sunglasses twice).
     assert v.paper_value == pytest.approx(19.59)
-    check(claims.multiscale_better_on_small(world(q(0.5, 1.0))), "contradicted", -10.0)
+    check(catalogue.multiscale_better_on_small(world(q(0.5, 1.0))), "contradicted", -10.0)
     tie = lambda m, s, i: label_quality(  # noqa: E731
         {sunglasses + others: 0.5 + (jitter(i) if m in ("DeepLabV2", "Attention") else -jitter(i))})
-    check(claims.multiscale_better_on_small(world(tie)), "inconclusive", 0.0)
+    check(catalogue.multiscale_better_on_small(world(tie)), "inconclusive", 0.0)
 
 
 def test_attention_ssl_beats_deeplab_known_answers():
-    v = claims.attention_ssl_beats_deeplab(world(by_method({"Attention + SSL": 0.9, "DeepLabV2": 0.8})))
+    v = catalogue.attention_ssl_beats_deeplab(world(by_method({"Attention + SSL": 0.9, "DeepLabV2": 0.8})))
     check(v, "supported", 100 * (miou(0.9) - miou(0.8)))
-    v = claims.attention_ssl_beats_deeplab(world(by_method({"Attention + SSL": 0.75, "DeepLabV2": 0.8})))
+    v = catalogue.attention_ssl_beats_deeplab(world(by_method({"Attention + SSL": 0.75, "DeepLabV2": 0.8})))
     check(v, "contradicted", 100 * (miou(0.75) - miou(0.8)))
 
 
 def test_ssl_beats_extra_epochs_known_answers():
-    q = lambda ssl, ctl: by_method({"DeepLabV2 + SSL": ssl, claims.CONTROL: ctl})  # noqa: E731
-    check(claims.ssl_beats_extra_epochs(world(q(0.9, 0.8))), "supported", 100 * (miou(0.9) - miou(0.8)))
-    check(claims.ssl_beats_extra_epochs(world(q(0.8, 0.85))), "contradicted", 100 * (miou(0.8) - miou(0.85)))
+    q = lambda ssl, ctl: by_method({"DeepLabV2 + SSL": ssl, catalogue.CONTROL: ctl})  # noqa: E731
+    check(catalogue.ssl_beats_extra_epochs(world(q(0.9, 0.8))), "supported", 100 * (miou(0.9) - miou(0.8)))
+    check(catalogue.ssl_beats_extra_epochs(world(q(0.8, 0.85))), "contradicted", 100 * (miou(0.8) - miou(0.85)))
 
 
 def test_ssl_improves_every_challenge_known_answers():
@@ -389,40 +390,40 @@ def test_ssl_improves_every_challenge_known_answers():
             return ssl_back_view if challenge(i) == "back_view" else 0.85
         return quality
 
-    check(claims.ssl_improves_every_challenge(world(q(0.85))), "supported", 100 * (miou(0.85) - miou(0.8)))
+    check(catalogue.ssl_improves_every_challenge(world(q(0.85))), "supported", 100 * (miou(0.85) - miou(0.8)))
     # Better everywhere but on back-view images: the minimum over the five types is that loss.
-    check(claims.ssl_improves_every_challenge(world(q(0.75))), "contradicted", 100 * (miou(0.75) - miou(0.8)))
+    check(catalogue.ssl_improves_every_challenge(world(q(0.75))), "contradicted", 100 * (miou(0.75) - miou(0.8)))
 
 
 def test_ssl_helps_arms_legs_shoes_most_known_answers():
-    als, rest = claims.ARMS_LEGS_SHOES, claims.OTHER_THAN_ARMS_LEGS_SHOES
+    als, rest = catalogue.ARMS_LEGS_SHOES, catalogue.OTHER_THAN_ARMS_LEGS_SHOES
     assert len(rest) == 13 and not set(als) & set(rest) and 0 not in rest
 
     def q(ssl_als, ssl_rest):
         return lambda m, s, i: (label_quality({als: 0.7, rest: 0.7}) if m == "Attention"
                                 else label_quality({als: ssl_als, rest: ssl_rest}))
 
-    v = claims.ssl_helps_arms_legs_shoes_most(world(q(0.9, 0.75)))
+    v = catalogue.ssl_helps_arms_legs_shoes_most(world(q(0.9, 0.75)))
     check(v, "supported", 15.0)  # (0.9 - 0.7) - (0.75 - 0.7)
     # Table 4: gain on l/r-arm, leg, shoe 244.57/6 - 233.54/6 = 1.84; on the other 13: 24.69/13 = 1.90.
     assert v.paper_value == pytest.approx(-0.06)
-    check(claims.ssl_helps_arms_legs_shoes_most(world(q(0.75, 0.9))), "contradicted", -15.0)
+    check(catalogue.ssl_helps_arms_legs_shoes_most(world(q(0.75, 0.9))), "contradicted", -15.0)
 
 
 def test_ssl_helps_small_labels_known_answers():
-    small = claims.SMALL_LABELS_52
+    small = catalogue.SMALL_LABELS_52
     q = lambda ssl, base: lambda m, s, i: label_quality({small: ssl if m == "Attention + SSL" else base})  # noqa: E731
-    check(claims.ssl_helps_small_labels(world(q(0.8, 0.6))), "supported", 20.0)
-    check(claims.ssl_helps_small_labels(world(q(0.6, 0.8))), "contradicted", -20.0)
+    check(catalogue.ssl_helps_small_labels(world(q(0.8, 0.6))), "supported", 20.0)
+    check(catalogue.ssl_helps_small_labels(world(q(0.6, 0.8))), "contradicted", -20.0)
 
 
 def test_ssl_improves_ppp_reads_the_ppp_runs():
     calls = []
-    v = claims.ssl_improves_ppp(world(by_method({"ppp/Attention + SSL": 0.9, "ppp/Attention": 0.8}), calls))
+    v = catalogue.ssl_improves_ppp(world(by_method({"ppp/Attention + SSL": 0.9, "ppp/Attention": 0.8}), calls))
     check(v, "supported", 100 * (miou(0.9) - miou(0.8)))
     assert set(calls) == {("ppp/Attention + SSL", "ppp-test"), ("ppp/Attention", "ppp-test")}
     assert v.paper_value == pytest.approx(2.97)
-    v = claims.ssl_improves_ppp(world(by_method({"ppp/Attention + SSL": 0.7, "ppp/Attention": 0.8})))
+    v = catalogue.ssl_improves_ppp(world(by_method({"ppp/Attention + SSL": 0.7, "ppp/Attention": 0.8})))
     check(v, "contradicted", 100 * (miou(0.7) - miou(0.8)))
 
 
@@ -431,12 +432,12 @@ def test_lip_harder_than_atr_known_answers():
         return (15 * q + 1 / (1 + 19 * (1 - q))) / 16
 
     calls = []
-    v = claims.lip_harder_than_atr(world(lambda m, s, i: 0.9 if s == "atr" else 0.7, calls))
+    v = catalogue.lip_harder_than_atr(world(lambda m, s, i: 0.9 if s == "atr" else 0.7, calls))
     check(v, "supported", 100 * (shared_miou(0.9) - shared_miou(0.7)))
-    assert {s for _, s in calls} == {"atr", "val"} and {m for m, _ in calls} == set(claims.BASELINES)
+    assert {s for _, s in calls} == {"atr", "val"} and {m for m, _ in calls} == set(engine.BASELINES)
     # Table 6 left, ATR - LIP: SegNet -6.00, FCN-8s 2.16, DeepLabV2 4.67, Attention 3.97 -> mean 1.20
     assert v.paper_value == pytest.approx(1.20)
-    check(claims.lip_harder_than_atr(world(lambda m, s, i: 0.7 if s == "atr" else 0.9)), "contradicted",
+    check(catalogue.lip_harder_than_atr(world(lambda m, s, i: 0.7 if s == "atr" else 0.9)), "contradicted",
           100 * (shared_miou(0.7) - shared_miou(0.9)))
 
 
@@ -448,12 +449,12 @@ def test_ssl_better_every_size_known_answers():
             return ssl_large if ATTRS["size_bin"].iloc[i] == "large" else 0.85
         return quality
 
-    v = claims.ssl_better_every_size(world(q(0.85)))
+    v = catalogue.ssl_better_every_size(world(q(0.85)))
     check(v, "supported", 100 * (miou(0.85) - miou(0.8)))
     assert v.n_images == M // 3
     # Table 6 middle, SSL - Attention: small 1.77, medium 1.51, large 1.83 -> min 1.51
     assert v.paper_value == pytest.approx(1.51)
-    check(claims.ssl_better_every_size(world(q(0.75))), "contradicted", 100 * (miou(0.75) - miou(0.8)))
+    check(catalogue.ssl_better_every_size(world(q(0.75))), "contradicted", 100 * (miou(0.75) - miou(0.8)))
 
 
 def test_ssl_better_every_input_size_known_answers():
@@ -464,11 +465,11 @@ def test_ssl_better_every_input_size_known_answers():
         return lambda m, s, i: dl[s] if m == "DeepLabV2" else ssl[s]
 
     ssl = {"val@64": 0.65, "val@128": 0.72, "val@192": 0.85}
-    v = claims.ssl_better_every_input_size(world(q(ssl)), sizes)
+    v = catalogue.ssl_better_every_input_size(world(q(ssl)), sizes)
     check(v, "supported", 100 * (miou(0.72) - miou(0.7)))  # the smallest of the three gains
     # Table 6 right, SSL - DeepLabV2: 153: 1.78, 321: 1.38, 513: 2.56 -> min 1.38
     assert v.paper_value == pytest.approx(1.38)
-    check(claims.ssl_better_every_input_size(world(q({**ssl, "val@192": 0.75})), sizes), "contradicted",
+    check(catalogue.ssl_better_every_input_size(world(q({**ssl, "val@192": 0.75})), sizes), "contradicted",
           100 * (miou(0.75) - miou(0.8)))
 
 
@@ -478,10 +479,10 @@ def test_ssl_smaller_input_size_range_known_answers():
     def q(dl, ssl):
         return lambda m, s, i: (dl if m == "DeepLabV2" else ssl)[s]
 
-    v = claims.ssl_smaller_input_size_range(world(q({"val@64": 0.6, "val@128": 0.8},
+    v = catalogue.ssl_smaller_input_size_range(world(q({"val@64": 0.6, "val@128": 0.8},
                                                     {"val@64": 0.7, "val@128": 0.75})), sizes)
     check(v, "supported", 100 * ((miou(0.8) - miou(0.6)) - (miou(0.75) - miou(0.7))))
-    v = claims.ssl_smaller_input_size_range(world(q({"val@64": 0.7, "val@128": 0.75},
+    v = catalogue.ssl_smaller_input_size_range(world(q({"val@64": 0.7, "val@128": 0.75},
                                                     {"val@64": 0.6, "val@128": 0.8})), sizes)
     check(v, "contradicted", 100 * ((miou(0.75) - miou(0.7)) - (miou(0.8) - miou(0.6))))
 
@@ -493,8 +494,8 @@ def test_ssl_smaller_input_size_range_known_answers():
 def _claim_functions() -> dict:
     import inspect
 
-    return {name: f for name, f in vars(claims).items()
-            if inspect.isfunction(f) and f.__module__ == claims.__name__ and not name.startswith("_")
+    return {name: f for name, f in vars(catalogue).items()
+            if inspect.isfunction(f) and f.__module__ == catalogue.__name__ and not name.startswith("_")
             and inspect.signature(f).return_annotation == "Verdict"}
 
 
@@ -502,9 +503,9 @@ def test_all_claims_runs_every_claim_function_in_the_papers_order(monkeypatch):
     functions = _claim_functions()
     called = []
     for name, f in functions.items():
-        monkeypatch.setattr(claims, name, lambda *a, _n=name, _f=f, **k: called.append(_n) or _f(*a, **k))
+        monkeypatch.setattr(catalogue, name, lambda *a, _n=name, _f=f, **k: called.append(_n) or _f(*a, **k))
     evd = world(lambda m, s, i: 0.8, n_boot=20)
-    verdicts = claims.all_claims(evd, sizes=(64, 128, 192))
+    verdicts = catalogue.all_claims(evd, sizes=(64, 128, 192))
     assert set(called) == set(functions)
     # attention_best_baseline and ssl_improves each run three times (val / mean acc / test, and
     # Attention / DeepLabV2 / test), every other claim function once
@@ -517,33 +518,35 @@ def test_all_claims_runs_every_claim_function_in_the_papers_order(monkeypatch):
     assert all(abs(v.estimate) < 1e-9 and abs(v.low) < 1e-9 and abs(v.high) < 1e-9 for v in verdicts)
     # The optional groups drop exactly their claims.
     called.clear()
-    short = claims.all_claims(evd, sizes=(64,), with_ppp=False, with_atr=False)
+    short = catalogue.all_claims(evd, sizes=(64,), with_ppp=False, with_atr=False)
     assert len(short) == len(verdicts) - 4
     assert set(functions) - set(called) == {"ssl_improves_ppp", "lip_harder_than_atr",
                                             "ssl_better_every_input_size", "ssl_smaller_input_size_range"}
 
 
 def test_the_claims_chapter_tests_every_claim(monkeypatch):
-    from lipstudy import experiments as ex
+    from lipstudy.claims import evidence
+    from lipstudy.profiles import PROFILES
 
     text = (Path(__file__).resolve().parents[1] / "book" / "claims.md").read_text()
     # The chapter's table: book_verdicts = all_claims with the profile's input sizes, PPP and ATR on.
-    assert "claims.book_verdicts(profile, data=data, device=device, seeds=seeds)" in text
-    assert "claims.UNTESTABLE" in text
-    assert list(claims.UNTESTABLE["section"]) == ["3.1", "5.1", "5.3"]
+    assert "book_verdicts(profile, data=data, device=device, seeds=seeds)" in text
+    assert "catalogue.UNTESTABLE" in text
+    assert list(catalogue.UNTESTABLE["section"]) == ["3.1", "5.1", "5.3"]
     called, functions = [], _claim_functions()
     for name, f in functions.items():
-        monkeypatch.setattr(claims, name, lambda *a, _n=name, _f=f, **k: called.append(_n) or _f(*a, **k))
-    monkeypatch.setattr(claims, "experiment_evidence", lambda *a, **k: world(lambda m, s, i: 0.8, n_boot=20))
-    for profile in ex.PROFILES:
+        monkeypatch.setattr(catalogue, name, lambda *a, _n=name, _f=f, **k: called.append(_n) or _f(*a, **k))
+    monkeypatch.setattr(evidence, "experiment_evidence", lambda *a, **k: world(lambda m, s, i: 0.8, n_boot=20))
+    for profile in PROFILES:
         called.clear()
-        _, verdicts = claims.book_verdicts(profile)
+        _, verdicts = evidence.book_verdicts(profile)
         assert len(verdicts) == len(functions) + 4 and set(called) == set(functions), profile
 
 
 def test_experiment_evidence_routes_methods_to_runs(monkeypatch, tmp_path):
-    from lipstudy import experiments as ex
-    from lipstudy import report
+    from lipstudy.claims import evidence
+    from lipstudy.profiles import get_profile
+    from lipstudy.runs import paper_runs, ppp_runs
 
     asked = []
 
@@ -556,19 +559,19 @@ def test_experiment_evidence_routes_methods_to_runs(monkeypatch, tmp_path):
             return SimpleNamespace(ids=["a"], cms=np.eye(C, dtype=np.int64)[None])
 
     attrs = pd.DataFrame({"back_view": [1]}, index=["a"])
-    monkeypatch.setattr(ex, "data_root", lambda prof, dataset="lip", data=None: tmp_path / dataset)
-    monkeypatch.setattr(ex, "ensure", lambda run, prof, data=None, device="auto", progress=True:
+    monkeypatch.setattr(evidence, "data_root", lambda prof, dataset="lip", data=None: tmp_path / dataset)
+    monkeypatch.setattr(evidence, "ensure", lambda run, prof, data=None, device="auto", progress=True:
                         FakeResult(run, data))
-    monkeypatch.setattr(report, "image_attributes", lambda root: attrs if root == tmp_path / "lip" else None)
-    evd = claims.experiment_evidence("smoke", data="real/LIP", device="cpu", n_boot=7)
-    assert evd.seeds == list(ex.get_profile("smoke").seeds) and evd.n_boot == 7 and evd.attributes is attrs
+    monkeypatch.setattr(evidence, "image_attributes", lambda root: attrs if root == tmp_path / "lip" else None)
+    evd = evidence.experiment_evidence("smoke", data="real/LIP", device="cpu", n_boot=7)
+    assert evd.seeds == list(get_profile("smoke").seeds) and evd.n_boot == 7 and evd.attributes is attrs
     evd.evaluation("Attention + SSL", "val@64", 1)
     evd.evaluation("ppp/Attention + SSL", "ppp-test", 2)
     evd.evaluation("SegNet", "atr", 0)
-    assert asked == [(ex.paper_runs(1)["Attention + SSL"], "real/LIP", "val@64"),
-                     (ex.ppp_runs(2)["Attention + SSL"], None, "test"),   # PPP runs use their own data
-                     (ex.paper_runs(0)["SegNet"], "real/LIP", "atr")]
-    assert claims.experiment_evidence("smoke", seeds=["3", 4]).seeds == [3, 4]
+    assert asked == [(paper_runs(1)["Attention + SSL"], "real/LIP", "val@64"),
+                     (ppp_runs(2)["Attention + SSL"], None, "test"),   # PPP runs use their own data
+                     (paper_runs(0)["SegNet"], "real/LIP", "atr")]
+    assert evidence.experiment_evidence("smoke", seeds=["3", 4]).seeds == [3, 4]
 
 
 # --------------------------------------------------------------------------------------------
@@ -579,7 +582,7 @@ def test_method_seeds_average_only_the_seeds_every_compared_method_has():
     # DeepLabV2 and its SSL run have seeds 0 and 1; the rest only seed 0. Seed s adds 0.05 * s
     # to DeepLabV2 + SSL's accuracy only, so the SSL gain differs between the seeds.
     ids = [f"im{i:03d}" for i in range(N)]
-    base = {"DeepLabV2": 0.6, "DeepLabV2 + SSL": 0.62, claims.CONTROL: 0.61, "Attention": 0.7,
+    base = {"DeepLabV2": 0.6, "DeepLabV2 + SSL": 0.62, catalogue.CONTROL: 0.61, "Attention": 0.7,
             "SegNet": 0.4, "FCN-8s": 0.5}
     seen = []
 
@@ -588,17 +591,17 @@ def test_method_seeds_average_only_the_seeds_every_compared_method_has():
         q = base[method] + (0.05 * seed if method == "DeepLabV2 + SSL" else 0.0)
         return SimpleNamespace(ids=ids, cms=cm_images(N, {c: q for c in range(1, C)}))
 
-    two = ("DeepLabV2", "DeepLabV2 + SSL", claims.CONTROL)
-    evd = claims.Evidence(evaluation, [0], None, n_boot=50, method_seeds={m: [0, 1] for m in two})
+    two = ("DeepLabV2", "DeepLabV2 + SSL", catalogue.CONTROL)
+    evd = engine.Evidence(evaluation, [0], None, n_boot=50, method_seeds={m: [0, 1] for m in two})
     assert evd.seeds_for(["DeepLabV2", "DeepLabV2 + SSL"]) == [0, 1]
     assert evd.seeds_for(["DeepLabV2", "Attention"]) == [0]
-    v = claims.ssl_improves(evd, "DeepLabV2", "val")
+    v = catalogue.ssl_improves(evd, "DeepLabV2", "val")
     assert len(v.per_seed) == 2 and v.per_seed[1] > v.per_seed[0] > 0
     assert v.estimate == pytest.approx(np.mean(v.per_seed))
     assert v.within_seed_spread is False and v.as_row()["within seed spread"] == "no"
     assert v.as_row()["seed spread"] == pytest.approx(v.per_seed[1] - v.per_seed[0])
     # a baseline claim never asks for seed 1
-    claims.attention_best_baseline(evd)
+    catalogue.attention_best_baseline(evd)
     assert ("Attention", 1) not in seen and ("SegNet", 1) not in seen
 
 
@@ -607,18 +610,18 @@ def test_ssl_beats_extra_epochs_known_answer_and_seed_disagreement():
     def miou(q):
         return (19 * q + 100 / (100 + 19 * 100 * (1 - q))) / 20
 
-    evd = fake_evidence({"DeepLabV2 + SSL": 0.7, claims.CONTROL: 0.65})
-    v = claims.ssl_beats_extra_epochs(evd)
+    evd = fake_evidence({"DeepLabV2 + SSL": 0.7, catalogue.CONTROL: 0.65})
+    v = catalogue.ssl_beats_extra_epochs(evd)
     assert v.estimate == pytest.approx(100 * (miou(0.7) - miou(0.65)))
     assert v.verdict == "supported" and v.paper_value is None and v.section == "5.2"
     # Seed 0: SSL ahead by 0.05 of accuracy; seed 1: behind by 0.05 -> the seeds disagree.
     ids = [f"im{i:03d}" for i in range(N)]
 
     def evaluation(method, split, seed):
-        q = {"DeepLabV2 + SSL": 0.7 - 0.1 * seed, claims.CONTROL: 0.65}[method]
+        q = {"DeepLabV2 + SSL": 0.7 - 0.1 * seed, catalogue.CONTROL: 0.65}[method]
         return SimpleNamespace(ids=ids, cms=cm_images(N, {c: q for c in range(1, C)}))
 
-    v2 = claims.ssl_beats_extra_epochs(claims.Evidence(evaluation, [0, 1], None, n_boot=50))
+    v2 = catalogue.ssl_beats_extra_epochs(engine.Evidence(evaluation, [0, 1], None, n_boot=50))
     assert v2.per_seed[0] > 0 > v2.per_seed[1]
     assert v2.within_seed_spread and v2.as_row()["within seed spread"] == "yes"
 
@@ -629,20 +632,20 @@ def test_claim_on_classes_every_model_misses_is_untestable():
 
     def evaluation(method, split, seed):
         acc = {c: 0.8 for c in range(1, C)}
-        acc.update({c: 0.0 for c in claims.ARMS_LEGS_SHOES})
+        acc.update({c: 0.0 for c in catalogue.ARMS_LEGS_SHOES})
         return SimpleNamespace(ids=ids, cms=cm_images(N, acc))
 
-    evd = claims.Evidence(evaluation, [0], None, n_boot=50)
-    assert evd.zero_classes({"a": claims.Term("Attention", stat=claims.miou_of(claims.ARMS_LEGS_SHOES))}) == \
-        sorted(claims.ARMS_LEGS_SHOES)
-    v = claims.ssl_helps_arms_legs_shoes_most(evd)
+    evd = engine.Evidence(evaluation, [0], None, n_boot=50)
+    assert evd.zero_classes({"a": engine.Term("Attention", stat=metrics.miou_of(catalogue.ARMS_LEGS_SHOES))}) == \
+        sorted(catalogue.ARMS_LEGS_SHOES)
+    v = catalogue.ssl_helps_arms_legs_shoes_most(evd)
     assert v.verdict == "untestable here"
     assert "left-arm" in v.note and "right-shoe" in v.note
     # one model scoring above 0 on them makes the claim testable again
     def evaluation2(method, split, seed):
         acc = {c: 0.8 for c in range(1, C)}
-        acc.update({c: (0.3 if method == "Attention + SSL" else 0.0) for c in claims.ARMS_LEGS_SHOES})
+        acc.update({c: (0.3 if method == "Attention + SSL" else 0.0) for c in catalogue.ARMS_LEGS_SHOES})
         return SimpleNamespace(ids=ids, cms=cm_images(N, acc))
 
-    assert claims.ssl_helps_arms_legs_shoes_most(claims.Evidence(evaluation2, [0], None, n_boot=50)).verdict \
+    assert catalogue.ssl_helps_arms_legs_shoes_most(engine.Evidence(evaluation2, [0], None, n_boot=50)).verdict \
         == "supported"

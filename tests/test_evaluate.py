@@ -9,7 +9,8 @@ from lipstudy.data.lip import open_dataset
 from lipstudy.evaluate import (EvalSettings, evaluate, evaluate_checkpoint, flip_logits, load_cms, main,
                                predict_logits)
 from lipstudy.labels import ATR_LIP_SHARED, LIP_CLASSES, LIP_FLIP_PAIRS, flip_labels
-from lipstudy.train import TrainConfig, build
+from lipstudy.config import TrainConfig, build_network
+from lipstudy.paths import REAL_SAMPLES
 from test_train import CLASS_COLOURS, write_tiny_lip
 
 
@@ -54,7 +55,7 @@ def test_flip_logits_swaps_left_and_right_channels():
 
 def test_flip_averaged_prediction_is_flip_equivariant():
     torch.manual_seed(0)
-    model = build(TrainConfig(model="deeplabv2", width=0.0625, dropout=0.0)).eval()
+    model = build_network(TrainConfig(model="deeplabv2", width=0.0625, dropout=0.0)).eval()
     x = torch.randn(3, 24, 20)
     a = predict_logits(model, x, (24, 20), flip=True, flip_pairs=LIP_FLIP_PAIRS)
     b = predict_logits(model, x.flip(-1), (24, 20), flip=True, flip_pairs=LIP_FLIP_PAIRS)
@@ -137,7 +138,7 @@ def test_checkpoint_cli_and_unlabelled_test_split(tmp_path, capsys):
     cfg = TrainConfig(model="deeplabv2", width=0.0625, dropout=0.0, device="cpu")
     torch.manual_seed(0)
     ckpt = tmp_path / "c.pt"
-    torch.save({"model": build(cfg).state_dict(), "config": cfg.to_dict()}, ckpt)
+    torch.save({"model": build_network(cfg).state_dict(), "config": cfg.to_dict()}, ckpt)
     assert main(["--checkpoint", str(ckpt), "--data", str(root), "--out", str(tmp_path / "e"),
                  "--flip", "--save-png", "--device", "cpu", "--workers", "0"]) == 0
     assert "2 images: overall acc" in capsys.readouterr().out
@@ -159,18 +160,30 @@ def test_checkpoint_cli_and_unlabelled_test_split(tmp_path, capsys):
 
 
 def test_parse_writes_parsing_and_overlay(tmp_path, capsys):
-    from pathlib import Path
+    """A network whose output is the constant logit vector of its last bias (class 7, coat) parses
+    every pixel of a real photo as coat, with or without the flip (coat has no left/right twin);
+    the overlay is the photo blended with coat's colour."""
+    from lipstudy.labels import LIP_PALETTE, overlay
     from lipstudy.parse import main as parse_main
-    photo = Path(__file__).parent / "fixtures" / "real" / "114317_456748.jpg"
+
+    photo = REAL_SAMPLES / "114317_456748.jpg"
     cfg = TrainConfig(model="deeplabv2", width=0.0625, dropout=0.0, device="cpu")
-    torch.manual_seed(0)
+    model = build_network(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.aspp[0].fc8.bias[7] = 1.0
     ckpt = tmp_path / "c.pt"
-    torch.save({"model": build(cfg).state_dict(), "config": cfg.to_dict()}, ckpt)
+    torch.save({"model": model.state_dict(), "config": cfg.to_dict()}, ckpt)
     rc = parse_main([str(photo), str(tmp_path / "missing.jpg"), "--checkpoint", str(ckpt), "--out",
                      str(tmp_path / "o"), "--device", "cpu", "--flip"])
     assert rc == 2 and "missing.jpg" in capsys.readouterr().err  # the bad file is named, others done
-    size = Image.open(photo).size
+    rgb = np.array(Image.open(photo).convert("RGB"))
     parsing = Image.open(tmp_path / "o" / "114317_456748_parsing.png")
-    assert parsing.mode == "L" and parsing.size == size and np.array(parsing).max() < 20
-    overlay = Image.open(tmp_path / "o" / "114317_456748_overlay.png")
-    assert overlay.mode == "RGB" and overlay.size == size
+    assert parsing.mode == "L" and parsing.size == (rgb.shape[1], rgb.shape[0])
+    assert (np.array(parsing) == 7).all()
+    drawn = np.array(Image.open(tmp_path / "o" / "114317_456748_overlay.png"))
+    assert np.array_equal(drawn, overlay(rgb, np.full(rgb.shape[:2], 7, np.uint8)))
+    # by hand at one pixel: 45% of the photo, 55% of coat's colour
+    expected = np.round(0.45 * rgb[0, 0].astype(float) + 0.55 * LIP_PALETTE[7].astype(float))
+    assert np.abs(drawn[0, 0].astype(float) - expected).max() <= 1

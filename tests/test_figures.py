@@ -16,7 +16,7 @@ from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.colors import to_rgb  # noqa: E402
 
 from lipstudy import figures  # noqa: E402
-from lipstudy.labels import LIP_CLASSES, LIP_PALETTE  # noqa: E402
+from lipstudy.labels import LIP_CLASSES, LIP_PALETTE, colorize  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -116,15 +116,13 @@ def test_ci_errorbar_table_points_and_intervals():
     assert any(list(l.get_xdata()) == [0.0, 0.0] for l in ax.get_lines())  # the zero line
 
 
-def test_image_grid_parsing_panel_and_legend():
+def test_image_grid_of_parsings_and_legend():
     image = np.full((4, 6, 3), 100, np.uint8)
     gt = np.zeros((4, 6), np.uint8)
     gt[1:3, 1:3] = 13
     pred = gt.copy()
     pred[0, 0] = 2
-    row = figures.parsing_panel(image, {"ground truth": gt, "ours": pred})
-    assert len(row) == 3 and row[0] is image
-    assert tuple(row[1][1, 1]) == tuple(LIP_PALETTE[13]) and tuple(row[2][0, 0]) == tuple(LIP_PALETTE[2])
+    row = [image, colorize(gt), colorize(pred)]
     classes = figures.present_classes(gt, pred)
     assert classes == [2, 13]
     fig = figures.image_grid([row, [image]], row_titles=["a", "b"], col_titles=["image", "truth", "ours"],
@@ -150,10 +148,10 @@ def test_present_classes_leaves_out_background_and_ignore():
 def test_predict_label_maps_with_a_known_network(tmp_path):
     """A network whose output is the constant logit vector of its last bias predicts that class
     everywhere, at each image's own size."""
-    from lipstudy.train import TrainConfig, build
+    from lipstudy.config import TrainConfig, build_network
 
     cfg = TrainConfig(model="deeplabv2", width=0.0625, dropout=0.0)
-    model = build(cfg)
+    model = build_network(cfg)
     with torch.no_grad():
         for p in model.parameters():
             p.zero_()

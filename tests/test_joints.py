@@ -10,6 +10,7 @@ from lipstudy.joints import (
     joint_heatmaps, joint_structure_loss,
 )
 from lipstudy.labels import JOINT_FLIP_PAIRS, JOINT_GROUPS, JOINT_NAMES, flip_labels
+from lipstudy.paths import REAL_SAMPLES
 
 HEAD, UPPER, LOWER, LARM, RARM, LLEG, RLEG, LSHOE, RSHOE = range(9)
 
@@ -248,7 +249,7 @@ def test_real_annotation_and_its_shipped_reversed_version():
 
     from PIL import Image
 
-    real = Path(__file__).parent / "fixtures" / "real"
+    real = REAL_SAMPLES
     label = np.array(Image.open(real / "label_0000002.png"))
     reversed_ = np.array(Image.open(real / "label_reversed_0000002.png"))
     coords, present = joint_centers(label)
@@ -266,5 +267,16 @@ def test_real_annotation_and_its_shipped_reversed_version():
     assert torch.equal(rp, present[perm])
     assert torch.allclose(rc[rp], expected[rp], atol=1e-3)
     image = np.array(Image.open(real / "image_0000002.jpg").convert("RGB"))
-    drawn = draw_joints(image, coords, present)
-    assert drawn.shape == image.shape and not np.array_equal(drawn, image)
+    drawn = draw_joints(image, coords, present, radius=3)
+    assert drawn.shape == image.shape
+    # Each present joint is a disk of its own colour at its centre (joints drawn over the bones)...
+    for j in np.flatnonzero(present.numpy()):
+        x, y = coords[j].round().int().tolist()
+        assert tuple(drawn[y, x]) == tuple(JOINT_COLORS[j]), JOINT_NAMES[j]
+    # ... and pixels far from every present joint and bone are the photo's own.
+    far = np.ones(image.shape[:2], bool)
+    yy, xx = np.mgrid[:image.shape[0], :image.shape[1]]
+    pts = coords[present].numpy()
+    x_lo, x_hi, y_lo, y_hi = pts[:, 0].min() - 10, pts[:, 0].max() + 10, pts[:, 1].min() - 10, pts[:, 1].max() + 10
+    far &= ~((xx >= x_lo) & (xx <= x_hi) & (yy >= y_lo) & (yy <= y_hi))
+    assert far.any() and np.array_equal(drawn[far], image[far])

@@ -32,8 +32,9 @@ from lipstudy.labels import (
     colorize,
     flip_labels,
 )
+from lipstudy.paths import REAL_SAMPLES
 
-REAL = Path(__file__).parent / "fixtures" / "real"
+REAL = REAL_SAMPLES
 LIP_PHOTOS = [REAL / f"{id_}.jpg" for id_ in (  # the six LIP val photos, by LIP id
     "114317_456748", "208597_461278", "313434_204398", "342469_423620", "447689_524975",
     "76680_475011")]

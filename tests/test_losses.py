@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from lipstudy.joints import joint_structure_loss
-from lipstudy.losses import MODES, parsing_loss, structure_sensitive_loss, structure_sensitive_terms
+from lipstudy.losses import (MODES, PPP_JOINT_VIEW, aux_loss, parsing_loss, ppp_joint_view,
+                             structure_sensitive_loss, structure_sensitive_terms, training_loss)
 
 B, C, H, W = 3, 20, 32, 32
 
@@ -196,3 +197,48 @@ def test_trains_a_tiny_net_in_every_mode():
     assert torch.equal(nets["released"].weight, nets["off"].weight)
     assert torch.equal(nets["released"].bias, nets["off"].bias)
     assert not torch.equal(nets["paper"].weight, nets["off"].weight)
+
+
+# the training loss of a network's outputs: auxiliary score maps, PASCAL-Person-Part's joint view
+
+
+def test_aux_loss_known_answer():
+
+    # Two images, two classes: image 0 has 3 valid pixels, image 1 one valid pixel (255 = ignore).
+    target = torch.tensor([[[0, 0], [1, 255]], [[1, 255], [255, 255]]])
+    uniform = torch.zeros(2, 2, 2, 2)          # every pixel: p = 1/2, cross-entropy ln 2
+    sharper = torch.zeros(2, 2, 2, 2)
+    sharper[1, 1, 0, 0] = np.log(3.0)          # image 1's pixel (class 1): p = 3/4, CE = ln(4/3)
+    assert aux_loss([], target).item() == 0.0
+    assert aux_loss([uniform], target).item() == pytest.approx(np.log(2), rel=1e-6)
+    # Each image's mean over its own valid pixels, then the mean over images: (ln 2 + ln 4/3) / 2,
+    # not the pooled (3 ln 2 + ln 4/3) / 4 over the batch's pixels.
+    per_image = (np.log(2) + np.log(4 / 3)) / 2
+    assert aux_loss([sharper], target).item() == pytest.approx(per_image, rel=1e-6)
+    assert aux_loss([uniform, sharper], target).item() == pytest.approx(np.log(2) + per_image, rel=1e-6)
+    # An image with no valid pixel adds 0, not NaN.
+    empty = target.clone()
+    empty[1] = 255
+    assert aux_loss([sharper], empty).item() == pytest.approx(np.log(2) / 2, rel=1e-6)
+    # The training loss is the main output's cross-entropy plus the auxiliary terms.
+    main_out = torch.zeros(2, 2, 2, 2)
+    total = training_loss({"out": main_out, "aux": [uniform, sharper]}, target, "off")
+    assert total.item() == pytest.approx(2 * np.log(2) + per_image, rel=1e-6)
+
+
+def test_ppp_joint_view_keeps_the_seven_class_loss():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 7, 12, 12, requires_grad=True)
+    target = torch.randint(0, 7, (2, 12, 12))
+    target[0, :3] = 255
+    big, big_t = ppp_joint_view(logits, target)
+    assert big.shape == (2, 20, 12, 12) and torch.equal(big[:, list(PPP_JOINT_VIEW)], logits)
+    assert big_t[0, :3].eq(255).all() and torch.equal(big_t[0, 5], torch.tensor(PPP_JOINT_VIEW)[target[0, 5]])
+    a = F.cross_entropy(logits, target, ignore_index=255)
+    b = F.cross_entropy(big, big_t, ignore_index=255)
+    ga, = torch.autograd.grad(a, logits, retain_graph=True)
+    gb, = torch.autograd.grad(b, logits)
+    assert torch.allclose(a, b) and torch.allclose(ga, gb, atol=1e-7)
+    # Plain CE on PPP is untouched by the view; the SSL modes weight it per image.
+    assert torch.allclose(training_loss(logits, target, "off", "ppp"), a)
+    assert torch.isfinite(training_loss(logits, target, "paper", "ppp"))

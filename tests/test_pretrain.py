@@ -9,19 +9,23 @@ import pandas as pd
 import pytest
 import torch
 
-from lipstudy import budget, deviations, experiments as ex, schedule
+from lipstudy import budget, cache, deviations, measurements, schedule
+from lipstudy.data.roots import data_fingerprint, data_root
+from lipstudy.profiles import PROFILES, Profile
+from lipstudy.runs import BACKBONE, MODEL_LABELS, PRETRAIN, Run, book_runs, paper_runs
 from lipstudy.models import (MODEL_NAMES, BackbonePretrainNet, backbone_of, build_model, load_backbone,
                              num_parameters)
-from lipstudy.train import TrainConfig, make_optimizer, poly_lr, train
+from lipstudy.config import TrainConfig
+from lipstudy.train import make_optimizer, poly_lr, train
 
-TINY = ex.Profile(name="tinypre", width=0.0625, crop=32, batch=4, lr=2e-3, epochs_stage1=1, epochs_stage2=1,
-                  lip_data={"train": 8, "val": 4, "test": 4, "max_side": 32},
-                  ppp_data={"train": 8, "val": 4, "test": 4, "max_side": 32},
-                  atr_data={"train": 4, "val": 4, "test": 4, "max_side": 32},
-                  eval_sizes=(16, 32, 51), seeds=(0,), workers=0,
-                  recipe={"batch_norm": True, "optimizer": "adamw", "weight_decay": 1e-4,
-                          "classifier_lr_mult": 1.0, "warmup_steps": 2},
-                  pretrain={"train": 8, "val": 4, "epochs": 1, "max_side": 32})
+TINY = Profile(name="tinypre", width=0.0625, crop=32, batch=4, lr=2e-3, epochs_stage1=1, epochs_stage2=1,
+               lip_data={"train": 8, "val": 4, "test": 4, "max_side": 32},
+               ppp_data={"train": 8, "val": 4, "test": 4, "max_side": 32},
+               atr_data={"train": 4, "val": 4, "test": 4, "max_side": 32},
+               eval_sizes=(16, 32, 51), seeds=(0,), workers=0,
+               recipe={"batch_norm": True, "optimizer": "adamw", "weight_decay": 1e-4,
+                       "classifier_lr_mult": 1.0, "warmup_steps": 2},
+               pretrain={"train": 8, "val": 4, "epochs": 1, "max_side": 32})
 
 
 @pytest.fixture
@@ -124,51 +128,51 @@ def test_finetune_settings_leave_the_backbone_key_alone():
     """A change to how the baselines fine-tune changes their keys but reuses the cached backbone;
     the backbone trains with ``recipe`` alone, every other run with ``recipe`` + ``finetune``."""
     tuned = dataclasses.replace(TINY, finetune={"classifier_lr_mult": 10.0})
-    backbone, dl = ex.Run("backbone", dataset=ex.PRETRAIN), ex.Run("deeplabv2")
-    assert ex.run_key(backbone, TINY, "fp") == ex.run_key(backbone, tuned, "fp")
-    assert ex.run_key(dl, TINY, "fp", "bb") != ex.run_key(dl, tuned, "fp", "bb")
+    backbone, dl = BACKBONE, Run("deeplabv2")
+    assert cache.run_key(backbone, TINY, "fp") == cache.run_key(backbone, tuned, "fp")
+    assert cache.run_key(dl, TINY, "fp", "bb") != cache.run_key(dl, tuned, "fp", "bb")
     assert tuned.run_recipe(backbone=True)["classifier_lr_mult"] == 1.0
     assert tuned.run_recipe()["classifier_lr_mult"] == 10.0 and tuned.run_recipe()["optimizer"] == "adamw"
     # the paper's 10x: no longer a deviation of the baselines' recipe
     assert "classifier learning rate" not in set(deviations.deviations(tuned)["setting"])
     # the memory layout is execution only: same keys
-    assert ex.run_key(dl, dataclasses.replace(TINY, channels_last=True), "fp", "bb") == ex.run_key(dl, TINY, "fp", "bb")
+    assert cache.run_key(dl, dataclasses.replace(TINY, channels_last=True), "fp", "bb") == cache.run_key(dl, TINY, "fp", "bb")
 
 
 def test_book_runs_lists_every_chapter_run_and_the_ssl_seeds():
-    runs = ex.book_runs(dataclasses.replace(TINY, ssl_seeds=(1,)))
+    runs = book_runs(dataclasses.replace(TINY, ssl_seeds=(1,)))
     assert len(runs) == len(set(runs)) == 6 + 3 + 3 + 3
-    assert ex.Run("deeplabv2", seed=1) in runs and ex.Run("deeplabv2", "off", stage=2, seed=1) in runs
-    assert ex.Run("attention", seed=1) not in runs
+    assert Run("deeplabv2", seed=1) in runs and Run("deeplabv2", "off", stage=2, seed=1) in runs
+    assert Run("attention", seed=1) not in runs
 
 
 def test_plan_lists_missing_dependencies_and_what_each_task_waits_for(dirs):
-    runs = [ex.Run("deeplabv2", "paper", stage=2), ex.Run("fcn8s")]
-    tasks, waits = schedule.plan(runs, TINY, evaluations={ex.Run("fcn8s"): ["test"]})
-    backbone, dl = ex.Run("backbone", dataset=ex.PRETRAIN), ex.Run("deeplabv2")
+    runs = [Run("deeplabv2", "paper", stage=2), Run("fcn8s")]
+    tasks, waits = schedule.pending_tasks(runs, TINY, evaluations={Run("fcn8s"): ["test"]})
+    backbone, dl = BACKBONE, Run("deeplabv2")
     # the stage-1 run and the backbone nobody listed are tasks, since the SSL run needs them
     assert set(tasks) == {runs[0], runs[1], dl, backbone}
     assert tasks[runs[1]] == ["test"] and tasks[dl] == []
     assert waits == {runs[0]: dl, dl: backbone, runs[1]: backbone}
     scratch = dataclasses.replace(TINY, pretrain=None)
-    tasks, waits = schedule.plan(runs, scratch)
+    tasks, waits = schedule.pending_tasks(runs, scratch)
     assert set(tasks) == {runs[0], runs[1], dl} and waits == {runs[0]: dl}
 
 
 def test_pretrained_profile_end_to_end_with_two_workers(dirs):
     """The backbone trains once; the stage-1 runs start from it (their keys name it); two
     processes train the stage-1 wave side by side; finished_key finds every run without training."""
-    runs = [ex.Run("deeplabv2"), ex.Run("fcn8s"), ex.Run("deeplabv2", "paper", stage=2)]
-    assert all(ex.finished_key(r, TINY) is None for r in runs)
+    runs = [Run("deeplabv2"), Run("fcn8s"), Run("deeplabv2", "paper", stage=2)]
+    assert all(cache.finished_key(r, TINY) is None for r in runs)
     # workers=1: each run's DataLoader worker is a child of a pool process, which must not be daemonic
     prof = dataclasses.replace(TINY, workers=1)
     schedule.ensure_all(runs, prof, jobs=2, evaluations={runs[0]: ["test", "val@16"], runs[2]: ["atr"]})
-    keys = [ex.finished_key(r, TINY) for r in runs]
+    keys = [cache.finished_key(r, TINY) for r in runs]
     assert None not in keys
     for key, names in ((keys[0], ["val", "test", "val@16"]), (keys[2], ["val", "atr"])):
         assert sorted(p.name for p in (dirs / "results" / "runs" / key / "eval").iterdir()
                       if not p.name.startswith(".")) == sorted(names)
-    backbone = ex.finished_key(ex.Run("backbone", dataset=ex.PRETRAIN), TINY)
+    backbone = cache.finished_key(BACKBONE, TINY)
     run_dir = dirs / "results" / "runs"
     for key in keys[:2]:
         cfg = json.loads((run_dir / key / "config.json").read_text())
@@ -177,19 +181,19 @@ def test_pretrained_profile_end_to_end_with_two_workers(dirs):
         assert cfg["train"]["optimizer"] == "adamw" and cfg["train"]["batch_norm"] is True
     assert json.loads((run_dir / keys[2] / "config.json").read_text())["init_run"] == keys[0]
     # the pretraining split is a different synthetic set from the benchmark's
-    pre = ex.data_root(TINY, ex.PRETRAIN)
-    lip = ex.data_root(TINY, "lip")
-    assert ex.data_fingerprint(pre) != ex.data_fingerprint(lip)
+    pre = data_root(TINY, PRETRAIN)
+    lip = data_root(TINY, "lip")
+    assert data_fingerprint(pre) != data_fingerprint(lip)
     assert json.loads((pre / "manifest.json").read_text())["seed"] == 1
     # ensure() now reuses everything: same folders, nothing retrained
     mtimes = {k: (run_dir / k / "metrics.json").stat().st_mtime_ns for k in keys}
-    assert [ex.ensure(r, TINY).dir.name for r in runs] == keys
+    assert [cache.ensure(r, TINY).dir.name for r in runs] == keys
     assert {k: (run_dir / k / "metrics.json").stat().st_mtime_ns for k in keys} == mtimes
 
     # budget: the SSL run counts its stage-1 run and a share of the backbone
     df = budget.summarise(TINY).set_index("method")
     assert set(df.index) == {"DeepLabV2", "FCN-8s", "DeepLabV2 + SSL"}
-    share = sum(1 for r in ex.book_runs(TINY) if r.stage == 1)
+    share = sum(1 for r in book_runs(TINY) if r.stage == 1)
     pre_images = 2 * 4  # 8 images, batch 4, 1 epoch: 2 steps of 4
     assert df.loc["DeepLabV2", "images_seen"] == pytest.approx(8 + pre_images / share)
     assert df.loc["DeepLabV2 + SSL", "images_seen"] == pytest.approx(8 + 8 + pre_images / share)
@@ -200,8 +204,8 @@ def test_pretrained_profile_end_to_end_with_two_workers(dirs):
 
 
 def test_changed_data_spec_gets_a_new_folder(dirs):
-    a = ex.data_root(TINY, "atr")
-    b = ex.data_root(dataclasses.replace(TINY, atr_data={**TINY.atr_data, "test": 5}), "atr")
+    a = data_root(TINY, "atr")
+    b = data_root(dataclasses.replace(TINY, atr_data={**TINY.atr_data, "test": 5}), "atr")
     assert a != b and a.name.startswith("synth-tinypre-atr-") and b.name.startswith("synth-tinypre-atr-")
     assert json.loads((b / "manifest.json").read_text())["counts"]["test"] == 5
 
@@ -215,7 +219,7 @@ def test_operating_point_table_from_a_result_file(tmp_path):
              "finetune": {"optimizer": "sgd", "classifier_lr_mult": 10.0, "atrous_scale": 128 / 321}}
     path = tmp_path / "op.json"
     path.write_text(json.dumps({"rows": {"s": row, "t": tuned}}))
-    t = budget.operating_point_table(path)
+    t = measurements.operating_point_table(path)
     assert list(t.index) == ["t", "s"]  # by val mIoU
     assert t.loc["s", "width"] == "0.0625" and t.loc["s", "optimiser"] == "adamw (lr 0.002)"
     assert bool(t.loc["s", "batch norm"]) and t.loc["s", "fine-tuning"] == "-"
@@ -226,7 +230,7 @@ def test_operating_point_table_from_a_result_file(tmp_path):
     assert t.loc["s", "drawn classes > 0"] == "12 / 20"
     assert t.loc["s", "init"] == "synthetic pretraining (8 ep x 3000 img, convs)"  # no field: the convs
     assert t.loc["t", "init"] == "synthetic pretraining (8 ep x 3000 img, convs + fc6 / fc7)"
-    assert budget.operating_point_table(tmp_path / "missing.json").empty
+    assert measurements.operating_point_table(tmp_path / "missing.json").empty
 
 
 def test_budget_trend_is_points_per_doubling_by_hand():
@@ -253,17 +257,17 @@ def test_budget_trend_is_points_per_doubling_by_hand():
 def test_budget_train_trains_exactly_the_summarised_runs(dirs, monkeypatch, capsys):
     """`lipstudy budget --profile P --train`: the four baselines and the two SSL runs (with the
     backbone they start from), nothing else; then the summary file has one row per method."""
-    monkeypatch.setitem(ex.PROFILES, "tinypre", TINY)
+    monkeypatch.setitem(PROFILES, "tinypre", TINY)
     assert budget.main(["--profile", "tinypre", "--train"]) == 0
     out = capsys.readouterr().out
     assert out.strip().endswith("tinypre.json")
     doc = json.loads((dirs / "results" / "budget" / "tinypre.json").read_text())
-    assert sorted(r["method"] for r in doc["rows"]) == sorted(budget.METHODS)
+    assert sorted(r["method"] for r in doc["rows"]) == sorted(paper_runs())
     trained = sorted(json.loads((d / "config.json").read_text())["label"]
                      for d in (dirs / "results" / "runs").iterdir())
-    assert trained == sorted([*budget.METHODS, ex.MODEL_LABELS["backbone"]])
+    assert trained == sorted([*paper_runs(), MODEL_LABELS["backbone"]])
     # no runs and no --train: a clear refusal, exit 2
     # (another name with the same settings would find these very runs: keys hash settings, not names)
-    monkeypatch.setitem(ex.PROFILES, "tinyother", dataclasses.replace(TINY, name="tinyother", epochs_stage1=2))
+    monkeypatch.setitem(PROFILES, "tinyother", dataclasses.replace(TINY, name="tinyother", epochs_stage1=2))
     assert budget.main(["--profile", "tinyother"]) == 2
     assert "has no finished runs" in capsys.readouterr().out

@@ -16,7 +16,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from lipstudy import experiments, pages, progress, report, runner
+from lipstudy import progress, provenance, schedule, subsets, tables
+from lipstudy.book import keys, pages, runner, settings, sphinx_ext
+from lipstudy.data import roots, statistics
 
 HEADER = """---
 jupytext:
@@ -68,7 +70,7 @@ def fixed_sources_and_no_plan(monkeypatch):
     """The toy chapters' keys must not change when someone edits the package while the tests run,
     and they train nothing, so there are no training runs to plan."""
     monkeypatch.setattr(runner, "source_digest", lambda: "sources")
-    monkeypatch.setattr(progress, "plan", lambda *a, **k: [])
+    monkeypatch.setattr(schedule, "progress_plan", lambda *a, **k: [])
 
 
 def visible_parameter_blocks(nb) -> list[str]:
@@ -152,25 +154,25 @@ def test_bad_arguments(tmp_path):
 
 def test_cache_key_depends_on_every_input():
     base = dict(notebook_text="nb", parameters={"profile": "smoke"}, sources="s1", manifests={"lip": 1})
-    k = runner.cache_key(**base)
-    assert k == runner.cache_key(**base)
+    k = keys.cache_key(**base)
+    assert k == keys.cache_key(**base)
     for field, other in [("notebook_text", "nb2"), ("parameters", {"profile": "cpu"}),
                          ("sources", "s2"), ("manifests", {"lip": 2})]:
-        assert runner.cache_key(**{**base, field: other}) != k, field
-    assert runner.cache_key(**base, extra={"runs": []}) != k
-    assert runner.cache_key(**base, extra={"runs": []}) != runner.cache_key(**base, extra={"runs": [["k1", 1]]})
+        assert keys.cache_key(**{**base, field: other}) != k, field
+    assert keys.cache_key(**base, extra={"runs": []}) != k
+    assert keys.cache_key(**base, extra={"runs": []}) != keys.cache_key(**base, extra={"runs": [["k1", 1]]})
 
 
 def test_reproducibility_inputs_follow_the_runs_and_budget_files(tmp_path):
-    first = runner.reproducibility_inputs(tmp_path)
+    first = keys.reproducibility_inputs(tmp_path)
     (tmp_path / "runs" / "k1").mkdir(parents=True)
-    assert runner.reproducibility_inputs(tmp_path) == first  # an unfinished run is not listed
+    assert keys.reproducibility_inputs(tmp_path) == first  # an unfinished run is not listed
     (tmp_path / "runs" / "k1" / "metrics.json").write_text("{}")
-    second = runner.reproducibility_inputs(tmp_path)
+    second = keys.reproducibility_inputs(tmp_path)
     assert [r[0] for r in second["runs"]] == ["k1"]
     (tmp_path / "budget").mkdir()
     (tmp_path / "budget" / "cpu.json").write_text("{}")
-    assert runner.reproducibility_inputs(tmp_path)["budget"] != second["budget"]
+    assert keys.reproducibility_inputs(tmp_path)["budget"] != second["budget"]
 
 
 def test_source_digest_covers_the_package(monkeypatch, tmp_path):
@@ -180,17 +182,17 @@ def test_source_digest_covers_the_package(monkeypatch, tmp_path):
     (repo / "lipstudy").mkdir(parents=True)
     (repo / "lipstudy" / "m.py").write_text("a = 1\n")
     (repo / "requirements.lock").write_text("torch==1\n")
-    monkeypatch.setattr(runner, "REPO", repo)
-    d1 = runner.source_digest()
+    monkeypatch.setattr(keys, "REPO", repo)
+    d1 = keys.source_digest()
     (repo / "lipstudy" / "m.py").write_text("a = 2\n")
-    d2 = runner.source_digest()
+    d2 = keys.source_digest()
     (repo / "requirements.lock").write_text("torch==2\n")
-    assert len({d1, d2, runner.source_digest()}) == 3
+    assert len({d1, d2, keys.source_digest()}) == 3
 
 
 def test_a_changed_label_file_reruns_the_chapter(tmp_path, monkeypatch):
     """A real dataset (no manifest) is fingerprinted as the training runs do
-    (experiments.data_fingerprint): a re-exported label PNG retrains the runs, so it must rerun
+    (lipstudy.data.roots.data_fingerprint): a re-exported label PNG retrains the runs, so it must rerun
     the chapters too."""
     monkeypatch.setenv("LIPSTUDY_RESULTS", str(tmp_path / "results"))
     real = tmp_path / "LIP"
@@ -200,8 +202,8 @@ def test_a_changed_label_file_reruns_the_chapter(tmp_path, monkeypatch):
     stand_in = tmp_path / "synth"
     stand_in.mkdir()
     (stand_in / "manifest.json").write_text(json.dumps({"fingerprint": "f" * 16, "style": "ppp"}))
-    real_root = experiments.data_root
-    monkeypatch.setattr(experiments, "data_root",
+    real_root = roots.data_root
+    monkeypatch.setattr(roots, "data_root",
                         lambda prof, dataset="lip", data=None: real_root(prof, dataset, data) if data else stand_in)
     src = tmp_path / "src"
     src.mkdir()
@@ -271,36 +273,36 @@ def test_stray_reprs_are_found():
 
 def test_table_of_contents_lists_every_chapter():
     listed = pages.toc_chapters(runner.BOOK_SRC)
-    assert set(listed) == set(runner.CHAPTERS) and len(listed) == len(runner.CHAPTERS)
+    assert set(listed) == set(settings.CHAPTERS) and len(listed) == len(settings.CHAPTERS)
     # The front page is the root and runs last: `lipstudy book` and the extension run one order.
-    assert listed[0] == "intro" and pages.execution_order(runner.BOOK_SRC) == list(runner.CHAPTERS)
-    for name in runner.CHAPTERS:
+    assert listed[0] == "intro" and pages.execution_order(runner.BOOK_SRC) == list(settings.CHAPTERS)
+    for name in settings.CHAPTERS:
         assert (runner.BOOK_SRC / f"{name}.md").is_file(), name
 
 
 def test_claim_anchors_are_unique_html_ids():
-    from lipstudy import claims
+    from lipstudy.claims.evidence import claim_anchors
 
     texts = ["Attention is the best of the four baselines in mean IoU (val)", "SSL improves x", "SSL improves x", "!!"]
-    got = claims.claim_anchors(texts)
+    got = claim_anchors(texts)
     assert got == ["claim-attention-is-the-best-of-the-four-baselines-in-mean-iou-val", "claim-ssl-improves-x",
                    "claim-ssl-improves-x-2", "claim-x"]
-    assert claims.claim_anchors(texts) == got  # the claims chapter and the front page compute the same
+    assert claim_anchors(texts) == got  # the claims chapter and the front page compute the same
 
 
 def test_book_settings_from_the_environment(tmp_path):
-    assert runner.book_settings({}) == {"profile": "cpu", "data": None, "device": "auto", "seeds": None}
+    assert settings.book_settings({}) == {"profile": "cpu", "data": None, "device": "auto", "seeds": None}
     env = {"LIPSTUDY_PROFILE": "smoke", "LIPSTUDY_LIP_ROOT": str(tmp_path), "LIPSTUDY_DEVICE": "cpu",
            "LIPSTUDY_SEEDS": "0, 2"}
-    got = runner.book_settings(env)
+    got = settings.book_settings(env)
     assert got == {"profile": "smoke", "data": str(tmp_path), "device": "cpu", "seeds": [0, 2]}
-    assert runner.book_settings(runner.settings_environment(**got)) == {**got, "data": str(tmp_path.resolve())}
+    assert settings.book_settings(settings.settings_environment(**got)) == {**got, "data": str(tmp_path.resolve())}
     with pytest.raises(ValueError, match="LIPSTUDY_PROFILE='huge'"):
-        runner.book_settings({"LIPSTUDY_PROFILE": "huge"})
+        settings.book_settings({"LIPSTUDY_PROFILE": "huge"})
     with pytest.raises(ValueError, match="LIPSTUDY_LIP_ROOT=.*not a directory"):
-        runner.book_settings({"LIPSTUDY_LIP_ROOT": str(tmp_path / "nope")})
+        settings.book_settings({"LIPSTUDY_LIP_ROOT": str(tmp_path / "nope")})
     with pytest.raises(ValueError, match="LIPSTUDY_SEEDS='0 x'"):
-        runner.book_settings({"LIPSTUDY_SEEDS": "0 x"})
+        settings.book_settings({"LIPSTUDY_SEEDS": "0 x"})
 
 
 def test_sphinx_extension_executes_missing_chapters_and_flags_stray_reprs(tmp_path, monkeypatch, capsys, caplog):
@@ -315,23 +317,23 @@ def test_sphinx_extension_executes_missing_chapters_and_flags_stray_reprs(tmp_pa
     monkeypatch.setattr(runner, "prepare_data", lambda profile, data=None: {})
     app = SimpleNamespace(srcdir=str(book))
 
-    runner.execute_for_sphinx(app, None)
+    sphinx_ext.execute_for_sphinx(app, None)
     out = capsys.readouterr().out
     assert "profile smoke" in out and "chapter 1/2 plot: executing" in out and "chapter 2/2 front: executing" in out
     assert "front page smoke" in outputs_text(book / "_executed" / "front.ipynb")
     assert any("plot.ipynb: code cell 2: Text(0.5, 1.0, 'oops')" in r.getMessage() for r in caplog.records)
 
-    runner.execute_for_sphinx(app, None)
+    sphinx_ext.execute_for_sphinx(app, None)
     assert capsys.readouterr().out.count("unchanged") == 2
     # $LIPSTUDY_EXECUTE=0 renders what is there and executes nothing.
     (book / "_executed" / "front.ipynb").unlink()
     monkeypatch.setenv("LIPSTUDY_EXECUTE", "0")
-    runner.execute_for_sphinx(app, None)
+    sphinx_ext.execute_for_sphinx(app, None)
     assert not (book / "_executed" / "front.ipynb").exists() and "executing" not in capsys.readouterr().out
     monkeypatch.setenv("LIPSTUDY_EXECUTE", "1")
     monkeypatch.setenv("LIPSTUDY_PROFILE", "huge")
     with pytest.raises(Exception, match="LIPSTUDY_PROFILE='huge'"):
-        runner.execute_for_sphinx(app, None)
+        sphinx_ext.execute_for_sphinx(app, None)
 
 
 def test_strict_build_fails_on_a_broken_reference(tmp_path):
@@ -370,25 +372,22 @@ def test_compare_paper_ours_difference():
     paper = pd.DataFrame({"Mean IoU": [40.0, 50.0], "Mean accuracy": [60.0, np.nan]},
                          index=pd.Index(["A", "B"], name="Method"))
     ours = pd.DataFrame({"Mean IoU": [42.5, 45.0], "Mean accuracy": [61.0, 70.0]}, index=["B", "A"])
-    t = report.compare(paper, ours)
+    t = tables.compare(paper, ours)
     assert list(t.index) == ["A", "B"]
     assert t.loc["A", ("Mean IoU", "ours")] == 45.0
     assert t.loc["A", ("Mean IoU", "difference")] == pytest.approx(5.0)
     assert t.loc["B", ("Mean IoU", "difference")] == pytest.approx(-7.5)
     assert np.isnan(t.loc["B", ("Mean accuracy", "difference")])  # the paper has "-"
     # A method only we ran is kept, with no paper value.
-    t2 = report.compare(paper, pd.concat([ours, pd.DataFrame({"Mean IoU": [1.0]}, index=["C"])]))
+    t2 = tables.compare(paper, pd.concat([ours, pd.DataFrame({"Mean IoU": [1.0]}, index=["C"])]))
     assert list(t2.index) == ["A", "B", "C"] and np.isnan(t2.loc["C", ("Mean IoU", "paper")])
-    long = report.long_compare(paper, ours)
-    assert list(long.columns) == ["paper", "ours", "difference"]
-    assert long.loc[("A", "Mean IoU"), "difference"] == pytest.approx(5.0)
-    html = report.style(t, caption="cap").to_html()
+    html = tables.style(t, caption="cap").to_html()
     assert "cap" in html and "45.00" in html
 
 
 def test_ours_table_from_metrics():
     metrics = {"DeepLabV2": {"mean_iou": 0.41, "overall_acc": 0.8, "per_class_iou": {"hat": 0.5, "face": None}}}
-    t = report.ours_table(metrics, {"Mean IoU": "mean_iou"}, rows={"DeepLabV2": "DeepLabV2 [4]"},
+    t = tables.ours_table(metrics, {"Mean IoU": "mean_iou"}, rows={"DeepLabV2": "DeepLabV2 [4]"},
                           per_class={"hat": "hat", "face": "face", "scarf": "scarf"})
     assert t.loc["DeepLabV2 [4]", "Mean IoU"] == pytest.approx(41.0)
     assert t.loc["DeepLabV2 [4]", "hat"] == pytest.approx(50.0)
@@ -401,17 +400,17 @@ def test_data_label_synthetic_and_real(tmp_path):
     (synth / "manifest.json").write_text(json.dumps(
         {"generator_version": "1", "style": "lip", "seed": 0, "counts": {"train": 8, "val": 4, "test": 2},
          "fingerprint": "abcdef0123456789"}))
-    assert report.is_synthetic(synth)
-    label = report.data_label(synth)
+    assert tables.is_synthetic(synth)
+    label = tables.data_label(synth)
     assert "synthetic" in label and "abcdef012345" in label and "8/4/2" in label
-    assert "not LIP numbers" in report.ours_caption(synth, "smoke")
+    assert "not LIP numbers" in tables.ours_caption(synth, "smoke")
     real = tmp_path / "LIP"
     real.mkdir()
-    assert not report.is_synthetic(real)
-    assert "real data" in report.data_label(real) and "not LIP" not in report.ours_caption(real, "full")
+    assert not tables.is_synthetic(real)
+    assert "real data" in tables.data_label(real) and "not LIP" not in tables.ours_caption(real, "full")
     (real / "manifest.json").write_text("{broken")
     with pytest.raises(ValueError, match="manifest.json: not valid JSON"):
-        report.data_label(real)
+        tables.data_label(real)
 
 
 def test_provenance_of_runs(tmp_path):
@@ -419,15 +418,18 @@ def test_provenance_of_runs(tmp_path):
     for key, dirty in [("k1", False), ("k2", True)]:
         d = runs / key
         d.mkdir(parents=True)
-        (d / "config.json").write_text(json.dumps({"model": "deeplabv2", "loss": "off", "seed": 0}))
-        (d / "provenance.json").write_text(json.dumps({"commit": "0123456789abcdef", "dirty": dirty,
+        (d / "config.json").write_text(json.dumps({"run": {"model": "deeplabv2", "loss": "off", "seed": 0}}))
+        (d / "provenance.json").write_text(json.dumps({"git": {"commit": "0123456789abcdef", "dirty": dirty},
                                                        "device": "cpu", "wall_time_s": 12.34}))
         (d / "metrics.json").write_text("{}")
     (runs / "unfinished").mkdir()  # no metrics.json: not a finished run
-    frame = report.all_runs(tmp_path)
-    assert sorted(frame["run"]) == ["k1", "k2"]
+    frame = provenance.all_runs(tmp_path)
+    assert sorted(frame["run"]) == ["k1", "k2"] and set(frame["model"]) == {"deeplabv2"}
     assert set(frame["commit"]) == {"0123456789"} and frame["wall time (s)"].tolist() == [12.3, 12.3]
-    html = report.provenance_html([report._RunFiles(runs / "k2")], profile="smoke")
+    assert frame.set_index("run")["dirty"].to_dict() == {"k1": False, "k2": True}
+    k2 = SimpleNamespace(dir=runs / "k2", config=json.loads((runs / "k2" / "config.json").read_text()),
+                         provenance=json.loads((runs / "k2" / "provenance.json").read_text()))
+    html = provenance.provenance_html([k2], profile="smoke")
     assert "dirty" in html and "uncommitted" in html and "torch" in html and "smoke" in html
 
 
@@ -456,10 +458,10 @@ def test_images_per_label_and_derived_attributes(tmp_path, monkeypatch):
     c[10:30, 4:16] = 5          # upper-clothes only: a head-missed image
     root = tmp_path / "LIP"
     _flat_lip(root, {"train": [a, b], "val": [c, b]})
-    counts = report.images_per_label(root)
+    counts = statistics.images_per_label(root)
     assert counts["upper-clothes"] == 4 and counts["hair"] == 3 and counts["face"] == 3
     assert counts["pants"] == 2 and counts["hat"] == 0 and "background" not in counts.index
-    attrs = report.image_attributes(root)
+    attrs = statistics.image_attributes(root)
     assert list(attrs.index) == ["val0", "val1"] and set(attrs["split"]) == {"val"}
     assert attrs.loc["val0", "person_area"] == 20 * 12
     assert attrs.loc["val1", "person_area"] == int((b != 0).sum())
@@ -467,9 +469,9 @@ def test_images_per_label_and_derived_attributes(tmp_path, monkeypatch):
     assert attrs.loc["val0", "head_missed"] == 1 and attrs.loc["val1", "head_missed"] == 0
     cached = list((tmp_path / "results" / "cache").glob("attributes-*.csv"))
     assert len(cached) == 1
-    again = report.image_attributes(root)
+    again = statistics.image_attributes(root)
     pd.testing.assert_frame_equal(again[attrs.columns], attrs, check_dtype=False)
-    assert not report.is_synthetic(root)
+    assert not tables.is_synthetic(root)
 
 
 def test_breakdown_aggregates_subsets():
@@ -480,10 +482,10 @@ def test_breakdown_aggregates_subsets():
     cms[2] = [[10, 0], [10, 0]]   # class 1 never predicted
     attrs = pd.DataFrame({"back_view": [0, 1, 1], "size_bin": ["small", "small", "large"]}, index=ids)
     ev = type("Ev", (), {"ids": ids, "cms": cms})()
-    t = report.breakdown({"M": ev}, attrs, {"all": None, "back": "back_view", "small": "size:small"}, n_boot=50)
+    t = subsets.breakdown({"M": ev}, attrs, {"all": None, "back": "back_view", "small": "size:small"}, n_boot=50)
     got = t.set_index("subset")
     # back-view = y + z: cm [[15,5],[15,5]]: IoU0 = 15/35, IoU1 = 5/25
     assert got.loc["back", "value"] == pytest.approx(100 * (15 / 35 + 5 / 25) / 2)
     assert got.loc["back", "images"] == 2 and got.loc["small", "images"] == 2
-    assert got.loc["all", "value"] == pytest.approx(100 * report.stat_value(cms, "mean_iou"))
+    assert got.loc["all", "value"] == pytest.approx(100 * subsets.stat_value(cms, "mean_iou"))
     assert got.loc["back", "low"] <= got.loc["back", "value"] <= got.loc["back", "high"]

@@ -13,8 +13,10 @@ from PIL import Image
 
 from lipstudy.evaluate import predict_logits
 from lipstudy.models import build_model
-from lipstudy.train import (ShardedBatches, TrainConfig, classifier_parameter_names, config_changes,
-                            load_checkpoint, main, make_optimizer, poly_lr, precision_plan, train)
+from lipstudy.batches import ShardedBatches
+from lipstudy.config import TrainConfig, build_network, config_changes
+from lipstudy.runtime import load_checkpoint, precision_plan
+from lipstudy.train import classifier_parameter_names, main, make_optimizer, poly_lr, train
 
 REPO = Path(__file__).resolve().parents[1]
 # Distinct colours per class so that a tiny network can learn the mapping pixel by pixel.
@@ -82,8 +84,7 @@ def test_poly_lr_and_classifier_multiplier():
     assert poly_lr(1e-3, 50, 100, 0.9) == pytest.approx(1e-3 * 0.5 ** 0.9)
     assert poly_lr(1e-3, 100, 100, 0.9) == 0.0
     cfg = TrainConfig(model="deeplabv2", width=0.0625)
-    from lipstudy.train import build
-    model = build(cfg)
+    model = build_network(cfg)
     names = classifier_parameter_names(model)
     assert names and all(".fc8." in n for n in names)
     opt = make_optimizer(model, cfg)
@@ -138,7 +139,8 @@ def test_resume_refuses_changed_config(tmp_path):
 
 _KILL_SCRIPT = """
 import os, signal, sys
-from lipstudy.train import TrainConfig, train
+from lipstudy.config import TrainConfig
+from lipstudy.train import train
 cfg = TrainConfig(**{cfg})
 kill_at = int(sys.argv[2])
 def on_step(step):
@@ -181,7 +183,8 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
 
 _DDP_SCRIPT = """
 import sys
-from lipstudy.train import TrainConfig, train
+from lipstudy.config import TrainConfig
+from lipstudy.train import train
 train(TrainConfig(**{cfg}), sys.argv[1], progress=False)
 """
 
@@ -220,9 +223,8 @@ def test_two_processes_match_one_process(tmp_path):
     for k in a["model"]:
         assert torch.allclose(a["model"][k], b["model"][k], rtol=1e-4, atol=1e-6), k
     init = TrainConfig(**cfg)
-    from lipstudy.train import build
     torch.manual_seed(init.seed)
-    fresh = build(init).state_dict()
+    fresh = build_network(init).state_dict()
     changed = sum(not torch.equal(fresh[k], a["model"][k]) for k in a["model"])
     assert changed > len(a["model"]) // 2  # training moved the weights: the match is not vacuous
     assert a["log"][0]["loss"] == pytest.approx(b["log"][0]["loss"], rel=1e-5)
@@ -247,26 +249,6 @@ def test_too_few_images_is_a_clear_error(tmp_path):
     root = write_tiny_lip(tmp_path / "d", n_train=2)
     with pytest.raises(ValueError, match="fewer than one batch of 4"):
         train(tiny_config(root), tmp_path / "run", progress=False)
-
-
-def test_ppp_joint_view_keeps_the_seven_class_loss():
-    import torch.nn.functional as F
-    from lipstudy.train import PPP_JOINT_VIEW, compute_loss, ppp_joint_view
-    torch.manual_seed(0)
-    logits = torch.randn(2, 7, 12, 12, requires_grad=True)
-    target = torch.randint(0, 7, (2, 12, 12))
-    target[0, :3] = 255
-    big, big_t = ppp_joint_view(logits, target)
-    assert big.shape == (2, 20, 12, 12) and torch.equal(big[:, list(PPP_JOINT_VIEW)], logits)
-    assert big_t[0, :3].eq(255).all() and torch.equal(big_t[0, 5], torch.tensor(PPP_JOINT_VIEW)[target[0, 5]])
-    a = F.cross_entropy(logits, target, ignore_index=255)
-    b = F.cross_entropy(big, big_t, ignore_index=255)
-    ga, = torch.autograd.grad(a, logits, retain_graph=True)
-    gb, = torch.autograd.grad(b, logits)
-    assert torch.allclose(a, b) and torch.allclose(ga, gb, atol=1e-7)
-    # Plain CE on PPP is untouched by the view; the SSL modes weight it per image.
-    assert torch.allclose(compute_loss(logits, target, "off", "ppp"), a)
-    assert torch.isfinite(compute_loss(logits, target, "paper", "ppp"))
 
 
 def test_divergence_stops_with_a_clear_error(tmp_path):
@@ -357,31 +339,6 @@ def test_boolean_options_are_strict(tmp_path, monkeypatch, capsys):
     assert len(seen) == 2
 
 
-def test_aux_loss_known_answer():
-    from lipstudy.train import aux_loss, compute_loss
-
-    # Two images, two classes: image 0 has 3 valid pixels, image 1 one valid pixel (255 = ignore).
-    target = torch.tensor([[[0, 0], [1, 255]], [[1, 255], [255, 255]]])
-    uniform = torch.zeros(2, 2, 2, 2)          # every pixel: p = 1/2, cross-entropy ln 2
-    sharper = torch.zeros(2, 2, 2, 2)
-    sharper[1, 1, 0, 0] = np.log(3.0)          # image 1's pixel (class 1): p = 3/4, CE = ln(4/3)
-    assert aux_loss([], target).item() == 0.0
-    assert aux_loss([uniform], target).item() == pytest.approx(np.log(2), rel=1e-6)
-    # Each image's mean over its own valid pixels, then the mean over images: (ln 2 + ln 4/3) / 2,
-    # not the pooled (3 ln 2 + ln 4/3) / 4 over the batch's pixels.
-    per_image = (np.log(2) + np.log(4 / 3)) / 2
-    assert aux_loss([sharper], target).item() == pytest.approx(per_image, rel=1e-6)
-    assert aux_loss([uniform, sharper], target).item() == pytest.approx(np.log(2) + per_image, rel=1e-6)
-    # An image with no valid pixel adds 0, not NaN.
-    empty = target.clone()
-    empty[1] = 255
-    assert aux_loss([sharper], empty).item() == pytest.approx(np.log(2) / 2, rel=1e-6)
-    # The training loss is the main output's cross-entropy plus the auxiliary terms.
-    main_out = torch.zeros(2, 2, 2, 2)
-    total = compute_loss({"out": main_out, "aux": [uniform, sharper]}, target, "off")
-    assert total.item() == pytest.approx(2 * np.log(2) + per_image, rel=1e-6)
-
-
 @pytest.mark.parametrize("name,head", [
     ("segnet", {"classifier.weight", "classifier.bias"}),
     ("fcn8s", {f"{s}.{p}" for s in ("score_fr", "score_pool4", "score_pool3") for p in ("weight", "bias")}),
@@ -392,10 +349,9 @@ def test_aux_loss_known_answer():
 def test_classifier_gets_ten_times_the_learning_rate(name, head):
     """The layers new on top of VGG-16 (the released recipe's lr_mult 10) and nothing else: FCN's
     learned upsamplers and the LargeFOV / ASPP fc6-fc7 stay at the base rate."""
-    from lipstudy.train import build
 
     cfg = TrainConfig(model=name, width=0.0625, lr=0.002)
-    model = build(cfg)
+    model = build_network(cfg)
     assert classifier_parameter_names(model) == head
     opt = make_optimizer(model, cfg)
     assert [g["lr"] for g in opt.param_groups] == [0.002, 0.02]
@@ -416,9 +372,8 @@ def test_loader_workers_give_the_same_weights(tmp_path):
     a, b = runs[0], runs[2]
     assert a["step"] == b["step"] == 4
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    from lipstudy.train import build
     torch.manual_seed(0)
-    fresh = build(tiny_config(root, dropout=0.5)).state_dict()
+    fresh = build_network(tiny_config(root, dropout=0.5)).state_dict()
     assert sum(not torch.equal(fresh[k], a["model"][k]) for k in fresh) > len(fresh) // 2  # not vacuous
     assert [r["loss"] for r in a["log"]] == [r["loss"] for r in b["log"]]
 

@@ -1,5 +1,5 @@
-"""lipstudy.report: seed averages and spreads (known answers), and the derived-attributes cache of
-real data (written atomically, then reused)."""
+"""lipstudy.tables (seed averages and spreads: known answers) and lipstudy.data.statistics (the
+derived-attributes cache of real data: written atomically, then reused)."""
 from __future__ import annotations
 
 import math
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lipstudy import report
+from lipstudy import tables
+from lipstudy.data import statistics
 
 
 def _metrics(overall, mean_acc, mean_iou, per_class):
@@ -25,7 +26,7 @@ SEEDS = [
 
 
 def test_seed_mean_known_answer():
-    m = report.seed_mean(SEEDS)
+    m = tables.seed_mean(SEEDS)
     assert set(m) == {"overall_acc", "mean_acc", "mean_iou", "per_class_iou"}
     assert m["overall_acc"] == pytest.approx(0.6)
     assert m["mean_acc"] == pytest.approx(0.3)
@@ -37,15 +38,15 @@ def test_seed_mean_known_answer():
     assert pc["glove"] == pytest.approx(0.25)  # missing from a seed's dict: also skipped
     assert math.isnan(pc["hair"])              # skipped by every seed
     # One seed: its own values.
-    one = report.seed_mean(SEEDS[:1])
+    one = tables.seed_mean(SEEDS[:1])
     assert one["mean_iou"] == 0.3 and one["per_class_iou"]["hat"] == 0.2 and math.isnan(one["per_class_iou"]["hair"])
 
 
 def test_seed_spread_known_answer():
-    assert report.seed_spread(SEEDS) == pytest.approx(50.0)  # max - min of mean IoU, in percent
-    assert report.seed_spread(SEEDS, "overall_acc") == pytest.approx(20.0)
-    assert report.seed_spread(SEEDS, "mean_acc") == pytest.approx(20.0)  # not last - first (10)
-    assert math.isnan(report.seed_spread(SEEDS[:1]))
+    assert tables.seed_spread(SEEDS) == pytest.approx(50.0)  # max - min of mean IoU, in percent
+    assert tables.seed_spread(SEEDS, "overall_acc") == pytest.approx(20.0)
+    assert tables.seed_spread(SEEDS, "mean_acc") == pytest.approx(20.0)  # not last - first (10)
+    assert math.isnan(tables.seed_spread(SEEDS[:1]))
 
 
 def test_real_data_attributes_are_cached_atomically(tmp_path, monkeypatch):
@@ -62,14 +63,13 @@ def test_real_data_attributes_are_cached_atomically(tmp_path, monkeypatch):
         Image.fromarray(lab).save(root / "val_segmentations" / f"{i}.png")
     (root / "val_id.txt").write_text("a\nb\n")
     monkeypatch.setenv("LIPSTUDY_RESULTS", str(tmp_path / "results"))
-    df = report.image_attributes(root)
+    df = statistics.image_attributes(root)
     assert list(df.index) == ["a", "b"] and list(df["person_area"]) == [96, 12]
     assert list(df["size_bin"]) == ["small", "small"] and list(df["split"]) == ["val", "val"]
     cache = tmp_path / "results" / "cache"
     files = os.listdir(cache)
     assert len(files) == 1 and files[0].startswith("attributes-") and files[0].endswith(".csv")  # no temporary
-    import lipstudy.data.attributes
-    monkeypatch.setattr(lipstudy.data.attributes, "derive_dataset_attributes",
+    monkeypatch.setattr(statistics, "derive_dataset_attributes",
                         lambda *a, **k: pytest.fail("derived again instead of reading the cache"))
-    again = report.image_attributes(root)
+    again = statistics.image_attributes(root)
     assert list(again.index) == ["a", "b"] and list(again["person_area"]) == [96, 12]

@@ -5,28 +5,20 @@ Per chapter:
 
     book/<chapter>.md --jupytext--> notebook --papermill (parameters injected)-->
         <results>/chapters/<profile>/<chapter>.ipynb        (the cache, with <chapter>.key)
-        <book-dir>/_executed/<chapter>.ipynb               (the page: see lipstudy.pages)
+        <book-dir>/_executed/<chapter>.ipynb               (the page: see lipstudy.book.pages)
 
-A chapter is skipped when its cache key (notebook text, parameters, ``lipstudy`` sources, lock
-file, data fingerprints, and for some chapters further inputs: :data:`EXTRA_INPUTS`) is unchanged.
-A failed cell fails the build, naming the chapter and the cell; the failed notebook is kept as
-``<chapter>.failed.ipynb`` for reading.
+A chapter is skipped when its cache key (:mod:`lipstudy.book.keys`) is unchanged. A failed cell
+fails the build, naming the chapter and the cell; the failed notebook is kept as
+``<chapter>.failed.ipynb`` for reading. Before the first chapter that uses training runs, every run
+the chapters will ask for is trained (:func:`train_book_runs`), several side by side.
 
 Two commands run this, with one cache: ``lipstudy book`` (``make book``) executes the chapters and
-then runs ``jupyter-book build``; and ``jupyter-book build book/`` itself, because this module is a
-Sphinx extension of the book (``setup``, listed in ``_config.yml``): before Sphinx reads a source
-it executes every chapter of ``_toc.yml`` that has no up-to-date executed notebook. Both take the
-book's settings from the environment (:func:`book_settings`): ``LIPSTUDY_PROFILE`` (smoke, cpu,
-full; default cpu), ``LIPSTUDY_LIP_ROOT`` (a real LIP folder; default the synthetic benchmark),
-``LIPSTUDY_DEVICE`` and ``LIPSTUDY_SEEDS``; ``lipstudy book``'s options override them. The
-extension also makes every Sphinx warning (a broken cross-reference, a missing glue key, a page
-that prints a plotting object's repr) fail the build, the ``-W --keep-going`` of the command line.
+then runs ``jupyter-book build``; and ``jupyter-book build book/`` itself, through the Sphinx
+extension :mod:`lipstudy.book.sphinx_ext`.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -35,32 +27,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lipstudy import pages, progress
-from lipstudy.atomic import atomic_path, atomic_write
+from .. import progress
+from ..atomic import atomic_path, atomic_write
+from ..paths import REPO, RESULTS_ENV, results_dir
+from ..profiles import PROFILES
+from . import pages
+from .keys import EXTRA_INPUTS, cache_key, prepare_data, source_digest
+from .settings import (CHAPTERS, EXECUTE_ENV, RUN_CHAPTERS, SETTINGS_ENV, STATIC_FILES, book_settings,
+                       chapter_parameters, settings_environment)
 
-REPO = Path(__file__).resolve().parents[1]
 BOOK_SRC = REPO / "book"
-
-CHAPTERS: tuple[str, ...] = (
-    "benchmark", "baselines", "challenges", "per_class_iou", "ssl", "pascal_person_part",
-    "further_analyses", "qualitative", "claims", "reproducibility", "intro",
-)
-"""Executed chapters (each is ``book/<name>.md``), in the order they run: the book's order, then
-the front page, which summarises the others (``_toc.yml`` lists the same chapters)."""
-
-STATIC_FILES: tuple[str, ...] = ("_toc.yml",)
-"""Book files that are not executed, copied as they are when the book is built elsewhere."""
-
-PROFILES: tuple[str, ...] = ("smoke", "cpu", "cpu-short", "cpu-long", "full")
-DATASETS: tuple[str, ...] = ("lip", "ppp", "atr")
-
-SETTINGS_ENV = {"profile": "LIPSTUDY_PROFILE", "data": "LIPSTUDY_LIP_ROOT", "device": "LIPSTUDY_DEVICE",
-                "seeds": "LIPSTUDY_SEEDS"}
-"""The environment variables that choose what the book is built from (:func:`book_settings`)."""
-
-EXECUTE_ENV = "LIPSTUDY_EXECUTE"
-"""Set to 0 to make ``jupyter-book build`` render the executed notebooks as they are, executing
-nothing (``lipstudy book`` does so for the build it starts after executing the chapters)."""
 
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 """The chapters' kernels keep their own log quiet: its start-up warning that the local connection
@@ -81,52 +57,9 @@ class ChapterResult:
     notebook: Path       # the executed notebook in the cache
 
 
-# ---------------------------------------------------------------------------------------------
-# locations
-
-
-def results_root(results: str | os.PathLike | None = None) -> Path:
-    """Where runs and executed chapters live: ``results`` argument, else ``$LIPSTUDY_RESULTS``,
-    else ``<repo>/results``."""
-    if results is not None:
-        return Path(results).resolve()
-    env = os.environ.get("LIPSTUDY_RESULTS")
-    return Path(env).resolve() if env else REPO / "results"
-
-
 def chapter_cache_dir(profile: str, results: str | os.PathLike | None = None) -> Path:
-    return results_root(results) / "chapters" / profile
-
-
-def book_settings(environ=None) -> dict:
-    """The book's profile, real LIP root (None = synthetic), device and seeds (None = the
-    profile's), from :data:`SETTINGS_ENV`; bad values are rejected naming the variable."""
-    env = os.environ if environ is None else environ
-    profile = env.get(SETTINGS_ENV["profile"]) or "cpu"
-    if profile not in PROFILES:
-        raise ValueError(f"{SETTINGS_ENV['profile']}={profile!r}: unknown profile "
-                         f"(choose from {', '.join(PROFILES)})")
-    data = env.get(SETTINGS_ENV["data"]) or None
-    if data is not None and not Path(data).is_dir():
-        raise ValueError(f"{SETTINGS_ENV['data']}={data!r}: not a directory")
-    seeds = env.get(SETTINGS_ENV["seeds"]) or None
-    if seeds is not None:
-        try:
-            seeds = [int(x) for x in seeds.replace(",", " ").split()]
-        except ValueError:
-            raise ValueError(f"{SETTINGS_ENV['seeds']}={seeds!r}: expected integers such as '0 1 2'") from None
-    return {"profile": profile, "data": data, "device": env.get(SETTINGS_ENV["device"]) or "auto",
-            "seeds": seeds}
-
-
-def settings_environment(profile: str, data=None, device: str = "auto", seeds=None) -> dict:
-    """The inverse of :func:`book_settings`: the variables that select these settings."""
-    return {SETTINGS_ENV["profile"]: profile, SETTINGS_ENV["data"]: "" if data is None else str(Path(data).resolve()),
-            SETTINGS_ENV["device"]: device, SETTINGS_ENV["seeds"]: " ".join(str(x) for x in seeds or [])}
-
-
-# ---------------------------------------------------------------------------------------------
-# notebooks
+    """Where a profile's executed chapters are cached: ``<results>/chapters/<profile>/``."""
+    return results_dir(results) / "chapters" / profile
 
 
 def load_chapter(name: str, src: Path = BOOK_SRC):
@@ -140,60 +73,6 @@ def load_chapter(name: str, src: Path = BOOK_SRC):
     if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells):
         raise ChapterError(f"{path}: no cell tagged 'parameters' (papermill needs one)")
     return nb
-
-
-def chapter_parameters(profile: str, data: str | None = None, device: str = "auto",
-                       seeds: list[int] | None = None) -> dict:
-    """The values papermill injects into each chapter's ``parameters`` cell."""
-    return {"profile": profile, "data": None if data is None else str(Path(data).resolve()),
-            "device": device, "seeds": None if seeds is None else [int(s) for s in seeds]}
-
-
-def _sha256_files(paths) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        h.update(str(p.relative_to(REPO)).encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()
-
-
-def source_digest() -> str:
-    """sha256 over the ``lipstudy`` sources and the lock file (what a chapter's numbers depend on
-    besides its own text, its parameters and the data)."""
-    files = sorted((REPO / "lipstudy").rglob("*.py"))
-    lock = REPO / "requirements.lock"
-    return _sha256_files(files + ([lock] if lock.is_file() else []))
-
-
-def cache_key(notebook_text: str, parameters: dict, sources: str, manifests: dict, extra=None) -> str:
-    """The cache key of one executed chapter; equal keys mean the executed notebook is reusable.
-    ``extra``: the chapter's further inputs (:data:`EXTRA_INPUTS`), None for most chapters."""
-    inputs = {"notebook": notebook_text, "parameters": parameters, "sources": sources, "manifests": manifests}
-    if extra is not None:
-        inputs["extra"] = extra
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def reproducibility_inputs(results: Path) -> dict:
-    """What the reproducibility chapter reads besides its text, runs and data: every finished run
-    (its folder and when it finished), the committed benchmark results, the budget summaries, and
-    the machine executing it."""
-    import platform
-
-    def digest(folder: Path):
-        h = hashlib.sha256()
-        for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-            h.update(f.name.encode() + b"\0" + f.read_bytes())
-        return h.hexdigest()
-
-    runs = sorted((p.parent.name, p.stat().st_mtime_ns) for p in (results / "runs").glob("*/metrics.json"))
-    return {"runs": runs, "benchmarks": digest(REPO / "results" / "benchmarks"), "budget": digest(results / "budget"),
-            "machine": [platform.python_version(), platform.platform(), os.cpu_count()]}
-
-
-EXTRA_INPUTS = {"reproducibility": reproducibility_inputs}
-"""Chapters that read more than their runs and data: name -> function of the results folder
-returning those inputs (part of the chapter's cache key)."""
 
 
 def _failed_cell(nb) -> str:
@@ -237,27 +116,6 @@ def run_chapter(name: str, parameters: dict, cache_dir: Path, key: str, *,
 
 
 # ---------------------------------------------------------------------------------------------
-# data
-
-
-def prepare_data(profile: str, data: str | None = None) -> dict:
-    """Make sure every dataset the chapters read exists (generating the synthetic ones), and return
-    their fingerprints (the data part of the cache key). ``data`` replaces the LIP root only.
-
-    The fingerprint is ``experiments.data_fingerprint``, the one the training runs' keys use, so
-    chapters and runs agree on what "the same data" is (a changed label file changes both)."""
-    from lipstudy import experiments as ex
-
-    prof = ex.get_profile(profile)
-    datasets = list(DATASETS) + ([ex.PRETRAIN] if getattr(prof, "pretrain", None) else [])
-    manifests = {}
-    for dataset in datasets:
-        root = Path(ex.data_root(prof, dataset=dataset, data=data if dataset == "lip" else None))
-        manifests[dataset] = {"root": str(root), "fingerprint": ex.data_fingerprint(root)}
-    return manifests
-
-
-# ---------------------------------------------------------------------------------------------
 # the book
 
 
@@ -272,7 +130,8 @@ def assemble(book_dir: Path, src: Path = BOOK_SRC) -> None:
         shutil.copyfile(src / name, book_dir / name)
 
 
-def _say(*parts) -> None:
+def say(*parts) -> None:
+    """A progress line of the build, printed at once."""
     print(*parts, flush=True)
 
 
@@ -280,7 +139,7 @@ def execute(profile: str, chapters: list[str] | None = None, data: str | None = 
             device: str = "auto", seeds: list[int] | None = None,
             results: str | os.PathLike | None = None, book_dir: str | os.PathLike | None = None,
             force: bool = False, src: Path = BOOK_SRC, catalogue: tuple[str, ...] = CHAPTERS,
-            manifests: dict | None = None, log=_say) -> list[ChapterResult]:
+            manifests: dict | None = None, log=say) -> list[ChapterResult]:
     """Run (or reuse) the chapters and place their pages in ``<book_dir>/_executed``.
 
     ``catalogue`` is every chapter of the book (``chapters`` a subset to run; chapters not
@@ -297,10 +156,10 @@ def execute(profile: str, chapters: list[str] | None = None, data: str | None = 
     unknown = [c for c in selected if c not in catalogue]
     if unknown:
         raise ValueError(f"unknown chapters {unknown} (chapters: {', '.join(catalogue)})")
-    results_dir = results_root(results)
+    results = results_dir(results)
     # Chapters run in a kernel subprocess; the environment carries the results location to them.
-    os.environ["LIPSTUDY_RESULTS"] = str(results_dir)
-    cache_dir = chapter_cache_dir(profile, results_dir)
+    os.environ[RESULTS_ENV] = str(results)
+    cache_dir = chapter_cache_dir(profile, results)
     book = Path(book_dir).resolve() if book_dir is not None else src
     executed_dir = book / "_executed"
     executed_dir.mkdir(parents=True, exist_ok=True)
@@ -315,7 +174,7 @@ def execute(profile: str, chapters: list[str] | None = None, data: str | None = 
     tracker = None
 
     def key_of(name: str) -> str:
-        extra = EXTRA_INPUTS[name](results_dir) if name in EXTRA_INPUTS else None
+        extra = EXTRA_INPUTS[name](results) if name in EXTRA_INPUTS else None
         return cache_key((src / f"{name}.md").read_text(), params, sources, manifests, extra)
 
     def is_cached(name: str, key: str) -> bool:
@@ -328,7 +187,7 @@ def execute(profile: str, chapters: list[str] | None = None, data: str | None = 
         # faster (schedule.ensure_all); the chapters then find them finished.
         tracker = _book_progress(profile, data, seeds, log)
         tracker.current = "training"  # progress lines read "[book] training: run i/N ..."
-        from lipstudy.schedule import training_jobs
+        from ..schedule import training_jobs
 
         tracker.jobs = training_jobs(device)
         with tracker.watch(cache_dir / f".progress-{os.getpid()}.jsonl"):
@@ -360,26 +219,23 @@ def execute(profile: str, chapters: list[str] | None = None, data: str | None = 
     return done
 
 
-RUN_CHAPTERS = frozenset(CHAPTERS) - {"benchmark"}
-"""The book's chapters that use training runs: executing one of them trains the book's runs first
-(the benchmark chapter alone, or a chapter outside the book, trains nothing)."""
-
-
-def train_book_runs(profile: str, data=None, device: str = "auto", seeds=None, log=_say) -> None:
-    """Train (or find finished) every run of ``experiments.book_runs`` before the chapters run."""
-    from lipstudy import experiments as ex
-    from lipstudy import schedule
+def train_book_runs(profile: str, data=None, device: str = "auto", seeds=None, log=say) -> None:
+    """Train (or find finished) every run of :func:`lipstudy.runs.book_runs` before the chapters run."""
+    from .. import schedule
+    from ..runs import book_evaluations, book_runs
 
     jobs = schedule.training_jobs(device)
     log(f"[book] training the book's runs, {jobs} at a time")
-    schedule.ensure_all(ex.book_runs(profile, seeds), profile, data, device, jobs=jobs,
-                        evaluations=schedule.book_evaluations(profile, data, seeds))
+    schedule.ensure_all(book_runs(profile, seeds), profile, data, device, jobs=jobs,
+                        evaluations=book_evaluations(profile, data, seeds))
 
 
 def _book_progress(profile, data, seeds, log) -> progress.BookProgress:
     """The progress printer, with the book's training runs planned (N in "run i of N")."""
     try:
-        runs = progress.plan(profile, data, seeds)
+        from ..schedule import progress_plan
+
+        runs = progress_plan(profile, data, seeds)
     except Exception as err:  # noqa: BLE001  a count of runs must never stop a build
         log(f"[book] (cannot plan the training runs: {err}; progress shows no totals)")
         runs = []
@@ -404,7 +260,7 @@ def install_page(executed: Path, page: Path) -> None:
         atomic_write(page, text)
 
 
-def build(book_dir: str | os.PathLike | None = None, require: tuple[str, ...] = CHAPTERS, log=_say,
+def build(book_dir: str | os.PathLike | None = None, require: tuple[str, ...] = CHAPTERS, log=say,
           env: dict | None = None) -> Path:
     """``jupyter-book build`` of the executed pages as they are (``$LIPSTUDY_EXECUTE=0``), with
     warnings as errors (broken references fail); returns the HTML folder. ``env``: further
@@ -474,50 +330,3 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-# ---------------------------------------------------------------------------------------------
-# Sphinx extension
-
-
-def execute_for_sphinx(app, config) -> None:
-    """``config-inited``: execute (or reuse) every chapter of the book's ``_toc.yml`` whose source
-    ``<srcdir>/<name>.md`` is there, for the settings of :func:`book_settings`, before Sphinx looks
-    for its sources; then check that no page prints a plotting object's repr."""
-    import logging
-
-    import nbformat
-
-    srcdir = Path(app.srcdir)
-    toc = srcdir / "_toc.yml"
-    listed = pages.execution_order(srcdir) if toc.is_file() else []
-    if os.environ.get(EXECUTE_ENV, "1").strip().lower() not in ("0", "off", "no", "false"):
-        runnable = tuple(c for c in listed if (srcdir / f"{c}.md").is_file())
-        if runnable:
-            s = book_settings()  # a bad value stops the build with the variable named
-            _say(f"[book] jupyter-book build: profile {s['profile']}, data "
-                 f"{s['data'] or 'synthetic'} (set by {', '.join(SETTINGS_ENV.values())})")
-            try:
-                execute(s["profile"], data=s["data"], device=s["device"], seeds=s["seeds"], book_dir=srcdir,
-                        src=srcdir, catalogue=runnable)
-            except ChapterError as err:
-                raise RuntimeError(f"lipstudy: {err}") from None
-    # A logger in Sphinx's namespace: its handlers print and count the warning (the build fails).
-    warn = logging.getLogger("sphinx.lipstudy.runner").warning
-    for name in listed:
-        page = srcdir / "_executed" / f"{name}.ipynb"
-        if page.is_file():
-            for found in pages.stray_reprs(nbformat.read(page, as_version=4)):
-                warn(f"{page}: {found} (a plotting object's repr: end the statement with ';' or assign it)")
-
-
-def setup(app):
-    """Sphinx hook: execute the chapters before Sphinx reads them (:func:`execute_for_sphinx`,
-    ahead of the table-of-contents extension), and count warnings so that the build fails at the
-    end if there were any (the CLI's ``-W --keep-going``): ``jupyter-book build book/`` rejects
-    broken references."""
-    app.keep_going = True
-    app.connect("config-inited", execute_for_sphinx, priority=100)
-    return {"parallel_read_safe": True, "parallel_write_safe": True}
-
-
-if __name__ == "__main__":
-    sys.exit(main())

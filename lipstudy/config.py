@@ -1,0 +1,136 @@
+"""One training stage's settings: :class:`TrainConfig` (the paper's Section 5.1 defaults) and the
+network it describes.
+
+A config is what a run's key hashes (through its profile), what a checkpoint carries (so a network
+can be rebuilt from the checkpoint alone) and what ``lipstudy train --config`` reads. Fields in
+:data:`EXECUTION_FIELDS` change how a run executes, not what it computes, so a resumed run may
+change them.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+from .labels import DATASETS
+
+LOSS_MODES = ("off", "paper", "released", "plus_one")
+# Fields that change how a run executes but not what it computes: a resume may change them.
+EXECUTION_FIELDS = ("device", "workers", "max_steps", "checkpoint_every_steps", "channels_last")
+AMP_MODES = ("auto", "bf16", "off")
+OPTIMIZERS = ("sgd", "adamw")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training stage. Defaults are the paper's settings (Section 5.1) and, where the paper
+    is silent, those of the released DeepLabV2 / LIP_SSL Caffe recipe."""
+
+    # The network (Section 3: SegNet, FCN-8s, DeepLabV2, Attention; all from VGG-16).
+    model: str = "deeplabv2"
+    width: float = 1.0  # channel multiplier; 1.0 = the paper's networks
+    num_classes: int = 20
+    dropout: float | None = None  # None = the model's own default
+    pretrained: str | None = None  # torchvision-format ImageNet VGG-16 file
+    init: str | None = None  # checkpoint whose weights start this stage (stage 2)
+    # Deviations the from-scratch cpu profiles make (the book lists them): a VGG-16-BN backbone for
+    # every baseline (None = the paper's: BN in SegNet only), started from the synthetic
+    # pretraining run's checkpoint ``backbone_init`` (models/pretrain.py) in place of ImageNet.
+    batch_norm: bool | None = None
+    backbone_init: str | None = None
+    # Multiplier of the atrous rates of DeepLabV2's ASPP and the attention model's LargeFOV head
+    # (1 = the paper's 6/12/18/24 and 12, sized for 321-px crops).
+    atrous_scale: float = 1.0
+    # The data.
+    dataset: str = "lip"  # "lip" | "ppp" | "atr" (reader kind; sets the flip pairs)
+    data_root: str = "data/lip"
+    split: str = "train"
+    # The loss: "off" = cross-entropy (stage 1); the others: lipstudy.losses modes (stage 2).
+    loss: str = "off"
+    # Optimisation. Section 5.1: "30 epochs" (stage 1; stage 2 "roughly 20 epochs"),
+    # "batch size of 10 images, momentum of 0.9, and weight decay of 0.0005",
+    # "The scale of the input images is fixed as 321x321".
+    epochs: int = 30
+    batch_size: int = 10
+    crop: int = 321
+    momentum: float = 0.9
+    weight_decay: float = 0.0005
+    # "sgd" (the paper's) or "adamw" (the cpu profiles': from-scratch thin networks on a budget
+    # of minutes converge faster with it; ``momentum`` is then Adam's beta1). ``warmup_steps``:
+    # linear learning-rate warm-up before the poly decay (0 = none, as the paper).
+    optimizer: str = "sgd"
+    warmup_steps: int = 0
+    # Steps during which the pretrained backbone is frozen (weights and batch-norm statistics) and
+    # only the new layers train: linear probing before fine-tuning (LP-FT, Kumar et al. 2022), so
+    # the random head's first gradients do not distort the pretrained features. 0 = the paper's
+    # (everything trains from the first step). Applies to a stage that starts from a pretrained
+    # backbone (``backbone_init`` / ``pretrained``), not to one that starts from a whole trained
+    # network (``init``: stage 2, whose head is trained already).
+    frozen_backbone_steps: int = 0
+    # Keep the backbone's batch-norm statistics as the pretrained network left them (its norms
+    # normalise with their running statistics in training too; their scale and shift still
+    # train), as detection and segmentation fine-tuning commonly does with small batches. With a
+    # shared multi-scale backbone (attention-to-scale) batch statistics differ per input scale in
+    # training, while evaluation would use one running average of all scales.
+    frozen_bn_stats: bool = False
+    # Released DeepLabV2 recipe: base lr 1e-3, "poly" decay with power 0.9, classifier at 10x,
+    # random scale 0.6-1.4 and mirroring.
+    lr: float = 1e-3
+    lr_power: float = 0.9
+    classifier_lr_mult: float = 10.0
+    scale_min: float = 0.6
+    scale_max: float = 1.4
+    flip: bool = True
+    seed: int = 0
+    # Execution (not part of the result).
+    device: str = "auto"
+    workers: int = 2
+    max_steps: int | None = None  # stop early (tests); the schedule still spans all epochs
+    checkpoint_every_steps: int | None = None
+    # Precision: "auto" = bf16 autocast on CUDA and fp32 on the CPU; "bf16" forces autocast on any
+    # device (so the CUDA numerics can be checked on a CPU); "off" = fp32 everywhere. It changes
+    # the numbers a run computes, so unlike the memory layout below a resume may not change it.
+    amp: str = "auto"
+    channels_last: bool | None = None  # None = on CUDA only (where cuDNN prefers NHWC)
+
+    def __post_init__(self):
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.loss not in LOSS_MODES:
+            raise ValueError(f"loss must be one of {LOSS_MODES}, got {self.loss!r}")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {tuple(DATASETS)}, got {self.dataset!r}")
+        if self.batch_size < 1 or self.epochs < 1 or self.crop < 1:
+            raise ValueError("batch_size, epochs and crop must be >= 1")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields: {', '.join(unknown)}")
+        return cls(**d)
+
+
+def config_changes(old: dict, new: TrainConfig) -> list[str]:
+    """Fields (other than execution settings) whose value differs between a saved config and ``new``."""
+    cur = new.to_dict()
+    # A field an older checkpoint does not know had its default value when that run was trained.
+    defaults = TrainConfig().to_dict()
+    return [f"{k}: {old.get(k, defaults[k])!r} -> {cur[k]!r}" for k in cur
+            if k not in EXECUTION_FIELDS and old.get(k, defaults[k]) != cur[k]]
+
+
+def build_network(cfg: TrainConfig) -> torch.nn.Module:
+    """The network of ``cfg`` (fresh, or with the ``pretrained`` ImageNet backbone)."""
+    from .models import build_model
+
+    kw = {} if cfg.dropout is None else {"dropout": cfg.dropout}
+    return build_model(cfg.model, num_classes=cfg.num_classes, width=cfg.width,
+                       pretrained=cfg.pretrained, batch_norm=cfg.batch_norm, atrous_scale=cfg.atrous_scale, **kw)

@@ -1,0 +1,87 @@
+"""Where and how a network runs: the device, the precision and memory layout, the processes of a
+``torchrun`` job, and a trained network loaded back from its checkpoint.
+
+Training, evaluation, parsing photos, the figures and the benchmarks all need these, and they must
+agree (a model evaluated in another precision than the one the book's tables claim would be a
+different model), so each is decided here once.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .config import AMP_MODES, TrainConfig, build_network
+
+CHECKPOINT = "checkpoint.pt"
+"""A run folder's checkpoint file (weights, optimiser, step, RNG states, log, config)."""
+
+
+def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """"auto" -> this process's GPU when CUDA is available, else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(name)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", local_rank)
+    return dev
+
+
+def dist_env() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from the variables ``torchrun`` sets; (0, 1, 0) otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+@dataclass(frozen=True)
+class PrecisionPlan:
+    """How the forward pass runs: autocast dtype (None = fp32) and memory layout."""
+
+    autocast_dtype: torch.dtype | None
+    channels_last: bool
+
+    @property
+    def autocast(self) -> bool:
+        return self.autocast_dtype is not None
+
+    def autocast_context(self, device: torch.device) -> torch.autocast:
+        """The ``torch.autocast`` block of this plan on ``device`` (a no-op block for fp32)."""
+        return torch.autocast(device.type, dtype=self.autocast_dtype or torch.bfloat16, enabled=self.autocast)
+
+
+def precision_plan(device: torch.device, amp: str = "auto", channels_last: bool | None = None) -> PrecisionPlan:
+    """The precision and layout a model runs with on ``device``. bf16 rather than fp16 because
+    it keeps fp32's exponent range: no loss scaling, and the 10x classifier learning rate cannot
+    overflow it. "auto" is bf16 autocast on CUDA and fp32 elsewhere; "bf16" forces autocast on
+    any device (how the CUDA numerics are checked on a CPU); "off" is fp32 everywhere."""
+    if amp not in AMP_MODES:
+        raise ValueError(f"amp must be one of {AMP_MODES}, got {amp!r}")
+    use_bf16 = amp == "bf16" or (amp == "auto" and device.type == "cuda")
+    nhwc = device.type == "cuda" if channels_last is None else bool(channels_last)
+    return PrecisionPlan(torch.bfloat16 if use_bf16 else None, nhwc)
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    """A lipstudy checkpoint as a dict; ValueError naming the file when it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise ValueError(f"{path}: not a readable checkpoint ({e})") from e
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
+        raise ValueError(f"{path}: not a lipstudy checkpoint (no 'model' / 'config')")
+    return ckpt
+
+
+def model_from_checkpoint(path, device="cpu") -> tuple[torch.nn.Module, TrainConfig]:
+    """Rebuild the network a checkpoint was trained as, with its weights, in eval mode."""
+    ckpt = load_checkpoint(path)
+    cfg = TrainConfig.from_dict(ckpt["config"])
+    model = build_network(dataclasses.replace(cfg, pretrained=None, backbone_init=None))
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), cfg

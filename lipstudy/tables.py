@@ -1,0 +1,150 @@
+"""The book's tables: paper | ours | difference, which data and profile "ours" came from, and
+scores averaged over seeds.
+
+Every table in the book compares the number the paper prints (``lipstudy.paper``) with the number
+this run measured, and names the data (synthetic benchmark or a real dataset, with the manifest
+fingerprint) and the profile behind "ours". Scores arrive as fractions (``lipstudy.metrics``) and are
+shown as percentages, like the paper.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+# ---------------------------------------------------------------------------------------------
+# which data
+
+
+def read_manifest(root: str | os.PathLike) -> dict | None:
+    """The synthetic benchmark's ``manifest.json`` under ``root``, or None for real data."""
+    path = Path(root) / "manifest.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+
+
+def is_synthetic(root: str | os.PathLike) -> bool:
+    """True when ``root`` holds the synthetic benchmark (it has a generator manifest)."""
+    m = read_manifest(root)
+    return m is not None and "generator_version" in m
+
+
+def data_label(root: str | os.PathLike, short: bool = False) -> str:
+    """How a table names its data: synthetic (style, fingerprint, counts) or real (the folder)."""
+    m = read_manifest(root)
+    if m is None or "generator_version" not in m:
+        return f"real data at {Path(root).name}" if short else f"real data at {root} (no synthetic manifest)"
+    fp = str(m.get("fingerprint", ""))[:12]
+    counts = m.get("counts", {})
+    n = "/".join(str(counts.get(k, "?")) for k in ("train", "val", "test"))
+    if short:
+        return f"synthetic {m.get('style', 'lip')} benchmark, fingerprint {fp}"
+    return (f"synthetic {m.get('style', 'lip')}-style benchmark (generator {m.get('generator_version')}, "
+            f"seed {m.get('seed')}, train/val/test {n}, fingerprint {fp})")
+
+
+def ours_caption(root, profile: str, what: str = "") -> str:
+    """One sentence (HTML, for a table caption) naming the data and profile behind "ours"."""
+    synth = is_synthetic(root)
+    warn = ("These are <b>not LIP numbers</b>: the paper's column is LIP, ours is the synthetic benchmark."
+            if synth else "")
+    lead = f"{what} " if what else ""
+    return f"{lead}\"Ours\": profile <code>{html.escape(profile)}</code>, {html.escape(data_label(root))}. {warn}".strip()
+
+
+# ---------------------------------------------------------------------------------------------
+# paper | ours | difference
+
+
+def percent(x):
+    """Fractions (scalars, arrays, Series, DataFrames) -> percentages."""
+    return x * 100.0
+
+
+def compare(paper: pd.DataFrame, ours: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
+    """paper | ours | difference (ours - paper) for each column, rows in the paper's order.
+
+    Both frames are in the same unit (percent). Rows or columns only one side has are kept, with
+    NaN on the other side. The result has MultiIndex columns ``(column, paper|ours|difference)``.
+    """
+    columns = list(columns if columns is not None else paper.columns)
+    rows = list(paper.index) + [r for r in ours.index if r not in paper.index]
+    p = paper.reindex(index=rows, columns=columns).astype(float)
+    o = ours.reindex(index=rows, columns=columns).astype(float)
+    parts = {}
+    for col in columns:
+        parts[(col, "paper")] = p[col]
+        parts[(col, "ours")] = o[col]
+        parts[(col, "difference")] = o[col] - p[col]
+    out = pd.DataFrame(parts, index=pd.Index(rows, name=paper.index.name))
+    out.columns = pd.MultiIndex.from_tuples(out.columns)
+    return out
+
+
+def style(table: pd.DataFrame, caption: str | None = None, digits: int = 2):
+    """A pandas Styler: fixed decimals, "-" for missing, differences in colour."""
+    def colour(v):
+        if not isinstance(v, (int, float)) or np.isnan(v):
+            return ""
+        return "color: #1a7f37" if v > 0 else ("color: #cf222e" if v < 0 else "")
+
+    st = table.style.format(precision=digits, na_rep="-")
+    diff_cols = [c for c in table.columns if (c[-1] if isinstance(c, tuple) else c) == "difference"]
+    if diff_cols:
+        st = st.map(colour, subset=diff_cols)
+    if caption:
+        st = st.set_caption(caption)
+    return st
+
+
+def ours_table(metrics: dict[str, dict], columns: dict[str, str], rows: dict[str, str] | None = None,
+               per_class: dict[str, str] | None = None) -> pd.DataFrame:
+    """Percent table from ``{method: ev.metrics}``: ``columns`` maps a paper column to a metrics key
+    (e.g. ``{"Mean IoU": "mean_iou"}``), ``per_class`` maps a paper column to a class name in
+    ``metrics["per_class_iou"]``; ``rows`` renames our methods to the paper's row names."""
+    rows = rows or {}
+    out = {}
+    for method, m in metrics.items():
+        row = {col: percent(float(m[key])) for col, key in columns.items()}
+        for col, cls in (per_class or {}).items():
+            v = m["per_class_iou"].get(cls, np.nan)
+            row[col] = percent(float(v)) if v is not None else np.nan
+        out[rows.get(method, method)] = row
+    return pd.DataFrame.from_dict(out, orient="index")
+
+
+# ---------------------------------------------------------------------------------------------
+# scores of runs (fractions in, percent out)
+
+
+SCORE_COLUMNS = {"Overall accuracy": "overall_acc", "Mean accuracy": "mean_acc", "Mean IoU": "mean_iou"}
+
+
+def seed_mean(metrics_list) -> dict:
+    """The mean over seeds of evaluation metrics dicts (overall_acc, mean_acc, mean_iou and the
+    per_class_iou mapping); NaN classes are averaged over the seeds that have them."""
+    out = {k: float(np.mean([m[k] for m in metrics_list])) for k in SCORE_COLUMNS.values()}
+    names = list(metrics_list[0].get("per_class_iou", {}))
+    with np.errstate(all="ignore"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            out["per_class_iou"] = {n: float(np.nanmean([np.nan if m["per_class_iou"].get(n) is None
+                                                         else m["per_class_iou"][n] for m in metrics_list]))
+                                    for n in names}
+    return out
+
+
+def seed_spread(metrics_list, key: str = "mean_iou") -> float:
+    """Max - min over seeds of one score, in percent (NaN with one seed)."""
+    vals = [m[key] for m in metrics_list]
+    return percent(max(vals) - min(vals)) if len(vals) > 1 else float("nan")
