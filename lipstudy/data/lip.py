@@ -101,12 +101,6 @@ def read_image(path) -> np.ndarray:
     return np.array(img, dtype=np.uint8)
 
 
-def _palette_colors(img: Image.Image) -> np.ndarray:
-    """The palette of a mode-P image as an ``Nx3`` uint8 array."""
-    pal = img.getpalette("RGB") or []
-    return np.array(pal, dtype=np.uint8).reshape(-1, 3)
-
-
 def voc_colormap(n: int = 256) -> np.ndarray:
     """The PASCAL VOC label colormap (bit-interleaved), the palette of VOC-style indexed PNGs."""
     ids = np.arange(n)
@@ -131,14 +125,18 @@ def _colour_label_error(path: Path, what: str) -> DataError:
     )
 
 
-def _is_colour_coded_palette(index: np.ndarray, pal: np.ndarray) -> bool:
-    """Whether an indexed label image encodes classes by colour rather than by index.
+def is_colour_coded_palette(img: Image.Image, index: np.ndarray | None = None) -> bool:
+    """Whether a mode-P label image encodes classes by colour rather than by index.
 
     VOC-style indexed PNGs store the class ids as the pixel indices, whatever the palette (VOC's
     colormap, LIP's colours in id order as SCHP writes them, grayscale, all black): accept those.
     A colour label map saved through a palette (quantised) has LIP colours at indices that are
-    not their classes: reading its indices would give wrong ids.
+    not their classes: reading its indices would give wrong ids. ``index`` is the image's pixel
+    indices when the caller already holds them (it spares a second copy of the pixels).
     """
+    if index is None:
+        index = np.asarray(img)
+    pal = np.array(img.getpalette("RGB") or [], dtype=np.uint8).reshape(-1, 3)
     used = np.flatnonzero(np.bincount(index.ravel(), minlength=256))
     used = used[used < len(pal)]
     colours = pal[used]
@@ -163,7 +161,7 @@ def _label_values(path: Path, img: Image.Image) -> np.ndarray:
         return np.asarray(img)[..., 0]
     if mode == "P":
         index = np.asarray(img)
-        if _is_colour_coded_palette(index, _palette_colors(img)):
+        if is_colour_coded_palette(img, index):
             raise _colour_label_error(
                 path, "mode 'P' PNG whose palette holds the LIP colours at indices that are not "
                       "their class ids")

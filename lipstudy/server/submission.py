@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from lipstudy import metrics
-from lipstudy.data.lip import _is_colour_coded_palette, _palette_colors
+from lipstudy.data.lip import is_colour_coded_palette
 from lipstudy.labels import LIP_CLASSES
 
 from .entries import Limits, SubmissionError, folder_entries, open_zip, read_entry, shown, zip_entries
@@ -59,7 +59,7 @@ def read_prediction(name: str, data: bytes, size: tuple[int, int], num_classes: 
                                       f"(mode L, or indexed P), not colour or 16-bit images")
             im.load()
             pred = np.asarray(im)
-            if im.mode == "P" and _is_colour_coded_palette(pred, _palette_colors(im)):
+            if im.mode == "P" and is_colour_coded_palette(im, pred):
                 raise SubmissionError(f"{shown(name)}: colour-coded (its palette holds LIP colours at indices "
                                       f"that are not their class ids); submit class ids, as read_label wants")
     except SubmissionError:
