@@ -171,7 +171,7 @@ def plan(profile, data=None, seeds=None) -> list[PlannedRun]:
     their training steps, and whether each is finished (``experiments.finished_key``): the N of
     "run i of N" and the steps behind the book's time left."""
     from lipstudy import experiments as ex
-    from lipstudy.data.lip import open_dataset
+    from lipstudy.data.datasets import open_dataset
 
     prof = ex.get_profile(profile)
     backbone = [ex.Run("backbone", dataset=ex.PRETRAIN)] if getattr(prof, "pretrain", None) else []

@@ -313,7 +313,8 @@ def images_per_label(root, splits=("train", "val"), kind: str = "lip") -> pd.Ser
     """Fig. 3: how many images contain each label (background left out), over ``splits``.
 
     Reads the label maps only (no JPEG decoding)."""
-    from lipstudy.data.lip import open_dataset, read_label
+    from lipstudy.data.datasets import open_dataset
+    from lipstudy.data.decode import read_label
     from lipstudy.labels import DATASETS
 
     classes = DATASETS[kind]["classes"]
@@ -341,7 +342,8 @@ def image_attributes(root, real_splits=("val",)) -> pd.DataFrame:
     import hashlib
 
     from lipstudy.data.attributes import derive_dataset_attributes
-    from lipstudy.data.lip import open_dataset, read_label
+    from lipstudy.data.datasets import open_dataset
+    from lipstudy.data.decode import read_label
     from lipstudy.paper import TABLE6_SIZE_BINS
     from lipstudy.runner import results_root
 

@@ -397,7 +397,7 @@ def train(cfg: TrainConfig, out, progress: bool = True,
     DistributedDataParallel; rank 0 writes the files. ``on_step(step)`` is called after each
     optimiser step (tests use it to interrupt a run at a known point).
     """
-    from .data.lip import open_dataset
+    from .data.datasets import open_dataset
 
     out = Path(out)
     rank, world, local_rank = dist_env()

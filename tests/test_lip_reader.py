@@ -1,5 +1,5 @@
-"""The dataset readers (lipstudy/data/lip.py): every LIP layout, PPP, ATR, bad inputs, check-data,
-and the real sample files."""
+"""The dataset readers (lipstudy/data/: decode, layout, datasets, check): every LIP layout, PPP, ATR,
+bad inputs, check-data, and the real sample files."""
 from __future__ import annotations
 
 import shutil
@@ -10,20 +10,16 @@ import pytest
 from PIL import Image
 
 from lipstudy import cli
-from lipstudy.data.lip import (
-    ATRDataset,
+from lipstudy.data.check import check_dataset, check_main
+from lipstudy.data.datasets import ATRDataset, LIPDataset, PPPDataset, open_dataset
+from lipstudy.data.decode import (
     DataError,
-    LIPDataset,
-    PPPDataset,
-    check_dataset,
-    check_main,
-    find_layout,
-    open_dataset,
     read_ids,
     read_image,
     read_label,
     voc_colormap,
 )
+from lipstudy.data.layout import find_layout
 from lipstudy.labels import (
     ATR_CLASSES,
     LIP_CLASSES,
