@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lipstudy.data import synth
-from lipstudy.data.lip import LIPDataset
+from lipstudy.data.datasets import LIPDataset
 
 C = 20
 print = functools.partial(print, flush=True)  # noqa: A001  (progress shows when piped)

@@ -7,7 +7,7 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("lipstudy.data.synth:main", "render the synthetic benchmark in LIP layout"),
-    "check-data": ("lipstudy.data.lip:check_main", "validate a LIP / ATR / PPP dataset directory"),
+    "check-data": ("lipstudy.data.check:check_main", "validate a LIP / ATR / PPP dataset directory"),
     "train": ("lipstudy.train:main", "train a model (one stage) from a config"),
     "evaluate": ("lipstudy.evaluate:main", "evaluate a checkpoint on a split"),
     "runs": ("lipstudy.cache:runs_main", "list finished runs and their scores"),

@@ -196,7 +196,7 @@ def evaluate_checkpoint(checkpoint, data, split: str = "val", kind: str = "auto"
     """Evaluate a training checkpoint on a dataset split (see :func:`evaluate`). The classes and
     flip pairs are the training dataset's; the data may be of another kind when ``settings``
     maps its labels (a LIP model on ATR with ``label_map="atr_to_lip"``)."""
-    from .data.lip import open_dataset
+    from .data.datasets import open_dataset
     from .runtime import model_from_checkpoint, resolve_device
 
     dev = resolve_device(device)

@@ -34,7 +34,7 @@ def _save(array: np.ndarray, path: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    from .data.lip import DataError, read_image
+    from .data.decode import DataError, read_image
     from .runtime import model_from_checkpoint, resolve_device
 
     p = argparse.ArgumentParser(prog="lipstudy parse", description=__doc__.split("\n\n")[0])

@@ -138,7 +138,7 @@ def ensure_all(runs, profile, data=None, device: str = "auto", jobs: int = 1, ev
 def progress_plan(profile, data=None, seeds=None) -> list[PlannedRun]:
     """The book's training runs (each after the runs it starts from), their training steps, and
     whether each is finished: the N of "run i of N" and the steps behind the book's time left."""
-    from .data.lip import open_dataset
+    from .data.datasets import open_dataset
 
     prof = get_profile(profile)
     sizes, out = {}, []

@@ -153,7 +153,7 @@ def setup(cfg: TrainConfig, out) -> Stage:
     """Everything a stage needs before its first step: processes, data, the seeded network (from
     the stage-1 checkpoint ``init``, the pretrained ``backbone_init`` or ImageNet ``pretrained``)
     and its optimiser. Seeding happens before the network is built, so a seed fixes the weights."""
-    from .data.lip import open_dataset
+    from .data.datasets import open_dataset
     from .models import backbone_of, load_backbone
 
     out = Path(out)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lipstudy.data.lip import open_dataset
+from lipstudy.data.datasets import open_dataset
 from lipstudy.evaluate import (EvalSettings, evaluate, evaluate_checkpoint, flip_logits, load_cms, main,
                                predict_logits)
 from lipstudy.labels import ATR_LIP_SHARED, LIP_CLASSES, LIP_FLIP_PAIRS, flip_labels

@@ -1,5 +1,5 @@
-"""The dataset readers (lipstudy/data/lip.py): every LIP layout, PPP, ATR, bad inputs, check-data,
-and the real sample files."""
+"""The dataset readers (lipstudy/data/: decode, layout, datasets, check): every LIP layout, PPP, ATR,
+bad inputs, check-data, and the real sample files."""
 from __future__ import annotations
 
 import shutil
@@ -10,20 +10,17 @@ import pytest
 from PIL import Image
 
 from lipstudy import cli
-from lipstudy.data.lip import (
-    ATRDataset,
+from lipstudy.data.check import check_dataset, check_main
+from lipstudy.data.datasets import ATRDataset, LIPDataset, PPPDataset, open_dataset
+from lipstudy.data.decode import (
     DataError,
-    LIPDataset,
-    PPPDataset,
-    check_dataset,
-    check_main,
-    find_layout,
-    open_dataset,
+    is_colour_coded_palette,
     read_ids,
     read_image,
     read_label,
     voc_colormap,
 )
+from lipstudy.data.layout import find_layout
 from lipstudy.labels import (
     ATR_CLASSES,
     LIP_CLASSES,
@@ -462,6 +459,22 @@ def test_colour_label_through_a_palette_is_rejected(tmp_path):
     np.testing.assert_array_equal(pal, colorize(label))  # the colours did survive
     raises_data_error(lambda: read_label(tmp_path / "quantised.png"), "quantised.png", "mode 'P'",
                       "colour-coded", "LIP_PALETTE")
+
+
+def test_is_colour_coded_palette_is_what_read_label_and_the_server_check(tmp_path):
+    # The public check the scoring server shares with read_label: the same answer whether the
+    # caller passes the pixel indices it already holds or lets the function read them.
+    label = make_label(3, 20)
+    label[label == 255] = 0  # the ignore colour is no LIP colour: it would make any palette ordinary
+    quantised = Image.fromarray(colorize(label)).quantize(colors=20, dither=Image.Dither.NONE)
+    cases = {
+        "voc": (Image.open(indexed_png(tmp_path / "voc.png", make_label(2, 7), voc_colormap())), False),
+        "lip in id order": (Image.open(indexed_png(tmp_path / "schp.png", label, LIP_PALETTE)), False),
+        "quantised colours": (quantised, True),
+    }
+    for name, (img, coded) in cases.items():
+        assert is_colour_coded_palette(img) is coded, name
+        assert is_colour_coded_palette(img, np.asarray(img)) is coded, name
 
 
 def test_label_values_out_of_range_are_named(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from lipstudy import metrics
-from lipstudy.data.lip import DataError
+from lipstudy.data.decode import DataError
 from lipstudy.labels import LIP_PALETTE
 from lipstudy.server import HiddenTestSet, Limits, SubmissionError, main, score_submission
 from lipstudy.server.attacks import (RawEntry, bomb_zip, deflate, png, png_declaring, raw_zip, write_hidden_set,
@@ -69,7 +69,7 @@ def test_hand_computed_scores(tmp_path):
 
 
 def test_hidden_labels_are_read_with_read_label(bench, tmp_path):
-    """Issue 13: the hidden labels go through data.lip.read_label's validation, not raw PIL."""
+    """Issue 13: the hidden labels go through data.decode.read_label's validation, not raw PIL."""
     root, labels = bench
     label_dir = root / "server" / "test_segmentations"
     # A colour-coded label (LIP colours as RGB) would be scored as garbage by a raw reader.

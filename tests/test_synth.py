@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from lipstudy.data import synth
-from lipstudy.data.lip import ATRDataset, LIPDataset, PPPDataset
+from lipstudy.data.datasets import ATRDataset, LIPDataset, PPPDataset
 from lipstudy.labels import ATR_NUM_CLASSES, PPP_NUM_CLASSES
 
 SEED = 3

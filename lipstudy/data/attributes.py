@@ -100,7 +100,7 @@ def attribute_agreement(root, split: str = "val", progress: bool = False):
     precision, recall, accuracy. Precision / recall are NaN where undefined (no positives)."""
     import pandas as pd
 
-    from lipstudy.data.lip import LIPDataset
+    from lipstudy.data.datasets import LIPDataset
 
     root = Path(root)
     truth_path = root / "attributes.csv"

@@ -14,7 +14,8 @@ from ..labels import DATASETS
 from ..paper import TABLE6_SIZE_BINS
 from ..paths import results_dir
 from .attributes import derive_dataset_attributes
-from .lip import open_dataset, read_label
+from .datasets import open_dataset
+from .decode import read_label
 
 
 def images_per_label(root, splits=("train", "val"), kind: str = "lip") -> pd.Series:

@@ -37,7 +37,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
-from lipstudy.data.lip import DataError
+from lipstudy.data.decode import DataError
 
 from .entries import Limits, SubmissionError
 from .hidden import HiddenTestSet

@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from lipstudy.data.lip import DataError
+from lipstudy.data.decode import DataError
 
 DEFAULT_DB = "results/server/lipstudy.db"
 

@@ -1,7 +1,7 @@
 """The hidden test set: the ids the server expects and the secret labels it scores against.
 
 Sections 1-2 of the paper: "the test set will be kept secret to avoid overfitting". The labels are read
-with :func:`lipstudy.data.lip.read_label`, the validated reader every other part of the study uses, so a
+with :func:`lipstudy.data.decode.read_label`, the validated reader every other part of the study uses, so a
 colour-coded or out-of-range hidden label is an error naming its file, never a silent mis-score.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lipstudy.data.lip import DataError, read_ids, read_label
+from lipstudy.data.decode import DataError, read_ids, read_label
 from lipstudy.labels import LIP_NUM_CLASSES
 
 # Where a LIP-layout root keeps its test id list (official, doubled folders, flat).

@@ -6,7 +6,7 @@ Each prediction is checked before it is decoded: PNG signature (GIF, TIFF, BMP o
 ``.png`` are refused by name), the width and height in its header against the hidden label's, then
 Pillow opens it as PNG only and checks the size again before ``load()``. Decoding therefore never
 costs more than the label's own size. Mode L (grayscale) or P (indices = class ids, with the same
-colour-coded-palette check as :func:`lipstudy.data.lip.read_label`), values ``0..C-1``.
+colour-coded-palette check as :func:`lipstudy.data.decode.read_label`), values ``0..C-1``.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from lipstudy import metrics
-from lipstudy.data.lip import _is_colour_coded_palette, _palette_colors
+from lipstudy.data.decode import is_colour_coded_palette
 from lipstudy.labels import LIP_CLASSES
 
 from .entries import Limits, SubmissionError, folder_entries, open_zip, read_entry, shown, zip_entries
@@ -59,7 +59,7 @@ def read_prediction(name: str, data: bytes, size: tuple[int, int], num_classes: 
                                       f"(mode L, or indexed P), not colour or 16-bit images")
             im.load()
             pred = np.asarray(im)
-            if im.mode == "P" and _is_colour_coded_palette(pred, _palette_colors(im)):
+            if im.mode == "P" and is_colour_coded_palette(im, pred):
                 raise SubmissionError(f"{shown(name)}: colour-coded (its palette holds LIP colours at indices "
                                       f"that are not their class ids); submit class ids, as read_label wants")
     except SubmissionError:
@@ -78,7 +78,7 @@ def score_submission(submission, test_set: HiddenTestSet, limits: Limits | None 
     Returns ``{"n_images", "metrics": {overall_acc, mean_acc, mean_iou, per_class_iou}, "cm"}`` where
     ``cm`` is the summed confusion matrix. Raises :class:`SubmissionError` listing the problems
     (every problem the directory shows, then up to ``limits.max_problems`` found while reading), and
-    :class:`~lipstudy.data.lip.DataError` if a hidden label is broken (the server's fault, not the
+    :class:`~lipstudy.data.decode.DataError` if a hidden label is broken (the server's fault, not the
     submitter's).
     """
     limits = limits or Limits()
