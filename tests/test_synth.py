@@ -11,6 +11,10 @@ import pytest
 from PIL import Image
 
 from lipstudy.data import synth
+from lipstudy.data.synth.dataset import _ATR_LUT, _paths
+from lipstudy.data.synth.person import person_elements
+from lipstudy.data.synth.scene import Canvas
+from lipstudy.data.synth.shapes import Material
 from lipstudy.data.lip import ATRDataset, LIPDataset, PPPDataset
 from lipstudy.labels import ATR_NUM_CLASSES, PPP_NUM_CLASSES
 
@@ -55,7 +59,7 @@ def test_manifest_and_fingerprint(lip_root):
     h = hashlib.sha256()
     for split in synth.SPLITS:
         for i in range(m["counts"][split]):
-            img_rel, lab_rel = synth._paths("lip", split, synth.image_id(split, i))
+            img_rel, lab_rel = _paths("lip", split, synth.image_id(split, i))
             h.update((lip_root / lab_rel).read_bytes())
             h.update((lip_root / img_rel).read_bytes())
     assert h.hexdigest() == m["fingerprint"]
@@ -100,7 +104,7 @@ def test_ids_are_stable_when_counts_change(lip_root, tmp_path):
     synth.generate(small, train=5, val=3, test=0, seed=SEED, max_side=96, progress=False)
     for split, n in (("train", 5), ("val", 3)):
         for i in range(n):
-            img_rel, lab_rel = synth._paths("lip", split, synth.image_id(split, i))
+            img_rel, lab_rel = _paths("lip", split, synth.image_id(split, i))
             assert (small / lab_rel).read_bytes() == (lip_root / lab_rel).read_bytes()
 
 
@@ -142,9 +146,9 @@ def test_left_right_is_the_persons_own(yaw, front):
     agree = total = 0
     for i in range(80):
         rng = np.random.default_rng([11, i])
-        els, _ = synth.person_elements(rng, "lip", yaw=yaw + rng.normal(0, 0.15),
+        els, _ = person_elements(rng, "lip", yaw=yaw + rng.normal(0, 0.15),
                                        pose=str(rng.choice(["standing", "walking", "arms_raised", "hands_on_hips"])))
-        cv = synth.Canvas(160, 120, synth.Material((0, 0, 0)))
+        cv = Canvas(160, 120, Material((0, 0, 0)))
         for el in els:
             cv.paint(el, (-0.6, -1.2), 140.0)
         lab, _ = cv.labels()
@@ -236,7 +240,7 @@ def test_atr_style_has_belt_and_bag(tmp_path):
     for i in range(40):
         rng = np.random.default_rng([2, i])
         _, lip, _, _ = synth.render_scene(rng, "atr", 96)
-        seen |= set(np.unique(synth._ATR_LUT[lip]).tolist())
+        seen |= set(np.unique(_ATR_LUT[lip]).tolist())
     assert {8, 16} <= seen and max(seen) < ATR_NUM_CLASSES
 
 
