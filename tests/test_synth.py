@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from lipstudy.data import synth
-from lipstudy.data.synth.dataset import _ATR_LUT, _paths
+from lipstudy.data.synth.dataset import item_paths
+from lipstudy.data.synth.label_ids import ATR_LUT
 from lipstudy.data.synth.person import person_elements
 from lipstudy.data.synth.scene import Canvas
 from lipstudy.data.synth.shapes import Material
@@ -59,7 +60,7 @@ def test_manifest_and_fingerprint(lip_root):
     h = hashlib.sha256()
     for split in synth.SPLITS:
         for i in range(m["counts"][split]):
-            img_rel, lab_rel = _paths("lip", split, synth.image_id(split, i))
+            img_rel, lab_rel = item_paths("lip", split, synth.image_id(split, i))
             h.update((lip_root / lab_rel).read_bytes())
             h.update((lip_root / img_rel).read_bytes())
     assert h.hexdigest() == m["fingerprint"]
@@ -104,7 +105,7 @@ def test_ids_are_stable_when_counts_change(lip_root, tmp_path):
     synth.generate(small, train=5, val=3, test=0, seed=SEED, max_side=96, progress=False)
     for split, n in (("train", 5), ("val", 3)):
         for i in range(n):
-            img_rel, lab_rel = _paths("lip", split, synth.image_id(split, i))
+            img_rel, lab_rel = item_paths("lip", split, synth.image_id(split, i))
             assert (small / lab_rel).read_bytes() == (lip_root / lab_rel).read_bytes()
 
 
@@ -240,7 +241,7 @@ def test_atr_style_has_belt_and_bag(tmp_path):
     for i in range(40):
         rng = np.random.default_rng([2, i])
         _, lip, _, _ = synth.render_scene(rng, "atr", 96)
-        seen |= set(np.unique(_ATR_LUT[lip]).tolist())
+        seen |= set(np.unique(ATR_LUT[lip]).tolist())
     assert {8, 16} <= seen and max(seen) < ATR_NUM_CLASSES
 
 

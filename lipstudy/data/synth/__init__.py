@@ -37,8 +37,8 @@ The package re-exports the entry points its callers use.
 """
 from __future__ import annotations
 
+from lipstudy.data.attributes import ATTRIBUTES
 from lipstudy.data.synth.dataset import (
-    ATTRIBUTES,
     CSV_COLUMNS,
     GENERATOR_VERSION,
     SPLITS,

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from lipstudy.data.synth.person import HEAD_IDS, UPPER_IDS
+from lipstudy.data.synth.label_ids import (
+    HEAD_IDS,
+    LEG_AND_FOOT_IDS,
+    LIP_ID,
+    LOWER_BODY_IDS,
+    SHOE_IDS,
+    UPPER_GARMENT_IDS,
+)
+from lipstudy.labels import LIP_NUM_CLASSES
 
 # Crop types and their rates. LIP (Section 2.2): of 50,462 images 37.8% full-body, 27.1%
 # upper-body, 0.8% lower-body, 6.7% head-missed; the rest are other partial views (here: head to
@@ -31,8 +39,8 @@ def crop_window(rng, els, info, crop: str):
     px0, py0, px1, py1 = bounding_box(els, boxes=boxes)
     mg = lambda: rng.uniform(0.02, 0.1)  # noqa: E731
     head = bounding_box(els, HEAD_IDS, boxes)
-    lower_parts = bounding_box(els, (8, 16, 17, 18, 19), boxes)
-    shoes = bounding_box(els, (18, 19), boxes)
+    lower_parts = bounding_box(els, LEG_AND_FOOT_IDS, boxes)
+    shoes = bounding_box(els, SHOE_IDS, boxes)
     top, bottom = py0 - mg(), py1 + mg()
     pel_y = info["pelvis"][1]
     if crop == "upper":
@@ -66,30 +74,30 @@ def consistent(lip: np.ndarray, crop: str, back: bool) -> bool:
     """The label map shows what the attributes claim (else the scene is resampled)."""
     present = np.zeros(256, bool)
     present[np.unique(lip)] = True
-    head, shoes = present[list(HEAD_IDS)].any(), present[[18, 19]].any()
-    if back and present[13]:
+    head, shoes = present[list(HEAD_IDS)].any(), present[list(SHOE_IDS)].any()
+    if back and present[LIP_ID["face"]]:
         return False
     if crop == "full":
         return head and shoes
     if crop == "upper":
-        return head and not present[[8, 16, 17, 18, 19]].any()
+        return head and not present[list(LEG_AND_FOOT_IDS)].any()
     if crop == "three_quarter":
         return head and not shoes
     if crop == "head_missed":
-        return not head and present[list(UPPER_IDS)].any()
-    return not head and present[[6, 9, 10, 12, 16, 17, 18, 19]].any()
+        return not head and present[list(UPPER_GARMENT_IDS)].any()
+    return not head and present[list(LOWER_BODY_IDS)].any()
 
 
 def occlusion(person: np.ndarray, final: np.ndarray, els, win, crop: str) -> bool:
     """Section 2.3: a part the person has is occluded (an occluder hides >= 20% of its pixels)
     or cut off by an image border other than the crop type's own cut (judged on the geometry at
     LIP scale, so the attribute does not depend on ``max_side``)."""
-    before = np.bincount(person.ravel(), minlength=256)[1:20]
-    after = np.bincount(final.ravel(), minlength=256)[1:20]
+    before = np.bincount(person.ravel(), minlength=256)[1:LIP_NUM_CLASSES]
+    after = np.bincount(final.ravel(), minlength=256)[1:LIP_NUM_CLASSES]
     hidden = before - after
     if ((before > 0) & (hidden >= np.maximum(0.2 * before, 2))).any():
         return True
-    boxes = np.array([e.bbox() for e in els if 0 < e.lip < 20])
+    boxes = np.array([e.bbox() for e in els if 0 < e.lip < LIP_NUM_CLASSES])
     tol = 0.005
     natural = _NATURAL_CUTS[crop]
     inside_y = (boxes[:, 3] > win[1]) & (boxes[:, 1] < win[3])

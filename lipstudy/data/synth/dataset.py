@@ -18,22 +18,16 @@ from PIL import Image
 from tqdm import tqdm
 
 from lipstudy.atomic import atomic_save
-from lipstudy.data.synth.person import BAG, BELT
+from lipstudy.data.attributes import ATTRIBUTES
+from lipstudy.data.synth.label_ids import ATR_LUT
 from lipstudy.data.synth.scene import ATR_FRAME, LIP_FULL_SIDE, render_scene
-from lipstudy.labels import ATR_TO_LIP
+from lipstudy.labels import DATASETS
 
 GENERATOR_VERSION = "1.0"
 SPLITS = ("train", "val", "test")
 STYLES = ("lip", "ppp", "atr")
-ATTRIBUTES = ("full_body", "upper_body", "lower_body", "head_missed", "back_view", "occlusion")
 CSV_COLUMNS = ("id", "split", *ATTRIBUTES, "person_area", "size_bin", "width", "height")
-
-# LIP id -> PASCAL-Person-Part id is per painted element (limb segments), so PPP labels are painted
-# alongside; LIP id -> ATR id is a lookup (coat counts as ATR upper-clothes).
-_ATR_LUT = np.zeros(256, np.uint8)
-for _atr, _lip in ATR_TO_LIP.items():
-    _ATR_LUT[_lip] = _atr
-_ATR_LUT[7], _ATR_LUT[BELT], _ATR_LUT[BAG] = 4, 8, 16
+# Fixed codes, not positions in SPLITS / STYLES: they seed every image's random stream.
 _SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
 _STYLE_CODE = {"lip": 0, "ppp": 1, "atr": 2}
 
@@ -48,14 +42,14 @@ def _render_item(task) -> tuple[str, str, bytes, bytes, dict]:
     seed, style, split, index, max_side = task
     rng = np.random.default_rng(np.random.SeedSequence([seed, _STYLE_CODE[style], _SPLIT_CODE[split], index]))
     img, lip, ppp, attrs = render_scene(rng, style, max_side)
-    label = {"lip": lip, "ppp": ppp, "atr": _ATR_LUT[lip]}[style]
+    label = {"lip": lip, "ppp": ppp, "atr": ATR_LUT[lip]}[style]
     jpg, png = io.BytesIO(), io.BytesIO()
     Image.fromarray(img).save(jpg, format="JPEG", quality=int(rng.integers(55, 96)))
     Image.fromarray(label, mode="L").save(png, format="PNG", compress_level=1)
     return split, image_id(split, index), jpg.getvalue(), png.getvalue(), attrs
 
 
-def _paths(style: str, split: str, ident: str) -> tuple[str, str]:
+def item_paths(style: str, split: str, ident: str) -> tuple[str, str]:
     """(image path, label path) relative to the dataset root."""
     if style == "lip":
         if split == "test":
@@ -105,7 +99,7 @@ def generate(out, train: int, val: int, test: int, seed: int = 0, style: str = "
         results = pool.imap(_render_item, tasks, chunksize=8) if pool else map(_render_item, tasks)
         for split, ident, jpg, png, attrs in tqdm(results, total=len(tasks), disable=not progress,
                                                   desc=f"synth {style}", unit="img"):
-            img_rel, lab_rel = _paths(style, split, ident)
+            img_rel, lab_rel = item_paths(style, split, ident)
             _write(tmp / img_rel, jpg)
             _write(tmp / lab_rel, png)
             digest.update(png)
@@ -174,12 +168,12 @@ def gallery(root, out_png=None, n: int = 2, split: str | None = None, seed: int 
             if r >= len(pick):
                 continue
             row = pick.iloc[r]
-            img_rel, lab_rel = _paths(style, row.split, row.id)
+            img_rel, lab_rel = item_paths(style, row.split, row.id)
             img = np.asarray(Image.open(root / img_rel).convert("RGB"))
             lab = np.asarray(Image.open(root / lab_rel))
             axes[2 * r, c].imshow(img)
-            ncls = {"lip": 20, "ppp": 7, "atr": 18}[style]
-            axes[2 * r + 1, c].imshow(overlay(img, lab, palette=palette_for(ncls)))
+            palette = palette_for(len(DATASETS[style]["classes"]))
+            axes[2 * r + 1, c].imshow(overlay(img, lab, palette=palette))
     fig.tight_layout()
     if out_png is not None:
         atomic_save(out_png, lambda tmp: fig.savefig(tmp, dpi=100), suffix=".png")

@@ -7,14 +7,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from lipstudy.data.synth.materials import garment_material, hair_material, jitter, skin_material
-from lipstudy.data.synth.pose import POSE_P, POSES, YawCamera, sample_pose, sample_yaw, skeleton
+from lipstudy.data.synth.label_ids import BAG, BELT, LIP_ID, PPP_ID, sided
+from lipstudy.data.synth.pose import LEFT, POSE_P, POSES, SIDES, YawCamera, sample_pose, sample_yaw, skeleton
 from lipstudy.data.synth.shapes import Material
 
-# Label ids beyond LIP's, used while painting and mapped away per style.
-BELT, BAG = 20, 21
-HEAD_IDS = (1, 2, 4, 13)
-UPPER_IDS = (5, 6, 7, 10)
 _K_DEPTH = 40.0              # depth -> painting order; limbs move in front of / behind the torso
+TROUSERS = (LIP_ID["pants"], LIP_ID["jumpsuits"])   # lower garments with legs
+SKIRTS = (LIP_ID["dress"], LIP_ID["skirt"])
+# PASCAL-Person-Part labels limb segments: thigh / shin, upper arm / forearm (the hand counts as
+# forearm); the whole head is one class.
+PPP_LEGS = (PPP_ID["upper-legs"], PPP_ID["lower-legs"])
+PPP_ARMS = (PPP_ID["upper-arms"], PPP_ID["lower-arms"], PPP_ID["lower-arms"])
+PPP_HEAD = PPP_ID["head"]
 
 
 @dataclass(frozen=True)
@@ -43,8 +47,8 @@ class PartShape:
 
 @dataclass(frozen=True)
 class Outfit:
-    upper: int               # 5 upper-clothes, 6 dress, 10 jumpsuits
-    lower: int               # 9 pants, 12 skirt, 6 dress, 10 jumpsuits
+    upper: int               # LIP id: upper-clothes, dress or jumpsuits
+    lower: int               # LIP id: pants, skirt, or the same dress / jumpsuits
     coat: bool
     sleeve: float            # fraction of the arm (shoulder to wrist) the sleeve covers
     leg_cover: float         # fraction of the leg (hip to ankle) the trousers cover
@@ -66,13 +70,13 @@ def sample_outfit(rng, style: str) -> Outfit:
     atr = style == "atr"
     u = rng.random()
     if u < 0.09:
-        upper, lower = 6, 6
+        upper = lower = LIP_ID["dress"]
     elif u < 0.15 and not atr:
-        upper, lower = 10, 10
+        upper = lower = LIP_ID["jumpsuits"]
     elif u < 0.26:
-        upper, lower = 5, 12
+        upper, lower = LIP_ID["upper-clothes"], LIP_ID["skirt"]
     else:
-        upper, lower = 5, 9
+        upper, lower = LIP_ID["upper-clothes"], LIP_ID["pants"]
     sleeve = rng.choice([0.0, rng.uniform(0.22, 0.45), rng.uniform(0.85, 0.98)], p=(0.15, 0.45, 0.4))
     leg_cover = rng.uniform(0.85, 1.0) if rng.random() < 0.78 else rng.uniform(0.28, 0.45)
     return Outfit(
@@ -145,52 +149,54 @@ def person_elements(rng, style: str = "lip", front_only: bool = False, pose: str
         return tuple(map(tuple, np.concatenate([cen - ws[:, None] * nrm, (cen + ws[:, None] * nrm)[::-1]])))
 
     # Legs: skin, socks, trousers, shoes, ordered among themselves by depth, behind the torso.
-    for s in (1, -1):
+    for s in SIDES:
         hip, kn, an, toe = j[("leg", s)]
         key = -2 + np.clip(_K_DEPTH * cam.z(kn), -0.9, 0.9)
         pts = [cam.xy(p) for p in (hip, kn, an)]
         r = [0.06 * build["limb"], 0.045 * build["limb"], 0.032 * build["limb"]]
-        lip_skin = 16 if s == 1 else 17
         for i in range(2):
-            add(key, "capsule", (tuple(pts[i]), tuple(pts[i + 1]), r[i], r[i + 1]), lip_skin, 5 + i, skin)
+            add(key, "capsule", (tuple(pts[i]), tuple(pts[i + 1]), r[i], r[i + 1]), sided("leg", s), PPP_LEGS[i], skin)
         if outfit.socks:
             a = pts[2] + outfit.socks * (pts[1] - pts[2])
-            add(key, "capsule", (tuple(a), tuple(pts[2]), r[2] + 0.005, r[2] + 0.005), 8, 6, acc["sock"])
-        if outfit.lower in (9, 10):
+            add(key, "capsule", (tuple(a), tuple(pts[2]), r[2] + 0.005, r[2] + 0.005), LIP_ID["socks"],
+                PPP_ID["lower-legs"], acc["sock"])
+        if outfit.lower in TROUSERS:
             for i, a, b, f in _chain(pts, outfit.leg_cover):
                 add(key, "capsule", (tuple(a), tuple(b), r[i] + 0.012, r[i] + 0.012 + f * (r[i + 1] - r[i])),
-                    outfit.lower, 5 + i, low_mat)
+                    outfit.lower, PPP_LEGS[i], low_mat)
         add(key, "capsule", (tuple(cam.xy(an + [0, -0.01, 0])), tuple(cam.xy(toe)), 0.033, 0.028),
-            18 if s == 1 else 19, 6, shoe_mat)
+            sided("shoe", s), PPP_ID["lower-legs"], shoe_mat)
 
     # Lower garment over the pelvis, skirt / dress below it.
-    add(-1, "polygon", torso_poly(-0.25, 0.2, 0.004), outfit.lower, 2, low_mat)
-    if outfit.lower in (6, 12):
+    add(-1, "polygon", torso_poly(-0.25, 0.2, 0.004), outfit.lower, PPP_ID["torso"], low_mat)
+    if outfit.lower in SKIRTS:
         top = P + 0.1 * axis
         w0 = cam.width(hipw + 0.015, 0.085)
         w1 = w0 * (1.2 + 0.6 * outfit.skirt_len)
         bot = top + np.array([0.0, outfit.skirt_len + 0.1])
         add(-1, "polygon", ((top[0] - w0, top[1]), (top[0] + w0, top[1]), (bot[0] + w1, bot[1]),
-                            (bot[0] - w1, bot[1])), outfit.lower, 5, low_mat)
+                            (bot[0] - w1, bot[1])), outfit.lower, PPP_ID["upper-legs"], low_mat)
     if outfit.belt:
         a, b = P + 0.12 * axis - nrm * cam.width(hipw, 0.07), P + 0.12 * axis + nrm * cam.width(hipw, 0.07)
-        add(-0.5, "capsule", (tuple(a), tuple(b), 0.014, 0.014), BELT, 2, acc["belt"])
+        add(-0.5, "capsule", (tuple(a), tuple(b), 0.014, 0.014), BELT, PPP_ID["torso"], acc["belt"])
 
     # Upper garment, coat (open at the front in frontal views), scarf.
-    add(0, "polygon", torso_poly(rng.uniform(-0.12, 0.05), 1.0, 0.006), outfit.upper, 2, up_mat)
+    add(0, "polygon", torso_poly(rng.uniform(-0.12, 0.05), 1.0, 0.006), outfit.upper, PPP_ID["torso"], up_mat)
     if outfit.coat:
-        add(0, "polygon", torso_poly(rng.uniform(-0.8, -0.15), 1.0, 0.014, 0.04), 7, 2, coat_mat)
+        add(0, "polygon", torso_poly(rng.uniform(-0.8, -0.15), 1.0, 0.014, 0.04), LIP_ID["coat"], PPP_ID["torso"],
+            coat_mat)
         if cam.c > 0.6 and rng.random() < 0.6:
             gap = rng.uniform(0.01, 0.035) * cam.c
             c0, c1 = P + 0.15 * axis, P + 0.97 * axis
             add(0, "polygon", (tuple(c0 - gap * nrm), tuple(c1 - gap * nrm), tuple(c1 + gap * nrm),
-                               tuple(c0 + gap * nrm)), outfit.upper, 2, up_mat)
+                               tuple(c0 + gap * nrm)), outfit.upper, PPP_ID["torso"], up_mat)
     if outfit.scarf:
         a, b = N - 0.055 * nrm + 0.01 * axis / alen, N + 0.055 * nrm + 0.01 * axis / alen
-        add(0.5, "capsule", (tuple(a), tuple(b), 0.026, 0.026), 11, 2, acc["scarf"])
+        add(0.5, "capsule", (tuple(a), tuple(b), 0.026, 0.026), LIP_ID["scarf"], PPP_ID["torso"], acc["scarf"])
         if rng.random() < 0.6:
             tail0 = N + rng.uniform(-0.03, 0.03) * nrm
-            add(0.5, "capsule", (tuple(tail0), tuple(tail0 - 0.4 * axis), 0.02, 0.018), 11, 2, acc["scarf"])
+            add(0.5, "capsule", (tuple(tail0), tuple(tail0 - 0.4 * axis), 0.02, 0.018), LIP_ID["scarf"], PPP_ID["torso"],
+                acc["scarf"])
 
     # Head: neck, hair, face (front / side), features, sunglasses, hat.
     H = cam.xy(j["head"])
@@ -202,65 +208,65 @@ def person_elements(rng, style: str = "lip", front_only: bool = False, pose: str
     if outfit.long_hair:
         hl = rng.uniform(0.1, 0.25)
         add(hair_key, "polygon", ((H[0] - 1.05 * rx, H[1]), (H[0] + 1.05 * rx, H[1]),
-                                  (H[0] + 1.25 * rx, H[1] + hl), (H[0] - 1.25 * rx, H[1] + hl)), 2, 1, hair)
-    add(1, "capsule", (tuple(N), tuple(H), 0.026, 0.024), 2 if back else 13, 1, skin)
+                                  (H[0] + 1.25 * rx, H[1] + hl), (H[0] - 1.25 * rx, H[1] + hl)), LIP_ID["hair"], PPP_HEAD, hair)
+    add(1, "capsule", (tuple(N), tuple(H), 0.026, 0.024), LIP_ID["hair" if back else "face"], PPP_HEAD, skin)
     ortho = np.array([-hu[1], hu[0]])  # the head's own sideways axis (image x for an upright head)
     if back:
-        add(1, "ellipse", (tuple(H - 0.08 * ry * hu), 1.08 * rx, 1.06 * ry, rot), 2, 1, hair)
+        add(1, "ellipse", (tuple(H - 0.08 * ry * hu), 1.08 * rx, 1.06 * ry, rot), LIP_ID["hair"], PPP_HEAD, hair)
     else:
-        add(1, "ellipse", (tuple(H + 0.18 * ry * hu), 1.1 * rx, 0.95 * ry, rot), 2, 1, hair)
+        add(1, "ellipse", (tuple(H + 0.18 * ry * hu), 1.1 * rx, 0.95 * ry, rot), LIP_ID["hair"], PPP_HEAD, hair)
         side = abs(cam.s)
         fc = H - 0.14 * ry * hu + facing * 0.35 * rx * side * ortho
-        add(1, "ellipse", (tuple(fc), rx * (1 - 0.3 * side), 0.86 * ry, rot), 13, 1, skin)
+        add(1, "ellipse", (tuple(fc), rx * (1 - 0.3 * side), 0.86 * ry, rot), LIP_ID["face"], PPP_HEAD, skin)
         eye_c = fc + 0.12 * ry * hu
         feat = Material(jitter(rng, (50, 35, 30), 8), shading=0.0)
         eyes = [eye_c + e * 0.38 * rx * (1 - side) * ortho for e in (-1, 1)] if side < 0.7 \
             else [eye_c + facing * 0.3 * rx * ortho]
         for e in eyes:
-            add(1, "ellipse", (tuple(e), 0.1 * rx, 0.07 * ry, rot), 13, 1, feat)
+            add(1, "ellipse", (tuple(e), 0.1 * rx, 0.07 * ry, rot), LIP_ID["face"], PPP_HEAD, feat)
         mouth = fc - 0.45 * ry * hu + facing * 0.25 * rx * side * ortho
-        add(1, "ellipse", (tuple(mouth), 0.28 * rx * (1 - 0.5 * side), 0.05 * ry, rot), 13, 1,
+        add(1, "ellipse", (tuple(mouth), 0.28 * rx * (1 - 0.5 * side), 0.05 * ry, rot), LIP_ID["face"], PPP_HEAD,
             Material(jitter(rng, (150, 60, 60), 15), shading=0.0))
         if outfit.sunglasses:
             half = (0.8 - 0.5 * side) * rx
             gc = eye_c + facing * 0.3 * rx * side * ortho
             add(1.2, "capsule", (tuple(gc - half * ortho), tuple(gc + half * ortho), 0.17 * ry, 0.17 * ry),
-                4, 1, glasses)
+                LIP_ID["sunglasses"], PPP_HEAD, glasses)
     if outfit.hat:
-        add(1.3, "ellipse", (tuple(H + 0.55 * ry * hu), 1.12 * rx, 0.62 * ry, rot), 1, 1, acc["hat"])
+        add(1.3, "ellipse", (tuple(H + 0.55 * ry * hu), 1.12 * rx, 0.62 * ry, rot), LIP_ID["hat"], PPP_HEAD, acc["hat"])
         brim = H + 0.3 * ry * hu
         add(1.3, "capsule", (tuple(brim - 1.35 * rx * ortho), tuple(brim + 1.35 * rx * ortho), 0.012, 0.012),
-            1, 1, acc["hat"])
+            LIP_ID["hat"], PPP_HEAD, acc["hat"])
 
     # Arms: skin, sleeves (the garment's label), gloves; in front of or behind the torso by depth.
-    sleeve_lbl = 7 if outfit.coat else outfit.upper
+    sleeve_lbl = LIP_ID["coat"] if outfit.coat else outfit.upper
     sleeve_mat = coat_mat if outfit.coat else up_mat
     sleeve_t = max(outfit.sleeve, 0.9) if outfit.coat else outfit.sleeve
-    for s in (1, -1):
+    for s in SIDES:
         sh, el, wr, tip = j[("arm", s)]
         key = 2 + _K_DEPTH * np.mean([cam.z(el), cam.z(wr)])
         pts = [cam.xy(p) for p in (sh, el, wr, tip)]
         r = [0.037 * build["limb"], 0.03 * build["limb"], 0.024 * build["limb"], 0.02 * build["limb"]]
-        lip_skin = 14 if s == 1 else 15
         for i in range(3):
-            add(key, "capsule", (tuple(pts[i]), tuple(pts[i + 1]), r[i], r[i + 1]), lip_skin, 3 + min(i, 1), skin)
+            add(key, "capsule", (tuple(pts[i]), tuple(pts[i + 1]), r[i], r[i + 1]), sided("arm", s), PPP_ARMS[i], skin)
         extra = 0.014 if outfit.coat else 0.008
         for i, a, b, f in _chain(pts[:3], sleeve_t):
             add(key, "capsule", (tuple(a), tuple(b), r[i] + extra, r[i] + extra + f * (r[i + 1] - r[i])),
-                sleeve_lbl, 3 + i, sleeve_mat)
+                sleeve_lbl, PPP_ARMS[i], sleeve_mat)
         if outfit.gloves:
             g0 = pts[2] + 0.25 * (pts[1] - pts[2])
-            add(key, "capsule", (tuple(g0), tuple(pts[3]), r[2] + 0.006, r[3] + 0.008), 3, 4, acc["glove"])
-        if outfit.bag and s == 1:
+            add(key, "capsule", (tuple(g0), tuple(pts[3]), r[2] + 0.006, r[3] + 0.008), LIP_ID["glove"],
+                PPP_ID["lower-arms"], acc["glove"])
+        if outfit.bag and s == LEFT:
             strap0 = cam.xy(j[("arm", -1)][0])
             bag_c = cam.xy(j[("leg", 1)][0]) + np.array([cam.width(0.13, 0.06) * (1 if cam.c >= 0 else -1), -0.02])
-            add(key + 0.5, "capsule", (tuple(strap0), tuple(bag_c), 0.008, 0.008), BAG, 0, acc["bag"])
+            add(key + 0.5, "capsule", (tuple(strap0), tuple(bag_c), 0.008, 0.008), BAG, PPP_ID["background"], acc["bag"])
             bw, bh = rng.uniform(0.05, 0.09), rng.uniform(0.05, 0.09)
             add(key + 0.5, "polygon", ((bag_c[0] - bw, bag_c[1] - bh), (bag_c[0] + bw, bag_c[1] - bh),
                                        (bag_c[0] + bw, bag_c[1] + bh), (bag_c[0] - bw, bag_c[1] + bh)),
-                BAG, 0, acc["bag"])
+                BAG, PPP_ID["background"], acc["bag"])
 
     els.sort(key=lambda e: e.key)  # stable: within a component, insertion order holds
     info = {"yaw": theta, "pose": pose, "back": bool(back), "pelvis": P, "neck": N,
-            "knees": np.mean([cam.xy(j[("leg", s)][1]) for s in (1, -1)], axis=0)}
+            "knees": np.mean([cam.xy(j[("leg", s)][1]) for s in SIDES], axis=0)}
     return els, info

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+LEFT, RIGHT = 1, -1
+"""The person's own sides, as the skeleton's lateral axis signs them (+1: the person's left)."""
+SIDES = (LEFT, RIGHT)
+
 POSES = ("standing", "walking", "sitting", "arms_raised", "arms_crossed", "hands_on_hips", "bending")
 POSE_P = (0.30, 0.22, 0.10, 0.10, 0.09, 0.10, 0.09)
 
@@ -18,35 +22,35 @@ def _limb_dir(alpha: float, phi: float, side: int) -> np.ndarray:
 
 
 def sample_pose(rng, pose: str) -> dict:
-    """Joint angles of one pose from the prior. Sides: +1 = person's left, -1 = right."""
-    arms = {s: [rng.uniform(4, 18), rng.normal(0, 8), 0.0, 0.0] for s in (1, -1)}
-    for s in (1, -1):
+    """Joint angles of one pose from the prior, per side (:data:`LEFT`, :data:`RIGHT`)."""
+    arms = {s: [rng.uniform(4, 18), rng.normal(0, 8), 0.0, 0.0] for s in SIDES}
+    for s in SIDES:
         arms[s][2] = arms[s][0] + rng.uniform(-5, 5)
         arms[s][3] = arms[s][1] + rng.uniform(0, 25)
-    legs = {s: [rng.uniform(1, 7), rng.normal(0, 4), 0.0] for s in (1, -1)}
-    for s in (1, -1):
+    legs = {s: [rng.uniform(1, 7), rng.normal(0, 4), 0.0] for s in SIDES}
+    for s in SIDES:
         legs[s][2] = legs[s][1] - rng.uniform(0, 8)
     lean, tilt = rng.normal(0, 4), rng.normal(0, 3)
     if pose == "walking":
         swing = rng.uniform(12, 32) * rng.choice([-1, 1])
-        for s in (1, -1):
+        for s in SIDES:
             arms[s][1] = s * swing
             arms[s][3] = s * swing + rng.uniform(10, 35)
             legs[s][1] = -s * swing * 0.9
             legs[s][2] = legs[s][1] - rng.uniform(5, 30)
     elif pose == "sitting":
-        for s in (1, -1):
+        for s in SIDES:
             legs[s] = [rng.uniform(3, 15), rng.uniform(70, 95), rng.uniform(-10, 15)]
             arms[s] = [rng.uniform(3, 15), rng.uniform(5, 30), rng.uniform(-10, 10), rng.uniform(40, 80)]
     elif pose == "arms_raised":
-        for s in ((1, -1) if rng.random() < 0.5 else (rng.choice([1, -1]),)):
+        for s in (SIDES if rng.random() < 0.5 else (rng.choice([LEFT, RIGHT]),)):
             a = rng.uniform(100, 165)
             arms[s] = [a, rng.normal(0, 10), a + rng.uniform(-25, 20), rng.normal(0, 10)]
     elif pose == "arms_crossed":
-        for s in (1, -1):
+        for s in SIDES:
             arms[s] = [rng.uniform(0, 12), rng.uniform(15, 35), rng.uniform(-95, -70), rng.uniform(10, 40)]
     elif pose == "hands_on_hips":
-        for s in (1, -1):
+        for s in SIDES:
             arms[s] = [rng.uniform(30, 50), rng.normal(0, 10), rng.uniform(-70, -40), rng.normal(0, 10)]
     elif pose == "bending":
         lean = rng.uniform(25, 65)
@@ -82,7 +86,7 @@ def skeleton(pose: dict, build: dict) -> dict:
     j["neck"] = j["pelvis"] + 0.33 * up
     j["head"] = j["neck"] + 0.075 * head_up
     j["up"], j["head_up"] = up, head_up
-    for s in (1, -1):
+    for s in SIDES:
         au, pu, af, pf = pose["arms"][s]
         sh = j["pelvis"] + 0.30 * up + np.array([s * build["shoulder"], 0, 0])
         el = sh + 0.17 * _limb_dir(au, pu, s)
@@ -94,7 +98,7 @@ def skeleton(pose: dict, build: dict) -> dict:
         an = kn + 0.245 * _limb_dir(at * 0.3, ps, s)
         toe = an + np.array([0.0, 0.095, -0.03])
         j[("leg", s)] = (hip, kn, an, toe)
-    ground = min(min(j[("leg", s)][2][2], j[("leg", s)][3][2]) for s in (1, -1)) - 0.03
+    ground = min(min(j[("leg", s)][2][2], j[("leg", s)][3][2]) for s in SIDES) - 0.03
     for k, v in j.items():
         if k in ("up", "head_up"):
             continue

@@ -10,6 +10,7 @@ from lipstudy.data.synth.crops import CROP_P, CROPS, bounding_box, consistent, c
 from lipstudy.data.synth.materials import any_material, backdrop_material, garment_material
 from lipstudy.data.synth.person import PartShape, person_elements
 from lipstudy.data.synth.shapes import Material
+from lipstudy.labels import LIP_NUM_CLASSES
 
 LIP_FULL_SIDE = 640          # longest image side at LIP scale; max_side scales relative to it
 ATR_FRAME = (400, 600)       # ATR's image size (width, height) at full scale
@@ -181,7 +182,7 @@ def render_scene(rng, style: str = "lip", max_side: int | None = None):
         lip, ppp = cv.labels(index)
         if not consistent(lip, crop, info["back"]) or not (lip > 0).any():
             continue
-        area = int(((lip > 0) & (lip < 20)).sum())
+        area = int(((lip > 0) & (lip < LIP_NUM_CLASSES)).sum())
         lip_area = area / scale ** 2
         attrs = {
             "full_body": int(crop == "full"), "upper_body": int(crop == "upper"),
