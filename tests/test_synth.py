@@ -13,7 +13,7 @@ from PIL import Image
 from lipstudy.data import synth
 from lipstudy.data.synth.dataset import item_paths
 from lipstudy.data.synth.label_ids import ATR_LUT
-from lipstudy.data.synth.person import person_elements
+from lipstudy.data.synth.person import person_shapes
 from lipstudy.data.synth.scene import Canvas
 from lipstudy.data.synth.shapes import Material
 from lipstudy.data.lip import ATRDataset, LIPDataset, PPPDataset
@@ -147,7 +147,7 @@ def test_left_right_is_the_persons_own(yaw, front):
     agree = total = 0
     for i in range(80):
         rng = np.random.default_rng([11, i])
-        els, _ = person_elements(rng, "lip", yaw=yaw + rng.normal(0, 0.15),
+        els, _ = person_shapes(rng, "lip", yaw=yaw + rng.normal(0, 0.15),
                                        pose=str(rng.choice(["standing", "walking", "arms_raised", "hands_on_hips"])))
         cv = Canvas(160, 120, Material((0, 0, 0)))
         for el in els:

@@ -1,36 +1,55 @@
-"""One person as a list of painted shapes: outfit, colours, and the legs, garments, head and arms
-drawn from the projected skeleton, in painting (depth) order."""
+"""One person as a list of painted shapes: body build, outfit and colours, then the legs,
+garments, head and arms drawn from the projected skeleton, sorted into painting (depth) order.
+
+Labels follow LIP (Section 2.1): arm and leg labels cover visible skin only (sleeves and
+trousers take their garment's label), left / right are the person's own, and a back view shows
+no face. Each shape also carries its PASCAL-Person-Part label (the limb segment it lies on).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from lipstudy.data.synth.materials import garment_material, hair_material, jitter, skin_material
 from lipstudy.data.synth.label_ids import BAG, BELT, LIP_ID, PPP_ID, sided
-from lipstudy.data.synth.pose import LEFT, POSE_P, POSES, SIDES, YawCamera, sample_pose, sample_yaw, skeleton
+from lipstudy.data.synth.materials import garment_material, hair_material, jitter, skin_material
+from lipstudy.data.synth.pose import (
+    LEFT,
+    POSE_P,
+    POSES,
+    RIGHT,
+    SIDES,
+    Build,
+    Skeleton,
+    YawCamera,
+    sample_build,
+    sample_pose,
+    sample_yaw,
+    skeleton,
+)
 from lipstudy.data.synth.shapes import Material
 
-_K_DEPTH = 40.0              # depth -> painting order; limbs move in front of / behind the torso
+DEPTH_TO_ORDER = 40.0        # limbs move in front of / behind the torso with their depth
 TROUSERS = (LIP_ID["pants"], LIP_ID["jumpsuits"])   # lower garments with legs
 SKIRTS = (LIP_ID["dress"], LIP_ID["skirt"])
 # PASCAL-Person-Part labels limb segments: thigh / shin, upper arm / forearm (the hand counts as
 # forearm); the whole head is one class.
 PPP_LEGS = (PPP_ID["upper-legs"], PPP_ID["lower-legs"])
 PPP_ARMS = (PPP_ID["upper-arms"], PPP_ID["lower-arms"], PPP_ID["lower-arms"])
-PPP_HEAD = PPP_ID["head"]
+PPP_HEAD, PPP_TORSO = PPP_ID["head"], PPP_ID["torso"]
 
 
 @dataclass(frozen=True)
 class PartShape:
-    """One painted shape in unit coordinates (person height = 1, feet at y = 0, y down)."""
+    """One painted shape of a person in unit coordinates (person height = 1, feet at y = 0,
+    y down), with its labels and surface."""
 
-    key: float          # painting order (back to front)
+    order: float        # painting order (back to front)
     kind: str           # "capsule" (a, b, ra, rb) | "ellipse" (c, rx, ry, rot) | "polygon" (pts)
     geom: tuple
     lip: int            # LIP id (or BELT / BAG)
     ppp: int            # PASCAL-Person-Part id
-    mat: Material
+    material: Material
 
     def bbox(self) -> tuple[float, float, float, float]:
         if self.kind == "capsule":
@@ -90,9 +109,92 @@ def sample_outfit(rng, style: str) -> Outfit:
     )
 
 
-def _chain(points, t: float):
-    """The polyline ``points`` cut at fraction ``t`` of its length -> list of segments with the
-    fraction of each original segment kept."""
+@dataclass(frozen=True)
+class Wardrobe:
+    """The surfaces of one person's skin, hair and garments."""
+
+    skin: Material
+    hair: Material
+    upper: Material
+    lower: Material
+    coat: Material
+    shoes: Material
+    glasses: Material
+    accessories: dict[str, Material]   # those the outfit has: hat, scarf, glove, sock, belt, bag
+
+
+def sample_wardrobe(rng, outfit: Outfit) -> Wardrobe:
+    skin, hair = skin_material(rng), hair_material(rng)
+    upper, lower = garment_material(rng), garment_material(rng)
+    if outfit.upper == outfit.lower:  # a dress or jumpsuit is one garment, one cloth
+        lower = upper
+    coat, shoes = garment_material(rng), garment_material(rng, dark=rng.random() < 0.6)
+    wanted = {"hat": outfit.hat, "scarf": outfit.scarf, "glove": outfit.gloves, "sock": outfit.socks > 0,
+              "belt": outfit.belt, "bag": outfit.bag}
+    accessories = {k: garment_material(rng) for k, on in wanted.items() if on}
+    glasses = Material(jitter(rng, (25, 25, 30), 10), shading=0.1)
+    return Wardrobe(skin, hair, upper, lower, coat, shoes, glasses, accessories)
+
+
+class TorsoFrame:
+    """The torso in the image: the pelvis -> neck axis (``at(0)`` is the pelvis, ``at(1)`` the
+    neck, negative values lie below the pelvis), its unit normal, and the body's apparent
+    half-width at levels along it, from which garments are cut."""
+
+    def __init__(self, cam: YawCamera, body: Skeleton, build: Build):
+        self.pelvis, self.neck = cam.project(body.pelvis), cam.project(body.neck)
+        self.axis = self.neck - self.pelvis
+        self.length = np.linalg.norm(self.axis) + 1e-9
+        self.normal = np.array([-self.axis[1], self.axis[0]]) / self.length
+        hip, shoulder = build.hip, build.shoulder
+        # (position along the axis, lateral half-width, front-to-back half-depth)
+        levels = [(-0.9, hip + 0.05, 0.09), (-0.3, hip + 0.02, 0.08), (-0.12, hip, 0.075),
+                  (0.0, hip - 0.005, 0.07), (0.45, 0.078, 0.06), (0.8, shoulder - 0.01, 0.07),
+                  (0.93, shoulder + 0.01, 0.06), (1.0, 0.045, 0.04)]
+        self.widths = np.array([(s, cam.apparent_width(w, d)) for s, w, d in levels])
+
+    def at(self, s: float) -> np.ndarray:
+        return self.pelvis + s * self.axis
+
+    def polygon(self, s0: float, s1: float, extra: float = 0.0, flare: float = 0.0) -> tuple:
+        """The torso's outline between levels ``s0`` and ``s1``, widened by ``extra`` (a garment's
+        thickness) and, below the pelvis, by ``flare`` per unit (a coat's skirt)."""
+        lv = self.widths
+        ss = np.concatenate([[s0], lv[(lv[:, 0] > s0) & (lv[:, 0] < s1), 0], [s1]])
+        ws = np.interp(ss, lv[:, 0], lv[:, 1]) + extra + flare * np.clip(-ss, 0, None)
+        cen = self.pelvis[None] + ss[:, None] * self.axis[None]
+        return tuple(map(tuple, np.concatenate([cen - ws[:, None] * self.normal,
+                                                (cen + ws[:, None] * self.normal)[::-1]])))
+
+
+@dataclass(frozen=True)
+class _Person:
+    """Everything sampled about one person before drawing, and where the shapes go."""
+
+    cam: YawCamera
+    body: Skeleton
+    build: Build
+    outfit: Outfit
+    wardrobe: Wardrobe
+    torso: TorsoFrame
+    shapes: list
+
+    def capsule(self, order, a, b, ra, rb, lip, ppp, material):
+        self._add(order, "capsule", (tuple(a), tuple(b), ra, rb), lip, ppp, material)
+
+    def ellipse(self, order, centre, rx, ry, rot, lip, ppp, material):
+        self._add(order, "ellipse", (tuple(centre), rx, ry, rot), lip, ppp, material)
+
+    def polygon(self, order, points, lip, ppp, material):
+        self._add(order, "polygon", tuple(map(tuple, points)), lip, ppp, material)
+
+    def _add(self, order, kind, geom, lip, ppp, material):
+        self.shapes.append(PartShape(float(order), kind, geom, lip, ppp, material))
+
+
+def _cut_polyline(points, t: float):
+    """The polyline ``points`` cut at fraction ``t`` of its length -> ``(i, start, end, f)`` per
+    segment kept: segment ``i`` from its start to ``end``, a fraction ``f`` of its length."""
     seg = [np.linalg.norm(points[i + 1] - points[i]) for i in range(len(points) - 1)]
     left, out = t * sum(seg), []
     for i, L in enumerate(seg):
@@ -104,169 +206,173 @@ def _chain(points, t: float):
     return out
 
 
-def person_elements(rng, style: str = "lip", front_only: bool = False, pose: str | None = None,
-                    yaw: float | None = None) -> tuple[list[PartShape], dict]:
-    """Sample one person (pose, view, body build, outfit, colours) and return the elements that
-    draw them, plus facts about them (yaw, pose, key points in unit coordinates)."""
-    pose = pose or str(rng.choice(POSES, p=POSE_P))
-    theta = sample_yaw(rng, front_only) if yaw is None else yaw
-    build = {"shoulder": rng.uniform(0.095, 0.12), "hip": rng.uniform(0.08, 0.1),
-             "limb": rng.uniform(0.85, 1.15), "head": rng.uniform(0.92, 1.1)}
-    outfit = sample_outfit(rng, style)
-    j = skeleton(sample_pose(rng, pose), build)
-    cam = YawCamera(theta)
-    skin, hair = skin_material(rng), hair_material(rng)
-    up_mat, low_mat = garment_material(rng), garment_material(rng)
-    if outfit.upper == outfit.lower:
-        low_mat = up_mat
-    coat_mat, shoe_mat = garment_material(rng), garment_material(rng, dark=rng.random() < 0.6)
-    wanted = {"hat": outfit.hat, "scarf": outfit.scarf, "glove": outfit.gloves, "sock": outfit.socks > 0,
-              "belt": outfit.belt, "bag": outfit.bag}
-    acc = {k: garment_material(rng) for k, on in wanted.items() if on}
-    glasses = Material(jitter(rng, (25, 25, 30), 10), shading=0.1)
-    els: list[PartShape] = []
-    back = cam.c < -0.5
-    facing = 1.0 if cam.s >= 0 else -1.0
-
-    def add(key, kind, geom, lip, ppp, mat):
-        els.append(PartShape(float(key), kind, geom, lip, ppp, mat))
-
-    # Torso: a polygon of half-widths at levels along the pelvis -> neck axis.
-    P, N = cam.xy(j["pelvis"]), cam.xy(j["neck"])
-    axis = N - P
-    alen = np.linalg.norm(axis) + 1e-9
-    nrm = np.array([-axis[1], axis[0]]) / alen
-    hipw = build["hip"]
-    levels = [(-0.9, hipw + 0.05, 0.09), (-0.3, hipw + 0.02, 0.08), (-0.12, hipw, 0.075),
-              (0.0, hipw - 0.005, 0.07), (0.45, 0.078, 0.06), (0.8, build["shoulder"] - 0.01, 0.07),
-              (0.93, build["shoulder"] + 0.01, 0.06), (1.0, 0.045, 0.04)]
-    lv = np.array([(s, cam.width(w, d)) for s, w, d in levels])
-
-    def torso_poly(s0, s1, extra=0.0, flare=0.0):
-        ss = np.concatenate([[s0], lv[(lv[:, 0] > s0) & (lv[:, 0] < s1), 0], [s1]])
-        ws = np.interp(ss, lv[:, 0], lv[:, 1]) + extra + flare * np.clip(-ss, 0, None)
-        cen = P[None] + ss[:, None] * axis[None]
-        return tuple(map(tuple, np.concatenate([cen - ws[:, None] * nrm, (cen + ws[:, None] * nrm)[::-1]])))
-
-    # Legs: skin, socks, trousers, shoes, ordered among themselves by depth, behind the torso.
+def _legs(p: _Person):
+    """Skin, socks, trousers and shoes, ordered among themselves by depth, behind the torso."""
+    cam, outfit, wardrobe, limb = p.cam, p.outfit, p.wardrobe, p.build.limb
     for s in SIDES:
-        hip, kn, an, toe = j[("leg", s)]
-        key = -2 + np.clip(_K_DEPTH * cam.z(kn), -0.9, 0.9)
-        pts = [cam.xy(p) for p in (hip, kn, an)]
-        r = [0.06 * build["limb"], 0.045 * build["limb"], 0.032 * build["limb"]]
+        hip, knee, ankle, toe = p.body.legs[s]
+        order = -2 + np.clip(DEPTH_TO_ORDER * cam.depth(knee), -0.9, 0.9)
+        pts = [cam.project(q) for q in (hip, knee, ankle)]
+        r = [0.06 * limb, 0.045 * limb, 0.032 * limb]
         for i in range(2):
-            add(key, "capsule", (tuple(pts[i]), tuple(pts[i + 1]), r[i], r[i + 1]), sided("leg", s), PPP_LEGS[i], skin)
+            p.capsule(order, pts[i], pts[i + 1], r[i], r[i + 1], sided("leg", s), PPP_LEGS[i], wardrobe.skin)
         if outfit.socks:
-            a = pts[2] + outfit.socks * (pts[1] - pts[2])
-            add(key, "capsule", (tuple(a), tuple(pts[2]), r[2] + 0.005, r[2] + 0.005), LIP_ID["socks"],
-                PPP_ID["lower-legs"], acc["sock"])
+            top = pts[2] + outfit.socks * (pts[1] - pts[2])
+            p.capsule(order, top, pts[2], r[2] + 0.005, r[2] + 0.005, LIP_ID["socks"], PPP_ID["lower-legs"],
+                      wardrobe.accessories["sock"])
         if outfit.lower in TROUSERS:
-            for i, a, b, f in _chain(pts, outfit.leg_cover):
-                add(key, "capsule", (tuple(a), tuple(b), r[i] + 0.012, r[i] + 0.012 + f * (r[i + 1] - r[i])),
-                    outfit.lower, PPP_LEGS[i], low_mat)
-        add(key, "capsule", (tuple(cam.xy(an + [0, -0.01, 0])), tuple(cam.xy(toe)), 0.033, 0.028),
-            sided("shoe", s), PPP_ID["lower-legs"], shoe_mat)
+            for i, a, b, f in _cut_polyline(pts, outfit.leg_cover):
+                p.capsule(order, a, b, r[i] + 0.012, r[i] + 0.012 + f * (r[i + 1] - r[i]), outfit.lower,
+                          PPP_LEGS[i], wardrobe.lower)
+        p.capsule(order, cam.project(ankle + [0, -0.01, 0]), cam.project(toe), 0.033, 0.028, sided("shoe", s),
+                  PPP_ID["lower-legs"], wardrobe.shoes)
 
-    # Lower garment over the pelvis, skirt / dress below it.
-    add(-1, "polygon", torso_poly(-0.25, 0.2, 0.004), outfit.lower, PPP_ID["torso"], low_mat)
+
+def _lower_garment(p: _Person):
+    """The lower garment over the pelvis, a skirt or dress below it, an (ATR) belt."""
+    outfit, torso, material = p.outfit, p.torso, p.wardrobe.lower
+    p.polygon(-1, torso.polygon(-0.25, 0.2, 0.004), outfit.lower, PPP_TORSO, material)
     if outfit.lower in SKIRTS:
-        top = P + 0.1 * axis
-        w0 = cam.width(hipw + 0.015, 0.085)
+        top = torso.at(0.1)
+        w0 = p.cam.apparent_width(p.build.hip + 0.015, 0.085)
         w1 = w0 * (1.2 + 0.6 * outfit.skirt_len)
         bot = top + np.array([0.0, outfit.skirt_len + 0.1])
-        add(-1, "polygon", ((top[0] - w0, top[1]), (top[0] + w0, top[1]), (bot[0] + w1, bot[1]),
-                            (bot[0] - w1, bot[1])), outfit.lower, PPP_ID["upper-legs"], low_mat)
+        trapezoid = ((top[0] - w0, top[1]), (top[0] + w0, top[1]), (bot[0] + w1, bot[1]), (bot[0] - w1, bot[1]))
+        p.polygon(-1, trapezoid, outfit.lower, PPP_ID["upper-legs"], material)
     if outfit.belt:
-        a, b = P + 0.12 * axis - nrm * cam.width(hipw, 0.07), P + 0.12 * axis + nrm * cam.width(hipw, 0.07)
-        add(-0.5, "capsule", (tuple(a), tuple(b), 0.014, 0.014), BELT, PPP_ID["torso"], acc["belt"])
+        half = torso.normal * p.cam.apparent_width(p.build.hip, 0.07)
+        p.capsule(-0.5, torso.at(0.12) - half, torso.at(0.12) + half, 0.014, 0.014, BELT, PPP_TORSO,
+                  p.wardrobe.accessories["belt"])
 
-    # Upper garment, coat (open at the front in frontal views), scarf.
-    add(0, "polygon", torso_poly(rng.uniform(-0.12, 0.05), 1.0, 0.006), outfit.upper, PPP_ID["torso"], up_mat)
+
+def _upper_garment(rng, p: _Person):
+    """The upper garment, a coat over it (open at the front in frontal views), a scarf."""
+    outfit, torso, wardrobe = p.outfit, p.torso, p.wardrobe
+    p.polygon(0, torso.polygon(rng.uniform(-0.12, 0.05), 1.0, 0.006), outfit.upper, PPP_TORSO, wardrobe.upper)
     if outfit.coat:
-        add(0, "polygon", torso_poly(rng.uniform(-0.8, -0.15), 1.0, 0.014, 0.04), LIP_ID["coat"], PPP_ID["torso"],
-            coat_mat)
-        if cam.c > 0.6 and rng.random() < 0.6:
-            gap = rng.uniform(0.01, 0.035) * cam.c
-            c0, c1 = P + 0.15 * axis, P + 0.97 * axis
-            add(0, "polygon", (tuple(c0 - gap * nrm), tuple(c1 - gap * nrm), tuple(c1 + gap * nrm),
-                               tuple(c0 + gap * nrm)), outfit.upper, PPP_ID["torso"], up_mat)
+        p.polygon(0, torso.polygon(rng.uniform(-0.8, -0.15), 1.0, 0.014, 0.04), LIP_ID["coat"], PPP_TORSO,
+                  wardrobe.coat)
+        if p.cam.cos > 0.6 and rng.random() < 0.6:
+            gap = rng.uniform(0.01, 0.035) * p.cam.cos * torso.normal
+            c0, c1 = torso.at(0.15), torso.at(0.97)
+            p.polygon(0, (c0 - gap, c1 - gap, c1 + gap, c0 + gap), outfit.upper, PPP_TORSO, wardrobe.upper)
     if outfit.scarf:
-        a, b = N - 0.055 * nrm + 0.01 * axis / alen, N + 0.055 * nrm + 0.01 * axis / alen
-        add(0.5, "capsule", (tuple(a), tuple(b), 0.026, 0.026), LIP_ID["scarf"], PPP_ID["torso"], acc["scarf"])
+        scarf, neck, normal = wardrobe.accessories["scarf"], torso.neck, torso.normal
+        lift = 0.01 * torso.axis / torso.length
+        p.capsule(0.5, neck - 0.055 * normal + lift, neck + 0.055 * normal + lift, 0.026, 0.026,
+                  LIP_ID["scarf"], PPP_TORSO, scarf)
         if rng.random() < 0.6:
-            tail0 = N + rng.uniform(-0.03, 0.03) * nrm
-            add(0.5, "capsule", (tuple(tail0), tuple(tail0 - 0.4 * axis), 0.02, 0.018), LIP_ID["scarf"], PPP_ID["torso"],
-                acc["scarf"])
+            tail = neck + rng.uniform(-0.03, 0.03) * normal
+            p.capsule(0.5, tail, tail - 0.4 * torso.axis, 0.02, 0.018, LIP_ID["scarf"], PPP_TORSO, scarf)
 
-    # Head: neck, hair, face (front / side), features, sunglasses, hat.
-    H = cam.xy(j["head"])
-    hu = cam.xy(j["head"] + j["head_up"]) - H
-    hu /= np.linalg.norm(hu) + 1e-9
-    rot = float(np.arctan2(hu[0], -hu[1]))
-    ry, rx = 0.068 * build["head"], 0.052 * build["head"]
-    hair_key = 1.5 if back else -3
-    if outfit.long_hair:
+
+def _head(rng, p: _Person, back: bool):
+    """Neck, hair, face (turned with the view: none from the back), eyes, mouth, sunglasses, hat."""
+    cam, outfit, wardrobe = p.cam, p.outfit, p.wardrobe
+    centre = cam.project(p.body.head)
+    up = cam.project(p.body.head + p.body.head_up) - centre
+    up /= np.linalg.norm(up) + 1e-9
+    across = np.array([-up[1], up[0]])  # the head's own sideways axis (image x for an upright head)
+    rot = float(np.arctan2(up[0], -up[1]))
+    ry, rx = 0.068 * p.build.head, 0.052 * p.build.head
+    hair, face = LIP_ID["hair"], LIP_ID["face"]
+    if outfit.long_hair:  # falls behind the back, or over it seen from behind
         hl = rng.uniform(0.1, 0.25)
-        add(hair_key, "polygon", ((H[0] - 1.05 * rx, H[1]), (H[0] + 1.05 * rx, H[1]),
-                                  (H[0] + 1.25 * rx, H[1] + hl), (H[0] - 1.25 * rx, H[1] + hl)), LIP_ID["hair"], PPP_HEAD, hair)
-    add(1, "capsule", (tuple(N), tuple(H), 0.026, 0.024), LIP_ID["hair" if back else "face"], PPP_HEAD, skin)
-    ortho = np.array([-hu[1], hu[0]])  # the head's own sideways axis (image x for an upright head)
+        x, y = centre
+        strands = ((x - 1.05 * rx, y), (x + 1.05 * rx, y), (x + 1.25 * rx, y + hl), (x - 1.25 * rx, y + hl))
+        p.polygon(1.5 if back else -3, strands, hair, PPP_HEAD, wardrobe.hair)
+    # LIP labels the neck as face; a back view shows no face, so from behind it is hair.
+    p.capsule(1, p.torso.neck, centre, 0.026, 0.024, hair if back else face, PPP_HEAD, wardrobe.skin)
     if back:
-        add(1, "ellipse", (tuple(H - 0.08 * ry * hu), 1.08 * rx, 1.06 * ry, rot), LIP_ID["hair"], PPP_HEAD, hair)
+        p.ellipse(1, centre - 0.08 * ry * up, 1.08 * rx, 1.06 * ry, rot, hair, PPP_HEAD, wardrobe.hair)
     else:
-        add(1, "ellipse", (tuple(H + 0.18 * ry * hu), 1.1 * rx, 0.95 * ry, rot), LIP_ID["hair"], PPP_HEAD, hair)
-        side = abs(cam.s)
-        fc = H - 0.14 * ry * hu + facing * 0.35 * rx * side * ortho
-        add(1, "ellipse", (tuple(fc), rx * (1 - 0.3 * side), 0.86 * ry, rot), LIP_ID["face"], PPP_HEAD, skin)
-        eye_c = fc + 0.12 * ry * hu
-        feat = Material(jitter(rng, (50, 35, 30), 8), shading=0.0)
-        eyes = [eye_c + e * 0.38 * rx * (1 - side) * ortho for e in (-1, 1)] if side < 0.7 \
-            else [eye_c + facing * 0.3 * rx * ortho]
+        p.ellipse(1, centre + 0.18 * ry * up, 1.1 * rx, 0.95 * ry, rot, hair, PPP_HEAD, wardrobe.hair)
+        side = abs(cam.sin)  # 0: frontal, 1: profile
+        facing = 1.0 if cam.sin >= 0 else -1.0
+        fc = centre - 0.14 * ry * up + facing * 0.35 * rx * side * across
+        p.ellipse(1, fc, rx * (1 - 0.3 * side), 0.86 * ry, rot, face, PPP_HEAD, wardrobe.skin)
+        eye_c = fc + 0.12 * ry * up
+        features = Material(jitter(rng, (50, 35, 30), 8), shading=0.0)
+        eyes = [eye_c + e * 0.38 * rx * (1 - side) * across for e in (-1, 1)] if side < 0.7 \
+            else [eye_c + facing * 0.3 * rx * across]
         for e in eyes:
-            add(1, "ellipse", (tuple(e), 0.1 * rx, 0.07 * ry, rot), LIP_ID["face"], PPP_HEAD, feat)
-        mouth = fc - 0.45 * ry * hu + facing * 0.25 * rx * side * ortho
-        add(1, "ellipse", (tuple(mouth), 0.28 * rx * (1 - 0.5 * side), 0.05 * ry, rot), LIP_ID["face"], PPP_HEAD,
-            Material(jitter(rng, (150, 60, 60), 15), shading=0.0))
+            p.ellipse(1, e, 0.1 * rx, 0.07 * ry, rot, face, PPP_HEAD, features)
+        mouth = fc - 0.45 * ry * up + facing * 0.25 * rx * side * across
+        p.ellipse(1, mouth, 0.28 * rx * (1 - 0.5 * side), 0.05 * ry, rot, face, PPP_HEAD,
+                  Material(jitter(rng, (150, 60, 60), 15), shading=0.0))
         if outfit.sunglasses:
             half = (0.8 - 0.5 * side) * rx
-            gc = eye_c + facing * 0.3 * rx * side * ortho
-            add(1.2, "capsule", (tuple(gc - half * ortho), tuple(gc + half * ortho), 0.17 * ry, 0.17 * ry),
-                LIP_ID["sunglasses"], PPP_HEAD, glasses)
+            gc = eye_c + facing * 0.3 * rx * side * across
+            p.capsule(1.2, gc - half * across, gc + half * across, 0.17 * ry, 0.17 * ry, LIP_ID["sunglasses"],
+                      PPP_HEAD, wardrobe.glasses)
     if outfit.hat:
-        add(1.3, "ellipse", (tuple(H + 0.55 * ry * hu), 1.12 * rx, 0.62 * ry, rot), LIP_ID["hat"], PPP_HEAD, acc["hat"])
-        brim = H + 0.3 * ry * hu
-        add(1.3, "capsule", (tuple(brim - 1.35 * rx * ortho), tuple(brim + 1.35 * rx * ortho), 0.012, 0.012),
-            LIP_ID["hat"], PPP_HEAD, acc["hat"])
+        hat = wardrobe.accessories["hat"]
+        p.ellipse(1.3, centre + 0.55 * ry * up, 1.12 * rx, 0.62 * ry, rot, LIP_ID["hat"], PPP_HEAD, hat)
+        brim = centre + 0.3 * ry * up
+        p.capsule(1.3, brim - 1.35 * rx * across, brim + 1.35 * rx * across, 0.012, 0.012, LIP_ID["hat"],
+                  PPP_HEAD, hat)
 
-    # Arms: skin, sleeves (the garment's label), gloves; in front of or behind the torso by depth.
-    sleeve_lbl = LIP_ID["coat"] if outfit.coat else outfit.upper
-    sleeve_mat = coat_mat if outfit.coat else up_mat
+
+def _arms(rng, p: _Person):
+    """Skin, sleeves (the upper garment's or coat's label), gloves, in front of or behind the
+    torso by depth; an (ATR) bag across the body."""
+    cam, outfit, wardrobe, limb = p.cam, p.outfit, p.wardrobe, p.build.limb
+    sleeve_lip = LIP_ID["coat"] if outfit.coat else outfit.upper
+    sleeve_material = wardrobe.coat if outfit.coat else wardrobe.upper
     sleeve_t = max(outfit.sleeve, 0.9) if outfit.coat else outfit.sleeve
     for s in SIDES:
-        sh, el, wr, tip = j[("arm", s)]
-        key = 2 + _K_DEPTH * np.mean([cam.z(el), cam.z(wr)])
-        pts = [cam.xy(p) for p in (sh, el, wr, tip)]
-        r = [0.037 * build["limb"], 0.03 * build["limb"], 0.024 * build["limb"], 0.02 * build["limb"]]
+        shoulder, elbow, wrist, tip = p.body.arms[s]
+        order = 2 + DEPTH_TO_ORDER * np.mean([cam.depth(elbow), cam.depth(wrist)])
+        pts = [cam.project(q) for q in (shoulder, elbow, wrist, tip)]
+        r = [0.037 * limb, 0.03 * limb, 0.024 * limb, 0.02 * limb]
         for i in range(3):
-            add(key, "capsule", (tuple(pts[i]), tuple(pts[i + 1]), r[i], r[i + 1]), sided("arm", s), PPP_ARMS[i], skin)
+            p.capsule(order, pts[i], pts[i + 1], r[i], r[i + 1], sided("arm", s), PPP_ARMS[i], wardrobe.skin)
         extra = 0.014 if outfit.coat else 0.008
-        for i, a, b, f in _chain(pts[:3], sleeve_t):
-            add(key, "capsule", (tuple(a), tuple(b), r[i] + extra, r[i] + extra + f * (r[i + 1] - r[i])),
-                sleeve_lbl, PPP_ARMS[i], sleeve_mat)
+        for i, a, b, f in _cut_polyline(pts[:3], sleeve_t):
+            p.capsule(order, a, b, r[i] + extra, r[i] + extra + f * (r[i + 1] - r[i]), sleeve_lip,
+                      PPP_ARMS[i], sleeve_material)
         if outfit.gloves:
             g0 = pts[2] + 0.25 * (pts[1] - pts[2])
-            add(key, "capsule", (tuple(g0), tuple(pts[3]), r[2] + 0.006, r[3] + 0.008), LIP_ID["glove"],
-                PPP_ID["lower-arms"], acc["glove"])
+            p.capsule(order, g0, pts[3], r[2] + 0.006, r[3] + 0.008, LIP_ID["glove"], PPP_ID["lower-arms"],
+                      wardrobe.accessories["glove"])
         if outfit.bag and s == LEFT:
-            strap0 = cam.xy(j[("arm", -1)][0])
-            bag_c = cam.xy(j[("leg", 1)][0]) + np.array([cam.width(0.13, 0.06) * (1 if cam.c >= 0 else -1), -0.02])
-            add(key + 0.5, "capsule", (tuple(strap0), tuple(bag_c), 0.008, 0.008), BAG, PPP_ID["background"], acc["bag"])
-            bw, bh = rng.uniform(0.05, 0.09), rng.uniform(0.05, 0.09)
-            add(key + 0.5, "polygon", ((bag_c[0] - bw, bag_c[1] - bh), (bag_c[0] + bw, bag_c[1] - bh),
-                                       (bag_c[0] + bw, bag_c[1] + bh), (bag_c[0] - bw, bag_c[1] + bh)),
-                BAG, PPP_ID["background"], acc["bag"])
+            _bag(rng, p, order + 0.5)
 
-    els.sort(key=lambda e: e.key)  # stable: within a component, insertion order holds
-    info = {"yaw": theta, "pose": pose, "back": bool(back), "pelvis": P, "neck": N,
-            "knees": np.mean([cam.xy(j[("leg", s)][1]) for s in SIDES], axis=0)}
-    return els, info
+
+def _bag(rng, p: _Person, order: float):
+    """A bag at the left hip, its strap from the right shoulder: just in front of the left arm.
+    ATR labels bags; PASCAL-Person-Part does not (background)."""
+    cam, material = p.cam, p.wardrobe.accessories["bag"]
+    strap0 = cam.project(p.body.arms[RIGHT][0])
+    outward = cam.apparent_width(0.13, 0.06) * (1 if cam.cos >= 0 else -1)
+    centre = cam.project(p.body.legs[LEFT][0]) + np.array([outward, -0.02])
+    p.capsule(order, strap0, centre, 0.008, 0.008, BAG, PPP_ID["background"], material)
+    bw, bh = rng.uniform(0.05, 0.09), rng.uniform(0.05, 0.09)
+    x, y = centre
+    p.polygon(order, ((x - bw, y - bh), (x + bw, y - bh), (x + bw, y + bh), (x - bw, y + bh)), BAG,
+              PPP_ID["background"], material)
+
+
+def person_shapes(rng, style: str = "lip", front_only: bool = False, pose: str | None = None,
+                  yaw: float | None = None) -> tuple[list[PartShape], dict]:
+    """Sample one person (pose, view, body build, outfit, colours) and return the shapes that
+    draw them, back to front, plus facts about them: ``yaw``, ``pose``, ``back`` (a back view)
+    and the image positions of ``pelvis``, ``neck`` and ``knees`` (their mean)."""
+    pose = pose or str(rng.choice(POSES, p=POSE_P))
+    theta = sample_yaw(rng, front_only) if yaw is None else yaw
+    build = sample_build(rng)
+    outfit = sample_outfit(rng, style)
+    body = skeleton(sample_pose(rng, pose), build)
+    cam = YawCamera(theta)
+    wardrobe = sample_wardrobe(rng, outfit)
+    person = _Person(cam, body, build, outfit, wardrobe, TorsoFrame(cam, body, build), shapes=[])
+    back = cam.cos < -0.5  # turned more than 120 degrees away: the face is hidden
+    _legs(person)
+    _lower_garment(person)
+    _upper_garment(rng, person)
+    _head(rng, person, back)
+    _arms(rng, person)
+    shapes = sorted(person.shapes, key=lambda e: e.order)  # stable: within a part, insertion order holds
+    info = {"yaw": theta, "pose": pose, "back": bool(back), "pelvis": person.torso.pelvis,
+            "neck": person.torso.neck, "knees": np.mean([cam.project(body.legs[s][1]) for s in SIDES], axis=0)}
+    return shapes, info

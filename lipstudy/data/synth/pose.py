@@ -1,11 +1,19 @@
-"""The person's body: a pose prior, a viewpoint (yaw), the posed 3-D skeleton, and the
-orthographic camera that projects it into unit image coordinates (person height = 1)."""
+"""The person's body: a pose prior, a viewpoint (yaw), a body build, the posed 3-D skeleton, and
+the orthographic camera that projects it into unit image coordinates (person height = 1).
+
+Person coordinates are (lateral l: the person's own left +, forward f, up y), in person heights,
+feet on the ground at y = 0. Poses and views follow what Section 2 says LIP shows: mostly
+standing and walking people, some sitting, bending or with raised / crossed arms, seen from
+every side, ~5.5% from the back.
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 LEFT, RIGHT = 1, -1
-"""The person's own sides, as the skeleton's lateral axis signs them (+1: the person's left)."""
+"""The person's own sides, as the lateral axis signs them."""
 SIDES = (LEFT, RIGHT)
 
 POSES = ("standing", "walking", "sitting", "arms_raised", "arms_crossed", "hands_on_hips", "bending")
@@ -22,7 +30,10 @@ def _limb_dir(alpha: float, phi: float, side: int) -> np.ndarray:
 
 
 def sample_pose(rng, pose: str) -> dict:
-    """Joint angles of one pose from the prior, per side (:data:`LEFT`, :data:`RIGHT`)."""
+    """Joint angles (degrees) of one pose from the prior: per side (:data:`LEFT`, :data:`RIGHT`)
+    ``arms[s] = [upper arm abduction, upper arm flexion, forearm abduction, forearm flexion]`` and
+    ``legs[s] = [abduction, thigh flexion, shin flexion]``; the trunk's ``lean`` (forward) and
+    ``tilt`` (sideways), and ``head_tilt``."""
     arms = {s: [rng.uniform(4, 18), rng.normal(0, 8), 0.0, 0.0] for s in SIDES}
     for s in SIDES:
         arms[s][2] = arms[s][0] + rng.uniform(-5, 5)
@@ -75,50 +86,86 @@ def sample_yaw(rng, front_only=False) -> float:
     return float(np.radians(deg))
 
 
-def skeleton(pose: dict, build: dict) -> dict:
-    """3-D joints (l, f, y) of the posed skeleton, feet on the ground (y = 0)."""
+@dataclass(frozen=True)
+class Build:
+    """Body proportions, in person heights (``limb`` and ``head`` scale the limbs' thickness and
+    the head's size)."""
+
+    shoulder: float          # half-width at the shoulders
+    hip: float               # half-width at the hips
+    limb: float
+    head: float
+
+
+def sample_build(rng) -> Build:
+    return Build(shoulder=rng.uniform(0.095, 0.12), hip=rng.uniform(0.08, 0.1), limb=rng.uniform(0.85, 1.15),
+                 head=rng.uniform(0.92, 1.1))
+
+
+@dataclass(frozen=True)
+class Skeleton:
+    """3-D joints (l, f, y) of a posed body, feet on the ground; ``up`` and ``head_up`` are the
+    trunk's and the head's unit axes."""
+
+    pelvis: np.ndarray
+    neck: np.ndarray
+    head: np.ndarray
+    up: np.ndarray
+    head_up: np.ndarray
+    arms: dict[int, tuple]   # side -> (shoulder, elbow, wrist, fingertip)
+    legs: dict[int, tuple]   # side -> (hip, knee, ankle, toe)
+
+
+def skeleton(pose: dict, build: Build) -> Skeleton:
+    """The skeleton of a pose (:func:`sample_pose`) and build, lowered so the lowest ankle or toe
+    is just above the ground (y = 0.03)."""
     lean, tilt = np.radians(pose["lean"]), np.radians(pose["tilt"])
     up = np.array([np.sin(tilt), np.sin(lean) * np.cos(tilt), np.cos(lean) * np.cos(tilt)])
     ht = np.radians(pose["head_tilt"])
     head_up = np.array([up[0] + np.sin(ht), up[1], up[2]])
     head_up /= np.linalg.norm(head_up)
-    j = {"pelvis": np.array([0.0, 0.0, 0.53])}
-    j["neck"] = j["pelvis"] + 0.33 * up
-    j["head"] = j["neck"] + 0.075 * head_up
-    j["up"], j["head_up"] = up, head_up
+    pelvis = np.array([0.0, 0.0, 0.53])
+    neck = pelvis + 0.33 * up
+    head = neck + 0.075 * head_up
+    arms, legs = {}, {}
     for s in SIDES:
         au, pu, af, pf = pose["arms"][s]
-        sh = j["pelvis"] + 0.30 * up + np.array([s * build["shoulder"], 0, 0])
-        el = sh + 0.17 * _limb_dir(au, pu, s)
-        wr = el + 0.15 * _limb_dir(af, pf, s)
-        j[("arm", s)] = (sh, el, wr, wr + 0.07 * _limb_dir(af, pf, s))
+        shoulder = pelvis + 0.30 * up + np.array([s * build.shoulder, 0, 0])
+        elbow = shoulder + 0.17 * _limb_dir(au, pu, s)
+        wrist = elbow + 0.15 * _limb_dir(af, pf, s)
+        arms[s] = (shoulder, elbow, wrist, wrist + 0.07 * _limb_dir(af, pf, s))
         at, pt, ps = pose["legs"][s]
-        hip = j["pelvis"] + np.array([s * 0.055, 0, -0.02])
-        kn = hip + 0.245 * _limb_dir(at, pt, s)
-        an = kn + 0.245 * _limb_dir(at * 0.3, ps, s)
-        toe = an + np.array([0.0, 0.095, -0.03])
-        j[("leg", s)] = (hip, kn, an, toe)
-    ground = min(min(j[("leg", s)][2][2], j[("leg", s)][3][2]) for s in SIDES) - 0.03
-    for k, v in j.items():
-        if k in ("up", "head_up"):
-            continue
-        j[k] = tuple(p - [0, 0, ground] for p in v) if isinstance(v, tuple) else v - [0, 0, ground]
-    return j
+        hip = pelvis + np.array([s * 0.055, 0, -0.02])
+        knee = hip + 0.245 * _limb_dir(at, pt, s)
+        ankle = knee + 0.245 * _limb_dir(at * 0.3, ps, s)
+        legs[s] = (hip, knee, ankle, ankle + np.array([0.0, 0.095, -0.03]))
+    ground = min(min(legs[s][2][2], legs[s][3][2]) for s in SIDES) - 0.03
+
+    def lower(p):
+        return p - [0, 0, ground]
+
+    return Skeleton(pelvis=lower(pelvis), neck=lower(neck), head=lower(head), up=up, head_up=head_up,
+                    arms={s: tuple(map(lower, arms[s])) for s in SIDES},
+                    legs={s: tuple(map(lower, legs[s])) for s in SIDES})
 
 
 class YawCamera:
-    """Orthographic camera at yaw ``theta``: image x = cos l + sin f, image y = -height,
-    depth towards the camera z = -sin l + cos f (so a side view facing image-right shows the
-    person's right side nearest, and a back view mirrors left and right)."""
+    """Orthographic camera at yaw ``theta`` (0: the person faces the camera, pi: seen from the
+    back): image x = cos l + sin f, image y = -height, depth towards the camera
+    z = -sin l + cos f (so a side view facing image-right shows the person's right side nearest,
+    and a back view mirrors left and right)."""
 
     def __init__(self, theta: float):
-        self.c, self.s = np.cos(theta), np.sin(theta)
+        self.cos, self.sin = np.cos(theta), np.sin(theta)
 
-    def xy(self, p) -> np.ndarray:
-        return np.array([self.c * p[0] + self.s * p[1], -p[2]])
+    def project(self, p) -> np.ndarray:
+        """Image position (x, y) of a 3-D point."""
+        return np.array([self.cos * p[0] + self.sin * p[1], -p[2]])
 
-    def z(self, p) -> float:
-        return float(-self.s * p[0] + self.c * p[1])
+    def depth(self, p) -> float:
+        """Distance towards the camera (larger: nearer)."""
+        return float(-self.sin * p[0] + self.cos * p[1])
 
-    def width(self, lateral: float, depth: float) -> float:
-        return abs(self.c) * lateral + abs(self.s) * depth
+    def apparent_width(self, lateral: float, depth: float) -> float:
+        """Image width of a body section ``lateral`` wide and ``depth`` deep."""
+        return abs(self.cos) * lateral + abs(self.sin) * depth

@@ -8,7 +8,7 @@ from scipy.ndimage import gaussian_filter
 from lipstudy.data.synth import shapes as shp
 from lipstudy.data.synth.crops import CROP_P, CROPS, bounding_box, consistent, crop_window, occlusion
 from lipstudy.data.synth.materials import any_material, backdrop_material, garment_material
-from lipstudy.data.synth.person import PartShape, person_elements
+from lipstudy.data.synth.person import PartShape, person_shapes
 from lipstudy.data.synth.shapes import Material
 from lipstudy.labels import LIP_NUM_CLASSES
 
@@ -44,7 +44,7 @@ class Canvas:
             self.painter.ellipse((np.asarray(c) - o) * k, rx * k, ry * k, rot)
         else:
             self.painter.polygon((np.asarray(el.geom) - o) * k)
-        self.add(el.mat, el.lip if labelled else 0, el.ppp if labelled else 0)
+        self.add(el.material, el.lip if labelled else 0, el.ppp if labelled else 0)
 
     def labels(self, index: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(LIP, PPP) label maps of the current (or a saved) index map."""
@@ -77,7 +77,7 @@ def _background(rng, cv: Canvas):
 
 def _other_person(rng, cv: Canvas, k: float, behind: bool, style: str):
     """Another person labelled background (as in LIP), standing behind or cut by the frame in front."""
-    els, _ = person_elements(rng, style)
+    els, _ = person_shapes(rng, style)
     h, w = cv.shape
     kk = k * rng.uniform(0.5, 1.3) if behind else k * rng.uniform(1.0, 1.8)
     if behind:
@@ -135,7 +135,7 @@ def render_scene(rng, style: str = "lip", max_side: int | None = None):
     for _ in range(50):
         if style == "atr":
             crop = "full"
-            els, info = person_elements(rng, style, front_only=True,
+            els, info = person_shapes(rng, style, front_only=True,
                                         pose=str(rng.choice(["standing", "walking", "arms_crossed", "hands_on_hips"])))
             bx0, by0, bx1, by1 = bounding_box(els)
             S = min(rng.uniform(0.78, 0.93) * ATR_FRAME[1] / (by1 - by0), 0.95 * ATR_FRAME[0] / (bx1 - bx0))
@@ -144,7 +144,7 @@ def render_scene(rng, style: str = "lip", max_side: int | None = None):
             win = (cx - wu / 2, cy - hu / 2, cx + wu / 2, cy + hu / 2)
         else:
             crop = str(rng.choice(CROPS, p=CROP_P))
-            els, info = person_elements(rng, style)
+            els, info = person_shapes(rng, style)
             win = crop_window(rng, els, info, crop)
             if win is None:
                 continue
