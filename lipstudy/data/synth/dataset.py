@@ -20,7 +20,7 @@ from tqdm import tqdm
 from lipstudy.atomic import atomic_save
 from lipstudy.data.attributes import ATTRIBUTES
 from lipstudy.data.synth.label_ids import ATR_LUT
-from lipstudy.data.synth.scene import ATR_FRAME, LIP_FULL_SIDE, render_scene
+from lipstudy.data.synth.scene import LIP_FULL_SIDE, render_scale, render_scene
 from lipstudy.labels import DATASETS
 
 GENERATOR_VERSION = "1.0"
@@ -90,8 +90,7 @@ def generate(out, train: int, val: int, test: int, seed: int = 0, style: str = "
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    full = ATR_FRAME[1] if style == "atr" else LIP_FULL_SIDE
-    scale = 1.0 if max_side is None else min(1.0, max_side / full)
+    scale = render_scale(style, max_side)
     tasks = [(int(seed), style, split, i, max_side) for split in SPLITS for i in range(counts[split])]
     digest, rows, ids = hashlib.sha256(), [], {s: [] for s in SPLITS}
     try:

@@ -1,27 +1,35 @@
-"""One image of the synthetic benchmark: backdrop and clutter, people in the background, the
-person, occluders, the crop window, and the camera's finish (lighting, blur, noise)."""
+"""One image of the synthetic benchmark: the person framed by a crop window, the scene behind
+them (backdrop, clutter, other people), occluders in front, and the camera's finish (lighting,
+blur, noise). The scene is sampled at LIP scale and only rasterised at ``max_side``."""
 from __future__ import annotations
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from lipstudy.data.synth import shapes as shp
-from lipstudy.data.synth.crops import CROP_P, CROPS, bounding_box, consistent, crop_window, occlusion
+from lipstudy.data.synth.crops import CROP_P, CROPS, bounding_box, consistent, crop_window, image_attributes
 from lipstudy.data.synth.materials import any_material, backdrop_material, garment_material
 from lipstudy.data.synth.person import PartShape, person_shapes
 from lipstudy.data.synth.shapes import Material
-from lipstudy.labels import LIP_NUM_CLASSES
 
 LIP_FULL_SIDE = 640          # longest image side at LIP scale; max_side scales relative to it
 ATR_FRAME = (400, 600)       # ATR's image size (width, height) at full scale
-SMALL_AREA, LARGE_AREA = 153 ** 2, 321 ** 2   # Section 5.4 object-size bins (COCO convention)
+ATR_POSES = ("standing", "walking", "arms_crossed", "hands_on_hips")
 OCCLUDER_P = 0.45            # plus frame cuts: ~40% of images end up with occlusion (LIP: 41.7%)
 BACKGROUND_PERSON_P = 0.35
 
 
+def render_scale(style: str, max_side: int | None) -> float:
+    """Rendered pixels per full-scale pixel: 1 at full scale (``max_side=None``), else what
+    shrinks the style's longest full-scale side to ``max_side``."""
+    full = ATR_FRAME[1] if style == "atr" else LIP_FULL_SIDE
+    return 1.0 if max_side is None else min(1.0, max_side / full)
+
+
 class Canvas:
     """Shapes painted back to front into an element index map, with each element's material and
-    labels (LIP and PPP) kept alongside; :meth:`render` turns it into image and label maps."""
+    labels (LIP and PPP) kept alongside: :meth:`labels` gives the label maps, and
+    :func:`~lipstudy.data.synth.shapes.compose` the image, from the same index map."""
 
     def __init__(self, h: int, w: int, backdrop: Material):
         self.painter = shp.Painter(h, w)
@@ -29,22 +37,24 @@ class Canvas:
         self.shape = (h, w)
 
     def add(self, material: Material, lip: int = 0, ppp: int = 0):
+        """Record the material and labels of the element just painted."""
         self.materials.append(material)
         self.lip_ids.append(lip)
         self.ppp_ids.append(ppp)
 
-    def paint(self, el: PartShape, origin, k: float, labelled: bool = True):
-        """Rasterise ``el`` mapping unit coordinates u -> (u - origin) * k pixels."""
+    def paint(self, shape: PartShape, origin, k: float, labelled: bool = True):
+        """Rasterise ``shape`` mapping unit coordinates u -> (u - origin) * k pixels; unlabelled
+        (background) for people other than the subject."""
         o = np.asarray(origin)
-        if el.kind == "capsule":
-            a, b, ra, rb = el.geom
+        if shape.kind == "capsule":
+            a, b, ra, rb = shape.geom
             self.painter.capsule((np.asarray(a) - o) * k, (np.asarray(b) - o) * k, ra * k, rb * k)
-        elif el.kind == "ellipse":
-            c, rx, ry, rot = el.geom
+        elif shape.kind == "ellipse":
+            c, rx, ry, rot = shape.geom
             self.painter.ellipse((np.asarray(c) - o) * k, rx * k, ry * k, rot)
         else:
-            self.painter.polygon((np.asarray(el.geom) - o) * k)
-        self.add(el.material, el.lip if labelled else 0, el.ppp if labelled else 0)
+            self.painter.polygon((np.asarray(shape.geom) - o) * k)
+        self.add(shape.material, shape.lip if labelled else 0, shape.ppp if labelled else 0)
 
     def labels(self, index: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(LIP, PPP) label maps of the current (or a saved) index map."""
@@ -52,7 +62,55 @@ class Canvas:
         return (np.array(self.lip_ids, np.uint8)[index], np.array(self.ppp_ids, np.uint8)[index])
 
 
-def _background(rng, cv: Canvas):
+def _frame_atr(rng, style: str):
+    """ATR's framing: an upright, front-view, full-body person filling most of the fixed 400x600
+    frame -> ``(crop, shapes, info, window, full-scale pixels per unit)``."""
+    shapes, info = person_shapes(rng, style, front_only=True, pose=str(rng.choice(ATR_POSES)))
+    bx0, by0, bx1, by1 = bounding_box(shapes)
+    S = min(rng.uniform(0.78, 0.93) * ATR_FRAME[1] / (by1 - by0), 0.95 * ATR_FRAME[0] / (bx1 - bx0))
+    wu, hu = ATR_FRAME[0] / S, ATR_FRAME[1] / S
+    cx, cy = (bx0 + bx1) / 2 + rng.uniform(-0.02, 0.02), (by0 + by1) / 2 + rng.uniform(-0.02, 0.03)
+    return "full", shapes, info, (cx - wu / 2, cy - hu / 2, cx + wu / 2, cy + hu / 2), S
+
+
+def _frame_lip(rng, style: str, scale: float):
+    """LIP's framing: a crop type at LIP's rates, its window, and a longest image side of
+    110-640 LIP-scale pixels -> ``(crop, shapes, info, window, full-scale pixels per unit)``, or
+    None when the sampled person cannot be cropped that way."""
+    crop = str(rng.choice(CROPS, p=CROP_P))
+    shapes, info = person_shapes(rng, style)
+    win = crop_window(rng, shapes, info, crop)
+    if win is None:
+        return None
+    long_side = 110 + (LIP_FULL_SIDE - 110) * float(rng.random()) ** 0.6
+    S = long_side / max(win[2] - win[0], win[3] - win[1])
+    # Keep a crop's own cut >= 1.5 rendered pixels clear of the parts it must exclude
+    # (PIL fills boundary pixels).
+    pad = 1.5 / (S * scale)
+    x0, y0, x1, y1 = win
+    if crop in ("head_missed", "lower"):
+        y0 += pad
+    if crop in ("upper", "three_quarter"):
+        y1 -= pad
+    return crop, shapes, info, (x0, y0, x1, y1), S
+
+
+def _behind(rng, style: str, h: int, w: int, k: float) -> Canvas:
+    """The scene behind the person: ATR's sky over a plain ground, or LIP's cluttered backdrop
+    with, sometimes, another person."""
+    cv = Canvas(h, w, backdrop_material(rng, outdoor=style == "atr"))
+    if style == "atr":  # ground plane below the horizon
+        hz = h * rng.uniform(0.55, 0.8)
+        cv.painter.polygon([(-1, hz), (w, hz), (w, h), (-1, h)])
+        cv.add(Material(tuple(cv.materials[0].color2), shading=0.0))
+    else:
+        _clutter(rng, cv)
+        if rng.random() < BACKGROUND_PERSON_P:
+            _other_person(rng, cv, k, behind=True, style=style)
+    return cv
+
+
+def _clutter(rng, cv: Canvas):
     """Clutter over the backdrop gradient, drawn from the same materials as people (rectangles,
     blobs, limb-like strokes, polygons)."""
     h, w = cv.shape
@@ -77,7 +135,7 @@ def _background(rng, cv: Canvas):
 
 def _other_person(rng, cv: Canvas, k: float, behind: bool, style: str):
     """Another person labelled background (as in LIP), standing behind or cut by the frame in front."""
-    els, _ = person_shapes(rng, style)
+    shapes, _ = person_shapes(rng, style)
     h, w = cv.shape
     kk = k * rng.uniform(0.5, 1.3) if behind else k * rng.uniform(1.0, 1.8)
     if behind:
@@ -86,8 +144,8 @@ def _other_person(rng, cv: Canvas, k: float, behind: bool, style: str):
         px = (rng.uniform(-0.25, 0.05) if rng.random() < 0.5 else rng.uniform(0.95, 1.25)) * w
         py = rng.uniform(0.5, 1.3) * h
     origin = (-px / kk, -py / kk)
-    for el in els:
-        cv.paint(el, origin, kk, labelled=False)
+    for shape in shapes:
+        cv.paint(shape, origin, kk, labelled=False)
 
 
 def _occluder(rng, cv: Canvas, k: float, person_box, style: str):
@@ -129,69 +187,30 @@ def _finish(rng, img: np.ndarray, scale: float) -> np.ndarray:
 
 def render_scene(rng, style: str = "lip", max_side: int | None = None):
     """Render one image: returns ``(image HxWx3 uint8, LIP label, PPP label, attributes dict)``.
-    Attributes are the generator's ground truth (crop type, yaw) checked against the label map."""
-    full = ATR_FRAME[1] if style == "atr" else LIP_FULL_SIDE
-    scale = 1.0 if max_side is None else min(1.0, max_side / full)
+    Attributes are the generator's ground truth (crop type, yaw) checked against the label map;
+    a scene that fails the check is resampled."""
+    scale = render_scale(style, max_side)
     for _ in range(50):
-        if style == "atr":
-            crop = "full"
-            els, info = person_shapes(rng, style, front_only=True,
-                                        pose=str(rng.choice(["standing", "walking", "arms_crossed", "hands_on_hips"])))
-            bx0, by0, bx1, by1 = bounding_box(els)
-            S = min(rng.uniform(0.78, 0.93) * ATR_FRAME[1] / (by1 - by0), 0.95 * ATR_FRAME[0] / (bx1 - bx0))
-            wu, hu = ATR_FRAME[0] / S, ATR_FRAME[1] / S
-            cx, cy = (bx0 + bx1) / 2 + rng.uniform(-0.02, 0.02), (by0 + by1) / 2 + rng.uniform(-0.02, 0.03)
-            win = (cx - wu / 2, cy - hu / 2, cx + wu / 2, cy + hu / 2)
-        else:
-            crop = str(rng.choice(CROPS, p=CROP_P))
-            els, info = person_shapes(rng, style)
-            win = crop_window(rng, els, info, crop)
-            if win is None:
-                continue
-            long_side = 110 + (full - 110) * float(rng.random()) ** 0.6
-            S = long_side / max(win[2] - win[0], win[3] - win[1])
-            # Keep a crop's own cut >= 1.5 rendered pixels clear of the parts it must exclude
-            # (PIL fills boundary pixels).
-            pad = 1.5 / (S * scale)
-            x0, y0, x1, y1 = win
-            if crop in ("head_missed", "lower"):
-                y0 += pad
-            if crop in ("upper", "three_quarter"):
-                y1 -= pad
-            win = (x0, y0, x1, y1)
+        framed = _frame_atr(rng, style) if style == "atr" else _frame_lip(rng, style, scale)
+        if framed is None:
+            continue
+        crop, shapes, info, win, S = framed
         k = S * scale  # rendered pixels per unit (person height)
         w = max(8, int(round((win[2] - win[0]) * k)))
         h = max(8, int(round((win[3] - win[1]) * k)))
-        cv = Canvas(h, w, backdrop_material(rng, outdoor=style == "atr"))
-        if style == "atr":  # ground plane below the horizon
-            hz = h * rng.uniform(0.55, 0.8)
-            cv.painter.polygon([(-1, hz), (w, hz), (w, h), (-1, h)])
-            cv.add(Material(tuple(cv.materials[0].color2), shading=0.0))
-        else:
-            _background(rng, cv)
-            if rng.random() < BACKGROUND_PERSON_P:
-                _other_person(rng, cv, k, behind=True, style=style)
-        origin = (win[0], win[1])
-        for el in els:
-            cv.paint(el, origin, k)
+        cv = _behind(rng, style, h, w, k)
+        x0, y0 = win[0], win[1]
+        for shape in shapes:
+            cv.paint(shape, (x0, y0), k)
         person_index = cv.painter.indices()
         if style != "atr" and rng.random() < OCCLUDER_P:
-            box = [(v - o) * k for v, o in zip(bounding_box(els), origin * 2)]
+            box = [(v - o) * k for v, o in zip(bounding_box(shapes), (x0, y0, x0, y0))]
             _occluder(rng, cv, k, box, style)
         index = cv.painter.indices()
         lip, ppp = cv.labels(index)
         if not consistent(lip, crop, info["back"]) or not (lip > 0).any():
             continue
-        area = int(((lip > 0) & (lip < LIP_NUM_CLASSES)).sum())
-        lip_area = area / scale ** 2
-        attrs = {
-            "full_body": int(crop == "full"), "upper_body": int(crop == "upper"),
-            "lower_body": int(crop == "lower"), "head_missed": int(crop == "head_missed"),
-            "back_view": int(info["back"]), "occlusion": int(occlusion(cv.labels(person_index)[0], lip, els, win, crop)),
-            "person_area": area,
-            "size_bin": "small" if lip_area < SMALL_AREA else "medium" if lip_area < LARGE_AREA else "large",
-            "width": w, "height": h,
-        }
+        attrs = image_attributes(crop, info["back"], cv.labels(person_index)[0], lip, shapes, win, scale)
         img = shp.compose(index, cv.materials, scale)
         return _finish(rng, img, scale), lip, ppp, attrs
     raise RuntimeError("could not sample a consistent scene in 50 tries")
