@@ -21,19 +21,21 @@ built to be hard in the ways Section 2 says LIP is hard, so the paper's comparis
 
 Each scene is sampled at LIP scale; ``max_side`` only scales the geometry when rasterising, so a
 small rendering has the same content distribution. Every image's random stream comes from
-``SeedSequence([seed, split, index])``: output is byte-identical whatever the number of workers.
+``SeedSequence([seed, style, split, index])``: output is byte-identical whatever the number of
+workers.
 
 Styles: ``lip`` (the default, LIP layout), ``ppp`` (the same figures labelled with
 PASCAL-Person-Part's 7 classes, whole limb segments including clothing) and ``atr`` (ATR's 18
 classes incl. belt and bag; upright, front-view, full-body people in a fixed 400x600 frame on
 plain outdoor backgrounds: a real domain shift for Table 6's cross-dataset column).
 
-Modules, in the order an image is made: :mod:`.pose` (pose prior, yaw, 3-D skeleton, camera),
-:mod:`.materials` (skin, hair, garment and background surfaces), :mod:`.person` (outfit and the
-person's painted shapes), :mod:`.crops` (crop types, crop window, attribute checks),
-:mod:`.scene` (one image: background, other people, occluders, finish), :mod:`.shapes` (the
-vectorised painter and compositor) and :mod:`.dataset` (the files on disk, ``lipstudy synth``).
-The package re-exports the entry points its callers use.
+Modules, in the order an image is made: :mod:`.pose` (pose prior, yaw, build, 3-D skeleton,
+camera), :mod:`.materials` (skin, hair, garment and background surfaces), :mod:`.label_ids` (the
+LIP / PPP / ATR ids painted, by name), :mod:`.person` (outfit and the person's painted shapes),
+:mod:`.crops` (crop types, crop window, the attributes and their checks), :mod:`.scene` (one
+image: backdrop, other people, occluders, finish), :mod:`.shapes` (the vectorised painter and
+compositor) and :mod:`.dataset` (the files on disk, ``lipstudy synth``). The package re-exports
+the entry points its callers use.
 """
 from __future__ import annotations
 

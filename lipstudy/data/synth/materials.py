@@ -1,7 +1,6 @@
 """Surfaces of the synthetic benchmark: skin and hair tones, garment colours and patterns, and the
 samplers that draw them. Background clutter and occluders draw from the same samplers as people,
-so that colour and texture alone cannot tell a person from the background (paper Section 2: LIP's
-backgrounds are cluttered)."""
+so that colour and texture alone cannot tell a person from the background."""
 from __future__ import annotations
 
 import colorsys
@@ -23,11 +22,13 @@ _PATTERN_CDF = np.cumsum([0.45, 0.15, 0.1, 0.1])  # plain, stripes, checks, dots
 
 
 def hsv_colour(rng) -> np.ndarray:
+    """A random RGB colour (0..255), at least slightly saturated, never black."""
     h, sat, v = rng.random(3)
     return 255.0 * np.array(colorsys.hsv_to_rgb(h, 0.1 + 0.85 * sat, 0.12 + 0.86 * v))
 
 
 def jitter(rng, c, amount=18.0) -> tuple:
+    """``c`` with Gaussian noise per channel, clipped to 0..255."""
     n = rng.normal(0, amount, 3)
     return tuple(min(255.0, max(0.0, float(c[i]) + n[i])) for i in range(3))
 
@@ -71,6 +72,7 @@ def any_material(rng) -> Material:
 
 
 def backdrop_material(rng, outdoor: bool) -> Material:
+    """The backdrop: a vertical gradient between two random colours (under LIP's clutter)."""
     if outdoor:  # ATR-like: a pale sky fading into a plain ground
         sky = np.array([rng.uniform(150, 220), rng.uniform(180, 230), 255.0]) * rng.uniform(0.8, 1.0)
         ground = np.array([rng.uniform(90, 170)] * 3) * np.array([1.0, rng.uniform(0.9, 1.1), rng.uniform(0.7, 1.0)])

@@ -29,7 +29,11 @@ from lipstudy.data.synth.pose import (
 )
 from lipstudy.data.synth.shapes import Material
 
-DEPTH_TO_ORDER = 40.0        # limbs move in front of / behind the torso with their depth
+# Painting order, back to front: long hair (-3), legs (-2, +-0.9 by depth), lower garment (-1),
+# belt (-0.5), upper garment and coat (0), scarf (0.5), neck and head (1), sunglasses (1.2), hat
+# (1.3), long hair seen from behind (1.5), arms (2 + DEPTH_TO_ORDER * depth: an arm turned away
+# goes behind the torso), a bag just in front of its arm.
+DEPTH_TO_ORDER = 40.0
 TROUSERS = (LIP_ID["pants"], LIP_ID["jumpsuits"])   # lower garments with legs
 SKIRTS = (LIP_ID["dress"], LIP_ID["skirt"])
 # PASCAL-Person-Part labels limb segments: thigh / shin, upper arm / forearm (the hand counts as
