@@ -6,7 +6,7 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "synth": ("lipstudy.data.synth:main", "render the synthetic benchmark in LIP layout"),
+    "synth": ("lipstudy.data.synth.dataset:main", "render the synthetic benchmark in LIP layout"),
     "check-data": ("lipstudy.data.check:check_main", "validate a LIP / ATR / PPP dataset directory"),
     "train": ("lipstudy.train:main", "train a model (one stage) from a config"),
     "evaluate": ("lipstudy.evaluate:main", "evaluate a checkpoint on a split"),

@@ -116,7 +116,7 @@ def test_imported_modules_are_declared_dependencies():
     imports = third_party_imports()
     # The scan sees what it must: lazy imports inside functions, and the chapters' imports.
     assert {"torch", "PIL", "scipy", "nbformat", "IPython", "myst_nb"} <= set(imports)
-    assert "lipstudy/data/synth.py" in imports["scipy"] and "book/claims.md" in imports["myst_nb"]
+    assert "lipstudy/data/synth/scene.py" in imports["scipy"] and "book/claims.md" in imports["myst_nb"]
     assert not {"os", "json", "lipstudy", "__future__"} & set(imports)
     missing = undeclared(imports, declared_dependencies())
     assert not missing, "imported but not in pyproject.toml dependencies: " + "; ".join(missing)
@@ -125,9 +125,9 @@ def test_imported_modules_are_declared_dependencies():
 def test_undeclared_import_is_reported():
     declared = declared_dependencies()
     assert {"scipy", "pillow", "scikit-image", "ipython", "myst-nb", "nbformat"} <= declared
-    imports = {"scipy": {"lipstudy/data/synth.py"}, "PIL": {"lipstudy/parse.py"}, "myst_nb": {"book/claims.md"}}
+    imports = {"scipy": {"lipstudy/data/synth/scene.py"}, "PIL": {"lipstudy/parse.py"}, "myst_nb": {"book/claims.md"}}
     assert undeclared(imports, declared) == []
     assert undeclared(imports, declared - {"scipy", "myst-nb"}) == [
         "myst_nb (distribution myst-nb; imported by book/claims.md)",
-        "scipy (distribution scipy; imported by lipstudy/data/synth.py)"]
+        "scipy (distribution scipy; imported by lipstudy/data/synth/scene.py)"]
     assert distribution_of("skimage") == "scikit-image" and distribution_of("IPython") == "ipython"
