@@ -15,7 +15,7 @@ from lipstudy.data.lip import DataError
 from lipstudy.labels import LIP_PALETTE
 from lipstudy.server import HiddenTestSet, Limits, SubmissionError, main, score_submission
 from lipstudy.server.attacks import (RawEntry, bomb_zip, deflate, png, png_declaring, raw_zip, write_hidden_set,
-                                     zip_of)
+                                     zip64_directory, zip_of)
 
 
 @pytest.fixture
@@ -176,6 +176,8 @@ def test_zip_directory_checks_refuse_before_decompressing(bench, tmp_path):
     assert '"img0.png": corrupt zip entry' in _refusal(tmp_path, raw_zip([broken] + rest), ts)
     bad_crc = RawEntry("img0.png", deflate(good["img0"]), crc=1, file_size=len(good["img0"]))
     assert '"img0.png": corrupt zip entry (Bad CRC-32' in _refusal(tmp_path, raw_zip([bad_crc] + rest), ts)
+    # An entry without a name (zipfile's is_dir() fails on it): refused by name, not a server error.
+    assert "an entry without a name" in _refusal(tmp_path, raw_zip([entry("img0.png"), RawEntry("", b"")] + rest), ts)
     # Control characters and long names are shown escaped and shortened.
     msg = _refusal(tmp_path, raw_zip([entry("img0.png"), entry("x\x1b[31m" + "y" * 300 + ".png", good["img0"])] + rest), ts)
     assert "name longer than 255" in msg and "\x1b" not in msg
@@ -205,6 +207,54 @@ def test_zip_bombs_are_refused_unread(bench, tmp_path):
     lying = bytearray(raw_zip([RawEntry(f"junk/{k}", b"", method=0) for k in range(500)]))
     lying[-14:-10] = struct.pack("<2H", 3, 3)  # the two entry counts of the end record
     assert "the zip has 68 entries; at most 67" in _refusal(tmp_path, bytes(lying), ts)
+
+
+def test_zip64_end_records_are_read_as_zipfile_reads_them(bench, tmp_path):
+    """Issue 24: zipfile honours a zip64 locator before the end record even when the classic record is
+    not saturated, so the directory it parses is the zip64 one: that is the one checked and counted."""
+    root, labels = bench
+    ts = HiddenTestSet.from_root(root)
+    # 5000 directory records behind a classic end record declaring an empty directory: refused as a
+    # contradiction (the old check counted the 0 bytes the classic record declared, then zipfile parsed 5000).
+    msg = _refusal(tmp_path, zip64_directory(5000), ts)
+    assert "zip64 end record (5000 entries, a 230000-byte directory) contradicts" in msg
+    # A zip64 directory behind a saturated classic record, as a zip64 writer leaves it: sized and counted.
+    msg = _refusal(tmp_path, zip64_directory(5000, classic=(0xFFFF, 0xFFFFFFFF)), ts)
+    assert "the zip's directory takes 230000 bytes; at most 68608" in msg
+    msg = _refusal(tmp_path, zip64_directory(1000, classic=(0xFFFF, 0xFFFFFFFF)), ts)
+    assert "the zip has 1000 entries; at most 67" in msg
+    # An honest zip64 submission (classic record saturated) scores.
+    good = [RawEntry(f"img{k}.png", deflate(png(v)), crc=zlib.crc32(png(v)), file_size=len(png(v)))
+            for k, v in enumerate(labels.values())]
+    (tmp_path / "z64.zip").write_bytes(raw_zip(good, zip64=True))
+    assert score_submission(tmp_path / "z64.zip", ts)["metrics"]["mean_iou"] == 1.0
+    # ... and one whose classic record tells the truth too (some writers always add zip64 records).
+    (tmp_path / "z64.zip").write_bytes(raw_zip(good, zip64=True, classic=(3, 46 * 3 + 3 * 8)))
+    assert score_submission(tmp_path / "z64.zip", ts)["metrics"]["mean_iou"] == 1.0
+    # A locator naming a second disk, and a zip64 record that would start before the file: refused.
+    spanned = bytearray(raw_zip(good, zip64=True))
+    spanned[-22 - 4:-22] = struct.pack("<L", 2)  # the locator's total number of disks
+    assert "spans several disks" in _refusal(tmp_path, bytes(spanned), ts)
+    short = zip64_directory(0)[-20 - 22:]  # a locator and an end record, no room for the zip64 record
+    assert "zip64 end record missing" in _refusal(tmp_path, short, ts)
+
+
+def test_zipfile_parses_no_directory_but_the_checked_one(bench, tmp_path, monkeypatch):
+    """Should zipfile ever find its directory elsewhere than the checks did (another Python version),
+    the submission is refused, not parsed unchecked."""
+    from lipstudy.server import entries
+
+    root, labels = bench
+    ts = HiddenTestSet.from_root(root)
+    limits = Limits(extra_entries=2000)
+    folders = [RawEntry(f"junk/{k:05d}/", b"", method=0) for k in range(1500)]  # an 86 kB directory
+    good = [RawEntry(f"img{k}.png", png(v), method=0, crc=zlib.crc32(png(v))) for k, v in enumerate(labels.values())]
+    (tmp_path / "s.zip").write_bytes(raw_zip(folders + good))
+    assert score_submission(tmp_path / "s.zip", ts, limits)["metrics"]["mean_iou"] == 1.0
+    real = entries._directory_extent
+    monkeypatch.setattr(entries, "_directory_extent", lambda f, size: (lambda n, start, cd: (n, start + 46, cd - 46))(
+        *real(f, size)))  # a reader that disagrees with zipfile by one record
+    assert "zipfile would read 85662 bytes at" in _refusal(tmp_path, raw_zip(folders + good), ts, limits)
 
 
 def test_problems_are_bounded(tmp_path):
