@@ -14,8 +14,9 @@ from lipstudy import metrics
 from lipstudy.data.lip import DataError
 from lipstudy.labels import LIP_PALETTE
 from lipstudy.server import HiddenTestSet, Limits, SubmissionError, main, score_submission
-from lipstudy.server.attacks import (RawEntry, bomb_zip, deflate, png, png_declaring, raw_zip, write_hidden_set,
-                                     zip64_directory, zip_of)
+from lipstudy.server import read_prediction
+from lipstudy.server.attacks import (RawEntry, bomb_zip, deflate, png, png_chunk, png_declaring, png_with_chunks, raw_zip,
+                                     text_bombs, write_hidden_set, zip64_directory, zip_of)
 
 
 @pytest.fixture
@@ -152,6 +153,41 @@ def test_decode_amplification_is_refused_from_the_header(tmp_path):
     assert len(data) < 6_000
     msg = _refusal(tmp_path, data, ts)
     assert msg.count("size 13000x13000 but the test image is 5x6") == 12
+
+
+def test_png_metadata_chunks_are_never_inflated(bench, tmp_path):
+    """Issue 24: 64 zTXt chunks of a kilobyte each, every one inflating to 1 MiB, made a 74 kB PNG cost
+    64 MB to open (Pillow inflates text up to its own limits). Only the chunks that make the image
+    reach Pillow, so the prediction costs what its pixels cost."""
+    import tracemalloc
+
+    root, labels = bench
+    label = labels["img0"]
+    for kind, n in ((b"zTXt", 64), (b"iTXt", 64), (b"iCCP", 1)):
+        data = png_with_chunks(png(label), text_bombs(n, kind=kind))
+        assert len(data) < 80_000
+        tracemalloc.start()
+        try:
+            pred = read_prediction("img0.png", data, (5, 6), 20)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert (pred == label).all()
+        assert peak < 2 ** 20, (kind, peak)  # was 64 MiB for text, 1 MiB for a profile
+    # Ordinary metadata (what image libraries write) is fine; a chunk running past the end is named.
+    ok = png_with_chunks(png(label), [png_chunk(b"tEXt", b"Software\0lipstudy"), png_chunk(b"gAMA", bytes(4))])
+    assert (read_prediction("img0.png", ok, (5, 6), 20) == label).all()
+    cut = png_with_chunks(png(label), [struct.pack(">I", 10 ** 6) + b"tEXt" + b"x" * 10])
+    with pytest.raises(SubmissionError, match=r'"img0.png": not a readable PNG \(its chunk "tEXt" of 1000000 bytes runs past the end'):
+        read_prediction("img0.png", cut, (5, 6), 20)
+
+
+def test_unreadable_png_messages_show_no_object_address(bench, tmp_path):
+    root, labels = bench
+    for data in (png(labels["img0"])[:40], png(labels["img0"])[:33] + b"\0" * 20):
+        with pytest.raises(SubmissionError) as err:
+            read_prediction("img0.png", data, (5, 6), 20)
+        assert "not a readable PNG" in str(err.value) and " at 0x" not in str(err.value), str(err.value)
 
 
 def test_zip_directory_checks_refuse_before_decompressing(bench, tmp_path):

@@ -133,11 +133,28 @@ def bomb_zip(names: list[str], n_bytes: int, declared: int | None = None) -> byt
     return raw_zip([RawEntry(n, data, file_size=n_bytes if declared is None else declared) for n in names])
 
 
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def png_with_chunks(data: bytes, chunks: list[bytes]) -> bytes:
+    """A PNG (``data``) with ``chunks`` (from :func:`png_chunk`) inserted after its IHDR chunk."""
+    return data[:33] + b"".join(chunks) + data[33:]
+
+
+def text_bombs(n: int, inflated: int = 2 ** 20 - 1024, kind: bytes = b"zTXt") -> list[bytes]:
+    """``n`` compressed metadata chunks (zTXt, iTXt or iCCP) of about a kilobyte, each inflating to
+    ``inflated`` bytes: just under what Pillow inflates a chunk to (1 MiB), 64 of them just under its
+    64 MiB total for text. Issue 24: a 74 kB PNG cost 64 MB to open."""
+    packed = zlib.compress(bytes(inflated), 9)
+    head = {b"zTXt": b"\0\0", b"iTXt": b"\0\1\0\0\0", b"iCCP": b"\0\0"}[kind]
+    # Distinct keywords: Pillow keeps the text of each keyword, so every chunk stays in memory.
+    return [png_chunk(kind, b"k%d" % k + head + packed) for k in range(n)]
+
+
 def png_declaring(width: int, height: int) -> bytes:
     """A PNG whose header says ``width x height`` (grayscale) with a few bytes of pixel data."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
+    chunk = png_chunk
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(4096))) + chunk(b"IEND", b"")
 
