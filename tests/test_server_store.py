@@ -1,6 +1,7 @@
 """The server's SQLite store: name normalisation, hashed tokens, the daily quota, the leaderboard query,
 the team commands of `lipstudy serve`."""
 import sqlite3
+import unicodedata
 
 import pytest
 
@@ -32,6 +33,48 @@ def test_look_alike_names_are_one_team(variant):
 def test_unusable_names_are_refused(bad, why):
     with pytest.raises(BadName, match=why):
         normalise_name(bad)
+
+
+@pytest.mark.parametrize("invisible", ["\u3164", "\uffa0", "\u115f", "\u1160", "\u2800", "\u034f", "\ufe0f",
+                                       "\U000e0100", "\u17b4", "\u180f"])
+def test_names_padded_with_invisible_letters_are_refused(invisible):
+    """Issue 24: Hangul fillers, the braille blank, the grapheme joiner and variation selectors are
+    printable to Python, so "Alpha" followed by one registered as a second team that renders as "Alpha"."""
+    for name in ("Alpha" + invisible, invisible, "Al" + invisible + "pha"):
+        with pytest.raises(BadName, match=f"invisible characters \\(U\\+{ord(invisible):04X}"):
+            normalise_name(name)
+        with pytest.raises(BadName, match="method name contains control or invisible"):
+            normalise_name(name, "method name")
+
+
+def test_the_default_ignorable_table():
+    """The table is Unicode's Default_Ignorable_Code_Point: 4174 code points (DerivedCoreProperties.txt,
+    Unicode 14.0.0); every one and the blanks are refused, their neighbours are not. Where Perl is
+    installed, its own copy of the Unicode database is compared with the table."""
+    import shutil
+    import subprocess
+
+    from lipstudy.server.names import BLANK, DEFAULT_IGNORABLE, default_ignorable
+
+    points = [c for lo, hi in DEFAULT_IGNORABLE for c in range(lo, hi + 1)]
+    assert len(points) == len(set(points)) == 4174
+    for c in points + list(BLANK):
+        with pytest.raises(BadName):
+            normalise_name("a" + chr(c) + "b")
+    for lo, hi in DEFAULT_IGNORABLE:
+        assert not default_ignorable(chr(lo - 1)) and not default_ignorable(chr(hi + 1))
+    for ok in ("\u00ac", "\u0350", "\u115e", "\u1161", "\u3165", "\u2801", "\ufe10"):
+        assert normalise_name("a" + ok)[0] == unicodedata.normalize("NFKC", "a" + ok)
+    perl = shutil.which("perl")
+    if perl is None:
+        return
+    out = subprocess.run([perl, "-MUnicode::UCD=prop_invlist", "-e",
+                          'print join(",", prop_invlist("Default_Ignorable_Code_Point")), "\n";',
+                          ], capture_output=True, text=True, timeout=30)
+    if out.returncode != 0:  # a Perl without Unicode::UCD
+        return
+    bounds = [int(x) for x in out.stdout.split(",")]
+    assert [(lo, hi + 1) for lo, hi in DEFAULT_IGNORABLE] == list(zip(bounds[::2], bounds[1::2]))
 
 
 def test_names_keep_their_display_form():

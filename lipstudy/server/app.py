@@ -41,7 +41,8 @@ from lipstudy.data.lip import DataError
 
 from .entries import Limits, SubmissionError
 from .hidden import HiddenTestSet
-from .store import BadName, QuotaExceeded, Store, normalise_name
+from .names import BadName, normalise_name
+from .store import QuotaExceeded, Store
 from .submission import score_submission
 
 log = logging.getLogger("lipstudy.server")

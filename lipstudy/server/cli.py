@@ -39,7 +39,8 @@ def _serve_parser() -> argparse.ArgumentParser:
 
 
 def _team_command(argv: list[str]) -> int:
-    from .store import BadName, Store
+    from .names import BadName
+    from .store import Store
 
     ap = argparse.ArgumentParser(prog=f"lipstudy serve {argv[0]}", usage=USAGE)
     if argv[0] in ("add-team", "new-token"):

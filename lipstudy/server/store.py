@@ -8,11 +8,7 @@ Teams authenticate with a token: ``secrets.token_urlsafe(32)`` (256 random bits)
 ``lipstudy serve add-team NAME`` and stored only as its SHA-256. A slow hash would add nothing: the
 token is random, not a password someone could guess from a dictionary.
 
-Team names are normalised so that look-alikes are one team: Unicode NFKC, trimmed, runs of spaces
-collapsed, printable characters only (control and invisible characters such as a zero-width space are
-refused, not stripped), at most 64 characters; the uniqueness key is then case-folded and passed
-through a small table of Cyrillic and Greek letters that look Latin ("bаseline" with a Cyrillic "а" is
-"baseline"). The table covers the common homoglyphs, not all of Unicode's confusables.
+Team names are normalised so that look-alikes are one team (:mod:`.names`).
 """
 from __future__ import annotations
 
@@ -22,22 +18,14 @@ import json
 import secrets
 import sqlite3
 import time
-import unicodedata
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-MAX_NAME_CHARS = 64
-MAX_TOKEN_CHARS = 128
+from .names import BadName, normalise_name
 
-# Lower-case Cyrillic and Greek letters that look like Latin ones (after case folding).
-_HOMOGLYPHS = str.maketrans({
-    "а": "a", "в": "b", "е": "e", "ё": "e", "һ": "h", "н": "h", "і": "i", "ї": "i", "ј": "j", "к": "k",
-    "ӏ": "l", "м": "m", "о": "o", "р": "p", "ԛ": "q", "ѕ": "s", "т": "t", "у": "y", "х": "x", "с": "c",
-    "ԁ": "d", "ԝ": "w", "α": "a", "β": "b", "ε": "e", "η": "h", "ι": "i", "κ": "k", "μ": "m", "ν": "v",
-    "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "ζ": "z",
-})
+MAX_TOKEN_CHARS = 128
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS teams (
@@ -66,10 +54,6 @@ CREATE INDEX IF NOT EXISTS submissions_rank ON submissions (status, mean_iou);
 """
 
 
-class BadName(ValueError):
-    """A team or method name that cannot be accepted; the message says why."""
-
-
 class QuotaExceeded(Exception):
     """The team has used its submissions for the day."""
 
@@ -78,23 +62,6 @@ class QuotaExceeded(Exception):
 class Team:
     id: int
     name: str
-
-
-def normalise_name(raw: str, what: str = "team name") -> tuple[str, str]:
-    """``(name to show, uniqueness key)`` of a team or method name; raises BadName if unusable."""
-    if not isinstance(raw, str):
-        raise BadName(f"{what} must be text")
-    name = unicodedata.normalize("NFKC", raw).strip()
-    bad = sorted({f"U+{ord(c):04X}" for c in name if not c.isprintable()})
-    if bad:
-        raise BadName(f"{what} contains control or invisible characters ({', '.join(bad[:5])})")
-    name = " ".join(part for part in name.split(" ") if part)
-    if not name:
-        raise BadName(f"{what} is empty")
-    if len(name) > MAX_NAME_CHARS:
-        raise BadName(f"{what} has {len(name)} characters; at most {MAX_NAME_CHARS}")
-    key = unicodedata.normalize("NFKC", name.casefold()).translate(_HOMOGLYPHS)
-    return name, key
 
 
 def hash_token(token: str) -> str:
