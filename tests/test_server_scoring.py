@@ -2,6 +2,7 @@
 bounded reads, PNG checks, known scores, the one-shot `--score` mode."""
 import io
 import json
+import os
 import struct
 import zipfile
 import zlib
@@ -313,6 +314,61 @@ def test_cli_score(bench, tmp_path, capsys):
     assert out["mean_iou"] == 1.0 and out["n_images"] == 3 and out["per_class_iou"]["hat"] == 1.0
     assert main(["--data", str(root), "--score", str(tmp_path / "missing.zip")]) == 1
     assert "no such file" in capsys.readouterr().err
+
+
+def test_cli_score_follows_no_links(bench, tmp_path, capsys):
+    """Issue 24: a folder of symbolic links to the hidden labels scored 100% with exit code 0."""
+    root, labels = bench
+    hidden = root / "server" / "test_segmentations"
+    links = tmp_path / "links"
+    links.mkdir()
+    for k in labels:
+        (links / f"{k}.png").symlink_to(hidden / f"{k}.png")
+    assert main(["--data", str(root), "--score", str(links)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("a symbolic link; --score reads only files inside") == 3 and "mean_iou" not in err
+    # A link to the label folder, hard links to the labels, the label folder itself: refused too.
+    (tmp_path / "nested").mkdir()
+    (tmp_path / "nested" / "preds").symlink_to(hidden, target_is_directory=True)
+    assert main(["--data", str(root), "--score", str(tmp_path / "nested")]) == 1
+    assert '"preds": a symbolic link to a folder' in capsys.readouterr().err
+    hard = tmp_path / "hard"
+    hard.mkdir()
+    for k in labels:
+        os.link(hidden / f"{k}.png", hard / f"{k}.png")
+    assert main(["--data", str(root), "--score", str(hard)]) == 1
+    assert capsys.readouterr().err.count("is one of the hidden test labels") == 3
+    assert main(["--data", str(root), "--score", str(hidden)]) == 1
+    assert capsys.readouterr().err.count("is one of the hidden test labels") == 3
+    # A FIFO named like a prediction is refused by name (opening it would wait for a writer forever).
+    fifo = tmp_path / "fifo"
+    fifo.mkdir()
+    for k, v in labels.items():
+        (fifo / f"{k}.png").write_bytes(png(v))
+    (fifo / "img0.png").unlink()
+    os.mkfifo(fifo / "img0.png")
+    assert main(["--data", str(root), "--score", str(fifo)]) == 1
+    assert '"img0.png": not a regular file' in capsys.readouterr().err
+
+
+def test_a_file_replaced_by_a_link_after_listing_is_not_read(bench, tmp_path):
+    from lipstudy.server.entries import folder_entries, read_entry
+
+    root, labels = bench
+    ts = HiddenTestSet.from_root(root)
+    folder = tmp_path / "preds"
+    folder.mkdir()
+    for k, v in labels.items():
+        (folder / f"{k}.png").write_bytes(png(v))
+    entries = {e.image_id: e for e in folder_entries(folder, ts, Limits())}
+    (folder / "img0.png").unlink()
+    (folder / "img0.png").symlink_to(root / "server" / "test_segmentations" / "img0.png")
+    with pytest.raises(SubmissionError, match='"img0.png": unreadable .*links are not followed'):
+        read_entry(entries["img0"], None, 10 ** 6)
+    (folder / "new.png").write_bytes(png(labels["img1"]))
+    os.replace(folder / "new.png", folder / "img1.png")  # another file under the same name
+    with pytest.raises(SubmissionError, match='"img1.png": replaced by another file'):
+        read_entry(entries["img1"], None, 10 ** 6)
 
 
 def test_zipfile_module_writes_what_we_accept(bench, tmp_path):

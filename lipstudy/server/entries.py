@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import stat
 import struct
 import zipfile
 import zlib
@@ -94,6 +95,7 @@ class Entry:
     declared_size: int
     info: zipfile.ZipInfo | None = None  # zip entries
     path: Path | None = None  # folder files
+    inode: tuple[int, int] | None = None  # (device, inode) of a folder file when it was listed
 
 
 _END = 22  # the classic end record, without its comment
@@ -282,21 +284,63 @@ def zip_entries(z: zipfile.ZipFile, test_set: HiddenTestSet, limits: Limits) -> 
 
 
 def folder_entries(folder: Path, test_set: HiddenTestSet, limits: Limits) -> list[Entry]:
-    """Every prediction of a folder (``--score``), with the same naming rules as a zip."""
+    """Every prediction of a folder (``--score``), with the same naming rules as a zip.
+
+    Only regular files inside the folder are read. Symbolic links (to files or folders) and other
+    non-regular files are refused by name, and so is any file that is one of the hidden labels (a hard
+    link, or the label folder itself given as the submission): issue 24 scored 100% with a folder of
+    links to the hidden labels. Each file is opened without following links and must still be the file
+    that was listed (:func:`read_entry`)."""
     wanted = set(test_set.ids)
     found: dict[str, Entry] = {}
     problems: list[str] = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        rel = path.relative_to(folder)
-        if _skipped(rel.parts):
-            continue
-        image_id = _assign(rel.as_posix(), rel.parts, wanted, found, problems)
-        if image_id is not None:
-            found[image_id] = Entry(image_id, rel.as_posix(), path.stat().st_size, path=path)
+    hidden = _hidden_inodes(test_set)
+    for dirpath, dirnames, filenames in os.walk(folder):  # never descends into a linked folder
+        dirnames.sort()
+        here = Path(dirpath)
+        for d in list(dirnames):
+            rel = (here / d).relative_to(folder)
+            if (here / d).is_symlink():
+                dirnames.remove(d)
+                if not _skipped(rel.parts):
+                    problems.append(f"{shown(rel.as_posix())}: a symbolic link to a folder; --score reads only "
+                                    f"files inside the submission's folder, and follows no links")
+        for name in sorted(filenames):
+            path = here / name
+            rel = path.relative_to(folder)
+            if _skipped(rel.parts):
+                continue
+            st = path.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                problems.append(f"{shown(rel.as_posix())}: a symbolic link; --score reads only files inside the "
+                                f"submission's folder, and follows no links")
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                problems.append(f"{shown(rel.as_posix())}: not a regular file")
+                continue
+            if (st.st_dev, st.st_ino) in hidden:
+                problems.append(f"{shown(rel.as_posix())}: is one of the hidden test labels (a hard link, or the "
+                                f"label folder itself); submit predictions, not the labels")
+                continue
+            image_id = _assign(rel.as_posix(), rel.parts, wanted, found, problems)
+            if image_id is not None:
+                found[image_id] = Entry(image_id, rel.as_posix(), st.st_size, path=path,
+                                        inode=(st.st_dev, st.st_ino))
     problems += _missing(test_set, found)
     if problems:
         raise SubmissionError(_shorten(problems, limits.max_problems), str(folder))
     return list(found.values())
+
+
+def _hidden_inodes(test_set: HiddenTestSet) -> set[tuple[int, int]]:
+    inodes = set()
+    for image_id in test_set.ids:
+        try:
+            st = test_set.label_path(image_id).stat()
+        except OSError:  # a missing label is the server's error, raised when it is read
+            continue
+        inodes.add((st.st_dev, st.st_ino))
+    return inodes
 
 
 def _missing(test_set: HiddenTestSet, found: dict) -> list[str]:
@@ -315,16 +359,30 @@ def _shorten(problems: list[str], limit: int) -> list[str]:
 
 def read_entry(entry: Entry, z: zipfile.ZipFile | None, cap: int) -> bytes:
     """The bytes of one entry, reading at most ``cap + 1`` whatever its header says."""
-    try:
-        if entry.path is not None:
-            with open(entry.path, "rb") as f:
-                data = f.read(cap + 1)
-        else:
+    if entry.path is not None:
+        data = _read_file(entry, cap)
+    else:
+        try:
             with z.open(entry.info) as f:
                 data = f.read(cap + 1)
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError, ValueError) as e:
-        raise SubmissionError(f"{shown(entry.name)}: corrupt zip entry ({e})") from None
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError, ValueError) as e:
+            raise SubmissionError(f"{shown(entry.name)}: corrupt zip entry ({e})") from None
     if len(data) > cap:
         raise SubmissionError(f"{shown(entry.name)}: more than {cap} bytes once decompressed "
                               f"(declared {entry.declared_size})")
     return data
+
+
+def _read_file(entry: Entry, cap: int) -> bytes:
+    """A folder file, opened without following a link (nor waiting on a FIFO), and only if it is still
+    the regular file that was listed: a link put in its place since is refused, not followed."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(entry.path, flags)
+    except OSError as e:
+        raise SubmissionError(f"{shown(entry.name)}: unreadable ({e.strerror or e}; links are not followed)") from None
+    with open(fd, "rb") as f:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != entry.inode or not stat.S_ISREG(st.st_mode):
+            raise SubmissionError(f"{shown(entry.name)}: replaced by another file while the folder was read")
+        return f.read(cap + 1)
