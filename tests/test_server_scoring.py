@@ -14,8 +14,7 @@ from PIL import Image
 from lipstudy import metrics
 from lipstudy.data.lip import DataError
 from lipstudy.labels import LIP_PALETTE
-from lipstudy.server import HiddenTestSet, Limits, SubmissionError, main, score_submission
-from lipstudy.server import read_prediction
+from lipstudy.server import HiddenTestSet, Limits, SubmissionError, main, read_prediction, score_submission
 from lipstudy.server.attacks import (RawEntry, bomb_zip, deflate, png, png_chunk, png_declaring, png_with_chunks, raw_zip,
                                      text_bombs, write_hidden_set, zip64_directory, zip_of)
 
@@ -89,6 +88,9 @@ def test_hidden_labels_are_read_with_read_label(bench, tmp_path):
     Image.fromarray(bad, "L").save(label_dir / "img2.png")
     problems = HiddenTestSet.from_root(root).check()
     assert len(problems) == 2 and "img2.png: label values 40 are outside 0..19" in problems[1]
+    from lipstudy.server import Store
+
+    Store(tmp_path / "db.sqlite")
     assert main(["--data", str(root), "--db", str(tmp_path / "db.sqlite"), "--port", "0"]) == 1
 
 
