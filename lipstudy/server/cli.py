@@ -35,6 +35,9 @@ def _serve_parser() -> argparse.ArgumentParser:
                     help="largest upload (default: what the test set's PNGs can need, at most 512 MiB)")
     ap.add_argument("--scoring-threads", type=int, default=2)
     ap.add_argument("--upload-dir", help="where uploads are streamed (default: the system temp folder)")
+    ap.add_argument("--max-connections-per-address", type=int, default=32, metavar="N",
+                    help="open connections from one client address (default %(default)s); 0 for none, behind "
+                         "a reverse proxy, where every connection comes from the proxy")
     return ap
 
 
@@ -103,7 +106,8 @@ def _run(args, test_set, store) -> int:
     from .run import bind, uvicorn_config
 
     settings = Settings(daily_quota=args.quota, scoring_threads=args.scoring_threads, upload_dir=args.upload_dir,
-                        max_upload_bytes=int(args.max_upload_mb * 2 ** 20) if args.max_upload_mb else None)
+                        max_upload_bytes=int(args.max_upload_mb * 2 ** 20) if args.max_upload_mb else None,
+                        max_connections_per_address=args.max_connections_per_address)
     app = create_app(test_set, store, settings)
     sock = bind(args.host, args.port)
     port = sock.getsockname()[1]
