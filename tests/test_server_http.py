@@ -1,6 +1,7 @@
 """The evaluation server over HTTP, in-process on loopback: every attack of issue 11 gets a clear 4xx
 answer (or a closed connection, for clients that stop talking) and the server answers the next request.
 Raw sockets send what no well-behaved client would; every wait is bounded by a socket timeout."""
+import re
 import socket
 from urllib.parse import quote
 
@@ -247,12 +248,21 @@ def test_leaderboard_page_escapes_names_and_sets_a_strict_csp(bench, serve):
 
 
 def _answer(sock, timeout: float) -> bytes:
-    """What the server answers on ``sock`` within ``timeout`` seconds (b"" if nothing)."""
+    """The answer on ``sock`` (headers and the Content-Length bytes of body) if it begins within
+    ``timeout`` seconds; b"" if nothing came."""
     sock.settimeout(timeout)
+    out = b""
     try:
-        return sock.recv(65536)
+        while chunk := sock.recv(65536):
+            out += chunk
+            head, sep, body = out.partition(b"\r\n\r\n")
+            length = re.search(rb"content-length: (\d+)", head.lower())
+            if sep and length and len(body) >= int(length.group(1)):
+                break
+            sock.settimeout(10)  # the rest of an answer that has begun
     except (socket.timeout, ConnectionResetError):
-        return b""
+        pass
+    return out
 
 
 def test_one_team_cannot_hold_every_upload_slot(bench, serve):

@@ -15,8 +15,8 @@ from lipstudy import metrics
 from lipstudy.data.lip import DataError
 from lipstudy.labels import LIP_PALETTE
 from lipstudy.server import HiddenTestSet, Limits, SubmissionError, main, read_prediction, score_submission
-from lipstudy.server.attacks import (RawEntry, bomb_zip, deflate, png, png_chunk, png_declaring, png_with_chunks, raw_zip,
-                                     text_bombs, write_hidden_set, zip64_directory, zip_of)
+from lipstudy.server.attacks import (RawEntry, bomb_zip, deflate, png, png_chunk, png_declaring, png_with_chunks,
+                                     raw_zip, text_bombs, write_hidden_set, zip64_directory, zip_of)
 
 
 @pytest.fixture
@@ -181,7 +181,7 @@ def test_png_metadata_chunks_are_never_inflated(bench, tmp_path):
     ok = png_with_chunks(png(label), [png_chunk(b"tEXt", b"Software\0lipstudy"), png_chunk(b"gAMA", bytes(4))])
     assert (read_prediction("img0.png", ok, (5, 6), 20) == label).all()
     cut = png_with_chunks(png(label), [struct.pack(">I", 10 ** 6) + b"tEXt" + b"x" * 10])
-    with pytest.raises(SubmissionError, match=r'"img0.png": not a readable PNG \(its chunk "tEXt" of 1000000 bytes runs past the end'):
+    with pytest.raises(SubmissionError, match=r'\(its chunk "tEXt" of 1000000 bytes runs past the end of the file'):
         read_prediction("img0.png", cut, (5, 6), 20)
 
 
