@@ -33,9 +33,9 @@ from .entries import Limits, SubmissionError
 from .hidden import HiddenTestSet
 from .names import BadName, normalise_name
 from .run import RunningServer
-from .store import QuotaExceeded, Store
+from .store import QuotaExceeded, Store, StoreError
 from .submission import read_prediction, score_submission
 
 __all__ = ["PER_CLASS_MIN_IMAGES", "DEFAULT_DB", "BadName", "HiddenTestSet", "Limits", "QuotaExceeded",
-           "RunningServer", "Settings", "Store", "SubmissionError", "create_app", "leaderboard_html", "main",
-           "normalise_name", "read_prediction", "score_submission"]
+           "RunningServer", "Settings", "Store", "StoreError", "SubmissionError", "create_app", "leaderboard_html",
+           "main", "normalise_name", "read_prediction", "score_submission"]
