@@ -1,6 +1,7 @@
 """The evaluation server over HTTP, in-process on loopback: every attack of issue 11 gets a clear 4xx
 answer (or a closed connection, for clients that stop talking) and the server answers the next request.
 Raw sockets send what no well-behaved client would; every wait is bounded by a socket timeout."""
+import re
 import socket
 from urllib.parse import quote
 
@@ -78,7 +79,9 @@ def test_round_trip_and_what_is_revealed(bench, serve):
     status, reply = submit(srv.url, zip_of(labels), token, method="perfect")
     assert status == 200 and reply["mean_iou"] == 1.0 and reply["n_images"] == 3
     assert reply["per_class_iou"].startswith("withheld: the hidden test set has 3 images, fewer than 500")
-    assert store.submissions()[-1]["id"] == reply["submission"]
+    # The id a team is told is random (issue 24: a global counter told each team how busy the others were).
+    assert store.submissions()[-1]["public_id"] == reply["submission"] and len(reply["submission"]) == 16
+    assert not isinstance(reply["submission"], int)
     status, board = request(srv.url + "/leaderboard")
     assert status == 200 and board[0]["method"] == "perfect" and board[0]["team"] == "team A"
     assert request(srv.url + "/server/test_segmentations/img0.png")[0] == 404
@@ -152,13 +155,19 @@ def test_short_bodies_are_never_scored(bench, serve):
     srv = serve()
     body = zip_of(labels)
     before = len(store.submissions())
-    # The client closes after half the body: nothing is scored or recorded.
+    # The client closes after half the body: nothing is scored.
     out = raw(srv, head(token, len(body)) + body[: len(body) // 2], shutdown=True)
     assert b"200 OK" not in out
+    assert wait_until(lambda: len(store.submissions()) == before + 1, timeout=10)  # the server saw it go
     # The client stops sending and waits: 408 after the body's idle timeout.
     out = raw(srv, head(token, len(body)) + body[: len(body) // 2], timeout=10)
-    assert out.startswith(b"HTTP/1.1 408") and b"not received in time" in out
-    assert len(store.submissions()) == before
+    assert out.startswith(b"HTTP/1.1 408") and b"no data for 1 s" in out and b"not received in time" in out
+    # Both were attempts that held an upload slot: recorded as refused, so they count against the day's.
+    rows = store.submissions()[before:]
+    assert {r["status"] for r in rows} == {"refused"}
+    messages = sorted(r["message"] for r in rows)
+    assert messages[0].startswith("client disconnected after ")  # (uvicorn drops what came with the EOF)
+    assert messages[1].startswith(f"no data for 1 s: {len(body) // 2} bytes arrived")
     assert alive(srv)
 
 
@@ -177,13 +186,14 @@ def test_slow_clients_are_disconnected(bench, serve):
 
 
 def test_upload_slots_are_bounded(bench, serve):
-    _, labels, _, token = bench
+    _, labels, store, token = bench
+    _, other = store.add_team("team B")
     srv = serve(max_uploads=1, body_idle_timeout_s=5.0)
     body = zip_of(labels)
     with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as hog:
         hog.sendall(head(token, len(body)) + body[:10])  # takes the only upload slot and keeps it
         assert wait_until(lambda: srv.app.state.submissions.uploads.value == 0, timeout=10)
-        status, reply = submit(srv.url, body, token)
+        status, reply = submit(srv.url, body, other)
         assert status == 503 and "busy" in reply["error"]
         hog.sendall(body[10:])
         assert hog.recv(65536).startswith(b"HTTP/1.1 200")
@@ -235,3 +245,135 @@ def test_leaderboard_page_escapes_names_and_sets_a_strict_csp(bench, serve):
     assert "<script" not in page and "<img" not in page
     csp = next(h for h in headers.splitlines() if h.lower().startswith("content-security-policy"))
     assert "default-src 'none'" in csp and "script-src 'none'" in csp and "unsafe-inline" not in csp
+
+
+def _answer(sock, timeout: float) -> bytes:
+    """The answer on ``sock`` (headers and the Content-Length bytes of body) if it begins within
+    ``timeout`` seconds; b"" if nothing came."""
+    sock.settimeout(timeout)
+    out = b""
+    try:
+        while chunk := sock.recv(65536):
+            out += chunk
+            head, sep, body = out.partition(b"\r\n\r\n")
+            length = re.search(rb"content-length: (\d+)", head.lower())
+            if sep and length and len(body) >= int(length.group(1)):
+                break
+            sock.settimeout(10)  # the rest of an answer that has begun
+    except (socket.timeout, ConnectionResetError):
+        pass
+    return out
+
+
+def test_one_team_cannot_hold_every_upload_slot(bench, serve):
+    """Issue 24: eight connections of one team, each trickling its body, held every upload slot and
+    another team got 503. One submission of a team at a time: its second is refused at once."""
+    _, labels, store, token = bench
+    _, other = store.add_team("team B")
+    srv = serve(max_uploads=2, body_idle_timeout_s=5.0)
+    body = zip_of(labels)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as first, \
+            socket.create_connection(("127.0.0.1", srv.port), timeout=10) as second:
+        first.sendall(head(token, len(body)) + body[:10])
+        assert wait_until(lambda: srv.app.state.submissions.uploads.value == 1, timeout=10)
+        second.sendall(head(token, len(body)) + body[:10])
+        out = _answer(second, 5)
+        assert out.startswith(b"HTTP/1.1 429") and b"already has 1 submission(s) in progress" in out, out[:200]
+        status, reply = submit(srv.url, body, other, timeout=10)  # the other team still gets a slot
+        assert status == 200 and reply["mean_iou"] == 1.0
+        first.sendall(body[10:])
+        assert _answer(first, 10).startswith(b"HTTP/1.1 200")
+    assert submit(srv.url, body, token)[0] == 200
+
+
+def test_a_trickled_body_loses_its_slot_and_an_attempt(bench, serve):
+    """Issue 24: only the pause between chunks was timed, so a byte every few seconds kept a slot for
+    the whole 600 s. After a grace period a body must average a minimum rate."""
+    _, labels, store, token = bench
+    srv = serve(min_upload_rate=2000, upload_grace_s=1.0, body_idle_timeout_s=2.0, body_timeout_s=60.0)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(head(token, 100_000))
+        out = b""
+        for _ in range(40):  # a byte every 0.2 s: 5 bytes/s, at most 8 s
+            try:
+                s.sendall(b"x")
+            except OSError:
+                pass
+            if out := _answer(s, 0.2):
+                break
+    assert out.startswith(b"HTTP/1.1 408") and b"slower than 2000 bytes/s (after the first 1 s)" in out, out[:300]
+    assert store.usage(store.team_for_token(token))["attempts"] == 1  # it cost the team an attempt
+    assert store.submissions()[-1]["status"] == "refused"
+    assert submit(srv.url, zip_of(labels), token)[0] == 200  # an honest upload is fast enough
+
+
+def test_the_attempt_cap_holds_against_concurrent_submissions(bench, serve):
+    """Issue 24: the attempt cap was checked outside the transaction that records, so concurrent
+    refused submissions were all stored past it. With one team allowed 20 submissions at once (the
+    per-team limit would otherwise serialise them), 20 at once against a cap of 5 store 5."""
+    import threading
+
+    _, _, store, token = bench
+    srv = serve(daily_attempts=5, uploads_per_team=20, max_uploads=20)
+    start, statuses = threading.Barrier(20), []
+
+    def one():
+        start.wait(10)
+        statuses.append(submit(srv.url, b"junk", token, timeout=30)[0])
+
+    threads = [threading.Thread(target=one) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(store.submissions()) == 5
+    assert sorted(statuses) == [422] * 5 + [429] * 15
+
+
+def test_uvicorns_own_answers_carry_the_security_headers(bench, serve):
+    srv = serve(limit_concurrency=2)
+    out = raw(srv, b"GET /\x00 HTTP/1.1\r\nHost: x\r\n\r\n")  # h11 cannot parse it: uvicorn's 400
+    headers, _, body = out.partition(b"\r\n\r\n")
+    assert headers.startswith(b"HTTP/1.1 400") and b"content-security-policy: default-src 'none'" in headers
+    assert b"x-content-type-options: nosniff" in headers and b"malformed HTTP request" in body
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10):  # one open connection of two
+        out = raw(srv, b"GET /leaderboard HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 503") and b"content-security-policy: default-src 'none'" in out
+    assert alive(srv)
+
+
+def test_one_address_cannot_hold_every_connection(bench, serve):
+    """Idle connections need no token; one address may keep at most ``max_connections_per_address``."""
+    srv = serve(max_connections_per_address=3, header_timeout_s=10.0)
+    idle = [socket.create_connection(("127.0.0.1", srv.port), timeout=10) for _ in range(3)]
+    try:
+        out = raw(srv, b"GET /leaderboard HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 503") and b"more than 3 open connections from 127.0.0.1" in out
+        assert b"content-security-policy" in out
+    finally:
+        for s in idle:
+            s.close()
+    assert wait_until(lambda: alive(srv), timeout=10)
+
+
+def test_upload_files_left_by_a_killed_server_are_removed_at_start(bench, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root, labels, store, token = bench
+    folder = tmp_path / "uploads"
+    folder.mkdir()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    stale = folder / f"lipstudy-upload-{gone.pid}-x1y2z3.zip"
+    live = folder / f"lipstudy-upload-{os.getpid()}-a1b2c3.zip"  # another server's upload in progress
+    other = folder / "notes.zip"
+    for p in (stale, live, other):
+        p.write_bytes(b"PK")
+    settings = Settings(upload_dir=str(folder))
+    app = create_app(HiddenTestSet.from_root(root), store, settings)
+    assert not stale.exists() and live.exists() and other.exists()
+    with RunningServer(app, settings) as srv:
+        assert submit(srv.url, zip_of(labels), token)[0] == 200
+    assert sorted(p.name for p in folder.iterdir()) == sorted([live.name, other.name])

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from lipstudy.server import HiddenTestSet, RunningServer, Settings, Store, create_app
-from lipstudy.server.attacks import (RawEntry, ServerProcess, bomb_zip, deflate, png_declaring, raw_zip, request,
-                                     submit, write_hidden_set, zip_of)
+from lipstudy.server.attacks import (RawEntry, ServerProcess, bomb_zip, deflate, png, png_declaring, png_with_chunks,
+                                     raw_zip, request, submit, text_bombs, write_hidden_set, zip64_directory, zip_of)
 
 MEMORY_BOUND = 400 * 2 ** 20  # generous: the server idles near 100 MB; the old one reached 3.1 GB on one bomb
 
@@ -29,18 +29,25 @@ def test_peak_memory_stays_bounded_under_attacks(bench, tmp_path):
     root, labels, db, token = bench
     names = [f"img{k}.png" for k in range(12)]
     huge = png_declaring(13000, 13000)
-    attacks = {
-        "two 1.5 GiB entries": bomb_zip(names[:2], 1536 * 2 ** 20),
-        "twelve 1.5 GiB entries declaring 100 bytes": bomb_zip(names, 1536 * 2 ** 20, declared=100),
-        "twelve 13000x13000 PNGs": raw_zip([RawEntry(n, deflate(huge), file_size=len(huge)) for n in names]),
+    attacks = {  # what, body, (status, start of the first problem)
+        "two 1.5 GiB entries": (bomb_zip(names[:2], 1536 * 2 ** 20), 422, '"img0.png"'),
+        "twelve 1.5 GiB entries declaring 100 bytes": (bomb_zip(names, 1536 * 2 ** 20, declared=100), 422,
+                                                       '"img0.png"'),
+        "twelve 13000x13000 PNGs": (raw_zip([RawEntry(n, deflate(huge), file_size=len(huge)) for n in names]), 422,
+                                    '"img0.png"'),
+        # Issue 24: 690,000 directory records behind a zip64 locator (32 MB), and PNGs whose 64 text
+        # chunks inflate to 64 MiB each (correct predictions otherwise: they score).
+        "zip64 directory of 690,000 records": (zip64_directory(690_000), 422, "not a readable zip file (its zip64"),
+        "twelve PNGs with 64 MiB of zTXt each": (zip_of({k: png_with_chunks(png(v), text_bombs(64))
+                                                         for k, v in labels.items()}), 200, None),
     }
     with ServerProcess(root, db, "--max-upload-mb", "32", log=tmp_path / "server.log") as srv:
         assert submit(srv.url, zip_of(labels), token)[0] == 200
         idle = srv.peak_rss()
-        for what, body in attacks.items():
+        for what, (body, expected, problem) in attacks.items():
             status, reply = submit(srv.url, body, token)
-            assert status == 422, (what, reply)
-            assert reply["problems"][0].startswith('"img0.png"'), (what, reply)
+            assert status == expected, (what, reply)
+            assert problem is None or reply["problems"][0].startswith(problem), (what, reply)
         status, reply = submit(srv.url, bytes(30 * 2 ** 20), token)  # a 30 MiB upload, streamed to disk
         assert status == 422 and "not a zip" in reply["problems"][0]
         assert submit(srv.url, zip_of(labels), token)[0] == 200  # still scoring
@@ -52,13 +59,14 @@ def test_peak_memory_stays_bounded_under_attacks(bench, tmp_path):
 
 
 def test_kill_9_during_a_burst_loses_nothing_acknowledged(bench, tmp_path):
-    root, labels, db, token = bench
+    root, labels, db, _ = bench
     body = zip_of(labels)
     acknowledged, lock = [], threading.Lock()
+    tokens = [Store(db).add_team(f"burst {k}")[1] for k in range(6)]  # one submission a team at a time
     srv = ServerProcess(root, db, "--quota", "10000", log=tmp_path / "server.log")
     deadline = time.monotonic() + 60
 
-    def client():
+    def client(token):
         for _ in range(40):
             if time.monotonic() > deadline:
                 return
@@ -70,7 +78,7 @@ def test_kill_9_during_a_burst_loses_nothing_acknowledged(bench, tmp_path):
                 with lock:
                     acknowledged.append(reply["submission"])
 
-    threads = [threading.Thread(target=client) for _ in range(6)]
+    threads = [threading.Thread(target=client, args=(t,)) for t in tokens]
     for t in threads:
         t.start()
     while len(acknowledged) < 15 and time.monotonic() < deadline:
@@ -81,7 +89,7 @@ def test_kill_9_during_a_burst_loses_nothing_acknowledged(bench, tmp_path):
     assert len(acknowledged) >= 15
     store = Store(db)
     assert store.integrity() == "ok"
-    rows = {r["id"]: r for r in store.submissions()}
+    rows = {r["public_id"]: r for r in store.submissions()}
     assert all(rows[i]["status"] == "scored" and rows[i]["mean_iou"] == 1.0 for i in acknowledged)
     assert len(store.leaderboard()) >= len(acknowledged)
 

@@ -2,6 +2,7 @@
 bounded reads, PNG checks, known scores, the one-shot `--score` mode."""
 import io
 import json
+import os
 import struct
 import zipfile
 import zlib
@@ -13,9 +14,9 @@ from PIL import Image
 from lipstudy import metrics
 from lipstudy.data.decode import DataError
 from lipstudy.labels import LIP_PALETTE
-from lipstudy.server import HiddenTestSet, Limits, SubmissionError, main, score_submission
-from lipstudy.server.attacks import (RawEntry, bomb_zip, deflate, png, png_declaring, raw_zip, write_hidden_set,
-                                     zip_of)
+from lipstudy.server import HiddenTestSet, Limits, SubmissionError, main, read_prediction, score_submission
+from lipstudy.server.attacks import (RawEntry, bomb_zip, deflate, png, png_chunk, png_declaring, png_with_chunks,
+                                     raw_zip, text_bombs, write_hidden_set, zip64_directory, zip_of)
 
 
 @pytest.fixture
@@ -87,6 +88,9 @@ def test_hidden_labels_are_read_with_read_label(bench, tmp_path):
     Image.fromarray(bad, "L").save(label_dir / "img2.png")
     problems = HiddenTestSet.from_root(root).check()
     assert len(problems) == 2 and "img2.png: label values 40 are outside 0..19" in problems[1]
+    from lipstudy.server import Store
+
+    Store(tmp_path / "db.sqlite")
     assert main(["--data", str(root), "--db", str(tmp_path / "db.sqlite"), "--port", "0"]) == 1
 
 
@@ -154,6 +158,41 @@ def test_decode_amplification_is_refused_from_the_header(tmp_path):
     assert msg.count("size 13000x13000 but the test image is 5x6") == 12
 
 
+def test_png_metadata_chunks_are_never_inflated(bench, tmp_path):
+    """Issue 24: 64 zTXt chunks of a kilobyte each, every one inflating to 1 MiB, made a 74 kB PNG cost
+    64 MB to open (Pillow inflates text up to its own limits). Only the chunks that make the image
+    reach Pillow, so the prediction costs what its pixels cost."""
+    import tracemalloc
+
+    root, labels = bench
+    label = labels["img0"]
+    for kind, n in ((b"zTXt", 64), (b"iTXt", 64), (b"iCCP", 1)):
+        data = png_with_chunks(png(label), text_bombs(n, kind=kind))
+        assert len(data) < 80_000
+        tracemalloc.start()
+        try:
+            pred = read_prediction("img0.png", data, (5, 6), 20)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert (pred == label).all()
+        assert peak < 2 ** 20, (kind, peak)  # was 64 MiB for text, 1 MiB for a profile
+    # Ordinary metadata (what image libraries write) is fine; a chunk running past the end is named.
+    ok = png_with_chunks(png(label), [png_chunk(b"tEXt", b"Software\0lipstudy"), png_chunk(b"gAMA", bytes(4))])
+    assert (read_prediction("img0.png", ok, (5, 6), 20) == label).all()
+    cut = png_with_chunks(png(label), [struct.pack(">I", 10 ** 6) + b"tEXt" + b"x" * 10])
+    with pytest.raises(SubmissionError, match=r'\(its chunk "tEXt" of 1000000 bytes runs past the end of the file'):
+        read_prediction("img0.png", cut, (5, 6), 20)
+
+
+def test_unreadable_png_messages_show_no_object_address(bench, tmp_path):
+    root, labels = bench
+    for data in (png(labels["img0"])[:40], png(labels["img0"])[:33] + b"\0" * 20):
+        with pytest.raises(SubmissionError) as err:
+            read_prediction("img0.png", data, (5, 6), 20)
+        assert "not a readable PNG" in str(err.value) and " at 0x" not in str(err.value), str(err.value)
+
+
 def test_zip_directory_checks_refuse_before_decompressing(bench, tmp_path):
     root, labels = bench
     ts = HiddenTestSet.from_root(root)
@@ -176,6 +215,8 @@ def test_zip_directory_checks_refuse_before_decompressing(bench, tmp_path):
     assert '"img0.png": corrupt zip entry' in _refusal(tmp_path, raw_zip([broken] + rest), ts)
     bad_crc = RawEntry("img0.png", deflate(good["img0"]), crc=1, file_size=len(good["img0"]))
     assert '"img0.png": corrupt zip entry (Bad CRC-32' in _refusal(tmp_path, raw_zip([bad_crc] + rest), ts)
+    # An entry without a name (zipfile's is_dir() fails on it): refused by name, not a server error.
+    assert "an entry without a name" in _refusal(tmp_path, raw_zip([entry("img0.png"), RawEntry("", b"")] + rest), ts)
     # Control characters and long names are shown escaped and shortened.
     msg = _refusal(tmp_path, raw_zip([entry("img0.png"), entry("x\x1b[31m" + "y" * 300 + ".png", good["img0"])] + rest), ts)
     assert "name longer than 255" in msg and "\x1b" not in msg
@@ -207,6 +248,54 @@ def test_zip_bombs_are_refused_unread(bench, tmp_path):
     assert "the zip has 68 entries; at most 67" in _refusal(tmp_path, bytes(lying), ts)
 
 
+def test_zip64_end_records_are_read_as_zipfile_reads_them(bench, tmp_path):
+    """Issue 24: zipfile honours a zip64 locator before the end record even when the classic record is
+    not saturated, so the directory it parses is the zip64 one: that is the one checked and counted."""
+    root, labels = bench
+    ts = HiddenTestSet.from_root(root)
+    # 5000 directory records behind a classic end record declaring an empty directory: refused as a
+    # contradiction (the old check counted the 0 bytes the classic record declared, then zipfile parsed 5000).
+    msg = _refusal(tmp_path, zip64_directory(5000), ts)
+    assert "zip64 end record (5000 entries, a 230000-byte directory) contradicts" in msg
+    # A zip64 directory behind a saturated classic record, as a zip64 writer leaves it: sized and counted.
+    msg = _refusal(tmp_path, zip64_directory(5000, classic=(0xFFFF, 0xFFFFFFFF)), ts)
+    assert "the zip's directory takes 230000 bytes; at most 68608" in msg
+    msg = _refusal(tmp_path, zip64_directory(1000, classic=(0xFFFF, 0xFFFFFFFF)), ts)
+    assert "the zip has 1000 entries; at most 67" in msg
+    # An honest zip64 submission (classic record saturated) scores.
+    good = [RawEntry(f"img{k}.png", deflate(png(v)), crc=zlib.crc32(png(v)), file_size=len(png(v)))
+            for k, v in enumerate(labels.values())]
+    (tmp_path / "z64.zip").write_bytes(raw_zip(good, zip64=True))
+    assert score_submission(tmp_path / "z64.zip", ts)["metrics"]["mean_iou"] == 1.0
+    # ... and one whose classic record tells the truth too (some writers always add zip64 records).
+    (tmp_path / "z64.zip").write_bytes(raw_zip(good, zip64=True, classic=(3, 46 * 3 + 3 * 8)))
+    assert score_submission(tmp_path / "z64.zip", ts)["metrics"]["mean_iou"] == 1.0
+    # A locator naming a second disk, and a zip64 record that would start before the file: refused.
+    spanned = bytearray(raw_zip(good, zip64=True))
+    spanned[-22 - 4:-22] = struct.pack("<L", 2)  # the locator's total number of disks
+    assert "spans several disks" in _refusal(tmp_path, bytes(spanned), ts)
+    short = zip64_directory(0)[-20 - 22:]  # a locator and an end record, no room for the zip64 record
+    assert "zip64 end record missing" in _refusal(tmp_path, short, ts)
+
+
+def test_zipfile_parses_no_directory_but_the_checked_one(bench, tmp_path, monkeypatch):
+    """Should zipfile ever find its directory elsewhere than the checks did (another Python version),
+    the submission is refused, not parsed unchecked."""
+    from lipstudy.server import entries
+
+    root, labels = bench
+    ts = HiddenTestSet.from_root(root)
+    limits = Limits(extra_entries=2000)
+    folders = [RawEntry(f"junk/{k:05d}/", b"", method=0) for k in range(1500)]  # an 86 kB directory
+    good = [RawEntry(f"img{k}.png", png(v), method=0, crc=zlib.crc32(png(v))) for k, v in enumerate(labels.values())]
+    (tmp_path / "s.zip").write_bytes(raw_zip(folders + good))
+    assert score_submission(tmp_path / "s.zip", ts, limits)["metrics"]["mean_iou"] == 1.0
+    real = entries._directory_extent
+    monkeypatch.setattr(entries, "_directory_extent", lambda f, size: (lambda n, start, cd: (n, start + 46, cd - 46))(
+        *real(f, size)))  # a reader that disagrees with zipfile by one record
+    assert "zipfile would read 85662 bytes at" in _refusal(tmp_path, raw_zip(folders + good), ts, limits)
+
+
 def test_problems_are_bounded(tmp_path):
     root = tmp_path / "many"
     labels = write_hidden_set(root, [(2, 2)] * 40)
@@ -227,6 +316,61 @@ def test_cli_score(bench, tmp_path, capsys):
     assert out["mean_iou"] == 1.0 and out["n_images"] == 3 and out["per_class_iou"]["hat"] == 1.0
     assert main(["--data", str(root), "--score", str(tmp_path / "missing.zip")]) == 1
     assert "no such file" in capsys.readouterr().err
+
+
+def test_cli_score_follows_no_links(bench, tmp_path, capsys):
+    """Issue 24: a folder of symbolic links to the hidden labels scored 100% with exit code 0."""
+    root, labels = bench
+    hidden = root / "server" / "test_segmentations"
+    links = tmp_path / "links"
+    links.mkdir()
+    for k in labels:
+        (links / f"{k}.png").symlink_to(hidden / f"{k}.png")
+    assert main(["--data", str(root), "--score", str(links)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("a symbolic link; --score reads only files inside") == 3 and "mean_iou" not in err
+    # A link to the label folder, hard links to the labels, the label folder itself: refused too.
+    (tmp_path / "nested").mkdir()
+    (tmp_path / "nested" / "preds").symlink_to(hidden, target_is_directory=True)
+    assert main(["--data", str(root), "--score", str(tmp_path / "nested")]) == 1
+    assert '"preds": a symbolic link to a folder' in capsys.readouterr().err
+    hard = tmp_path / "hard"
+    hard.mkdir()
+    for k in labels:
+        os.link(hidden / f"{k}.png", hard / f"{k}.png")
+    assert main(["--data", str(root), "--score", str(hard)]) == 1
+    assert capsys.readouterr().err.count("is one of the hidden test labels") == 3
+    assert main(["--data", str(root), "--score", str(hidden)]) == 1
+    assert capsys.readouterr().err.count("is one of the hidden test labels") == 3
+    # A FIFO named like a prediction is refused by name (opening it would wait for a writer forever).
+    fifo = tmp_path / "fifo"
+    fifo.mkdir()
+    for k, v in labels.items():
+        (fifo / f"{k}.png").write_bytes(png(v))
+    (fifo / "img0.png").unlink()
+    os.mkfifo(fifo / "img0.png")
+    assert main(["--data", str(root), "--score", str(fifo)]) == 1
+    assert '"img0.png": not a regular file' in capsys.readouterr().err
+
+
+def test_a_file_replaced_by_a_link_after_listing_is_not_read(bench, tmp_path):
+    from lipstudy.server.entries import folder_entries, read_entry
+
+    root, labels = bench
+    ts = HiddenTestSet.from_root(root)
+    folder = tmp_path / "preds"
+    folder.mkdir()
+    for k, v in labels.items():
+        (folder / f"{k}.png").write_bytes(png(v))
+    entries = {e.image_id: e for e in folder_entries(folder, ts, Limits())}
+    (folder / "img0.png").unlink()
+    (folder / "img0.png").symlink_to(root / "server" / "test_segmentations" / "img0.png")
+    with pytest.raises(SubmissionError, match='"img0.png": unreadable .*links are not followed'):
+        read_entry(entries["img0"], None, 10 ** 6)
+    (folder / "new.png").write_bytes(png(labels["img1"]))
+    os.replace(folder / "new.png", folder / "img1.png")  # another file under the same name
+    with pytest.raises(SubmissionError, match='"img1.png": replaced by another file'):
+        read_entry(entries["img1"], None, 10 ** 6)
 
 
 def test_zipfile_module_writes_what_we_accept(bench, tmp_path):

@@ -1,6 +1,10 @@
 """The server's SQLite store: name normalisation, hashed tokens, the daily quota, the leaderboard query,
 the team commands of `lipstudy serve`."""
 import sqlite3
+import subprocess
+import sys
+import threading
+import unicodedata
 
 import pytest
 
@@ -32,6 +36,48 @@ def test_look_alike_names_are_one_team(variant):
 def test_unusable_names_are_refused(bad, why):
     with pytest.raises(BadName, match=why):
         normalise_name(bad)
+
+
+@pytest.mark.parametrize("invisible", ["\u3164", "\uffa0", "\u115f", "\u1160", "\u2800", "\u034f", "\ufe0f",
+                                       "\U000e0100", "\u17b4", "\u180f"])
+def test_names_padded_with_invisible_letters_are_refused(invisible):
+    """Issue 24: Hangul fillers, the braille blank, the grapheme joiner and variation selectors are
+    printable to Python, so "Alpha" followed by one registered as a second team that renders as "Alpha"."""
+    for name in ("Alpha" + invisible, invisible, "Al" + invisible + "pha"):
+        with pytest.raises(BadName, match=f"invisible characters \\(U\\+{ord(invisible):04X}"):
+            normalise_name(name)
+        with pytest.raises(BadName, match="method name contains control or invisible"):
+            normalise_name(name, "method name")
+
+
+def test_the_default_ignorable_table():
+    """The table is Unicode's Default_Ignorable_Code_Point: 4174 code points (DerivedCoreProperties.txt,
+    Unicode 14.0.0); every one and the blanks are refused, their neighbours are not. Where Perl is
+    installed, its own copy of the Unicode database is compared with the table."""
+    import shutil
+    import subprocess
+
+    from lipstudy.server.names import BLANK, DEFAULT_IGNORABLE, default_ignorable
+
+    points = [c for lo, hi in DEFAULT_IGNORABLE for c in range(lo, hi + 1)]
+    assert len(points) == len(set(points)) == 4174
+    for c in points + list(BLANK):
+        with pytest.raises(BadName):
+            normalise_name("a" + chr(c) + "b")
+    for lo, hi in DEFAULT_IGNORABLE:
+        assert not default_ignorable(chr(lo - 1)) and not default_ignorable(chr(hi + 1))
+    for ok in ("\u00ac", "\u0350", "\u115e", "\u1161", "\u3165", "\u2801", "\ufe10"):
+        assert normalise_name("a" + ok)[0] == unicodedata.normalize("NFKC", "a" + ok)
+    perl = shutil.which("perl")
+    if perl is None:
+        return
+    out = subprocess.run([perl, "-MUnicode::UCD=prop_invlist", "-e",
+                          'print join(",", prop_invlist("Default_Ignorable_Code_Point")), "\n";',
+                          ], capture_output=True, text=True, timeout=30)
+    if out.returncode != 0:  # a Perl without Unicode::UCD
+        return
+    bounds = [int(x) for x in out.stdout.split(",")]
+    assert [(lo, hi + 1) for lo, hi in DEFAULT_IGNORABLE] == list(zip(bounds[::2], bounds[1::2]))
 
 
 def test_names_keep_their_display_form():
@@ -108,3 +154,101 @@ def test_team_commands(tmp_path, capsys):
     assert Store(db).team_for_token(token) is None and Store(db).team_for_token(new).name == "Lab One"
     assert main(["backup", str(tmp_path / "b.db"), "--db", str(db)]) == 0
     assert Store(tmp_path / "b.db").teams()[0]["name"] == "Lab One"
+
+
+def test_attempt_cap_is_counted_where_the_submission_is_recorded(tmp_path):
+    """Issue 24: the daily attempt cap was checked before the recording transaction, so 60 concurrent
+    refusals against a cap of 50 were all stored. 12 threads record at once against a cap of 5."""
+    store = Store(tmp_path / "s.db")
+    team, _ = store.add_team("a")
+    start, outcomes = threading.Barrier(12), []
+
+    def one():
+        start.wait(10)
+        try:
+            store.record(team, "m", "0" * 64, 10, message="refused: not a zip", attempts=5)
+            outcomes.append("stored")
+        except QuotaExceeded as e:
+            outcomes.append(str(e))
+
+    threads = [threading.Thread(target=one) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcomes).count("stored") == 5 and len(outcomes) == 12
+    assert all("used its 5 submissions" in o for o in outcomes if o != "stored")
+    assert len(store.submissions()) == 5 and store.usage(team)["attempts"] == 5
+    with pytest.raises(QuotaExceeded):  # a scored one too: the cap counts every attempt
+        store.record(team, "m", "0" * 64, 10, result=_result(0.5), quota=5, attempts=5)
+    assert store.leaderboard() == []
+
+
+def test_submission_ids_tell_nothing_of_other_teams(tmp_path):
+    store = Store(tmp_path / "s.db")
+    a, _ = store.add_team("a")
+    b, _ = store.add_team("b")
+    ids = [store.record(t, "m", "0" * 64, 1, result=_result(0.1))["public_id"] for t in (a, b, a, b, a)]
+    assert len(set(ids)) == 5 and all(len(i) == 16 and int(i, 16) >= 0 for i in ids)
+    # A database made before public ids gains the column; its old rows keep none.
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as conn:
+        conn.executescript("CREATE TABLE teams (id INTEGER PRIMARY KEY, name TEXT NOT NULL, name_key TEXT NOT NULL "
+                           "UNIQUE, token_sha256 TEXT NOT NULL UNIQUE, created TEXT NOT NULL);"
+                           "CREATE TABLE submissions (id INTEGER PRIMARY KEY, time TEXT NOT NULL, day TEXT NOT NULL, "
+                           "team_id INTEGER NOT NULL, method TEXT NOT NULL, sha256 TEXT NOT NULL, bytes INTEGER NOT "
+                           "NULL, status TEXT NOT NULL, message TEXT, n_images INTEGER, overall_acc REAL, mean_acc "
+                           "REAL, mean_iou REAL, per_class_iou TEXT);"
+                           "INSERT INTO teams VALUES (1, 'a', 'a', 'x', 'then');"
+                           "INSERT INTO submissions (time, day, team_id, method, sha256, bytes, status) "
+                           "VALUES ('t', 'd', 1, 'm', 's', 1, 'refused');")
+    migrated = Store(old, create=False)
+    team = migrated.teams()[0]
+    row = migrated.record(type(a)(team["id"], team["name"]), "m", "0" * 64, 1, message="x")
+    assert [r["public_id"] for r in migrated.submissions()] == [None, row["public_id"]]
+
+
+def test_commands_other_than_add_team_refuse_a_missing_database(tmp_path, capsys):
+    """Issue 24: a mistyped --db silently created an empty database. add-team creates one; teams,
+    new-token, backup and serve name the missing file and leave it missing."""
+    missing = tmp_path / "typo" / "lipstudy.db"
+    for argv in (["teams"], ["new-token", "a"], ["backup", str(tmp_path / "b.db")]):
+        assert main([*argv, "--db", str(missing)]) == 1
+        assert "no such database" in capsys.readouterr().err
+    assert not missing.exists() and not missing.parent.exists()
+    serve = subprocess.run([sys.executable, "-m", "lipstudy.cli", "serve", "--data", str(tmp_path), "--db",
+                            str(missing), "--port", "0"], capture_output=True, text=True, timeout=60)
+    assert serve.returncode == 1 and "no such database" in serve.stderr and not missing.exists()
+    # Another program's file, or another program's SQLite database: named, left as it was.
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database")
+    assert main(["teams", "--db", str(text)]) == 1
+    assert "not an SQLite database" in capsys.readouterr().err and text.read_text() == "not a database"
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE photos (id INTEGER)")
+    assert main(["add-team", "a", "--db", str(other)]) == 1
+    assert "an SQLite database of something else (tables photos)" in capsys.readouterr().err
+    assert main(["add-team", "a", "--db", str(missing)]) == 0 and missing.is_file()
+
+
+def test_backup_refuses_folders_other_files_and_the_database_itself(tmp_path, capsys):
+    """Issue 24: `backup` onto a folder or a non-database file ended in a traceback."""
+    db = tmp_path / "s.db"
+    store = Store(db)
+    store.add_team("a")
+    assert main(["backup", str(tmp_path), "--db", str(db)]) == 1
+    assert "is a folder; give the backup's file name" in capsys.readouterr().err
+    text = tmp_path / "notes.txt"
+    text.write_text("keep me")
+    assert main(["backup", str(text), "--db", str(db)]) == 1
+    assert "exists and is not an SQLite database; not overwritten" in capsys.readouterr().err
+    assert text.read_text() == "keep me"
+    assert main(["backup", str(db), "--db", str(db)]) == 1
+    assert "is the database itself" in capsys.readouterr().err
+    copy = tmp_path / "backups" / "b.db"
+    assert main(["backup", str(copy), "--db", str(db)]) == 0
+    store.add_team("b")
+    assert main(["backup", str(copy), "--db", str(db)]) == 0  # an earlier backup is replaced
+    assert [t["name"] for t in Store(copy, create=False).teams()] == ["a", "b"]
+    assert sorted(p.name for p in copy.parent.iterdir()) == ["b.db"]  # no temporary file left

@@ -21,19 +21,21 @@ small set per-class answers to a few probe submissions recover the hidden labels
 daily quota of scored submissions (5 by default).
 
 Modules: :mod:`.hidden` (the hidden labels), :mod:`.entries` (the zip's directory and bounded reads),
-:mod:`.submission` (PNG checks and scoring), :mod:`.store` (SQLite: teams, tokens, submissions),
-:mod:`.app` (the Starlette app: the submission endpoint and its limits, the pages), :mod:`.run` (uvicorn:
-its limits and timeouts), :mod:`.cli` (``lipstudy serve``), :mod:`.attacks` (hostile submissions and a
-server subprocess, for the tests and ``benchmarks/server_*.py``).
+:mod:`.submission` (PNG checks and scoring), :mod:`.names` (team and method names), :mod:`.store`
+(SQLite: teams, tokens, submissions), :mod:`.app` (the Starlette app: the submission endpoint and its
+limits, the pages), :mod:`.run` (uvicorn: its limits and timeouts), :mod:`.cli` (``lipstudy serve``),
+:mod:`.attacks` (hostile submissions and a server subprocess, for the tests and
+``benchmarks/server_*.py``).
 """
 from .app import PER_CLASS_MIN_IMAGES, Settings, create_app, leaderboard_html
 from .cli import DEFAULT_DB, main
 from .entries import Limits, SubmissionError
 from .hidden import HiddenTestSet
+from .names import BadName, normalise_name
 from .run import RunningServer
-from .store import BadName, QuotaExceeded, Store, normalise_name
+from .store import QuotaExceeded, Store, StoreError
 from .submission import read_prediction, score_submission
 
 __all__ = ["PER_CLASS_MIN_IMAGES", "DEFAULT_DB", "BadName", "HiddenTestSet", "Limits", "QuotaExceeded",
-           "RunningServer", "Settings", "Store", "SubmissionError", "create_app", "leaderboard_html", "main",
-           "normalise_name", "read_prediction", "score_submission"]
+           "RunningServer", "Settings", "Store", "StoreError", "SubmissionError", "create_app", "leaderboard_html",
+           "main", "normalise_name", "read_prediction", "score_submission"]

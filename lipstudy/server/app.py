@@ -4,16 +4,20 @@
 leaderboard), ``GET /leaderboard`` (JSON). A submission goes through, in order:
 
 1. the token (401 before a byte of the body is read), the method name (400), ``Content-Length``
-   (411 if absent and not chunked, 400 if not a number, 413 if above the cap), the team's daily quota
-   (429);
-2. an upload slot (at most ``max_uploads`` bodies on disk at once; 503 after ``upload_wait_s``);
-3. the body, streamed to a temporary file with a hard byte cap (413 as soon as it is passed), an idle
-   timeout per chunk and a total deadline (408); a body cut short is never scored;
-4. scoring in a worker thread, at most ``scoring_threads`` at once; the answer is sent only after the
-   submission is committed to the database.
+   (411 if absent and not chunked, 400 if not a number, 413 if above the cap);
+2. the team's own upload slot (429 while another submission of the team is in progress) and its
+   daily quota and attempts (429);
+3. an upload slot (at most ``max_uploads`` bodies on disk at once; 503 after ``upload_wait_s``);
+4. the body, streamed to a temporary file with a hard byte cap (413 as soon as it is passed), a
+   longest pause, a minimum rate and a total deadline (408: :mod:`.uploads`); a body cut short is
+   never scored, and is recorded as a refused attempt;
+5. scoring in a worker thread, at most ``scoring_threads`` at once; the answer is sent only after the
+   submission is committed to the database, with the attempt cap counted in that same transaction.
 
-Every refusal is a JSON ``{"error": ...}`` (422 adds ``"problems"``, one message per zip entry). What
-uvicorn itself refuses, and the timeouts of a connection, are in :mod:`.run`.
+Every refusal is a JSON ``{"error": ...}`` (422 adds ``"problems"``, one message per zip entry). A
+submission is named to its team by a random id, which says nothing about other teams' activity. What
+uvicorn itself refuses, the security headers of every answer and the timeouts of a connection are in
+:mod:`.run`.
 """
 from __future__ import annotations
 
@@ -22,27 +26,26 @@ import functools
 import hashlib
 import html
 import logging
-import os
 import re
-import tempfile
 import time
-from contextlib import aclosing
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
 from lipstudy.data.decode import DataError
 
+from . import uploads
 from .entries import Limits, SubmissionError
 from .hidden import HiddenTestSet
-from .store import BadName, QuotaExceeded, Store, normalise_name
+from .names import BadName, normalise_name
+from .store import QuotaExceeded, Store
 from .submission import score_submission
+from .uploads import Refusal, TeamUploads, Upload
 
 log = logging.getLogger("lipstudy.server")
 
@@ -55,14 +58,13 @@ log = logging.getLogger("lipstudy.server")
 PER_CLASS_MIN_IMAGES = 500
 SCORE_DECIMALS = 4  # fractions to 0.01 percentage points, as the leaderboard shows them
 
-_WRITE_BYTES = 2 ** 20  # an upload is written to disk in blocks of this size
-
 _CSS = ("body{font-family:sans-serif;margin:2em;max-width:60em}table{border-collapse:collapse}"
         "th,td{padding:.3em .8em;border-bottom:1px solid #ccc;text-align:left}td.n{text-align:right}")
 _CSP = ("default-src 'none'; style-src 'sha256-" + base64.b64encode(hashlib.sha256(_CSS.encode()).digest()).decode()
         + "'; img-src 'none'; script-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
-_SECURITY_HEADERS = [(b"content-security-policy", _CSP.encode()), (b"x-content-type-options", b"nosniff"),
-                     (b"referrer-policy", b"no-referrer"), (b"cache-control", b"no-store")]
+# Sent with every answer, uvicorn's own included (:mod:`.run` gives them to uvicorn).
+SECURITY_HEADERS = [("content-security-policy", _CSP), ("x-content-type-options", "nosniff"),
+                    ("referrer-policy", "no-referrer"), ("cache-control", "no-store")]
 
 
 @dataclass
@@ -74,35 +76,23 @@ class Settings:
     daily_attempts: int = 50  # all submissions, refused ones included, a team a day
     max_upload_bytes: int | None = None
     max_uploads: int = 8  # bodies being received or scored at once (each is a file on disk)
+    uploads_per_team: int = 1  # submissions of one team in progress at once
     upload_wait_s: float = 30.0  # how long a submission waits for an upload slot before a 503
     scoring_threads: int = 2
     header_timeout_s: float = 10.0  # from connecting (or the last answer) to a complete header section
     body_idle_timeout_s: float = 10.0  # longest pause between two chunks of a body
+    # After the grace, a body must average this rate: a 100 MB submission (10,000 LIP predictions) then
+    # has 25 minutes, past body_timeout_s anyway, while a trickle loses its slot within seconds.
+    min_upload_rate: float = 64 * 1024  # bytes/s; 0: no minimum
+    upload_grace_s: float = 10.0
     body_timeout_s: float = 600.0  # whole body
     keep_alive_s: int = 5
     limit_concurrency: int = 128  # connections + tasks; uvicorn answers 503 beyond
+    max_connections_per_address: int = 32  # open connections from one client address; 0: no limit
     max_header_bytes: int = 16 * 1024
     per_class_min_images: int = PER_CLASS_MIN_IMAGES
     upload_dir: str | None = None  # default: the system's temporary folder
     limits: Limits = field(default_factory=Limits)
-
-
-class Refusal(Exception):
-    """An answer other than 200. ``close`` when the request cannot be finished (a body cut short, too
-    slow, or past the cap mid-stream). Answers sent before the body is read leave the connection open:
-    uvicorn then discards the body as it comes, for at most ``header_timeout_s``
-    (``run.HeaderTimeoutH11``), so a client that writes its whole body before reading still gets the
-    answer instead of a connection reset."""
-
-    def __init__(self, status: int, message: str, close: bool = False, headers: dict | None = None, **extra):
-        super().__init__(message)
-        self.status, self.close, self.headers, self.extra = status, close, dict(headers or {}), extra
-
-    def response(self) -> JSONResponse:
-        headers = dict(self.headers)
-        if self.close:
-            headers["Connection"] = "close"
-        return JSONResponse({"error": str(self), **self.extra}, self.status, headers=headers)
 
 
 def _rounded(x):
@@ -116,7 +106,11 @@ class Submissions:
         self.test_set, self.store, self.settings = test_set, store, settings
         self.upload_cap = settings.max_upload_bytes or settings.limits.upload_cap(test_set)
         self.uploads = anyio.Semaphore(settings.max_uploads)
+        self.team_uploads = TeamUploads(settings.uploads_per_team)
         self.scoring = anyio.CapacityLimiter(settings.scoring_threads)
+        removed = uploads.sweep(settings.upload_dir)
+        if removed:
+            log.warning("removed %d upload files left by servers that are no longer running", removed)
 
     async def submit(self, request: Request) -> JSONResponse:
         try:
@@ -134,25 +128,41 @@ class Submissions:
         except BadName as e:
             raise Refusal(400, f"{e}; give ?method=NAME") from None
         declared = self._declared_length(request)
-        await self._check_quota(team)
-        acquired = False
-        with anyio.move_on_after(self.settings.upload_wait_s):
-            await self.uploads.acquire()
-            acquired = True
-        if not acquired:
-            raise Refusal(503, "the server is busy with other uploads; try again shortly", close=True,
-                          headers={"Retry-After": "10"})
-        fd, tmp = tempfile.mkstemp(prefix="lipstudy-upload-", suffix=".zip", dir=self.settings.upload_dir)
-        os.close(fd)
+        with self.team_uploads.hold(team):
+            await self._check_quota(team)
+            acquired = False
+            with anyio.move_on_after(self.settings.upload_wait_s):
+                await self.uploads.acquire()
+                acquired = True
+            if not acquired:
+                raise Refusal(503, "the server is busy with other uploads; try again shortly", close=True,
+                              headers={"Retry-After": "10"})
+            upload = Upload(self.settings.upload_dir)
+            try:
+                return await self._receive_and_score(request, team, method, upload, declared)
+            finally:
+                upload.remove()
+                self.uploads.release()
+
+    async def _receive_and_score(self, request, team, method: str, upload: Upload, declared) -> JSONResponse:
         try:
-            received = await self._receive(request, Path(tmp), declared)
-            if received is None:  # the client went away: nothing to answer, nothing recorded
-                return JSONResponse({"error": "client disconnected"}, 400)
-            digest, nbytes = received
-            return await self._score(team, method, Path(tmp), digest, nbytes)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-            self.uploads.release()
+            complete = await uploads.receive(request, upload, declared, self.upload_cap, self.settings)
+        except Refusal as r:
+            await self._record_refusal(team, method, upload, str(r))
+            raise
+        if not complete:  # nobody is listening for an answer; the attempt still counts
+            await self._record_refusal(team, method, upload, f"client disconnected after {upload.nbytes} bytes")
+            return JSONResponse({"error": "client disconnected"}, 400)
+        return await self._score(team, method, upload)
+
+    async def _record_refusal(self, team, method: str, upload: Upload, message: str) -> None:
+        """Record a body that was not received as a refused attempt (none past the daily attempts)."""
+        try:
+            await anyio.to_thread.run_sync(functools.partial(
+                self.store.record, team, method, upload.digest(), upload.nbytes, message=message,
+                attempts=self.settings.daily_attempts))
+        except QuotaExceeded:
+            pass
 
     async def _authenticate(self, request: Request):
         auth = request.headers.get("authorization", "")
@@ -190,53 +200,28 @@ class Submissions:
             raise Refusal(429, f"team {team.name!r} has used its {what} for {used['day']} (UTC)",
                           headers={"Retry-After": str(_seconds_to_utc_midnight())})
 
-    async def _receive(self, request: Request, dest: Path, declared: int | None):
-        """Stream the body to ``dest``; ``(sha256, bytes)``, or None if the client disconnected."""
-        s = self.settings
-        sha, n, pending = hashlib.sha256(), 0, bytearray()
-        try:
-            with anyio.fail_after(s.body_timeout_s):
-                async with await anyio.open_file(dest, "wb") as f, aclosing(request.stream()) as chunks:
-                    while True:
-                        with anyio.fail_after(s.body_idle_timeout_s):
-                            chunk = await anext(chunks, None)
-                        if chunk is None or len(pending) >= _WRITE_BYTES:
-                            # Hash and write in a worker thread, a megabyte at a time: the event loop
-                            # keeps serving other clients, and thread hand-offs stay few.
-                            await anyio.to_thread.run_sync(sha.update, pending)
-                            await f.write(pending)
-                            pending = bytearray()
-                        if chunk is None:
-                            break
-                        n += len(chunk)
-                        if n > self.upload_cap:
-                            raise Refusal(413, f"body passed the {self.upload_cap}-byte limit", close=True)
-                        pending += chunk
-        except TimeoutError:
-            raise Refusal(408, f"the body was not received in time ({n} bytes arrived)", close=True) from None
-        except ClientDisconnect:
-            return None
-        if declared is not None and n != declared:
-            raise Refusal(400, f"body of {n} bytes but Content-Length said {declared}", close=True)
-        return sha.hexdigest(), n
-
-    async def _score(self, team, method: str, path: Path, digest: str, nbytes: int) -> JSONResponse:
-        score = functools.partial(score_submission, path, self.test_set, self.settings.limits)
+    async def _score(self, team, method: str, upload: Upload) -> JSONResponse:
+        score = functools.partial(score_submission, upload.path, self.test_set, self.settings.limits)
+        record = functools.partial(self.store.record, team, method, upload.digest(), upload.nbytes,
+                                   attempts=self.settings.daily_attempts)
+        retry = {"Retry-After": str(_seconds_to_utc_midnight())}
         try:
             result = await anyio.to_thread.run_sync(score, limiter=self.scoring)
         except SubmissionError as e:
-            row = await anyio.to_thread.run_sync(functools.partial(
-                self.store.record, team, method, digest, nbytes, message="\n".join(e.problems)))
-            raise Refusal(422, "submission refused", problems=e.problems, submission=row["id"]) from None
+            try:
+                row = await anyio.to_thread.run_sync(functools.partial(record, message="\n".join(e.problems)))
+            except QuotaExceeded as q:  # past the attempts: not recorded, so not answered either
+                raise Refusal(429, str(q), headers=retry) from None
+            raise Refusal(422, "submission refused", problems=e.problems, submission=row["public_id"]) from None
         except DataError as e:  # a hidden label is broken: the organisers' problem, not the team's
             log.error("hidden labels: %s", e)
             raise Refusal(500, "the server could not read its hidden labels; the organisers must fix them") from None
         try:
             row = await anyio.to_thread.run_sync(functools.partial(
-                self.store.record, team, method, digest, nbytes, result=result, quota=self.settings.daily_quota))
+                record, result=result, quota=self.settings.daily_quota))
         except QuotaExceeded as e:
-            raise Refusal(429, str(e), headers={"Retry-After": str(_seconds_to_utc_midnight())}) from None
-        answer = {"submission": row["id"], "team": team.name, "method": method, "time": row["time"],
+            raise Refusal(429, str(e), headers=retry) from None
+        answer = {"submission": row["public_id"], "team": team.name, "method": method, "time": row["time"],
                   "n_images": result["n_images"],
                   **{k: _rounded(result["metrics"][k]) for k in ("overall_acc", "mean_acc", "mean_iou")}}
         if len(self.test_set.ids) >= self.settings.per_class_min_images:
@@ -278,21 +263,6 @@ def leaderboard_html(rows: list[dict], test_set: HiddenTestSet, settings: Settin
         "</body></html>")
 
 
-class SecurityHeaders:
-    """Adds the Content-Security-Policy and friends to every response (ASGI middleware)."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        async def send_with_headers(message):
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": list(message.get("headers", [])) + _SECURITY_HEADERS}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
 def create_app(test_set: HiddenTestSet, store: Store, settings: Settings | None = None) -> Starlette:
     """The ASGI application (:mod:`.run` serves it with uvicorn)."""
     settings = settings or Settings()
@@ -312,6 +282,5 @@ def create_app(test_set: HiddenTestSet, store: Store, settings: Settings | None 
     app = Starlette(routes=[Route("/", index), Route("/leaderboard", leaderboard),
                             Route("/submit", submissions.submit, methods=["POST"])],
                     exception_handlers={HTTPException: http_error})
-    app.add_middleware(SecurityHeaders)
     app.state.submissions = submissions
     return app

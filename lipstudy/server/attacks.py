@@ -71,8 +71,12 @@ class RawEntry:
     file_size: int | None = None  # declared uncompressed size (default: len(data))
 
 
-def raw_zip(entries: list[RawEntry]) -> bytes:
-    """Local headers, data, central directory and end record, with the fields exactly as given."""
+def raw_zip(entries: list[RawEntry], zip64: bool = False, classic: tuple[int, int] | None = None) -> bytes:
+    """Local headers, data, central directory and end record, with the fields exactly as given.
+
+    ``zip64`` adds a zip64 end record and its locator before the classic end record; ``classic`` is the
+    (entry count, directory size) the classic record declares (default: the truth, or the saturated
+    0xFFFF / 0xFFFFFFFF a zip64 writer puts there)."""
     out, central = io.BytesIO(), io.BytesIO()
     for e in entries:
         name = e.name.encode("utf-8")
@@ -86,9 +90,29 @@ def raw_zip(entries: list[RawEntry]) -> bytes:
         central.write(name)
     cd = central.getvalue()
     out.write(cd)
-    out.write(struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(entries), len(entries), len(cd),
-                          out.tell() - len(cd), 0))
-    return out.getvalue()
+    return out.getvalue() + end_records(len(entries), len(cd), out.tell() - len(cd), zip64, classic)
+
+
+def end_records(n_entries: int, cd_size: int, cd_offset: int, zip64: bool = False,
+                classic: tuple[int, int] | None = None) -> bytes:
+    """The end of a zip whose directory of ``n_entries`` records and ``cd_size`` bytes starts at
+    ``cd_offset``: a zip64 end record and locator if ``zip64``, then the classic end record declaring
+    ``classic`` = (entries, directory size)."""
+    out = b""
+    if zip64:
+        out += struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, n_entries, n_entries, cd_size, cd_offset)
+        out += struct.pack("<4sLQL", b"PK\x06\x07", 0, cd_offset + cd_size, 1)
+    n, size = classic or ((0xFFFF, 0xFFFFFFFF) if zip64 else (n_entries, cd_size))
+    return out + struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, n, n, size, min(cd_offset, 0xFFFFFFFF), 0)
+
+
+def zip64_directory(n_records: int, classic: tuple[int, int] = (0, 0)) -> bytes:
+    """Issue 24's attack: ``n_records`` central directory records (46 bytes each, no name, no data)
+    declared by a zip64 end record, behind a classic end record that declares ``classic`` (an empty
+    directory by default). :mod:`zipfile` honours a zip64 locator whatever the classic record says, and
+    builds a ~500-byte object for each record."""
+    record = struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0x21, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    return record * n_records + end_records(n_records, 46 * n_records, 0, zip64=True, classic=classic)
 
 
 def deflate(data: bytes) -> bytes:
@@ -109,11 +133,28 @@ def bomb_zip(names: list[str], n_bytes: int, declared: int | None = None) -> byt
     return raw_zip([RawEntry(n, data, file_size=n_bytes if declared is None else declared) for n in names])
 
 
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def png_with_chunks(data: bytes, chunks: list[bytes]) -> bytes:
+    """A PNG (``data``) with ``chunks`` (from :func:`png_chunk`) inserted after its IHDR chunk."""
+    return data[:33] + b"".join(chunks) + data[33:]
+
+
+def text_bombs(n: int, inflated: int = 2 ** 20 - 1024, kind: bytes = b"zTXt") -> list[bytes]:
+    """``n`` compressed metadata chunks (zTXt, iTXt or iCCP) of about a kilobyte, each inflating to
+    ``inflated`` bytes: just under what Pillow inflates a chunk to (1 MiB), 64 of them just under its
+    64 MiB total for text. Issue 24: a 74 kB PNG cost 64 MB to open."""
+    packed = zlib.compress(bytes(inflated), 9)
+    head = {b"zTXt": b"\0\0", b"iTXt": b"\0\1\0\0\0", b"iCCP": b"\0\0"}[kind]
+    # Distinct keywords: Pillow keeps the text of each keyword, so every chunk stays in memory.
+    return [png_chunk(kind, b"k%d" % k + head + packed) for k in range(n)]
+
+
 def png_declaring(width: int, height: int) -> bytes:
     """A PNG whose header says ``width x height`` (grayscale) with a few bytes of pixel data."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
+    chunk = png_chunk
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(4096))) + chunk(b"IEND", b"")
 

@@ -8,36 +8,27 @@ Teams authenticate with a token: ``secrets.token_urlsafe(32)`` (256 random bits)
 ``lipstudy serve add-team NAME`` and stored only as its SHA-256. A slow hash would add nothing: the
 token is random, not a password someone could guess from a dictionary.
 
-Team names are normalised so that look-alikes are one team: Unicode NFKC, trimmed, runs of spaces
-collapsed, printable characters only (control and invisible characters such as a zero-width space are
-refused, not stripped), at most 64 characters; the uniqueness key is then case-folded and passed
-through a small table of Cyrillic and Greek letters that look Latin ("bаseline" with a Cyrillic "а" is
-"baseline"). The table covers the common homoglyphs, not all of Unicode's confusables.
+Team names are normalised so that look-alikes are one team (:mod:`.names`).
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+import os
 import secrets
 import sqlite3
 import time
-import unicodedata
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-MAX_NAME_CHARS = 64
-MAX_TOKEN_CHARS = 128
+from lipstudy.atomic import atomic_path
 
-# Lower-case Cyrillic and Greek letters that look like Latin ones (after case folding).
-_HOMOGLYPHS = str.maketrans({
-    "а": "a", "в": "b", "е": "e", "ё": "e", "һ": "h", "н": "h", "і": "i", "ї": "i", "ј": "j", "к": "k",
-    "ӏ": "l", "м": "m", "о": "o", "р": "p", "ԛ": "q", "ѕ": "s", "т": "t", "у": "y", "х": "x", "с": "c",
-    "ԁ": "d", "ԝ": "w", "α": "a", "β": "b", "ε": "e", "η": "h", "ι": "i", "κ": "k", "μ": "m", "ν": "v",
-    "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "ζ": "z",
-})
+from .names import BadName, normalise_name
+
+MAX_TOKEN_CHARS = 128
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS teams (
@@ -59,42 +50,28 @@ CREATE TABLE IF NOT EXISTS submissions (
     message TEXT,                        -- why it was refused
     n_images INTEGER,
     overall_acc REAL, mean_acc REAL, mean_iou REAL,
-    per_class_iou TEXT                   -- JSON {class: IoU}, kept for the organisers
+    per_class_iou TEXT,                  -- JSON {class: IoU}, kept for the organisers
+    public_id TEXT                       -- the id a team is told (random: ids tell nothing of others)
 );
 CREATE INDEX IF NOT EXISTS submissions_team_day ON submissions (team_id, day);
 CREATE INDEX IF NOT EXISTS submissions_rank ON submissions (status, mean_iou);
 """
-
-
-class BadName(ValueError):
-    """A team or method name that cannot be accepted; the message says why."""
+_SQLITE_HEADER = b"SQLite format 3\0"
 
 
 class QuotaExceeded(Exception):
     """The team has used its submissions for the day."""
 
 
+class StoreError(Exception):
+    """A database path that cannot be used (missing, a folder, another program's file); the message
+    names it."""
+
+
 @dataclass(frozen=True)
 class Team:
     id: int
     name: str
-
-
-def normalise_name(raw: str, what: str = "team name") -> tuple[str, str]:
-    """``(name to show, uniqueness key)`` of a team or method name; raises BadName if unusable."""
-    if not isinstance(raw, str):
-        raise BadName(f"{what} must be text")
-    name = unicodedata.normalize("NFKC", raw).strip()
-    bad = sorted({f"U+{ord(c):04X}" for c in name if not c.isprintable()})
-    if bad:
-        raise BadName(f"{what} contains control or invisible characters ({', '.join(bad[:5])})")
-    name = " ".join(part for part in name.split(" ") if part)
-    if not name:
-        raise BadName(f"{what} is empty")
-    if len(name) > MAX_NAME_CHARS:
-        raise BadName(f"{what} has {len(name)} characters; at most {MAX_NAME_CHARS}")
-    key = unicodedata.normalize("NFKC", name.casefold()).translate(_HOMOGLYPHS)
-    return name, key
 
 
 def hash_token(token: str) -> str:
@@ -108,20 +85,47 @@ def utc_time(t: float) -> tuple[str, str]:
 
 
 class Store:
-    """Teams and submissions in ``path`` (created with its folder if missing).
+    """Teams and submissions in ``path``.
+
+    A missing database is created (with its folder) only when ``create`` is true; otherwise, and for
+    an existing file that is not this server's database, :class:`StoreError` names the problem (a
+    mistyped ``--db`` must not start an empty leaderboard).
 
     Each call opens its own connection, so the store is safe to use from the server's worker threads;
     writers take SQLite's write lock with ``BEGIN IMMEDIATE`` so a quota check and the insert it
     guards are one transaction. ``clock`` (epoch seconds) is injectable for tests of the daily quota.
     """
 
-    def __init__(self, path, clock: Callable[[], float] = time.time):
+    def __init__(self, path, clock: Callable[[], float] = time.time, create: bool = True):
         self.path = Path(path)
         self.clock = clock
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(SCHEMA)
+        if self.path.is_dir():
+            raise StoreError(f"{self.path}: is a folder, not a database")
+        if not self.path.exists():
+            if not create:
+                raise StoreError(f"{self.path}: no such database (`lipstudy serve add-team NAME --db "
+                                 f"{self.path}` creates one)")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        elif not _is_sqlite(self.path):
+            raise StoreError(f"{self.path}: not an SQLite database")
+        try:
+            with self._connect() as conn:
+                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if not {"teams", "submissions"} <= tables:
+                    if tables:
+                        raise StoreError(f"{self.path}: an SQLite database of something else (tables "
+                                         f"{', '.join(sorted(tables)[:5])}), not the server's")
+                    if not create:
+                        raise StoreError(f"{self.path}: an empty database, not the server's (`lipstudy serve "
+                                         f"add-team NAME --db {self.path}` creates one)")
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(SCHEMA)
+                # Databases made before public ids: add the column (their old rows keep none).
+                if "public_id" not in {r[1] for r in conn.execute("PRAGMA table_info(submissions)")}:
+                    conn.execute("ALTER TABLE submissions ADD COLUMN public_id TEXT")
+                conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS submissions_public ON submissions (public_id)")
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"{self.path}: unusable database ({e})") from None
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -195,14 +199,22 @@ class Store:
         return {"day": day, "scored": row["scored"], "attempts": row["attempts"]}
 
     def record(self, team: Team, method: str, sha256: str, nbytes: int, result: dict | None = None,
-               message: str | None = None, quota: int | None = None) -> dict:
+               message: str | None = None, quota: int | None = None, attempts: int | None = None) -> dict:
         """Store one submission (scored when ``result`` is given, else refused with ``message``) and
         commit it. A scored one past the team's daily ``quota`` is stored as refused and raises
-        QuotaExceeded. Returns the stored row."""
+        QuotaExceeded; past the daily ``attempts`` (every stored submission counts) nothing is stored
+        and QuotaExceeded is raised. Both are counted in the transaction that inserts: checks made
+        before it race (issue 24: 60 concurrent refusals against a cap of 50 were all stored).
+        Returns the stored row; ``public_id`` is the id the team is told."""
         now, day = utc_time(self.clock())
         status = "scored" if result is not None else "refused"
         over_quota = False
         with self._transaction() as conn:
+            if attempts is not None:
+                (used,) = conn.execute("SELECT COUNT(*) FROM submissions WHERE team_id = ? AND day = ?",
+                                       (team.id, day)).fetchone()
+                if used >= attempts:
+                    raise QuotaExceeded(f"team {team.name!r} has used its {attempts} submissions for {day} (UTC)")
             if status == "scored" and quota is not None:
                 (used,) = conn.execute("SELECT COUNT(*) FROM submissions WHERE team_id = ? AND day = ? "
                                        "AND status = 'scored'", (team.id, day)).fetchone()
@@ -212,10 +224,11 @@ class Store:
             m = (result or {}).get("metrics", {})
             cur = conn.execute(
                 "INSERT INTO submissions (time, day, team_id, method, sha256, bytes, status, message, n_images, "
-                "overall_acc, mean_acc, mean_iou, per_class_iou) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "overall_acc, mean_acc, mean_iou, per_class_iou, public_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (now, day, team.id, method, sha256, nbytes, status, message, (result or {}).get("n_images"),
                  m.get("overall_acc"), m.get("mean_acc"), m.get("mean_iou"),
-                 json.dumps(m["per_class_iou"]) if "per_class_iou" in m else None))
+                 json.dumps(m["per_class_iou"]) if "per_class_iou" in m else None, secrets.token_hex(8)))
             row = dict(conn.execute("SELECT * FROM submissions WHERE id = ?", (cur.lastrowid,)).fetchone())
         if over_quota:
             raise QuotaExceeded(f"team {team.name!r} has used its {quota} scored submissions of {day} (UTC)")
@@ -236,10 +249,18 @@ class Store:
             return [dict(r) for r in conn.execute("SELECT * FROM submissions ORDER BY id")]
 
     def backup(self, dest) -> Path:
-        """A consistent copy of the database at ``dest`` (SQLite's online backup; safe while serving)."""
+        """A consistent copy of the database at ``dest`` (SQLite's online backup; safe while serving),
+        written under a temporary name and renamed, so ``dest`` is never half a database. An existing
+        ``dest`` is replaced only if it is an SQLite database (an earlier backup), never the live one."""
         dest = Path(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as src, closing(sqlite3.connect(dest)) as out:
+        if dest.is_dir():
+            raise StoreError(f"{dest}: is a folder; give the backup's file name, e.g. {dest / 'backup.db'}")
+        if dest.exists():
+            if os.path.samefile(dest, self.path):
+                raise StoreError(f"{dest}: is the database itself")
+            if dest.stat().st_size and not _is_sqlite(dest):
+                raise StoreError(f"{dest}: exists and is not an SQLite database; not overwritten")
+        with atomic_path(dest) as tmp, self._connect() as src, closing(sqlite3.connect(tmp)) as out:
             src.backup(out)
         return dest
 
@@ -247,3 +268,10 @@ class Store:
         """``"ok"`` when SQLite's integrity check finds nothing wrong."""
         with self._connect() as conn:
             return conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def _is_sqlite(path: Path) -> bool:
+    """Whether ``path`` is empty (SQLite makes a database of it) or starts with SQLite's header."""
+    with open(path, "rb") as f:
+        head = f.read(len(_SQLITE_HEADER))
+    return head in (b"", _SQLITE_HEADER)

@@ -3,14 +3,18 @@ folder), checked entry by entry and scored against the hidden labels with the st
 (pixel accuracy, mean accuracy, mean IoU; Section 3 of the paper).
 
 Each prediction is checked before it is decoded: PNG signature (GIF, TIFF, BMP or JPEG bytes named
-``.png`` are refused by name), the width and height in its header against the hidden label's, then
-Pillow opens it as PNG only and checks the size again before ``load()``. Decoding therefore never
-costs more than the label's own size. Mode L (grayscale) or P (indices = class ids, with the same
-colour-coded-palette check as :func:`lipstudy.data.decode.read_label`), values ``0..C-1``.
+``.png`` are refused by name), the width and height in its header against the hidden label's; then its
+chunks are walked and only those that make the image (IHDR, PLTE, IDAT, IEND) are handed to Pillow,
+which opens it as PNG only and checks the size again before ``load()``. Metadata chunks are never
+inflated (Pillow inflates zTXt, iTXt and iCCP chunks up to 1 MiB each and 64 MiB of text an image:
+issue 24 made a 74 kB PNG cost 64 MB), so decoding never costs more than the label's own size.
+Mode L (grayscale) or P (indices = class ids, with the same colour-coded-palette check as
+:func:`lipstudy.data.decode.read_label`), values ``0..C-1``.
 """
 from __future__ import annotations
 
 import io
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -28,6 +32,8 @@ from .hidden import HiddenTestSet
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _OTHER_FORMATS = [(b"GIF8", "a GIF"), (b"II*\x00", "a TIFF"), (b"MM\x00*", "a TIFF"), (b"BM", "a BMP"),
                   (b"\xff\xd8\xff", "a JPEG"), (b"RIFF", "a RIFF (WebP?)"), (b"PK", "a zip")]
+_IMAGE_CHUNKS = {b"IHDR", b"PLTE", b"IDAT", b"IEND"}  # class ids need nothing else (no colour space, no text)
+_OBJECT_REPR = re.compile(r" ?<[^<>]* at 0x[0-9a-fA-F]+>")  # Pillow names the file object it could not read
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error,
                   zlib.error, Image.DecompressionBombError)
 
@@ -42,6 +48,30 @@ def png_size(name: str, data: bytes) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
+def image_chunks(name: str, data: bytes) -> bytes:
+    """The PNG ``data`` with only the chunks that make its image, in their order (CRCs kept, for Pillow
+    to check); everything after IEND is dropped. Walking the chunks costs one step per 12 bytes at most."""
+    out, pos = [data[:8]], 8
+    while pos < len(data):
+        if pos + 12 > len(data):
+            raise SubmissionError(f"{shown(name)}: not a readable PNG (truncated after {pos} bytes)")
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        end = pos + 12 + length
+        if end > len(data):
+            raise SubmissionError(f"{shown(name)}: not a readable PNG (its chunk {shown(kind.decode('latin-1'))} "
+                                  f"of {length} bytes runs past the end of the file)")
+        if kind in _IMAGE_CHUNKS:
+            out.append(data[pos:end])
+        pos = end
+        if kind == b"IEND":
+            break
+    return b"".join(out)
+
+
+def _decode_error(e: Exception) -> str:
+    return _OBJECT_REPR.sub("", str(e)) or type(e).__name__
+
+
 def read_prediction(name: str, data: bytes, size: tuple[int, int], num_classes: int) -> np.ndarray:
     """A checked prediction map (HxW uint8) of the test image of ``size`` (width, height)."""
     w, h = size
@@ -49,6 +79,7 @@ def read_prediction(name: str, data: bytes, size: tuple[int, int], num_classes: 
     if header_size != size:
         raise SubmissionError(f"{shown(name)}: size {header_size[0]}x{header_size[1]} but the test image "
                               f"is {w}x{h}; predict at the original resolution")
+    data = image_chunks(name, data)
     try:
         with Image.open(io.BytesIO(data), formats=["PNG"]) as im:
             if im.size != size:  # Pillow's reading of the header, checked again before decoding
@@ -65,7 +96,7 @@ def read_prediction(name: str, data: bytes, size: tuple[int, int], num_classes: 
     except SubmissionError:
         raise
     except _DECODE_ERRORS as e:
-        raise SubmissionError(f"{shown(name)}: not a readable PNG ({e})") from None
+        raise SubmissionError(f"{shown(name)}: not a readable PNG ({_decode_error(e)})") from None
     if pred.max(initial=0) >= num_classes:
         bad = sorted(int(v) for v in np.unique(pred[pred >= num_classes]))
         raise SubmissionError(f"{shown(name)}: values {bad[:10]} are not class ids 0..{num_classes - 1}")
