@@ -5,7 +5,8 @@
   the progress of every training run; each run leaves one line in its notebook's stderr;
 - ``lipstudy book`` (what ``make book`` runs) then finds every chapter up to date and writes the
   same pages: the two commands share one runner and one cache;
-- a chapter reruns by hand with jupytext + papermill (the README's recipe);
+- a chapter reruns by hand with jupytext + papermill (the README's recipe, its kernel as quiet as
+  the runner's);
 - every page passes what a reader would check: no error output, no stray plotting repr, one
   parameters block, no missing image, no "undefined" value, every internal link resolving, and a
   headless Chromium rendering at a desktop and a phone width with a real height and real pixels;
@@ -23,6 +24,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -165,17 +167,50 @@ def test_lipstudy_book_reuses_every_chapter_and_writes_the_same_pages(smoke_book
         assert ours.read_bytes() == theirs.read_bytes(), name
 
 
+def readme_papermill_recipe() -> tuple[dict, list[str]]:
+    """The README's by-hand papermill command (section "Rerun one chapter"), as a reader types it:
+    the environment variables set on its line and its options, the two notebooks left out."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Rerun one chapter"):]
+    line = next(l for l in section.splitlines() if "bin/papermill " in l)
+    words = shlex.split(line, comments=True)
+    program = next(i for i, w in enumerate(words) if w.endswith("bin/papermill"))
+    env = dict(w.split("=", 1) for w in words[:program])
+    args = words[program + 1:]
+    notebooks = [a for a in args if a.endswith(".ipynb")]
+    assert len(notebooks) == 2, line
+    return env, [a for a in args if a not in notebooks]
+
+
 def test_one_chapter_by_hand_with_papermill(smoke_book, tmp_path):
+    env, options = readme_papermill_recipe()
+    assert ["-p", "profile", "smoke"] == options[-3:], options
     nb = tmp_path / "benchmark.ipynb"
     out = tmp_path / "benchmark.out.ipynb"
     subprocess.run([str(BIN / "jupytext"), "--to", "ipynb", str(REPO / "book" / "benchmark.md"), "-o", str(nb)],
                    check=True, capture_output=True)
-    proc = subprocess.run([str(BIN / "papermill"), str(nb), str(out), "-p", "profile", "smoke",
-                           "-p", "device", "cpu"], cwd=REPO, env=smoke_book["env"], capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run([str(BIN / "papermill"), str(nb), str(out), *options, "-p", "device", "cpu"],
+                          cwd=REPO, env={**smoke_book["env"], **env}, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     text = json.dumps(nbformat.read(out, as_version=4).dict())
     assert "Table 1" in text and "synthetic" in text
+    # The kernel's start-up warning that its loopback connection is not encrypted is not printed
+    # (the runner's kernels keep the same quiet: runner.KERNEL_ARGUMENTS).
+    log = proc.stdout + proc.stderr
+    assert "without encryption" not in log and "IPKernelApp" not in log, log[-2000:]
+
+
+def test_the_by_hand_kernel_is_the_runners():
+    """The README's papermill recipe names a kernel of the repository (``-k``, found through
+    ``JUPYTER_PATH``): the environment's own Python, with the runner's kernel arguments."""
+    env, options = readme_papermill_recipe()
+    assert "-k" in options and "JUPYTER_PATH" in env, (env, options)
+    kernel = options[options.index("-k") + 1]
+    spec = json.loads((REPO / env["JUPYTER_PATH"] / "kernels" / kernel / "kernel.json").read_text())
+    # jupyter_client runs a kernel whose command is "python" with its own sys.executable: the
+    # environment that runs papermill, as for the "python3" kernel.
+    assert spec["argv"][:5] == ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    assert spec["argv"][5:] == runner.KERNEL_ARGUMENTS and spec["language"] == "python"
 
 
 def test_synthetic_numbers_are_labelled(smoke_book):
