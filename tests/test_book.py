@@ -355,8 +355,9 @@ def outside_the_build(html_dir: Path) -> list[str]:
         doc = soup(page)
         for attr in ("src", "srcset", "poster", "data"):
             for tag in doc.find_all(attrs={attr: True}):
-                if tag.name != "a" and OUTSIDE.match(tag[attr]):
-                    found.append(f"{where}: <{tag.name} {attr}={tag[attr]}>")
+                # srcset: "url [descriptor], url [descriptor], ..."
+                urls = [c.split()[0] for c in tag[attr].split(",") if c.strip()] if attr == "srcset" else [tag[attr]]
+                found.extend(f"{where}: <{tag.name} {attr}={u}>" for u in urls if OUTSIDE.match(u))
         for tag in doc.find_all("link", href=True):
             if OUTSIDE.match(tag["href"]) and not set(tag.get("rel") or ["stylesheet"]) <= NAVIGATION:
                 found.append(f"{where}: <link rel={' '.join(tag.get('rel') or [])} href={tag['href']}>")
@@ -394,6 +395,7 @@ def test_outside_the_build_catches_what_it_looks_for(tmp_path):
               '<script>const THEBE_JS_URL = "https://unpkg.com/thebe@0.8.2/lib/index.js"</script>'
               '<style>@font-face { font-family: Z; src: url("https://cdn.example.org/z.ttf") }</style>'
               '<img src="http://example.org/logo.png"><iframe src="https://example.org/embed"></iframe>'
+              '<img src="_images/a.png" srcset="_images/a.png 1x, https://example.org/a@2x.png 2x">'
               '<div style="background: url(https://example.org/bg.png)"></div>')
     (tmp_path / "bad.html").write_text(f"<html><head>{local}</head><body>{remote}</body></html>")
     found = " | ".join(outside_the_build(tmp_path))
@@ -402,6 +404,7 @@ def test_outside_the_build_catches_what_it_looks_for(tmp_path):
                  "<link rel=preload href=//cdn.example.org/f.woff2>",
                  "script names https://unpkg.com/thebe@0.8.2/lib/index.js", "url https://cdn.example.org/z.ttf",
                  "<img src=http://example.org/logo.png>", "<iframe src=https://example.org/embed>",
+                 "<img srcset=https://example.org/a@2x.png>",
                  "url https://example.org/bg.png"):
         assert f"bad.html: {what}" in found, (what, found)
     assert "ok.html" not in found and "arxiv" not in found and "next.html" not in found, found
