@@ -5,10 +5,14 @@
   the progress of every training run; each run leaves one line in its notebook's stderr;
 - ``lipstudy book`` (what ``make book`` runs) then finds every chapter up to date and writes the
   same pages: the two commands share one runner and one cache;
-- a chapter reruns by hand with jupytext + papermill (the README's recipe);
+- a chapter reruns by hand with jupytext + papermill (the README's recipe, its kernel as quiet as
+  the runner's);
 - every page passes what a reader would check: no error output, no stray plotting repr, one
   parameters block, no missing image, no "undefined" value, every internal link resolving, and a
   headless Chromium rendering at a desktop and a phone width with a real height and real pixels;
+- the book reads offline: no built page or style sheet names a script, style sheet, font, image or
+  frame outside the build (MathJax is served from ``_static/mathjax/``), and in Chromium with the
+  network cut off no page requests anything but files and every equation is typeset;
 - the front page answers at a glance (headline numbers, the claims tally linking to each claim);
 - a chapter edited through its paired notebook (``jupytext --sync``) reruns alone, and its page
   shows the edit.
@@ -23,6 +27,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -167,17 +172,50 @@ def test_lipstudy_book_reuses_every_chapter_and_writes_the_same_pages(smoke_book
         assert ours.read_bytes() == theirs.read_bytes(), name
 
 
+def readme_papermill_recipe() -> tuple[dict, list[str]]:
+    """The README's by-hand papermill command (section "Rerun one chapter"), as a reader types it:
+    the environment variables set on its line and its options, the two notebooks left out."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Rerun one chapter"):]
+    line = next(l for l in section.splitlines() if "bin/papermill " in l)
+    words = shlex.split(line, comments=True)
+    program = next(i for i, w in enumerate(words) if w.endswith("bin/papermill"))
+    env = dict(w.split("=", 1) for w in words[:program])
+    args = words[program + 1:]
+    notebooks = [a for a in args if a.endswith(".ipynb")]
+    assert len(notebooks) == 2, line
+    return env, [a for a in args if a not in notebooks]
+
+
 def test_one_chapter_by_hand_with_papermill(smoke_book, tmp_path):
+    env, options = readme_papermill_recipe()
+    assert ["-p", "profile", "smoke"] == options[-3:], options
     nb = tmp_path / "benchmark.ipynb"
     out = tmp_path / "benchmark.out.ipynb"
     subprocess.run([str(BIN / "jupytext"), "--to", "ipynb", str(REPO / "book" / "benchmark.md"), "-o", str(nb)],
                    check=True, capture_output=True)
-    proc = subprocess.run([str(BIN / "papermill"), str(nb), str(out), "-p", "profile", "smoke",
-                           "-p", "device", "cpu"], cwd=REPO, env=smoke_book["env"], capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run([str(BIN / "papermill"), str(nb), str(out), *options, "-p", "device", "cpu"],
+                          cwd=REPO, env={**smoke_book["env"], **env}, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     text = json.dumps(nbformat.read(out, as_version=4).dict())
     assert "Table 1" in text and "synthetic" in text
+    # The kernel's start-up warning that its loopback connection is not encrypted is not printed
+    # (the runner's kernels keep the same quiet: runner.KERNEL_ARGUMENTS).
+    log = proc.stdout + proc.stderr
+    assert "without encryption" not in log and "IPKernelApp" not in log, log[-2000:]
+
+
+def test_the_by_hand_kernel_is_the_runners():
+    """The README's papermill recipe names a kernel of the repository (``-k``, found through
+    ``JUPYTER_PATH``): the environment's own Python, with the runner's kernel arguments."""
+    env, options = readme_papermill_recipe()
+    assert "-k" in options and "JUPYTER_PATH" in env, (env, options)
+    kernel = options[options.index("-k") + 1]
+    spec = json.loads((REPO / env["JUPYTER_PATH"] / "kernels" / kernel / "kernel.json").read_text())
+    # jupyter_client runs a kernel whose command is "python" with its own sys.executable: the
+    # environment that runs papermill, as for the "python3" kernel.
+    assert spec["argv"][:5] == ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    assert spec["argv"][5:] == runner.KERNEL_ARGUMENTS and spec["language"] == "python"
 
 
 def test_synthetic_numbers_are_labelled(smoke_book):
@@ -293,23 +331,131 @@ def test_every_page_reads_right(smoke_book):
     assert not any(problems.values()), {k: v for k, v in problems.items() if v}
 
 
+# What a page fetches as it opens, not what a reader may click: a URL with a scheme or a
+# protocol-relative one ("//host/...") loads from the network; "data:" and relative ones do not.
+OUTSIDE = re.compile(r"^\s*(?:[a-z][a-z0-9+.-]*:)?//", re.I)
+# <link> relations that name another page, not something to load.
+NAVIGATION = {"index", "search", "next", "prev", "previous", "canonical", "alternate", "author", "license",
+              "help", "first", "last", "up", "contents", "glossary", "copyright"}
+CSS_URL = re.compile(r"""url\(\s*['"]?([^'")\s]+)|@import\s+['"]([^'"]+)""", re.I)
+# A script that loads another on demand names it in a string (sphinx-thebe's THEBE_JS_URL did).
+SCRIPT_URL = re.compile(r"""(?:https?:)?//[^\s'"`]+\.(?:m?js|css|woff2?|ttf|otf)\b""", re.I)
+
+
+def outside_the_build(html_dir: Path) -> list[str]:
+    """Every script, style sheet, font, image or frame that a built HTML page or style sheet would
+    load from outside the build, as "file: what". Links a reader clicks (``<a href>``, navigation
+    ``<link>``s) are not loads."""
+    found = []
+
+    def css(where: str, text: str) -> None:
+        found.extend(f"{where}: url {u}" for m in CSS_URL.finditer(text) for u in m.groups()
+                     if u and OUTSIDE.match(u))
+
+    for page in sorted(html_dir.rglob("*.html")):
+        where = str(page.relative_to(html_dir))
+        doc = soup(page)
+        for attr in ("src", "srcset", "poster", "data"):
+            for tag in doc.find_all(attrs={attr: True}):
+                # srcset: "url [descriptor], url [descriptor], ..."
+                urls = [c.split()[0] for c in tag[attr].split(",") if c.strip()] if attr == "srcset" else [tag[attr]]
+                found.extend(f"{where}: <{tag.name} {attr}={u}>" for u in urls if OUTSIDE.match(u))
+        for tag in doc.find_all("link", href=True):
+            if OUTSIDE.match(tag["href"]) and not set(tag.get("rel") or ["stylesheet"]) <= NAVIGATION:
+                found.append(f"{where}: <link rel={' '.join(tag.get('rel') or [])} href={tag['href']}>")
+        for tag in doc.find_all("script", src=False):
+            found.extend(f"{where}: script names {u}" for u in SCRIPT_URL.findall(tag.get_text()))
+        for tag in doc.find_all("style"):
+            css(where, tag.get_text())
+        for tag in doc.find_all(style=True):
+            css(where, tag["style"])
+    for sheet in sorted(html_dir.rglob("*.css")):
+        css(str(sheet.relative_to(html_dir)), sheet.read_text(errors="replace"))
+    return found
+
+
+def test_outside_the_build_catches_what_it_looks_for(tmp_path):
+    """The offline scan on a hand-written build with one of each remote load (no smoke build)."""
+    (tmp_path / "_static").mkdir()
+    (tmp_path / "_static" / "local.css").write_text(
+        "a { background: url('data:image/svg+xml;charset=utf-8,%3Csvg xmlns=\"http://www.w3.org/2000/svg\"/%3E') }"
+        "@font-face { font-family: X; src: url(../fonts/x.woff2) }")
+    (tmp_path / "_static" / "remote.css").write_text(
+        "@import 'https://fonts.example.org/css?family=Lato';"
+        "@font-face { font-family: Y; src: url(https://cdn.example.org/y.woff2) }")
+    local = ('<link rel="stylesheet" href="_static/local.css"><script src="_static/x.js"></script>'
+             '<link rel="next" href="https://example.org/next.html"><link rel="canonical" href="https://example.org/">'
+             '<script>var t = "Click to show";</script><a href="https://arxiv.org/abs/1703.05446">paper</a>'
+             '<img src="data:image/png;base64,AAAA"><img src="_images/fig.png">')
+    (tmp_path / "ok.html").write_text(f"<html><head>{local}</head><body></body></html>")
+    assert outside_the_build(tmp_path) == [f"_static/remote.css: url {u}" for u in
+                                           ("https://fonts.example.org/css?family=Lato", "https://cdn.example.org/y.woff2")]
+    (tmp_path / "_static" / "remote.css").unlink()
+    remote = ('<script defer src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"></script>'
+              '<link rel="stylesheet" href="https://cdn.example.org/theme.css">'
+              '<link rel="preload" as="font" href="//cdn.example.org/f.woff2">'
+              '<script>const THEBE_JS_URL = "https://unpkg.com/thebe@0.8.2/lib/index.js"</script>'
+              '<style>@font-face { font-family: Z; src: url("https://cdn.example.org/z.ttf") }</style>'
+              '<img src="http://example.org/logo.png"><iframe src="https://example.org/embed"></iframe>'
+              '<img src="_images/a.png" srcset="_images/a.png 1x, https://example.org/a@2x.png 2x">'
+              '<div style="background: url(https://example.org/bg.png)"></div>')
+    (tmp_path / "bad.html").write_text(f"<html><head>{local}</head><body>{remote}</body></html>")
+    found = " | ".join(outside_the_build(tmp_path))
+    for what in ("<script src=https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js>",
+                 "<link rel=stylesheet href=https://cdn.example.org/theme.css>",
+                 "<link rel=preload href=//cdn.example.org/f.woff2>",
+                 "script names https://unpkg.com/thebe@0.8.2/lib/index.js", "url https://cdn.example.org/z.ttf",
+                 "<img src=http://example.org/logo.png>", "<iframe src=https://example.org/embed>",
+                 "<img srcset=https://example.org/a@2x.png>",
+                 "url https://example.org/bg.png"):
+        assert f"bad.html: {what}" in found, (what, found)
+    assert "ok.html" not in found and "arxiv" not in found and "next.html" not in found, found
+
+
+def test_no_page_loads_anything_from_outside_the_build(smoke_book):
+    html = smoke_book["html"]
+    found = outside_the_build(html)
+    assert not found, found
+    # MathJax is in the build, and the pages with equations load it from there.
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file()
+    assert (html / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").is_dir()
+    for name in ("ssl", "intro"):  # ssl has equations; the front page's toctree includes it
+        page = smoke_book["pages"][name]
+        scripts = [s["src"] for s in soup(page).find_all("script", src=True) if "mathjax" in s["src"].lower()]
+        assert scripts and all((page.parent / urlsplit(s).path).resolve().is_file() for s in scripts), (name, scripts)
+
+
 def test_every_page_in_a_browser_at_desktop_and_phone_width(smoke_book, tmp_path):
+    """Each page as a reader without a network sees it: Chromium with the network cut off."""
     assert Path(CHROMIUM).exists(), "headless Chromium is missing: run `make browser` (Debian's chromium)"
     shots = smoke_book["base"] / "screenshots"
     shots.mkdir(exist_ok=True)
+    # The chapters that carry equations, as Sphinx wrote them (class "math"); the SSL chapter's
+    # losses at least, so that the check below is never vacuous.
+    equations = {name: len(soup(page).select(".math")) for name, page in smoke_book["pages"].items()}
+    assert equations["ssl"] >= 2, equations
     t0 = time.perf_counter()
-    with Browser(tmp_path / "profile") as browser:  # one browser for every page and width
+    with Browser(tmp_path / "profile", offline=True) as browser:  # one browser for every page and width
         for name, page in smoke_book["pages"].items():
             for label, width in WIDTHS.items():
                 facts, png = browser.render(page.as_uri(), width)
                 (shots / f"{name}-{label}.png").write_bytes(png)
                 where = f"{name} at {width} px"
+                outside = [u for u in facts["requests"] if not u.startswith(("file:", "data:", "blob:", "about:"))]
+                assert not outside, f"{where}: requested from the network {outside}"
                 assert facts["height"] > 1000, f"{where}: the page is {facts['height']} px high"
                 broken = [i["src"] for i in facts["images"] if not i["complete"] or i["w"] == 0]
                 assert not broken, f"{where}: images not rendered {broken}"
                 figures = [i for i in facts["images"] if "_images/" in (i["src"] or "")]
                 assert all(i["w"] > 50 and i["h"] > 50 for i in figures), f"{where}: {figures}"
                 assert "undefined" not in facts["text"].split(), where
+                # Every equation typeset by MathJax, none left as raw LaTeX, no font failed.
+                raw = [m["text"] for m in facts["math"] if not m["typeset"]]
+                assert len(facts["math"]) == equations[name] and not raw, f"{where}: equations not typeset {raw}"
+                assert facts["mathjax"] >= equations[name], (where, facts["mathjax"], equations[name])
+                left = re.findall(r"\\[(\[].{0,60}", facts["prose"])
+                assert not left, f"{where}: raw LaTeX in the text {left}"
+                assert not facts["fonts_failed"], f"{where}: fonts not loaded {facts['fonts_failed']}"
                 pixels = np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.float64)
                 assert pixels.shape[1] == width and pixels.shape[0] > 800, (where, pixels.shape)
                 assert pixels.std() > 10 and (pixels < 128).mean() > 0.002, f"{where}: the screenshot looks blank"
