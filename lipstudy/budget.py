@@ -3,10 +3,16 @@
 A verdict computed from small models may be an artefact of the budget: an ordering of baselines
 or an SSL gain that flips when the models train longer. :func:`summarise` reads a profile's
 finished runs (it never trains) and reports, for the four baselines and DeepLabV2 / Attention +
-SSL, the validation mean IoU against the training compute that produced it: images seen and
-minutes, counting a stage-2 run's stage-1 run and each stage-1 run's share of the synthetic
-backbone pretraining. ``lipstudy budget --profile P`` writes it to ``results/budget/<P>.json``,
-a small file that is committed, so the book can plot every budget without retraining.
+SSL, the validation mean IoU against the training compute that produced it, in one accounting for
+every profile:
+
+- *fine-tuning*: the images (and minutes) of the run itself and of the run it fine-tunes (a stage-2
+  run's stage-1 run), the compute the paper's own 30 + 20 epochs count;
+- *total*: fine-tuning plus the whole of the synthetic backbone's pretraining, which the paper's
+  ImageNet weights stand in for (counted once per run, whatever the number of runs that share it).
+
+``lipstudy budget --profile P`` writes it to ``results/budget/<P>.json``, a small file that is
+committed, so the book can plot every budget without retraining.
 """
 from __future__ import annotations
 
@@ -21,9 +27,12 @@ from .atomic import atomic_write_json
 from .cache import finished_key
 from .paths import results_dir, runs_dir
 from .profiles import PROFILES, get_profile
-from .runs import book_runs, paper_runs, profile_seeds
+from .runs import paper_runs, profile_seeds
 
-COLUMNS = ["profile", "method", "seed", "val_miou", "images_seen", "train_minutes", "device"]
+COLUMNS = ["profile", "method", "seed", "val_miou", "images_finetune", "images_total", "minutes_finetune",
+           "minutes_total", "device"]
+ACCOUNTS = {"images_finetune": "fine-tuning images (the run and its stage-1 run)",
+            "images_total": "total images (fine-tuning + the synthetic backbone's pretraining)"}
 
 
 def run_cost(run_dir: Path) -> tuple[float, float]:
@@ -39,26 +48,25 @@ def summarise(profile, data=None, seeds=None) -> pd.DataFrame:
     """One row per finished method x seed of ``profile`` (see the module docstring)."""
     prof = get_profile(profile)
     folder = runs_dir()
-    share = max(1, sum(1 for r in book_runs(prof, seeds) if r.stage == 1))
     rows = []
     for seed in profile_seeds(prof, seeds):
         for method, run in paper_runs(seed).items():
             key = finished_key(run, prof, data)
             if key is None:
                 continue
-            images, minutes = run_cost(folder / key)
-            cfg = json.loads((folder / key / "config.json").read_text())
-            parent = cfg.get("init_run")
+            cost = {"finetune": np.array(run_cost(folder / key)), "backbone": np.zeros(2)}
+            parent = json.loads((folder / key / "config.json").read_text()).get("init_run")
             while parent:  # a stage-2 run's stage-1 run, a stage-1 run's pretrained backbone
                 p_cfg = json.loads((folder / parent / "config.json").read_text())
-                p_images, p_minutes = run_cost(folder / parent)
-                frac = 1.0 / share if p_cfg["run"]["model"] == "backbone" else 1.0
-                images, minutes = images + frac * p_images, minutes + frac * p_minutes
+                cost["backbone" if p_cfg["run"]["model"] == "backbone" else "finetune"] += run_cost(folder / parent)
                 parent = p_cfg.get("init_run")
             metrics = json.loads((folder / key / "metrics.json").read_text())
             prov = json.loads((folder / key / "provenance.json").read_text())
+            total = cost["finetune"] + cost["backbone"]
             rows.append({"profile": prof.name, "method": method, "seed": seed, "val_miou": metrics["mean_iou"],
-                         "images_seen": images, "train_minutes": minutes, "device": prov.get("device")})
+                         "images_finetune": cost["finetune"][0], "images_total": total[0],
+                         "minutes_finetune": cost["finetune"][1], "minutes_total": total[1],
+                         "device": prov.get("device")})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -103,24 +111,27 @@ def family(profile) -> list[str]:
 
 def trend(df: pd.DataFrame, profiles) -> pd.DataFrame:
     """Per method: validation mean IoU (%) at each of ``profiles`` (mean over seeds) and the points
-    it gains per doubling of training compute, the least-squares slope of mean IoU (%) against
-    log2(images seen) over those profiles. ``profiles`` should share their data (the cpu family),
-    so that only the budget differs. A method still gaining several points per doubling has not
+    it gains per doubling of fine-tuning compute and of total compute (:data:`ACCOUNTS`): the
+    least-squares slopes of mean IoU (%) against log2 of the images of each account over those
+    profiles. ``profiles`` should share their data and backbone (the cpu family), so that only the
+    fine-tuning budget differs. A method still gaining several points per doubling has not
     converged: its order against one that gains fewer may change with more training. Methods with
     fewer than two of the profiles are left out."""
     profiles = list(profiles)
     sub = df[df["profile"].isin(profiles)]
     means = sub.groupby(["method", "profile"], sort=False).agg(
-        miou=("val_miou", "mean"), images=("images_seen", "mean")).reset_index()
+        miou=("val_miou", "mean"), **{a: (a, "mean") for a in ACCOUNTS}).reset_index()
+    slopes = {"images_finetune": "points per doubling of fine-tuning",
+              "images_total": "points per doubling of total compute"}
     rows = []
     for method, m in means.groupby("method", sort=False):
         if len(m) < 2:
             continue
-        slope = np.polyfit(np.log2(m["images"].to_numpy(float)), 100 * m["miou"].to_numpy(float), 1)[0]
         at = dict(zip(m["profile"], 100 * m["miou"]))
         rows.append({"method": method, **{f"{p} (%)": at.get(p, np.nan) for p in profiles},
-                     "points per doubling": float(slope)})
-    out = pd.DataFrame(rows, columns=["method", *[f"{p} (%)" for p in profiles], "points per doubling"])
+                     **{name: float(np.polyfit(np.log2(m[a].to_numpy(float)), 100 * m["miou"].to_numpy(float), 1)[0])
+                        for a, name in slopes.items()}})
+    out = pd.DataFrame(rows, columns=["method", *[f"{p} (%)" for p in profiles], *slopes.values()])
     return out.set_index("method")
 
 

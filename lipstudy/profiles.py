@@ -31,9 +31,12 @@ class Profile:
     atr_data: dict
     eval_sizes: tuple[int, ...]
     seeds: tuple[int, ...] = (0,)
-    # Extra seeds of DeepLabV2, DeepLabV2 + SSL and the extra-epochs control (the SSL claims
-    # compare runs a few points apart, so their seed spread is part of the verdict).
+    # Extra seeds of the SSL comparisons (the SSL claims compare runs a few points apart, so their
+    # seed spread is part of the verdict): DeepLabV2, DeepLabV2 + SSL and its control on LIP
+    # (``ssl_seeds``), Attention, Attention + SSL and its control on PASCAL-Person-Part
+    # (``ppp_ssl_seeds``).
     ssl_seeds: tuple[int, ...] = ()
+    ppp_ssl_seeds: tuple[int, ...] = ()
     workers: int = 0
     pretrained: bool = False
     checkpoint_every_steps: int | None = None
@@ -103,7 +106,7 @@ PROFILES: dict[str, Profile] = {
         lip_data={"train": 2000, "val": 400, "test": 200, "max_side": 192},
         ppp_data={"train": 800, "val": 100, "test": 200, "max_side": 192},
         atr_data={"train": 4, "val": 4, "test": 200, "max_side": 192},
-        eval_sizes=_sizes(128), seeds=(0,), ssl_seeds=(1,), workers=1, recipe=CPU_RECIPE, channels_last=True,
+        eval_sizes=_sizes(128), seeds=(0,), ssl_seeds=(1, 2), workers=1, recipe=CPU_RECIPE, channels_last=True,
         finetune=CPU_FINETUNE, pretrain=CPU_PRETRAIN),
     # The paper's settings (Section 5.1) on a GPU: LIP-scale data (or real LIP via `data`).
     "full": Profile(
@@ -119,9 +122,9 @@ PROFILES: dict[str, Profile] = {
 # committed, and `lipstudy budget --profile <name> --train` retrains one (cpu-long: about 30 minutes
 # on 2 cores). No extra seeds: the figure compares budgets, not seeds.
 PROFILES["cpu-short"] = dataclasses.replace(PROFILES["cpu"], name="cpu-short", epochs_stage1=3, epochs_stage2=2,
-                                            ssl_seeds=())
+                                            ssl_seeds=(), ppp_ssl_seeds=())
 PROFILES["cpu-long"] = dataclasses.replace(PROFILES["cpu"], name="cpu-long", epochs_stage1=12, epochs_stage2=6,
-                                           ssl_seeds=())
+                                           ssl_seeds=(), ppp_ssl_seeds=())
 
 
 def get_profile(name) -> Profile:
@@ -131,3 +134,31 @@ def get_profile(name) -> Profile:
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
     return PROFILES[name]
+
+
+WHERE = {"smoke": "CI (`make test`): every chapter in minutes", "cpu": "`make book`: the whole book on 2 CPU cores",
+         "cpu-short": "the budget figure (less fine-tuning than cpu)", "cpu-long": "the budget figure (more fine-tuning)",
+         "full": "a GPU: the paper's settings"}
+
+
+def summary() -> "pd.DataFrame":
+    """One row per profile, read off its settings: its data, networks, training and seeds (the
+    book's front page shows it, so no number in it is typed by hand)."""
+    import pandas as pd
+
+    def data(p: Profile) -> str:
+        d = p.lip_data
+        side = "LIP-scale" if d["max_side"] is None else f"up to {d['max_side']} px"
+        real = " (or real LIP with DATA=)" if p.pretrained or p.name == "full" else ""
+        return f"{d['train']:,} / {d['val']:,} / {d['test']:,} synthetic images, {side}{real}"
+
+    rows = []
+    for p in PROFILES.values():
+        start = ("ImageNet VGG-16" if p.pretrained else
+                 f"a synthetic VGG-16-BN backbone ({p.pretrain['epochs']} epochs)" if p.pretrain else "scratch")
+        seeds = len(p.seeds) + len(p.ssl_seeds) + len(p.ppp_ssl_seeds)
+        rows.append({"profile": p.name, "meant for": WHERE.get(p.name, ""), "LIP train / val / test": data(p),
+                     "networks": f"width {p.width:g}, {p.crop}-px crops, from {start}",
+                     "epochs (stage 1 + 2)": f"{p.epochs_stage1} + {p.epochs_stage2}",
+                     "seeds": f"{len(p.seeds)}" + (f" ({seeds} for the SSL comparisons)" if seeds > len(p.seeds) else "")})
+    return pd.DataFrame(rows)

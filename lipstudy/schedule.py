@@ -71,7 +71,7 @@ def pending_tasks(runs, profile, data=None, evaluations=None) -> tuple[dict, dic
     return tasks, waits
 
 
-def ensure_all(runs, profile, data=None, device: str = "auto", jobs: int = 1, evaluations=None) -> None:
+def ensure_all(runs, profile, data=None, device: str = "auto", jobs: int = 1, evaluations=None) -> int:
     """Train every missing run of ``runs`` and compute ``evaluations`` ({run: [evaluation name,
     ...]}, e.g. :func:`lipstudy.runs.book_evaluations`), ``jobs`` at a time in separate processes of
     ``cpu_count // jobs`` threads each. On 2 CPU cores two one-thread runs side by side train
@@ -82,14 +82,14 @@ def ensure_all(runs, profile, data=None, device: str = "auto", jobs: int = 1, ev
     stage-1 run only, not for every stage-1 run), longest chain first, so no core idles at the end
     of a "wave". The pretrained backbone, which every stage-1 run waits for, trains alone with
     every thread. Runs and evaluations already finished cost nothing; the cache's locks make this
-    safe beside a chapter asking for the same."""
+    safe beside a chapter asking for the same. Returns the number of tasks it had to do."""
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     prof = get_profile(profile)
     tasks, waits = pending_tasks(runs, prof, data, evaluations)
     if not tasks:
-        return
+        return 0
     datasets = {r.dataset for r in tasks} | {"atr" for names in tasks.values() if "atr" in names}
     for ds in sorted(datasets):  # data first, once, with every core
         data_root(prof, ds, data if ds == "lip" else None)
@@ -113,7 +113,7 @@ def ensure_all(runs, profile, data=None, device: str = "auto", jobs: int = 1, ev
             for name in tasks[r]:
                 res.evaluation(name)
             done.add(r)
-        return
+        return len(tasks)
     # Spawned (no forked torch thread pools), one task per process, and not daemonic as a
     # multiprocessing.Pool's are: a run's DataLoader workers and the data generator's pool are its children.
     done, running = set(), {}
@@ -133,6 +133,7 @@ def ensure_all(runs, profile, data=None, device: str = "auto", jobs: int = 1, ev
             for f in finished:
                 f.result()  # a failed run stops the book here, with its error
                 done.add(running.pop(f))
+    return len(tasks)
 
 
 def progress_plan(profile, data=None, seeds=None) -> list[PlannedRun]:

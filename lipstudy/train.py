@@ -326,22 +326,25 @@ def train_one_epoch(stage: Stage, last: int, report: RunProgress | None = None, 
 
 
 def train(cfg: TrainConfig, out, progress: bool = True,
-          on_step: Callable[[int], None] | None = None) -> Path:
+          on_step: Callable[[int], None] | None = None, report: bool = True) -> Path:
     """Train one stage into directory ``out`` and return the path of its final checkpoint.
 
     Resumes from ``out/checkpoint.pt`` when present (refusing if the config changed). Under
     ``torchrun`` (env RANK / WORLD_SIZE) each process trains its shard of every global batch with
     DistributedDataParallel; rank 0 writes the files. ``on_step(step)`` is called after each
-    optimiser step (tests use it to interrupt a run at a known point).
+    optimiser step (tests use it to interrupt a run at a known point). ``report=False``: not a run
+    of the book (a chapter's own few steps), so nothing is reported to a book runner's progress and
+    no summary line is printed.
     """
     stage = setup(cfg, out)
     resume(stage)
     last = stage.total_steps if cfg.max_steps is None else min(stage.total_steps, cfg.max_steps)
     # Under the book runner, progress goes through lipstudy.progress (lines on the runner's
     # terminal, one summary line in the notebook) instead of a tqdm bar in the notebook.
-    report = RunProgress(cfg, stage.out, stage.step, last, stage.steps_per_epoch) if stage.rank == 0 else None
+    report = (RunProgress(cfg, stage.out, stage.step, last, stage.steps_per_epoch)
+              if stage.rank == 0 and report else None)
     bar = None
-    if progress and report is not None and not report.replaces_bar:
+    if progress and stage.rank == 0 and (report is None or not report.replaces_bar):
         from tqdm.auto import tqdm
         bar = tqdm(total=last, initial=min(stage.step, last), desc=f"train {cfg.model}", unit="step",
                    dynamic_ncols=True)

@@ -151,7 +151,8 @@ class Browser:
         page, top to bottom (at most ``max_height`` pixels). The facts: the document's height and
         width; each image's source and natural size; the body text; ``math``, each element of
         class ``math`` (Sphinx's equations) with whether MathJax typeset it and, if not, its
-        text; ``mathjax``, how many MathJax output elements the page has; ``prose``, the text of
+        text; ``mathjax``, how many MathJax output elements the page has; ``claims``, each claim block's
+        right edge and whether its content is cut (the claims chapter), and the ``viewport`` width; ``prose``, the text of
         ``main`` outside code, scripts and MathJax's output (raw LaTeX left there was not
         typeset); ``fonts_failed``, web fonts that failed to load; ``requests``, every URL the
         page requested (before the screenshot), its own included."""
@@ -184,6 +185,11 @@ class Browser:
                         return {typeset: typeset, text: typeset ? '' : e.textContent.slice(0, 120)};
                     }),
                     mathjax: document.querySelectorAll('mjx-container').length,
+                    claims: [...document.querySelectorAll('.lipstudy-claim')].map(e => {
+                        const r = e.getBoundingClientRect();
+                        return {right: r.right, cut: e.scrollWidth > e.clientWidth + 1, lines: Math.round(r.height)};
+                    }),
+                    viewport: window.innerWidth,
                     prose: prose.join(' '),
                     fonts_failed: [...document.fonts].filter(f => f.status === 'error').map(f => f.family)};
         })()""")

@@ -253,8 +253,15 @@ def test_front_page_answers_at_a_glance(smoke_book):
     assert len(links) == n
     claims_ids = {t["id"] for t in soup(smoke_book["pages"]["claims"]).find_all(id=True)}
     assert all(h.split("#", 1)[1] in claims_ids for h in links)
-    claims_text = soup(smoke_book["pages"]["claims"]).get_text(" ")
-    assert re.search(rf"Of\s+{n}\s+claims tested", claims_text)
+    claims_page = soup(smoke_book["pages"]["claims"])
+    assert re.search(rf"Of\s+{n}\s+claims tested", claims_page.get_text(" "))
+    # The claims chapter shows what the build wrote to results/claims/<profile>.json, claim by claim.
+    records = json.loads((smoke_book["results"] / "claims" / "smoke.json").read_text())["claims"]
+    blocks = claims_page.select(".lipstudy-claim")
+    assert len(blocks) == len(records) == n
+    for block, record in zip(blocks, records):
+        assert record["claim"] in block.get_text() and block.select_one(".lc-verdict").get_text() == record["verdict"]
+        assert record["reason"] in block.get_text(" ")
 
 
 def page_problems(page: Path, ids: dict) -> list[str]:
@@ -456,6 +463,10 @@ def test_every_page_in_a_browser_at_desktop_and_phone_width(smoke_book, tmp_path
                 left = re.findall(r"\\[(\[].{0,60}", facts["prose"])
                 assert not left, f"{where}: raw LaTeX in the text {left}"
                 assert not facts["fonts_failed"], f"{where}: fonts not loaded {facts['fonts_failed']}"
+                # The claims are blocks that fit the width: none runs past the viewport or is cut.
+                assert (len(facts["claims"]) > 10) == (name == "claims"), (where, len(facts["claims"]))
+                bad = [c for c in facts["claims"] if c["right"] > facts["viewport"] + 1 or c["cut"]]
+                assert not bad, f"{where}: claim blocks cut at the right edge {bad[:3]}"
                 pixels = np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.float64)
                 assert pixels.shape[1] == width and pixels.shape[0] > 800, (where, pixels.shape)
                 assert pixels.std() > 10 and (pixels < 128).mean() > 0.002, f"{where}: the screenshot looks blank"

@@ -106,11 +106,22 @@ def test_adamw_optimizer_groups():
 
 
 def test_deviations_are_computed_from_the_profile():
-    full = deviations.deviations("full")
-    assert list(full["setting"]) == ["data"]  # the full profile is the paper's recipe on other data
+    full = deviations.deviations("full").set_index("setting")
+    # the full profile: the paper's recipe on other data, with the study's own additions
+    assert {"data", "SSL on PASCAL-Person-Part", "SSL controls"} <= set(full.index)
+    assert not {"training images", "crop", "network width", "optimiser", "batch"} & set(full.index)
     tiny = deviations.deviations(TINY).set_index("setting")
     col = "profile tinypre"
-    assert tiny.loc["training images", col] == 8 and tiny.loc["training images", "paper"] == 30462
+    assert tiny.loc["training images", col] == "8" and tiny.loc["training images", "paper"] == "30,462"
+    assert tiny.loc["validation / test images", col] == "4 / 4"
+    assert tiny.loc["validation / test images", "paper"] == "10,000 / 10,000"
+    assert tiny.loc["PASCAL-Person-Part training / test images", "paper"] == "1,716 / 1,817"
+    assert tiny.loc["ATR test images (Table 6)", "paper"] == "1,000"
+    assert tiny.loc["joint heatmap grid (stride 8)", col] == "4 x 4"  # (32 - 1) // 8 + 1
+    assert tiny.loc["joint heatmap grid (stride 8)", "paper"] == "41 x 41"
+    assert tiny.loc["batch", col] == 4 and tiny.loc["batch", "paper"] == 10
+    assert "convolutions only" in tiny.loc["fc6 / fc7 (DeepLabV2's ASPP branches, Attention's LargeFOV head, FCN-8s)", col]
+    assert "L_joint's scale (Eq. 2)" in tiny.index and "stage 2's schedule" in tiny.index
     assert tiny.loc["crop", col] == "32 x 32"
     assert tiny.loc["batch norm in the backbone", col] == "every baseline"
     assert tiny.loc["optimiser", col].startswith("AdamW (lr 0.002")
@@ -141,7 +152,7 @@ def test_finetune_settings_leave_the_backbone_key_alone():
 
 def test_book_runs_lists_every_chapter_run_and_the_ssl_seeds():
     runs = book_runs(dataclasses.replace(TINY, ssl_seeds=(1,)))
-    assert len(runs) == len(set(runs)) == 6 + 3 + 3 + 3
+    assert len(runs) == len(set(runs)) == 6 + 2 + 4 + 3  # paper, LIP controls, PPP (with its control), trio
     assert Run("deeplabv2", seed=1) in runs and Run("deeplabv2", "off", stage=2, seed=1) in runs
     assert Run("attention", seed=1) not in runs
 
@@ -190,13 +201,14 @@ def test_pretrained_profile_end_to_end_with_two_workers(dirs):
     assert [cache.ensure(r, TINY).dir.name for r in runs] == keys
     assert {k: (run_dir / k / "metrics.json").stat().st_mtime_ns for k in keys} == mtimes
 
-    # budget: the SSL run counts its stage-1 run and a share of the backbone
+    # budget: fine-tuning counts the SSL run's stage-1 run; total adds the whole backbone, once
     df = budget.summarise(TINY).set_index("method")
     assert set(df.index) == {"DeepLabV2", "FCN-8s", "DeepLabV2 + SSL"}
-    share = sum(1 for r in book_runs(TINY) if r.stage == 1)
     pre_images = 2 * 4  # 8 images, batch 4, 1 epoch: 2 steps of 4
-    assert df.loc["DeepLabV2", "images_seen"] == pytest.approx(8 + pre_images / share)
-    assert df.loc["DeepLabV2 + SSL", "images_seen"] == pytest.approx(8 + 8 + pre_images / share)
+    assert df.loc["DeepLabV2", "images_finetune"] == 8 and df.loc["DeepLabV2", "images_total"] == 8 + pre_images
+    assert df.loc["DeepLabV2 + SSL", "images_finetune"] == 8 + 8
+    assert df.loc["DeepLabV2 + SSL", "images_total"] == 8 + 8 + pre_images
+    assert df.loc["DeepLabV2 + SSL", "minutes_total"] > df.loc["DeepLabV2 + SSL", "minutes_finetune"] > 0
     path = budget.write(TINY)
     again = budget.load_all(path.parent)
     assert len(again) == 3 and set(again["profile"]) == {"tinypre"}
@@ -235,18 +247,27 @@ def test_operating_point_table_from_a_result_file(tmp_path):
 
 def test_budget_trend_is_points_per_doubling_by_hand():
     rows = []
+    backbone = 3000  # total = fine-tuning + the backbone's images: 4000, 5000, 7000
     for prof, images, a, b in (("short", 1000, 0.10, 0.30), ("mid", 2000, 0.14, 0.31), ("long", 4000, 0.18, 0.29)):
-        rows += [{"profile": prof, "method": "A", "seed": 0, "val_miou": a, "images_seen": images},
-                 {"profile": prof, "method": "B", "seed": 0, "val_miou": b - 0.01, "images_seen": images},
-                 {"profile": prof, "method": "B", "seed": 1, "val_miou": b + 0.01, "images_seen": images}]
-    rows.append({"profile": "short", "method": "C", "seed": 0, "val_miou": 0.5, "images_seen": 1000})
-    rows.append({"profile": "smoke", "method": "A", "seed": 0, "val_miou": 0.9, "images_seen": 10})  # other data
+        cost = {"images_finetune": images, "images_total": images + backbone}
+        rows += [{"profile": prof, "method": "A", "seed": 0, "val_miou": a, **cost},
+                 {"profile": prof, "method": "B", "seed": 0, "val_miou": b - 0.01, **cost},
+                 {"profile": prof, "method": "B", "seed": 1, "val_miou": b + 0.01, **cost}]
+    rows.append({"profile": "short", "method": "C", "seed": 0, "val_miou": 0.5, "images_finetune": 1000,
+                 "images_total": 4000})
+    rows.append({"profile": "smoke", "method": "A", "seed": 0, "val_miou": 0.9, "images_finetune": 10,
+                 "images_total": 10})  # other data
     t = budget.trend(pd.DataFrame(rows), ["short", "mid", "long"])
-    # A: 10, 14, 18 % at log2 images 0, 1, 2 (+ a constant) -> 4 points per doubling; smoke is ignored
-    assert t.loc["A", "points per doubling"] == pytest.approx(4.0)
+    # A: 10, 14, 18 % at log2 fine-tuning images 0, 1, 2 (+ a constant) -> 4 points per doubling;
+    # smoke is ignored
+    assert t.loc["A", "points per doubling of fine-tuning"] == pytest.approx(4.0)
     assert t.loc["A", "mid (%)"] == pytest.approx(14.0)
+    # of total compute: the least-squares slope against log2(4000, 5000, 7000), by hand
+    x = np.log2([4000, 5000, 7000])
+    assert t.loc["A", "points per doubling of total compute"] == pytest.approx(
+        np.sum((x - x.mean()) * (np.array([10, 14, 18]) - 14)) / np.sum((x - x.mean()) ** 2))
     # B: the mean over seeds, 30, 31, 29 % -> slope -0.5; C has one budget only: left out
-    assert t.loc["B", "points per doubling"] == pytest.approx(-0.5)
+    assert t.loc["B", "points per doubling of fine-tuning"] == pytest.approx(-0.5)
     assert t.loc["B", "short (%)"] == pytest.approx(30.0)
     assert list(t.index) == ["A", "B"]
     # the cpu profile's budget family: same data and backbone, other fine-tuning epochs

@@ -99,8 +99,14 @@ def test_parameters_injected_and_cache_reused(tmp_path):
     assert len(shown) == 1 and 'profile = "smoke"' in shown[0] and "seeds = [3, 4]" in shown[0], shown
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in page.cells)
 
+    # The build records its time per chapter (the toy chapters use no training runs: no training phase).
+    times = runner.build_times("smoke", res)
+    assert set(times) == {"a", "b"} and all(t["seconds"] > 0 and t["finished"] for t in times.values())
+    assert times["a"]["seconds"] == pytest.approx(first[0].seconds, abs=0.05)
+
     again = run(src, ["a", "b"], res, book, seeds=[3, 4])
     assert [r.status for r in again] == ["cached", "cached"]
+    assert runner.build_times("smoke", res) == times  # a cached chapter keeps the time it took
 
     # A changed parameter, chapter text or data manifest reruns; the others stay cached.
     assert [r.status for r in run(src, ["a", "b"], res, book, seeds=[5])] == ["ran", "ran"]

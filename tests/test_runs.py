@@ -1,4 +1,6 @@
 """lipstudy.runs: the run catalogue and the run graph (what each run starts from)."""
+import dataclasses
+
 import pytest
 
 from lipstudy import runs
@@ -10,12 +12,14 @@ def test_run_labels_and_named_sets():
     assert list(runs.paper_runs()) == ["SegNet", "FCN-8s", "DeepLabV2", "Attention", "DeepLabV2 + SSL",
                                        "Attention + SSL"]
     assert runs.paper_runs()["Attention + SSL"] == Run("attention", "paper", "lip", 2, 0)
-    assert list(runs.control_runs(3)) == ["DeepLabV2 + stage-2 epochs without SSL", "DeepLabV2 + SSL (released code)",
-                                          "DeepLabV2 + SSL (1 + L_joint)"]
-    assert all(r.seed == 3 and r.stage == 2 for r in runs.control_runs(3).values())
+    assert list(runs.control_runs(3)) == ["DeepLabV2 + stage-2 epochs without SSL",
+                                          "Attention + stage-2 epochs without SSL"]
+    assert all(r.seed == 3 and r.stage == 2 and r.loss == "off" for r in runs.control_runs(3).values())
+    assert runs.control_label("DeepLabV2") == "DeepLabV2 + stage-2 epochs without SSL"
     ppp = runs.ppp_runs()
-    assert list(ppp) == ["DeepLab-LargeFOV", "Attention", "Attention + SSL"]
+    assert list(ppp) == ["DeepLab-LargeFOV", "Attention", "Attention + SSL", "Attention + stage-2 epochs without SSL"]
     assert all(r.dataset == "ppp" for r in ppp.values())
+    assert ppp["Attention + stage-2 epochs without SSL"] == Run("attention", "off", "ppp", 2)
     assert Run("deeplabv2", "paper", stage=2).stage1() == Run("deeplabv2")
     with pytest.raises(ValueError, match="unknown model"):
         Run("unet")
@@ -53,12 +57,34 @@ def test_what_a_run_starts_from():
 def test_book_runs_and_evaluations():
     cpu = get_profile("cpu")
     book = runs.book_runs(cpu)
-    assert len(book) == len(set(book)) == 15  # 6 paper + 3 controls + 3 PPP, + 3 extra-seed SSL runs
-    assert {r for r in book if r.seed == 1} == {Run("deeplabv2", seed=1), Run("deeplabv2", "paper", stage=2, seed=1),
-                                                Run("deeplabv2", "off", stage=2, seed=1)}
+    # 6 paper methods + 2 LIP controls + 4 PPP runs, + the DeepLabV2 trio for each of 2 extra seeds
+    assert len(book) == len(set(book)) == 12 + 3 * len(cpu.ssl_seeds) == 18
+    trio = {Run("deeplabv2", seed=1), Run("deeplabv2", "paper", stage=2, seed=1), Run("deeplabv2", "off", stage=2, seed=1)}
+    assert {r for r in book if r.seed == 1} == trio
+    with_ppp = runs.book_runs(dataclasses.replace(cpu, ppp_ssl_seeds=(1,)))
+    assert set(with_ppp) - set(book) == set(runs.ppp_trio(1).values())
+    methods = runs.method_runs(cpu)
+    assert sorted(methods["DeepLabV2 + SSL"]) == [0, 1, 2] and list(methods["SegNet"]) == [0]
+    assert set(methods["ppp/Attention + stage-2 epochs without SSL"]) == {0}
     ev = runs.book_evaluations(cpu)
     assert ev[Run("segnet")] == ["test", "atr", "val@61", "val@128", "val@205"]  # 153, 321, 513 x 128 / 321, rounded
     assert ev[Run("attention", dataset="ppp")] == ["test"]
+    # the controls are evaluated as the methods they stand beside (Table 6's input sizes included)
+    assert ev[Run("deeplabv2", "off", stage=2, seed=2)] == ev[Run("segnet")]
     assert "test" not in runs.book_evaluations(cpu, data="/real/LIP")[Run("segnet")]  # LIP's test labels are hidden
     assert runs.epochs(BACKBONE, cpu) == 16 and runs.epochs(Run("fcn8s"), cpu) == 6
     assert runs.epochs(Run("fcn8s", "paper", stage=2), cpu) == 3 and runs.base_lr(BACKBONE, cpu) == 2e-3
+
+
+def test_the_profiles_table_is_read_off_the_profiles():
+    from lipstudy.profiles import summary
+
+    t = summary().set_index("profile")
+    assert list(t.index) == list(PROFILES)
+    smoke, cpu = get_profile("smoke"), get_profile("cpu")
+    assert t.loc["smoke", "LIP train / val / test"] == (f"{smoke.lip_data['train']} / {smoke.lip_data['val']} / "
+                                                       f"{smoke.lip_data['test']} synthetic images, up to "
+                                                       f"{smoke.lip_data['max_side']} px")
+    assert t.loc["cpu", "epochs (stage 1 + 2)"] == f"{cpu.epochs_stage1} + {cpu.epochs_stage2}"
+    assert t.loc["cpu", "seeds"] == f"1 ({1 + len(cpu.ssl_seeds)} for the SSL comparisons)"
+    assert "from ImageNet VGG-16" in t.loc["full", "networks"] and "LIP-scale" in t.loc["full", "LIP train / val / test"]

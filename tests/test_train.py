@@ -443,3 +443,21 @@ def test_frozen_bn_stats_keep_the_pretrained_statistics(tmp_path):
     with pytest.raises(ValueError, match="frozen_bn_stats .* needs a pretrained start"):
         train(tiny_config(root, batch_norm=True, frozen_bn_stats=True, max_steps=1), tmp_path / "r2",
               progress=False)
+
+
+def test_released_loss_trains_exactly_the_baseline_through_the_trainer(tmp_path):
+    """The released code's loss through the real trainer (AdamW, batch norm, dropout masks drawn
+    from the RNG, channels_last, warm-up): the same weights as plain cross-entropy, bit for bit;
+    Eq. 2 ("paper") moves them. The SSL chapter shows this comparison on the profile's own recipe."""
+    from lipstudy import loss_modes
+
+    root = write_tiny_lip(tmp_path / "lip")
+    cfg = tiny_config(root, dropout=0.5, batch_norm=True, optimizer="adamw", weight_decay=1e-4, warmup_steps=2,
+                      classifier_lr_mult=1.0, channels_last=True, epochs=1)
+    diffs = loss_modes.compare_training(cfg)
+    assert diffs["off"] == 0.0 and diffs["released"] == 0.0
+    assert diffs["paper"] > 1e-6
+    # the profile's own config: its recipe, its crop, a few steps on its data
+    prof_cfg = loss_modes.profile_config("cpu", root, steps=2)
+    assert (prof_cfg.optimizer, prof_cfg.batch_norm, prof_cfg.crop, prof_cfg.max_steps) == ("adamw", True, 128, 2)
+    assert prof_cfg.channels_last is True and prof_cfg.atrous_scale == pytest.approx(128 / 321)

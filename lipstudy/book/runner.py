@@ -19,6 +19,7 @@ extension :mod:`lipstudy.book.sphinx_ext`.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import progress
-from ..atomic import atomic_path, atomic_write
+from ..atomic import atomic_path, atomic_write, atomic_write_json
 from ..paths import REPO, RESULTS_ENV, results_dir
 from ..profiles import PROFILES
 from . import pages
@@ -190,8 +191,11 @@ def execute(profile: str, chapters: list[str] | None = None, data: str | None = 
         from ..schedule import training_jobs
 
         tracker.jobs = training_jobs(device)
+        t0 = time.perf_counter()
         with tracker.watch(cache_dir / f".progress-{os.getpid()}.jsonl"):
-            train_book_runs(profile, data, device, seeds, log)
+            trained = train_book_runs(profile, data, device, seeds, log)
+        if trained:
+            record_time(cache_dir, "training", time.perf_counter() - t0)
     for i, name in enumerate(selected, 1):
         key = key_of(name)  # after training: the reproducibility chapter's inputs include the runs
         cached = cache_dir / f"{name}.ipynb"
@@ -210,6 +214,7 @@ def execute(profile: str, chapters: list[str] | None = None, data: str | None = 
             errors.append(str(err))
             continue
         log(f"[book] chapter {i}/{len(selected)} {name}: done in {progress.duration(res.seconds)}")
+        record_time(cache_dir, name, res.seconds)
         done.append(res)
     if errors:
         raise ChapterError("\n".join(errors))
@@ -219,15 +224,39 @@ def execute(profile: str, chapters: list[str] | None = None, data: str | None = 
     return done
 
 
-def train_book_runs(profile: str, data=None, device: str = "auto", seeds=None, log=say) -> None:
-    """Train (or find finished) every run of :func:`lipstudy.runs.book_runs` before the chapters run."""
+BUILD_TIMES = "build_times.json"
+"""In a profile's chapter cache: the seconds the last build spent training the book's runs, and on each
+chapter it executed (the reproducibility chapter reports them: no build time is typed by hand)."""
+
+
+def record_time(cache_dir: Path, what: str, seconds: float) -> None:
+    """Record that this build spent ``seconds`` on ``what`` (the training phase or a chapter)."""
+    from ..provenance import environment, now
+
+    path = cache_dir / BUILD_TIMES
+    times = json.loads(path.read_text()) if path.is_file() else {}
+    env = environment()
+    times[what] = {"seconds": round(seconds, 1), "finished": now(),
+                   "machine": f"{env['platform']}, {env['cpus']} CPUs, device {env['device']}"}
+    atomic_write_json(path, times)
+
+
+def build_times(profile: str, results=None) -> dict:
+    """What :func:`record_time` recorded for ``profile``'s builds ({} before the first)."""
+    path = chapter_cache_dir(profile, results) / BUILD_TIMES
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def train_book_runs(profile: str, data=None, device: str = "auto", seeds=None, log=say) -> int:
+    """Train (or find finished) every run of :func:`lipstudy.runs.book_runs` before the chapters run;
+    the number of runs and evaluations that had to be done."""
     from .. import schedule
     from ..runs import book_evaluations, book_runs
 
     jobs = schedule.training_jobs(device)
     log(f"[book] training the book's runs, {jobs} at a time")
-    schedule.ensure_all(book_runs(profile, seeds), profile, data, device, jobs=jobs,
-                        evaluations=book_evaluations(profile, data, seeds))
+    return schedule.ensure_all(book_runs(profile, seeds), profile, data, device, jobs=jobs,
+                               evaluations=book_evaluations(profile, data, seeds))
 
 
 def _book_progress(profile, data, seeds, log) -> progress.BookProgress:

@@ -1,0 +1,54 @@
+"""What the loss modes train, measured through the real trainer (paper Section 4.2 against the
+released code).
+
+:mod:`lipstudy.losses` states that the released code's loss ("released": the forward value
+weighted by the joint structure loss, the gradient of plain cross-entropy) trains exactly the
+baseline ("off"), while Eq. 2 ("paper") does not. :func:`compare_training` checks it where it
+matters: a few steps of :func:`lipstudy.train.train` from the same start with the profile's recipe
+(optimiser, batch norm, dropout and its random masks, memory layout), comparing the weights bit for
+bit. The SSL chapter shows the outcome, and a test asserts it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .config import TrainConfig
+from .runtime import load_checkpoint
+
+
+def trained_weights(cfg: TrainConfig, folder) -> dict[str, torch.Tensor]:
+    """The weights :func:`lipstudy.train.train` leaves after training ``cfg`` into ``folder``."""
+    from .train import train
+
+    return load_checkpoint(train(cfg, folder, progress=False, report=False))["model"]
+
+
+def largest_difference(a: dict, b: dict) -> float:
+    """The largest absolute difference between two state dicts' tensors (0.0: bit-identical)."""
+    if a.keys() != b.keys():
+        raise ValueError("the two networks have different parameters")
+    return max((float((a[k].double() - b[k].double()).abs().max()) if a[k].numel() else 0.0) for k in a)
+
+
+def compare_training(cfg: TrainConfig, modes=("off", "released", "paper")) -> dict[str, float]:
+    """Train ``cfg`` once per loss mode from the same start (same seed, data, settings) and return,
+    for each mode, the largest absolute weight difference from the first mode's network."""
+    with tempfile.TemporaryDirectory(prefix="lipstudy-loss-modes-") as tmp:
+        weights = {m: trained_weights(dataclasses.replace(cfg, loss=m), Path(tmp) / m) for m in modes}
+    first = weights[modes[0]]
+    return {m: largest_difference(w, first) for m, w in weights.items()}
+
+
+def profile_config(profile, data_root, steps: int = 3, model: str = "deeplabv2") -> TrainConfig:
+    """A few steps of ``model`` under ``profile``'s recipe (width, crop, batch, optimiser, batch
+    norm, dropout, warm-up, memory layout) on the profile's LIP data, from a random start."""
+    from .profiles import get_profile
+
+    prof = get_profile(profile)
+    return TrainConfig(model=model, width=prof.width, crop=prof.crop, batch_size=prof.batch, lr=prof.lr,
+                       dataset="lip", data_root=str(data_root), epochs=1, max_steps=steps, seed=0, device="cpu",
+                       workers=0, channels_last=prof.channels_last, **prof.run_recipe())
