@@ -567,10 +567,11 @@ def test_all_claims_runs_every_claim_function_in_the_papers_order(monkeypatch):
                                             "ssl_better_every_input_size", "ssl_smaller_input_size_range"}
 
 
-def test_the_claims_chapter_tests_every_claim(monkeypatch):
+def test_the_claims_chapter_tests_every_claim(monkeypatch, tmp_path):
     from lipstudy.claims import evidence
     from lipstudy.profiles import PROFILES
 
+    monkeypatch.setenv("LIPSTUDY_RESULTS", str(tmp_path))  # book_verdicts writes the claims file there
     text = (Path(__file__).resolve().parents[1] / "book" / "claims.md").read_text()
     # The chapter's table: book_verdicts = all_claims with the profile's input sizes, PPP and ATR on.
     assert "book_verdicts(profile, data=data, device=device, seeds=seeds)" in text
