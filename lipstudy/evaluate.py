@@ -214,7 +214,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", required=True, help="dataset root (LIP, PPP or ATR layout)")
     p.add_argument("--split", default="val")
-    p.add_argument("--kind", default="auto", choices=("auto", "lip", "ppp", "atr"))
+    p.add_argument("--kind", default="auto", choices=("auto", *labels.DATASETS))
     p.add_argument("--label-dir", help="labels for an unlabelled split (the server's hidden test labels)")
     p.add_argument("--flip", action="store_true", help="average with the mirrored prediction")
     p.add_argument("--scales", type=float, nargs="+", default=[1.0], help="e.g. 0.75 1 1.25")

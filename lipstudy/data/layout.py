@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lipstudy.data.decode import DataError
+from lipstudy.labels import DATASETS
 
 SPLITS = ("train", "val", "test")
-KINDS = ("lip", "ppp", "atr")
+KINDS = tuple(DATASETS)
 
 
 @dataclass(frozen=True)

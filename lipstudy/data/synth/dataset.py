@@ -25,7 +25,7 @@ from lipstudy.labels import DATASETS
 
 GENERATOR_VERSION = "1.0"
 SPLITS = ("train", "val", "test")
-STYLES = ("lip", "ppp", "atr")
+STYLES = tuple(DATASETS)  # a style per benchmark: its layout and label set
 CSV_COLUMNS = ("id", "split", *ATTRIBUTES, "person_area", "size_bin", "width", "height")
 # Fixed codes, not positions in SPLITS / STYLES: they seed every image's random stream.
 _SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
