@@ -29,11 +29,23 @@ from pathlib import Path
 
 import numpy as np
 
+from lipstudy.labels import LIP_FLIP_PAIRS, LIP_ID, LIP_NUM_CLASSES
+
 ATTRIBUTES = ("full_body", "upper_body", "lower_body", "head_missed", "back_view", "occlusion")
-HEAD = (1, 2, 4, 13)
-UPPER_GARMENTS = (5, 6, 7, 10)
-LOWER_PARTS = (8, 9, 12, 16, 17, 18, 19)
-PAIRS = ((14, 15), (16, 17), (18, 19))
+
+
+def _ids(*names: str) -> list[int]:
+    return [LIP_ID[n] for n in names]
+
+
+HEAD = _ids("hat", "hair", "sunglasses", "face")
+UPPER_GARMENTS = _ids("upper-clothes", "dress", "coat", "jumpsuits")
+LOWER_PARTS = _ids("socks", "pants", "skirt", "left-leg", "right-leg", "left-shoe", "right-shoe")
+LEGS_AND_FEET = _ids("socks", "left-leg", "right-leg", "left-shoe", "right-shoe")
+SHOES = _ids("left-shoe", "right-shoe")
+ARMS = _ids("left-arm", "right-arm")
+PAIRS = tuple(LIP_FLIP_PAIRS)
+HAIR, FACE = LIP_ID["hair"], LIP_ID["face"]
 
 
 def derive_attributes(label) -> dict[str, int]:
@@ -44,24 +56,24 @@ def derive_attributes(label) -> dict[str, int]:
         raise ValueError(f"expected a 2-D label map, got shape {lab.shape}")
     area = np.bincount(lab.ravel(), minlength=256).astype(np.int64)
     has = area > 0
-    head = bool(has[list(HEAD)].any())
-    shoes = bool(has[[18, 19]].any())
+    head = bool(has[HEAD].any())
+    shoes = bool(has[SHOES].any())
     full_body = head and shoes
-    upper_area = area[list(UPPER_GARMENTS)].sum()
-    upper_body = (head and not has[[8, 16, 17, 18, 19]].any()
-                  and area[[9, 12]].sum() < 0.15 * max(upper_area, 1))
-    lower_area = area[list(LOWER_PARTS)].sum()
-    lower_body = (not head) and lower_area > 0 and lower_area > upper_area + area[[14, 15]].sum()
+    upper_area = area[UPPER_GARMENTS].sum()
+    upper_body = (head and not has[LEGS_AND_FEET].any()
+                  and area[_ids("pants", "skirt")].sum() < 0.15 * max(upper_area, 1))
+    lower_area = area[LOWER_PARTS].sum()
+    lower_body = (not head) and lower_area > 0 and lower_area > upper_area + area[ARMS].sum()
     head_missed = (not head) and not lower_body and upper_area > 0
     if head:
-        back_view = area[2] > 0 and area[13] < 0.1 * area[2]
+        back_view = area[HAIR] > 0 and area[FACE] < 0.1 * area[HAIR]
     else:
         votes = [np.nonzero(lab == left)[1].mean() < np.nonzero(lab == right)[1].mean()
                  for left, right in PAIRS if has[left] and has[right]]
         back_view = len(votes) > 0 and sum(votes) * 2 > len(votes)
     sides = np.concatenate([lab[:, 0], lab[:, -1]])
-    cut = bool(((sides > 0) & (sides < 20)).any())
-    cut |= bool(np.isin(lab[0], HEAD).any()) or bool(np.isin(lab[-1], (18, 19)).any())
+    cut = bool(((sides > 0) & (sides < LIP_NUM_CLASSES)).any())
+    cut |= bool(np.isin(lab[0], HEAD).any()) or bool(np.isin(lab[-1], SHOES).any())
     one_sided = any(has[a] != has[b] for a, b in PAIRS)
     return {"full_body": int(full_body), "upper_body": int(upper_body), "lower_body": int(lower_body),
             "head_missed": int(head_missed), "back_view": int(back_view), "occlusion": int(cut or one_sided)}
