@@ -20,7 +20,6 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -44,15 +43,26 @@ ENGINE_VERSION = "1"
 
 # ----------------------------------------------------------------------------- keys
 
-def pretrained_file(model: str) -> str:
-    """The ImageNet VGG-16 weights a profile with ``pretrained`` starts ``model`` from."""
-    var = "LIPSTUDY_VGG16_BN" if model == "segnet" else "LIPSTUDY_VGG16"
-    path = os.environ.get(var)
-    if not path or not Path(path).is_file():
-        raise FileNotFoundError(
-            f"this profile starts {MODEL_LABELS[model]} from ImageNet VGG-16 weights: set {var} to a "
-            f"torchvision-format state dict file ({'vgg16_bn' if model == 'segnet' else 'vgg16'})")
-    return str(Path(path).resolve())
+def pretrained_file(model: str, download: bool = True) -> str:
+    """The ImageNet VGG-16 weights a profile with ``pretrained`` starts ``model`` from: the file
+    named by LIPSTUDY_VGG16 (LIPSTUDY_VGG16_BN for SegNet), else torchvision's file in the torch hub
+    cache, fetched there when missing (:mod:`lipstudy.models.imagenet`)."""
+    from .models.imagenet import arch_of, weights_file
+
+    return weights_file(arch_of(model), download=download)
+
+
+def check_pretrained(profile, progress: bool = True) -> dict[str, str]:
+    """Every ImageNet weights file a profile's runs start from, fetched now if missing:
+    ``{architecture: path}`` ({} for a profile without ``pretrained``). The book runner calls it
+    before generating data or training anything, so a missing file stops a build at once."""
+    from .models.imagenet import arch_of, weights_file
+
+    prof = get_profile(profile)
+    if not prof.pretrained:
+        return {}
+    archs = sorted({arch_of(m) for m in MODEL_LABELS if m != "backbone"})
+    return {a: weights_file(a, download=True, progress=progress) for a in archs}
 
 
 def run_key(run: Run, profile: Profile, fingerprint: str, parent_key: str | None = None,

@@ -164,6 +164,14 @@ def execute(profile: str, chapters: list[str] | None = None, data: str | None = 
     executed_dir = book / "_executed"
     executed_dir.mkdir(parents=True, exist_ok=True)
 
+    if PROFILES[profile].pretrained:
+        # Before any data is generated (LIP scale takes hours) or any run trains: a missing ImageNet
+        # file must stop the build now, not when the first run starts.
+        from ..cache import check_pretrained
+
+        log(f"[book] profile {profile}: checking the ImageNet weights")
+        for arch, path in check_pretrained(profile).items():
+            log(f"[book] ImageNet {arch}: {path}")
     if manifests is None:
         log(f"[book] profile {profile}: preparing data")
         manifests = prepare_data(profile, data)
@@ -320,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     except ChapterError as err:
         print(f"lipstudy book: {err}", file=sys.stderr)
         return 1
+    except FileNotFoundError as err:  # models.imagenet.WeightsUnavailable: nothing was generated or trained
+        print(f"lipstudy book: {err}", file=sys.stderr)
+        return 2
     if args.no_build:
         return 0
     try:
