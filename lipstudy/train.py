@@ -259,7 +259,7 @@ def train_step(stage: Stage, images: torch.Tensor, labels: torch.Tensor, lr: flo
         images = images.contiguous(memory_format=torch.channels_last)
     with stage.plan.autocast_context(stage.device):
         outputs = stage.net(images)
-    loss = training_loss(outputs, labels, cfg.loss, cfg.dataset)
+    loss = training_loss(outputs, labels, cfg.loss, cfg.dataset, aux_structure=cfg.aux_structure_weight)
     if not torch.isfinite(loss):
         # Stop rather than write NaN weights into a checkpoint that would be resumed.
         raise FloatingPointError(f"loss is {loss.item()} at step {stage.step + 1} (lr {lr:.3g}): training "
