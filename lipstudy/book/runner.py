@@ -317,9 +317,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="build the book in this folder instead of book/ (sources are read from book/)")
     p.add_argument("--force", action="store_true", help="rerun chapters even when cached")
     p.add_argument("--no-build", action="store_true", help="execute the chapters only")
+    from .. import dryrun
+
+    dryrun.add_arguments(p)
     args = p.parse_args(argv)
     if args.data is not None and not Path(args.data).is_dir():
         p.error(f"--data {args.data}: not a directory")
+    dryrun.check_args(p, args)
+    if args.dry_run:  # measures; builds nothing, generates no dataset
+        return dryrun.main_from_args(p, args)
     book = Path(args.book_dir).resolve() if args.book_dir else BOOK_SRC
     assemble(book)
     try:
