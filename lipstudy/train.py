@@ -159,6 +159,10 @@ def setup(cfg: TrainConfig, out) -> Stage:
     out = Path(out)
     rank, world, local_rank = dist_env()
     device = resolve_device(cfg.device, local_rank)
+    if world > 1 and device.type == "cuda":
+        # A run folder's train_config.json names the GPU its single process used ("cuda:0"); under
+        # torchrun each process takes its own, as torchrun's LOCAL_RANK says.
+        device = torch.device("cuda", local_rank)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
