@@ -169,8 +169,12 @@ def _tiny_data(prof, datasets, folder: Path, scale: Scale, data=None) -> dict[st
     return roots
 
 
+def _say(*parts) -> None:
+    print(*parts, flush=True)  # a run's line as soon as it is measured, also into a file or a pipe
+
+
 def dry_run(profile, data=None, device: str = "auto", seeds=None, scale: Scale = Scale(), isolate: bool = True,
-            runs=None, log=print) -> list[dict]:
+            runs=None, log=_say) -> list[dict]:
     """Measure every run of ``profile``'s book (or ``runs``) and estimate the book's time on
     ``device``; print the table through ``log`` and return its rows. ``isolate=False`` measures in
     this process (the peak memory is then this process's so far, not each run's)."""
