@@ -20,8 +20,8 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import os
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,15 +44,26 @@ ENGINE_VERSION = "1"
 
 # ----------------------------------------------------------------------------- keys
 
-def pretrained_file(model: str) -> str:
-    """The ImageNet VGG-16 weights a profile with ``pretrained`` starts ``model`` from."""
-    var = "LIPSTUDY_VGG16_BN" if model == "segnet" else "LIPSTUDY_VGG16"
-    path = os.environ.get(var)
-    if not path or not Path(path).is_file():
-        raise FileNotFoundError(
-            f"this profile starts {MODEL_LABELS[model]} from ImageNet VGG-16 weights: set {var} to a "
-            f"torchvision-format state dict file ({'vgg16_bn' if model == 'segnet' else 'vgg16'})")
-    return str(Path(path).resolve())
+def pretrained_file(model: str, download: bool = True) -> str:
+    """The ImageNet VGG-16 weights a profile with ``pretrained`` starts ``model`` from: the file
+    named by LIPSTUDY_VGG16 (LIPSTUDY_VGG16_BN for SegNet), else torchvision's file in the torch hub
+    cache, fetched there when missing (:mod:`lipstudy.models.imagenet`)."""
+    from .models.imagenet import arch_of, weights_file
+
+    return weights_file(arch_of(model), download=download)
+
+
+def check_pretrained(profile, progress: bool = True) -> dict[str, str]:
+    """Every ImageNet weights file a profile's runs start from, fetched now if missing:
+    ``{architecture: path}`` ({} for a profile without ``pretrained``). The book runner calls it
+    before generating data or training anything, so a missing file stops a build at once."""
+    from .models.imagenet import arch_of, weights_file
+
+    prof = get_profile(profile)
+    if not prof.pretrained:
+        return {}
+    archs = sorted({arch_of(m) for m in MODEL_LABELS if m != "backbone"})
+    return {a: weights_file(a, download=True, progress=progress) for a in archs}
 
 
 def run_key(run: Run, profile: Profile, fingerprint: str, parent_key: str | None = None,
@@ -237,6 +248,39 @@ def train_config(plan: KeyPlan, profile: Profile, device: str, parent_checkpoint
         **profile.run_recipe(backbone=run.dataset == PRETRAIN))
 
 
+def _write_configs(run_dir: Path, plan: KeyPlan, prof: Profile, cfg) -> None:
+    _write_json(run_dir / "config.json", {
+        "key": plan.key, "label": plan.run.label, "run": dataclasses.asdict(plan.run), "profile": prof.name,
+        "profile_settings": dataclasses.asdict(prof),
+        "data": {"root": str(plan.root), "fingerprint": plan.fingerprint},
+        "init_run": plan.parent_key, "engine_version": ENGINE_VERSION, "train": cfg.to_dict()})
+    _write_json(run_dir / "train_config.json", cfg.to_dict())
+
+
+def prepare_runs(profile, data=None, seeds=None) -> list[Path]:
+    """Write ``train_config.json`` (and ``config.json``) into the folder of every run of the book
+    that is not finished, each after the runs it starts from, and return those folders in that
+    order: what ``torchrun ... -m lipstudy.cli train --config <folder>/train_config.json --out
+    <folder>`` trains one by one on several GPUs (README). A stage-2 config names its stage-1 run's
+    checkpoint, there once that run is trained. The configs say ``device: auto`` (each torchrun
+    process takes its own GPU); ``ensure`` later finds the trained checkpoints, evaluates and
+    finishes the runs without training them again. A run another process is training is left alone."""
+    from .runs import book_runs, with_ancestors
+
+    prof = get_profile(profile)
+    folders = []
+    for run in with_ancestors(book_runs(prof, seeds), prof):
+        plan = key_plan(run, prof, data)
+        run_dir = runs_dir() / plan.key
+        if is_finished(run_dir) or is_locked(run_dir / ".lock"):
+            continue
+        parent = str(runs_dir() / plan.parent_key / CHECKPOINT) if plan.parent_key else None
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_configs(run_dir, plan, prof, train_config(plan, prof, "auto", parent))
+        folders.append(run_dir)
+    return folders
+
+
 def ensure(run: Run, profile, data=None, device: str = "auto", progress: bool = True) -> RunResult:
     """The finished run ``run`` under ``profile``: reused from ``results/runs/<key>/`` when there,
     otherwise trained now (the run it starts from first), resuming an interrupted attempt.
@@ -261,12 +305,7 @@ def ensure(run: Run, profile, data=None, device: str = "auto", progress: bool = 
         dev = resolve_device(device)
         cfg = train_config(plan, prof, str(dev), parent_checkpoint)
         resumed = (run_dir / CHECKPOINT).is_file()
-        _write_json(run_dir / "config.json", {
-            "key": plan.key, "label": run.label, "run": dataclasses.asdict(run), "profile": prof.name,
-            "profile_settings": dataclasses.asdict(prof),
-            "data": {"root": str(plan.root), "fingerprint": plan.fingerprint},
-            "init_run": plan.parent_key, "engine_version": ENGINE_VERSION, "train": cfg.to_dict()})
-        _write_json(run_dir / "train_config.json", cfg.to_dict())
+        _write_configs(run_dir, plan, prof, cfg)
         train(cfg, run_dir, progress=progress)
         result = RunResult(run, prof, run_dir, json.loads((run_dir / "config.json").read_text()), {}, plan.root,
                            device)
@@ -306,7 +345,26 @@ def runs_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="lipstudy runs", description="List the runs in results/runs "
                                 "(or $LIPSTUDY_RESULTS/runs) with their status and val mean IoU.")
     p.add_argument("--profile", help="only the runs of this profile (smoke, cpu, full, ...)")
+    p.add_argument("--prepare", action="store_true",
+                   help="write train_config.json for every unfinished run of the profile's book and print "
+                        "the run folders in training order, one per line (to train each under torchrun)")
+    p.add_argument("--data", help="with --prepare: a real LIP root, as `lipstudy book --data`")
+    p.add_argument("--seeds", nargs="+", type=int, help="with --prepare: the book's seeds (default the profile's)")
     args = p.parse_args(argv)
+    if args.prepare:
+        if not args.profile:
+            p.error("--prepare needs --profile")
+        try:
+            folders = prepare_runs(args.profile, args.data, args.seeds)
+        except (ValueError, FileNotFoundError) as err:
+            print(f"lipstudy runs: {err}", file=sys.stderr)
+            return 2
+        print(f"{len(folders)} runs to train, in this order (each after the runs it starts from):", file=sys.stderr)
+        for folder in folders:
+            print(folder)
+        return 0
+    if args.data or args.seeds:
+        p.error("--data and --seeds apply with --prepare only")
     df = list_runs(args.profile)
     if df.empty:
         print(f"no runs in {runs_dir()}")

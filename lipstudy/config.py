@@ -42,6 +42,15 @@ class TrainConfig:
     # Multiplier of the atrous rates of DeepLabV2's ASPP and the attention model's LargeFOV head
     # (1 = the paper's 6/12/18/24 and 12, sized for 321-px crops).
     atrous_scale: float = 1.0
+    # Where the loss is computed, as the released Caffe training computes it (the full profile sets
+    # both; False = how the cpu profiles' runs were trained, kept so their configs mean what they
+    # meant). ``score_map_loss``: DeepLabV2 and Attention are trained on their stride-8 score maps
+    # against the labels shrunk to them (DeepLab's Interp shrink_factor 8; models/deeplab.py), and
+    # the joint structure loss is computed on that grid. ``aux_structure_weight``: in the
+    # structure-sensitive modes, Attention's per-scale losses are weighted by the fused output's
+    # L_joint too, as the LIP_SSL prototxt weights every softmax loss (losses.structure_weighted_aux_loss).
+    score_map_loss: bool = False
+    aux_structure_weight: bool = False
     # The data.
     dataset: str = "lip"  # "lip" | "ppp" | "atr" (reader kind; sets the flip pairs)
     data_root: str = "data/lip"
@@ -105,6 +114,12 @@ class TrainConfig:
             raise ValueError(f"dataset must be one of {tuple(DATASETS)}, got {self.dataset!r}")
         if self.batch_size < 1 or self.epochs < 1 or self.crop < 1:
             raise ValueError("batch_size, epochs and crop must be >= 1")
+        # The score map of a crop of 8k + 1 px has k + 1 cells, as many as the labels shrunk by 8;
+        # Attention's half scale needs 16k + 1 for its 16-fold shrunk labels. Said here, not at step 1.
+        step = {"deeplabv2": 8, "attention": 16}.get(self.model)
+        if self.score_map_loss and step and (self.crop - 1) % step:
+            raise ValueError(f"score_map_loss: {self.model} needs a crop of {step}k + 1 px (as DeepLab's 321), "
+                             f"so that its score map and the shrunk labels have the same size; got crop={self.crop}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -133,4 +148,5 @@ def build_network(cfg: TrainConfig) -> torch.nn.Module:
 
     kw = {} if cfg.dropout is None else {"dropout": cfg.dropout}
     return build_model(cfg.model, num_classes=cfg.num_classes, width=cfg.width,
-                       pretrained=cfg.pretrained, batch_norm=cfg.batch_norm, atrous_scale=cfg.atrous_scale, **kw)
+                       pretrained=cfg.pretrained, batch_norm=cfg.batch_norm, atrous_scale=cfg.atrous_scale,
+                       score_map_loss=cfg.score_map_loss, **kw)

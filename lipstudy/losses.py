@@ -146,12 +146,96 @@ def structure_sensitive_loss(logits: torch.Tensor, target: torch.Tensor, mode: s
 
 def aux_loss(aux: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
     """Plain cross-entropy of the extra score maps (Attention's per-scale supervision), each the
-    mean over images of the image's mean over its valid pixels."""
+    mean over images of the image's mean over its valid pixels. A map smaller than the target is
+    scored against the labels shrunk to it (:func:`labels_on_grid`)."""
     total = target.new_zeros((), dtype=torch.float32)
-    valid = (target != IGNORE_INDEX).sum(dim=(1, 2)).clamp(min=1)
     for a in aux:
-        ce = F.cross_entropy(a.float(), target, ignore_index=IGNORE_INDEX, reduction="none")
+        t = labels_on_grid(target, a.shape[-2:]).long()
+        valid = (t != IGNORE_INDEX).sum(dim=(1, 2)).clamp(min=1)
+        ce = F.cross_entropy(a.float(), t, ignore_index=IGNORE_INDEX, reduction="none")
         total = total + (ce.sum(dim=(1, 2)) / valid).mean()
+    return total
+
+
+# ---------------------------------------------------------------------------------------------
+# The loss where DeepLab's Caffe training computes it (the full profile; models/deeplab.py)
+
+JOINT_STRIDE = 8
+"""The joints' grid in input pixels: every 8th pixel (the released code's 41 x 41 for 321 px), the
+grid of a DeepLab-derived network's score map."""
+
+
+def shrink_labels(target: torch.Tensor, factor: int) -> torch.Tensor:
+    """Label maps ``[..., H, W]`` shrunk as DeepLab's Caffe ``Interp`` layer with ``shrink_factor``
+    shrinks them for the loss: ``(H - 1) // factor + 1`` rows and columns (321 -> 41 for 8, -> 21 for
+    16), taken at rows / columns 0, factor, 2 * factor, ... Ignore pixels (255) stay 255.
+
+    Caffe interpolates bilinearly with corners aligned, which for a size whose ``H - 1`` is a
+    multiple of the factor (DeepLab's 321 and 513 crops) samples exactly those pixels, so this
+    is Caffe's result there; elsewhere Caffe would blend neighbouring label ids, and nearest
+    sampling keeps them valid."""
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+        raise ValueError(f"shrink factor must be an integer >= 1, got {factor!r}")
+    if target.dim() < 2 or target.dtype.is_floating_point:
+        raise ValueError(f"labels must be integer maps [..., H, W], got {target.dtype} of shape {tuple(target.shape)}")
+    return target[..., ::factor, ::factor]
+
+
+def grid_factor(label_size, grid_size) -> int:
+    """The Caffe shrink factor that takes a label map of ``label_size`` (H, W) to a score map of
+    ``grid_size`` (h, w): 1 when they are equal, else the integer f with ``(n - 1) // f + 1`` equal
+    to the grid in both dimensions. Raises ValueError when there is none (the crop does not fit the
+    network's stride, e.g. 128 px gives a 17-cell score map and 16 shrunk rows)."""
+    (H, W), (h, w) = (tuple(int(n) for n in label_size), tuple(int(n) for n in grid_size))
+    if (H, W) == (h, w):
+        return 1
+    n_in, n_out = (H, h) if h > 1 else (W, w)
+    factor = (n_in - 1) // (n_out - 1) if n_out > 1 else max(H, W)
+    if factor < 1 or (H - 1) // factor + 1 != h or (W - 1) // factor + 1 != w:
+        raise ValueError(f"a {h}x{w} score map is not the {H}x{W} label map shrunk by an integer factor, as "
+                         f"DeepLab's Caffe shrinks labels ((n - 1) // f + 1): train with score_map_loss on "
+                         f"crops of 8k + 1 px (16k + 1 for Attention), as DeepLab's 321 and 513")
+    return factor
+
+
+def labels_on_grid(target: torch.Tensor, grid_size) -> torch.Tensor:
+    """``target [B,H,W]`` as the labels of a score map of ``grid_size``: itself when the sizes are
+    equal, else shrunk by :func:`grid_factor` (:func:`shrink_labels`)."""
+    return shrink_labels(target, grid_factor(target.shape[-2:], grid_size))
+
+
+def _weighted(per_image: torch.Tensor, plain: torch.Tensor, weight: torch.Tensor, mode: str) -> torch.Tensor:
+    """A loss of per-image values under ``mode``, weighted by ``weight [B]`` (L_joint) as
+    :func:`structure_sensitive_loss` weights the main output's."""
+    weight = weight.to(per_image.dtype)
+    if mode == "off":
+        return plain
+    if mode == "paper":
+        return (weight * per_image).mean()
+    if mode == "plus_one":
+        return ((1.0 + weight) * per_image).mean()
+    return (weight * per_image.detach()).mean() + plain - plain.detach()  # released
+
+
+def structure_weighted_aux_loss(aux: list[torch.Tensor], target: torch.Tensor, mode: str,
+                                l_joint: torch.Tensor) -> torch.Tensor:
+    """Attention's per-scale losses as the released LIP_SSL prototxt (``attention``) computes them
+    in SSL training: every ``SoftmaxWithLoss`` (the fused output's and each scale's) takes the same
+    ``heatmap_error`` bottom, the joint structure loss of the *fused* prediction, so each scale's
+    cross-entropy of image i is weighted by the fused output's ``L_joint_i`` (``l_joint [B]``,
+    detached). ``mode`` as :func:`structure_sensitive_loss` ("paper": weighted value and gradient;
+    "released": weighted value, plain gradient; "plus_one": 1 + L_joint; "off": plain, as
+    :func:`aux_loss`). Each map is scored against the labels on its grid (:func:`labels_on_grid`)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if l_joint.dim() != 1 or l_joint.shape[0] != target.shape[0]:
+        raise ValueError(f"l_joint must be [B] = [{target.shape[0]}], got shape {tuple(l_joint.shape)}")
+    total = target.new_zeros((), dtype=torch.float32)
+    for a in aux:
+        t = labels_on_grid(target, a.shape[-2:])
+        sums, valid = _ce_sums(a.float(), t, IGNORE_INDEX)
+        per_image = sums / valid.clamp(min=1)
+        total = total + _weighted(per_image, per_image.mean(), l_joint.detach(), mode)
     return total
 
 
@@ -183,18 +267,33 @@ def ppp_joint_view(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Te
     return big, lut[target.long()]
 
 
-def training_loss(out, target: torch.Tensor, mode: str, dataset: str = "lip") -> torch.Tensor:
+def training_loss(out, target: torch.Tensor, mode: str, dataset: str = "lip",
+                  aux_structure: bool = False) -> torch.Tensor:
     """The loss a training step minimises: the structure-sensitive loss (``mode``) of the main
-    output plus plain cross-entropy of any auxiliary outputs. ``out`` is a model's train-mode
+    output plus cross-entropy of any auxiliary outputs. ``out`` is a model's train-mode
     output (a dict ``{"out", "aux"}``, or a logits tensor). On PPP the joints are its part
-    centres (:func:`ppp_joint_view`)."""
+    centres (:func:`ppp_joint_view`).
+
+    An output smaller than the target is a score map (``score_map_loss``, models/deeplab.py): it is
+    scored against the labels shrunk to it, as DeepLab's Caffe does, and its joints are those of
+    that grid (the released code's 41 x 41 heatmaps), so no further subsampling. The auxiliary
+    losses are plain cross-entropy, or with ``aux_structure`` weighted by the main output's
+    ``L_joint`` as the released prototxt weights them (:func:`structure_weighted_aux_loss`)."""
     if isinstance(out, torch.Tensor):
         out = {"out": out, "aux": []}
-    logits, main_target = out["out"].float(), target
+    logits = out["out"].float()
+    factor = grid_factor(target.shape[-2:], logits.shape[-2:])
+    main_target = shrink_labels(target, factor)
+    view_logits, view_target = logits, main_target
     if dataset == "ppp" and mode != "off":
-        logits, main_target = ppp_joint_view(logits, target)
-    loss = structure_sensitive_loss(logits, main_target, mode=mode, ignore_index=IGNORE_INDEX)
-    return loss + aux_loss(out.get("aux", []), target)
+        view_logits, view_target = ppp_joint_view(logits, main_target)
+    weighted_aux = aux_structure and mode != "off" and bool(out.get("aux"))
+    res = structure_sensitive_loss(view_logits, view_target, mode=mode, ignore_index=IGNORE_INDEX,
+                                   stride=max(1, JOINT_STRIDE // factor), return_terms=weighted_aux)
+    if weighted_aux:
+        loss, l_joint, _ = res
+        return loss + structure_weighted_aux_loss(out["aux"], target, mode, l_joint)
+    return res + aux_loss(out.get("aux", []), target)
 
 
 def compare_modes(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor,

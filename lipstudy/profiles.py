@@ -16,8 +16,9 @@ class Profile:
     """How big the study is run. ``lip_data`` / ``ppp_data`` / ``atr_data``: the synthetic
     benchmark's image counts per split and ``max_side`` (None = LIP scale). ``eval_sizes``: Table
     6's single input sizes 153 / 321 / 513 scaled by crop / 321 (the profile's image scale).
-    ``pretrained``: start the backbones from ImageNet VGG-16 files named by the environment
-    variables LIPSTUDY_VGG16 (and LIPSTUDY_VGG16_BN for SegNet), as the paper does."""
+    ``pretrained``: start the backbones from ImageNet VGG-16 (VGG-16-BN for SegNet), as the paper
+    does: torchvision's published files, fetched into the torch hub cache when missing, or the files
+    named by LIPSTUDY_VGG16 / LIPSTUDY_VGG16_BN (:mod:`lipstudy.models.imagenet`)."""
 
     name: str
     width: float
@@ -51,6 +52,11 @@ class Profile:
     # how a pretrained network is fine-tuned (the paper's classifier at 10x the backbone's lr).
     # Kept apart so that a change to fine-tuning reuses the cached backbone.
     finetune: dict = field(default_factory=dict)
+    # TrainConfig fields by which the loss is the paper's as its released Caffe training computes it
+    # (DeepLab's labels shrunk to the score map; the LIP_SSL prototxt's weighting of every softmax
+    # loss), where the TrainConfig defaults, kept for the runs trained before them, are not. Part of
+    # the run key when set; :mod:`lipstudy.deviations` lists what a profile leaves out.
+    paper_losses: dict = field(default_factory=dict)
     # Memory layout (an execution setting, not part of a run key): None = channels_last on CUDA
     # only; the cpu profiles set True, measured faster on CPU for all but SegNet (reproducibility chapter).
     channels_last: bool | None = None
@@ -64,11 +70,15 @@ class Profile:
             out["recipe"] = dict(sorted(self.recipe.items()))
         if self.finetune and not backbone:
             out["finetune"] = dict(sorted(self.finetune.items()))
+        if self.paper_losses:
+            out["paper_losses"] = dict(sorted(self.paper_losses.items()))
         return out
 
     def run_recipe(self, backbone: bool = False) -> dict:
-        """TrainConfig overrides of one run: ``recipe``, plus ``finetune`` unless it is the backbone."""
-        return dict(self.recipe) if backbone else {**self.recipe, **self.finetune}
+        """TrainConfig overrides of one run: ``paper_losses`` and ``recipe``, plus ``finetune`` unless
+        it is the backbone."""
+        base = {**self.paper_losses, **self.recipe}
+        return base if backbone else {**base, **self.finetune}
 
 
 def _sizes(crop: int) -> tuple[int, ...]:
@@ -85,6 +95,9 @@ CPU_FINETUNE = {"atrous_scale": 128 / 321}
 # The synthetic pretraining split and schedule (16 epochs: the backbone alone scores 22.5% val mIoU
 # against 17.2% after 8, and DeepLabV2 fine-tuned from it 17.8% against 15.8%).
 CPU_PRETRAIN = {"train": 3000, "val": 100, "epochs": 16, "max_side": 192, "lr": 2e-3}
+
+# The loss as the paper's released training computes it (see Profile.paper_losses): the full profile's.
+PAPER_LOSSES = {"score_map_loss": True, "aux_structure_weight": True}
 
 PROFILES: dict[str, Profile] = {
     # CI: every chapter in minutes. Scores are near chance; the point is that the whole
@@ -114,7 +127,8 @@ PROFILES: dict[str, Profile] = {
         lip_data={"train": 30462, "val": 10000, "test": 10000, "max_side": None},
         ppp_data={"train": 1716, "val": 100, "test": 1817, "max_side": None},
         atr_data={"train": 8, "val": 8, "test": 1000, "max_side": None},
-        eval_sizes=_sizes(321), seeds=(0,), workers=8, pretrained=True, checkpoint_every_steps=500),
+        eval_sizes=_sizes(321), seeds=(0,), workers=8, pretrained=True, checkpoint_every_steps=500,
+        paper_losses=PAPER_LOSSES),
 }
 
 # The cpu profile at other fine-tuning budgets (same data, same pretrained backbone), for the book's

@@ -159,6 +159,10 @@ def setup(cfg: TrainConfig, out) -> Stage:
     out = Path(out)
     rank, world, local_rank = dist_env()
     device = resolve_device(cfg.device, local_rank)
+    if world > 1 and device.type == "cuda":
+        # A run folder's train_config.json names the GPU its single process used ("cuda:0"); under
+        # torchrun each process takes its own, as torchrun's LOCAL_RANK says.
+        device = torch.device("cuda", local_rank)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
@@ -259,7 +263,7 @@ def train_step(stage: Stage, images: torch.Tensor, labels: torch.Tensor, lr: flo
         images = images.contiguous(memory_format=torch.channels_last)
     with stage.plan.autocast_context(stage.device):
         outputs = stage.net(images)
-    loss = training_loss(outputs, labels, cfg.loss, cfg.dataset)
+    loss = training_loss(outputs, labels, cfg.loss, cfg.dataset, aux_structure=cfg.aux_structure_weight)
     if not torch.isfinite(loss):
         # Stop rather than write NaN weights into a checkpoint that would be resumed.
         raise FloatingPointError(f"loss is {loss.item()} at step {stage.step + 1} (lr {lr:.3g}): training "

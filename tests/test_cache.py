@@ -3,6 +3,7 @@ import dataclasses
 import json
 
 import numpy as np
+import torch
 import pytest
 
 from lipstudy import cache
@@ -240,3 +241,34 @@ def test_ppp_ssl_run_trains_with_the_structure_loss_on_six_joints(dirs, monkeypa
     assert all(channels == 20 for _, channels, _ in stage2)
     # the joints of the parts weigh the loss: not all zero (a zero weight would stop learning)
     assert any(float(lj.sum()) > 0 for _, _, lj in stage2)
+
+
+def test_prepared_run_folders_train_under_the_cli_and_the_book_finishes_them(dirs, capsys):
+    """The README's several-GPU recipe: `lipstudy runs --prepare` writes each unfinished run's
+    train_config.json in training order; `lipstudy train --config ... --out <folder>` (what each
+    torchrun process runs) trains it there; ensure() then evaluates and finishes it without
+    training again."""
+    from lipstudy.runs import with_ancestors
+    from lipstudy.train import main as train_main
+
+    folders = cache.prepare_runs(TINY)
+    order = with_ancestors(book_runs(TINY), TINY)
+    assert [f.name for f in folders] == [cache.key_plan(r, TINY).key for r in order]
+    dl, ssl = Run("deeplabv2"), Run("deeplabv2", "paper", stage=2)
+    folder = dirs / "results" / "runs" / cache.key_plan(dl, TINY).key
+    cfg = json.loads((folder / "train_config.json").read_text())
+    assert cfg["device"] == "auto" and cfg["init"] is None and cfg["loss"] == "off"
+    ssl_cfg = json.loads((dirs / "results" / "runs" / cache.key_plan(ssl, TINY).key / "train_config.json").read_text())
+    assert ssl_cfg["init"] == str(folder / "checkpoint.pt") and ssl_cfg["loss"] == "paper"
+
+    assert train_main(["--config", str(folder / "train_config.json"), "--out", str(folder), "--no-progress"]) == 0
+    log = (folder / "train_log.csv").read_text()
+    weights = load_checkpoint(folder / "checkpoint.pt")["model"]
+    res = cache.ensure(dl, TINY, device="cpu", progress=False)
+    assert res.dir == folder and cache.is_finished(folder)
+    assert (folder / "train_log.csv").read_text() == log  # not trained again
+    after = load_checkpoint(folder / "checkpoint.pt")["model"]
+    assert all(torch.equal(weights[k], after[k]) for k in weights)
+    assert folder not in cache.prepare_runs(TINY)  # finished: not prepared again
+    with pytest.raises(SystemExit):
+        cache.runs_main(["--prepare"])  # which profile?

@@ -165,6 +165,14 @@ def execute(profile: str, chapters: list[str] | None = None, data: str | None = 
     executed_dir = book / "_executed"
     executed_dir.mkdir(parents=True, exist_ok=True)
 
+    if PROFILES[profile].pretrained:
+        # Before any data is generated (LIP scale takes hours) or any run trains: a missing ImageNet
+        # file must stop the build now, not when the first run starts.
+        from ..cache import check_pretrained
+
+        log(f"[book] profile {profile}: checking the ImageNet weights")
+        for arch, path in check_pretrained(profile).items():
+            log(f"[book] ImageNet {arch}: {path}")
     if manifests is None:
         log(f"[book] profile {profile}: preparing data")
         manifests = prepare_data(profile, data)
@@ -338,9 +346,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="build the book in this folder instead of book/ (sources are read from book/)")
     p.add_argument("--force", action="store_true", help="rerun chapters even when cached")
     p.add_argument("--no-build", action="store_true", help="execute the chapters only")
+    from .. import dryrun
+
+    dryrun.add_arguments(p)
     args = p.parse_args(argv)
     if args.data is not None and not Path(args.data).is_dir():
         p.error(f"--data {args.data}: not a directory")
+    dryrun.check_args(p, args)
+    if args.dry_run:  # measures; builds nothing, generates no dataset
+        return dryrun.main_from_args(p, args)
     book = Path(args.book_dir).resolve() if args.book_dir else BOOK_SRC
     assemble(book)
     try:
@@ -349,6 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     except ChapterError as err:
         print(f"lipstudy book: {err}", file=sys.stderr)
         return 1
+    except FileNotFoundError as err:  # models.imagenet.WeightsUnavailable: nothing was generated or trained
+        print(f"lipstudy book: {err}", file=sys.stderr)
+        return 2
     if args.no_build:
         return 0
     try:

@@ -4,7 +4,9 @@ VGG-16, looked up by name.
 Every model takes a float tensor [B,3,H,W] normalised with ImageNet's mean / std, of any size.
 In eval mode it returns logits [B,C,H,W] at the input resolution; in train mode a dict
 ``{"out": logits at input resolution, "aux": [extra logits at input resolution, ...]}`` where
-``aux`` holds attention-to-scale's per-scale score maps (empty for the others).
+``aux`` holds attention-to-scale's per-scale score maps (empty for the others). With
+``score_map_loss`` the DeepLab-derived networks (DeepLabV2, Attention) give their score maps instead,
+for a loss against shrunk labels as DeepLab's Caffe training computes it (models/deeplab.py).
 """
 from __future__ import annotations
 
@@ -26,13 +28,17 @@ MODELS = {
     "attention": AttentionToScale,
 }
 MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
+DEEPLAB_DERIVED: tuple[str, ...] = ("deeplabv2", "attention")
+"""The networks whose released training is DeepLab's Caffe training (loss on the stride-8 score map
+against shrunk labels): DeepLabV2, and Attention (a DeepLab-LargeFOV; the LIP_SSL prototxt)."""
 # Not a baseline: the cpu profiles' synthetic stand-in for ImageNet pretraining (models/pretrain.py).
 PRETRAIN_MODEL = "backbone"
 
 
 def build_model(name: str, num_classes: int = 20, width: float = 1.0,
                 pretrained: str | os.PathLike | None = None, dropout: float = 0.5,
-                batch_norm: bool | None = None, atrous_scale: float = 1.0) -> nn.Module:
+                batch_norm: bool | None = None, atrous_scale: float = 1.0,
+                score_map_loss: bool = False) -> nn.Module:
     """Build baseline ``name`` (one of :data:`MODEL_NAMES`).
 
     ``width`` thins every layer (channels = max(8, round(c * width))); ``dropout`` is the rate of
@@ -46,6 +52,9 @@ def build_model(name: str, num_classes: int = 20, width: float = 1.0,
     ``atrous_scale`` multiplies the dilation rates of DeepLabV2's ASPP (6/12/18/24) and of the
     attention model's LargeFOV head (12), rounded, at least 1: the paper's rates are sized for
     321-px crops (a 41-cell score map); on smaller crops the same rates look past the map's edge.
+    ``score_map_loss``: DeepLabV2 and Attention give their score maps in train mode (the loss then
+    shrinks the labels to them, as DeepLab's Caffe training); FCN-8s and SegNet, whose released
+    training scores their input-size output, ignore it.
     """
     if name == PRETRAIN_MODEL:
         return BackbonePretrainNet(num_classes=num_classes, width=width)
@@ -60,6 +69,8 @@ def build_model(name: str, num_classes: int = 20, width: float = 1.0,
             kw["rates"] = tuple(rate(r) for r in ASPP_RATES)
         elif name == "attention":
             kw["rate"] = rate(LARGEFOV_RATE)
+    if score_map_loss and name in DEEPLAB_DERIVED:
+        kw["score_map_loss"] = True
     model = MODELS[name](num_classes=num_classes, width=width, dropout=dropout, **kw)
     if pretrained is not None:
         model.load_pretrained(pretrained)
@@ -92,6 +103,6 @@ def num_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["MODELS", "MODEL_NAMES", "PRETRAIN_MODEL", "ASPP_RATES", "LARGEFOV_RATE", "build_model", "load_backbone", "backbone_of",
+__all__ = ["MODELS", "MODEL_NAMES", "DEEPLAB_DERIVED", "PRETRAIN_MODEL", "ASPP_RATES", "LARGEFOV_RATE", "build_model", "load_backbone", "backbone_of",
            "num_parameters", "BackbonePretrainNet",
            "SegNet", "FCN8s", "DeepLabV2", "AttentionToScale"]

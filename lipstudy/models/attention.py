@@ -12,6 +12,14 @@ to scale-1 resolution), bilinearly upsampled to the input size. In training the 
 maps are returned as ``aux`` (upsampled to the input size) for Chen et al.'s extra supervision
 of each scale.
 
+With ``score_map_loss=True`` training follows the released LIP_SSL prototxt (``attention``), a
+DeepLab-derived network trained as DeepLab's Caffe trains (see :mod:`lipstudy.models.deeplab`):
+``out`` is the fused score map on the scale-1 grid (41 x 41 for 321 px, against the labels shrunk by
+8), and each scale's ``aux`` map is on its own grid when 1/scale is an integer (scale 1: 41 x 41;
+scale 0.5: 21 x 21, against the labels shrunk by 16, the prototxt's ``label_shrink16``) and else on
+the scale-1 grid (scale 0.75, whose score map the prototxt interpolates: "interp layer does not
+support 3/4 scale for ground truth, instead we interpolate score map").
+
 At width 1 and 21 classes: 20,505,429 (LargeFOV: 14,714,688 + 4,719,616 + 1,049,600 + 21,525)
 + 14,156,288 (attention conv 3x3, 3 x 1024 -> 512) + 1,539 (conv 1x1, 512 -> 3) = 34,663,256.
 """
@@ -33,11 +41,14 @@ ATTENTION_CHANNELS = 512
 
 class AttentionToScale(nn.Module):
     """Attention-to-scale over a shared DeepLab-LargeFOV. Eval: fused logits [B,C,H,W]; train:
-    {"out": fused logits, "aux": [per-scale logits, one per scale]}, all at the input size."""
+    {"out": fused logits, "aux": [per-scale logits, one per scale]}, all at the input size, or on
+    the score-map grids with ``score_map_loss`` (module docstring)."""
 
     def __init__(self, num_classes: int = 20, width: float = 1.0, dropout: float = 0.5,
-                 scales: tuple[float, ...] = SCALES, batch_norm: bool = False, rate: int = LARGEFOV_RATE):
+                 scales: tuple[float, ...] = SCALES, batch_norm: bool = False, rate: int = LARGEFOV_RATE,
+                 score_map_loss: bool = False):
         super().__init__()
+        self.score_map_loss = score_map_loss
         if not scales or scales[0] != 1.0:
             raise ValueError(f"scales must start with 1.0 (the reference resolution), got {scales}")
         self.scales = tuple(scales)
@@ -58,7 +69,8 @@ class AttentionToScale(nn.Module):
     def forward_parts(self, x: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
         """Everything at scale-1 feature resolution (stride 8): ``fused`` [B,C,h,w],
         ``per_scale`` (list of S score maps [B,C,h,w]) and ``weights`` [B,S,h,w] (softmax over S,
-        so they sum to 1 at every pixel; Chen et al. Eq. 2)."""
+        so they sum to 1 at every pixel; Chen et al. Eq. 2); and ``per_scale_native``, each scale's
+        score map on its own grid (before the resize to the scale-1 grid)."""
         h, w = x.shape[-2:]
         features, scores = [], []
         for s in self.scales:
@@ -68,13 +80,17 @@ class AttentionToScale(nn.Module):
             scores.append(self.head.fc8(f))
         size = features[0].shape[-2:]
         features = [resize(f, size) for f in features]
-        scores = [resize(sc, size) for sc in scores]
+        native, scores = scores, [resize(sc, size) for sc in scores]
         weights = self.attention(torch.cat(features, dim=1)).softmax(dim=1)
         fused = (torch.stack(scores, dim=1) * weights.unsqueeze(2)).sum(dim=1)
-        return {"fused": fused, "per_scale": scores, "weights": weights}
+        return {"fused": fused, "per_scale": scores, "weights": weights, "per_scale_native": native}
 
     def forward(self, x: torch.Tensor):
         parts = self.forward_parts(x)
+        if self.training and self.score_map_loss:
+            aux = [own if float(1 / s).is_integer() else on_grid
+                   for s, own, on_grid in zip(self.scales, parts["per_scale_native"], parts["per_scale"])]
+            return {"out": parts["fused"], "aux": aux}
         size = x.shape[-2:]
         logits = resize(parts["fused"], size)
         if not self.training:

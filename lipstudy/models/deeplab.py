@@ -4,9 +4,18 @@ the paper uses it (Section 3: "For DeepLabV2, we use the VGG-16 model without de
 Atrous VGG-16 (output stride 8, conv5 dilated by 2; see :class:`~lipstudy.models.vgg.VGG16`),
 then atrous spatial pyramid pooling: four parallel branches with rates 6, 12, 18, 24, each
 fc6 (3x3, dilation r, 1024) -> ReLU -> dropout 0.5 -> fc7 (1x1, 1024) -> ReLU -> dropout 0.5 ->
-fc8 (1x1, classes); the four score maps are summed and bilinearly upsampled to the input size
-(DeepLab trains against a downsampled label map and upsamples at test time; we upsample in both,
-so the loss sees the input resolution as every other baseline's does).
+fc8 (1x1, classes); the four score maps are summed and bilinearly upsampled to the input size.
+
+Where the loss sees the scores: DeepLab's Caffe training (the released DeepLabV2 prototxts, and the
+LIP_SSL prototxt the paper's models come from) computes the loss on the stride-8 score map (41 x 41
+for a 321-px crop) against the label map shrunk to it (``Interp`` with ``shrink_factor: 8``), and
+upsamples only at test time. ``score_map_loss=True`` does the same: in train mode ``out`` is the
+score map itself, and :func:`lipstudy.losses.training_loss` shrinks the labels to it
+(:func:`lipstudy.losses.shrink_labels`). With ``False`` (the default, what the cpu profiles were
+trained with) train mode upsamples too, so the loss sees the input resolution. Eval mode always
+returns input-size logits, as the evaluator expects. DeepLabV2 and Attention (a DeepLab-LargeFOV) are
+the DeepLab-derived networks that train this way; FCN-8s and SegNet upsample inside the network
+and their own released training scores the input-size output, so they have no such option.
 
 At width 1 and 21 classes: 14,714,688 (VGG-16 convs) + 4 x (4,719,616 + 1,049,600 + 21,525)
 = 37,877,652 parameters. (The ~20.5M often quoted for DeepLab VGG-16 is DeepLab-LargeFOV, the
@@ -57,11 +66,13 @@ def pretrained_head_weights(state: dict[str, torch.Tensor], prefix: str) -> dict
 
 
 class DeepLabV2(nn.Module):
-    """DeepLabV2 (VGG-16, ASPP 6/12/18/24, no CRF). Eval: logits [B,C,H,W]; train: {"out", "aux": []}."""
+    """DeepLabV2 (VGG-16, ASPP 6/12/18/24, no CRF). Eval: logits [B,C,H,W]; train: {"out", "aux": []},
+    ``out`` at the input size, or the stride-8 score map with ``score_map_loss`` (module docstring)."""
 
     def __init__(self, num_classes: int = 20, width: float = 1.0, dropout: float = 0.5,
-                 rates: tuple[int, ...] = ASPP_RATES, batch_norm: bool = False):
+                 rates: tuple[int, ...] = ASPP_RATES, batch_norm: bool = False, score_map_loss: bool = False):
         super().__init__()
+        self.score_map_loss = score_map_loss
         self.backbone = VGG16(width, batch_norm=batch_norm, atrous=True)
         channels = scaled(HEAD_CHANNELS, width)
         self.aspp = nn.ModuleList(FCHead(self.backbone.out_channels, channels, num_classes, r, dropout)
@@ -73,6 +84,8 @@ class DeepLabV2(nn.Module):
     def forward(self, x: torch.Tensor):
         pool5 = self.backbone(x)[-1]
         score = torch.stack([branch(pool5) for branch in self.aspp]).sum(0)
+        if self.training and self.score_map_loss:
+            return {"out": score, "aux": []}
         logits = resize(score, x.shape[-2:])
         return {"out": logits, "aux": []} if self.training else logits
 
