@@ -344,6 +344,8 @@ def train(cfg: TrainConfig, out, progress: bool = True,
         attach(stage)
     if cfg.compile:
         stage.net = torch.compile(stage.net)
+    if stage.device.type == "cuda":  # one crop size: cuDNN tunes each convolution once (evaluate turns it off)
+        torch.backends.cudnn.benchmark = True
     resume(stage)
     last = stage.total_steps if cfg.max_steps is None else min(stage.total_steps, cfg.max_steps)
     # Under the book runner, progress goes through lipstudy.progress (lines on the runner's
