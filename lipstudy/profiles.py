@@ -163,14 +163,16 @@ PROFILES["gpu"] = Profile(
     recipe={**CPU_RECIPE, "data_pipeline": "resident", "amp": "bf16"}, finetune={"atrous_scale": 256 / 321},
     pretrain={"train": 8000, "val": 100, "epochs": 6, "max_side": 256, "lr": CPU_LR}, jobs=4, reasons=GPU_REASONS)
 # The gpu profile at smoke scale, for the test that runs benchmarks/gpu_book.sh end to end on a CPU:
-# the same recipe, data pipeline and runs, on a few dozen 64-px images at width 1/16.
+# the same recipe, data pipeline and runs (but the extra SSL seed), on a few dozen 64-px images at
+# width 1/16, one run at a time, in bf16 on a GPU only ("auto": bf16 on a CPU is emulated, and slow).
 PROFILES["gpu-smoke"] = dataclasses.replace(
     PROFILES["gpu"], name="gpu-smoke", width=0.0625, crop=64, epochs_stage1=1, epochs_stage2=1,
     lip_data={"train": 20, "val": 8, "test": 6, "max_side": 64},
     ppp_data={"train": 20, "val": 4, "test": 6, "max_side": 64},
     atr_data={"train": 4, "val": 4, "test": 6, "max_side": 64},
-    eval_sizes=_sizes(64), workers=0, finetune={"atrous_scale": 64 / 321},
-    pretrain={"train": 20, "val": 4, "epochs": 1, "max_side": 64, "lr": CPU_LR}, jobs=2)
+    eval_sizes=_sizes(64), ssl_seeds=(), workers=0, recipe={**PROFILES["gpu"].recipe, "amp": "auto"},
+    finetune={"atrous_scale": 64 / 321}, pretrain={"train": 20, "val": 4, "epochs": 1, "max_side": 64, "lr": CPU_LR},
+    jobs=1)
 
 
 def get_profile(name) -> Profile:
