@@ -136,15 +136,17 @@ PROFILES["cpu-long"] = dataclasses.replace(PROFILES["cpu"], name="cpu-long", epo
 # its bundle (lipstudy.bundles). Sized from FLOP counts, not from a measurement (no GPU was lent
 # when it was written): FlopCounterMode gives 30 / 62 / 42 / 78 / 114 GFLOP per training image for
 # the backbone / SegNet / FCN-8s / DeepLabV2 / Attention at width 1/2 on 256-px crops, so the
-# book's 16 runs cost about 5e16 FLOP (benchmarks/gpu_sizing.py prints the sum, run by run). At an
-# assumed 150 TFLOP/s for several thin networks side by side (19% of the 790 TFLOP/s bf16 matmul
-# rate measured on this workplace's H200: narrow convolutions at batch 10 fill the chip poorly)
-# that is about 5.5 minutes of training and evaluation. The recipe is the cpu profile's, which a
-# measured search chose for networks that start from the synthetic backbone (the paper's SGD
-# recipe assumes ImageNet weights and 30 epochs), with the data pipeline resident on the GPU
-# (lipstudy.resident) and bf16 autocast.
-GPU_SCALE_NOTE = ("sized from FLOP counts for one H200 command of at most 8 minutes (about 5e16 FLOP at "
-                  "an assumed 150 TFLOP/s, 19% of the 790 TFLOP/s bf16 matmul rate measured on the H200)")
+# book's 16 runs cost 4.4e16 FLOP of training and 7e14 of evaluation (benchmarks/gpu_sizing.py,
+# run by run; results/benchmarks/gpu_sizing.json). At an assumed 150 TFLOP/s for four thin
+# networks side by side (19% of the 790 TFLOP/s bf16 matmul rate measured on this workplace's H200:
+# narrow convolutions and their batch norms at batch 10 fill the chip poorly) that is 4.9 minutes,
+# which leaves the 8-minute command room for its data, its benchmarks and its bundle; the script
+# stops training at its budget and keeps every run finished by then. The recipe is the cpu
+# profile's, which a measured search chose for networks that start from the synthetic backbone
+# (the paper's SGD recipe assumes ImageNet weights and 30 epochs), with the data pipeline resident
+# on the GPU (lipstudy.resident) and bf16 autocast.
+GPU_SCALE_NOTE = ("sized from FLOP counts for one H200 command of at most 8 minutes (4.5e16 FLOP, 4.9 minutes "
+                  "at an assumed 150 TFLOP/s, 19% of the 790 TFLOP/s bf16 matmul rate measured on the H200)")
 GPU_REASONS = {
     "images": f"a third of LIP's training images: {GPU_SCALE_NOTE}",
     "scale": "images up to 256 px: the network at half width on 256-px crops fits the GPU command's budget",
