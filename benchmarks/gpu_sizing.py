@@ -94,13 +94,15 @@ def main(argv=None):
     r = plan(args.profile)
     rate = args.tflops * 1e12
     for row in r["runs"]:
+        seconds = (row["train_flop"] + row["eval_flop"]) / rate
         print(f"{row['run'][:44]:44s} {row['dataset']:8s} seed {row['seed']}  train {row['train_flop'] / 1e15:7.2f} "
-              f"PFLOP  eval {row['eval_flop'] / 1e15:6.2f} PFLOP  {(row['train_flop'] + row['eval_flop']) / rate:6.1f} s")
+              f"PFLOP  eval {row['eval_flop'] / 1e15:6.2f} PFLOP  {seconds:6.1f} s")
     total = r["train_flop"] + r["eval_flop"]
-    print("per training image (GFLOP): " + ", ".join(f"{m} {f / 1e9:.1f}" for m, f in r["train_flop_per_image"].items()))
+    print("per training image (GFLOP): "
+          + ", ".join(f"{m} {f / 1e9:.1f}" for m, f in r["train_flop_per_image"].items()))
     print(f"profile {r['profile']}: {r['train_flop'] / 1e15:.1f} PFLOP training + {r['eval_flop'] / 1e15:.1f} PFLOP "
-          f"evaluation = {total / rate / 60:.1f} min at {args.tflops:g} TFLOP/s "
-          f"({100 * rate / H200_BF16_MATMUL:.0f}% of the H200's {H200_BF16_MATMUL / 1e12:.0f} TFLOP/s bf16 matmul rate)")
+          f"evaluation = {total / rate / 60:.1f} min at {args.tflops:g} TFLOP/s ({100 * rate / H200_BF16_MATMUL:.0f}% "
+          f"of the H200's {H200_BF16_MATMUL / 1e12:.0f} TFLOP/s bf16 matmul rate)")
     write_result("gpu_sizing", {**r, "assumed_flop_per_s": rate, "minutes_at_assumed_rate": total / rate / 60,
                                 "h200_bf16_matmul_flop_per_s": H200_BF16_MATMUL}, args.out)
 

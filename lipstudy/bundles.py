@@ -145,20 +145,20 @@ def _run_files(run_dir: Path, with_checkpoint: bool) -> tuple[dict[str, bytes], 
 
 
 def export(profile, out, data=None, seeds=None, checkpoints: str = "figures", partial: bool = False,
-           device: str = "auto", log=print) -> dict:
+           device: str = "auto", runs=None, log=print) -> dict:
     """Write the finished runs of ``profile``'s book (:func:`bundle_runs`) to the bundle ``out``;
     return its manifest. A run lacking one of the products the chapters read (its evaluations,
     its figures' label maps) gets it computed now from its checkpoint. ``partial``: leave out the
     runs not finished with every product yet (a bundle of what is done so far, rewritten as runs
     finish), instead of refusing. ``checkpoints``: "figures" (the runs the figures come from),
-    "none" or "all"."""
+    "none" or "all". ``runs``: these runs (and what they start from) instead of the book's."""
     if checkpoints not in CHECKPOINT_CHOICES:
         raise ValueError(f"checkpoints must be one of {CHECKPOINT_CHOICES}, got {checkpoints!r}")
     prof = get_profile(profile)
     products = book_products(prof, data, seeds)
     with_ckpt = set(figure_sets(prof, seeds)) if checkpoints == "figures" else None
     members, entries, matrices, left_out = {}, [], {}, []
-    for run in bundle_runs(prof, seeds):
+    for run in bundle_runs(prof, seeds) if runs is None else with_ancestors(runs, prof):
         plan = key_plan(run, prof, data)
         run_dir = runs_dir() / plan.key
         needs = ["val", *products.get(run, [])]
@@ -176,9 +176,10 @@ def export(profile, out, data=None, seeds=None, checkpoints: str = "figures", pa
         members.update({prefix + k: v for k, v in files.items()})
         matrices.update({prefix + k: v for k, v in mats.items()})
         entries.append({"key": plan.key, "label": run.label, "run": dataclasses.asdict(run), "parent": plan.parent_key,
-                        "finished": (run_dir / "metrics.json").stat().st_mtime,
+                        "finished_ns": (run_dir / "metrics.json").stat().st_mtime_ns,
                         "checkpoint": prefix + "checkpoint.pt" in members})
-    datasets = {ds: data_fingerprint(data_root(prof, ds, data if ds == "lip" else None)) for ds in profile_datasets(prof)}
+    datasets = {ds: data_fingerprint(data_root(prof, ds, data if ds == "lip" else None))
+                for ds in profile_datasets(prof)}
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "profile": prof.name,
                 "engine_version": ENGINE_VERSION, "data": "real" if data is not None else "synthetic",
                 "datasets": datasets, "runs": entries, "matrices": matrices,
@@ -246,9 +247,10 @@ def _verify(path: Path, manifest: dict, members: dict, data) -> dict:
     data fingerprints, run keys, matrices. Returns ``{key: {relative name: bytes to write}}``."""
     label = {r["key"]: f"run {r['label']!r} ({r['key']})" for r in manifest["runs"]}
     if manifest.get("engine_version") != ENGINE_VERSION:
-        which = ", ".join(label.values()) or "its runs"
-        raise BundleError(f"{path}: {which} were trained by engine version {manifest.get('engine_version')!r}; this "
-                          f"checkout's is {ENGINE_VERSION!r}, whose runs would compute other numbers")
+        which = ", ".join(label.values()) or "none"
+        raise BundleError(f"{path}: its runs ({which}) were trained by engine version "
+                          f"{manifest.get('engine_version')!r}; this checkout's is {ENGINE_VERSION!r}, whose runs "
+                          f"would compute other numbers")
     if manifest.get("profile") not in PROFILES:
         raise BundleError(f"{path}: its runs are of profile {manifest.get('profile')!r}, unknown to this checkout "
                           f"(profiles: {', '.join(PROFILES)})")
@@ -282,9 +284,10 @@ def _verify(path: Path, manifest: dict, members: dict, data) -> dict:
         cfg = json.loads(files["config.json"])
         if (cfg.get("key"), cfg.get("engine_version"), cfg.get("data", {}).get("fingerprint")) != \
                 (key, ENGINE_VERSION, plan.fingerprint):
+            theirs = str(cfg.get("data", {}).get("fingerprint"))[:16]
             raise BundleError(f"{path}: {who}: its config.json (key {cfg.get('key')}, engine "
-                              f"{cfg.get('engine_version')!r}, data {str(cfg.get('data', {}).get('fingerprint'))[:16]}...) "
-                              f"disagrees with this checkout's key, engine and data")
+                              f"{cfg.get('engine_version')!r}, data {theirs}...) disagrees with this checkout's "
+                              f"key, engine and data")
         for name in [n for n in files if n.endswith("/" + SPARSE)]:
             try:
                 with np.load(io.BytesIO(files.pop(name)), allow_pickle=False) as z:
@@ -312,7 +315,7 @@ def import_bundle(path, data=None, log=print) -> dict:
     runs = _verify(path, manifest, members, data)
     record = json.dumps({"bundle": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
                          "imported": now(), "profile": manifest["profile"]}, indent=1).encode()
-    finished_at = {r["key"]: r["finished"] for r in manifest["runs"]}
+    finished_at = {r["key"]: r["finished_ns"] for r in manifest["runs"]}
     folder = runs_dir()
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".bundle-import-", dir=folder.parent))
@@ -324,7 +327,7 @@ def import_bundle(path, data=None, log=print) -> dict:
             for name, blob in sorted(files.items(), key=lambda kv: kv[0] == "metrics.json"):  # metrics.json last
                 (new / name).parent.mkdir(parents=True, exist_ok=True)
                 (new / name).write_bytes(blob)
-            os.utime(new / "metrics.json", (finished_at[key], finished_at[key]))
+            os.utime(new / "metrics.json", ns=(finished_at[key], finished_at[key]))
             target = folder / key
             if is_finished(target):  # keep what is here; add what it lacks, one whole folder or file at a time
                 for sub in [*new.glob("eval/*"), *new.glob("figures/*.npz")]:

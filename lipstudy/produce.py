@@ -30,7 +30,8 @@ class BundleWriter:
     background thread; requests made during an export are served by one more export after it."""
 
     def __init__(self, export_once):
-        self.export_once, self.lock, self.pending, self.thread, self.error = export_once, threading.Lock(), False, None, None
+        self.export_once, self.lock = export_once, threading.Lock()
+        self.pending, self.thread, self.error = False, None, None
 
     def request(self, *_):
         with self.lock:
