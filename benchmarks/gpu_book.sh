@@ -93,7 +93,7 @@ else
   trained=124
 fi
 if [ "$trained" -ne 0 ]; then
-  say "training stopped ($trained: 124 = the budget ran out); bundling every run finished by now"
+  say "training stopped (exit $trained$([ "$trained" = 124 ] && echo ': the budget ran out')); bundling every run finished by now"
   "$PY" -m lipstudy.cli runs export --profile "$PROFILE" --partial --checkpoints none -o "$BUNDLE"
 fi
 "$PY" benchmarks/gpu_book.py report --profile "$PROFILE" --bundle "$BUNDLE" --out "$OUT/runs.json"

@@ -82,3 +82,22 @@ def test_the_bundle_imports_elsewhere_and_leaves_nothing_to_train(script_run, tm
     assert tasks == {}
     prov = json.loads(next((tmp_path / "results" / "runs").glob("*/provenance.json")).read_text())
     assert prov["device"].startswith("CPU")  # where the script trained them
+
+
+def test_the_gpu_profile_is_sized_to_fit_its_command():
+    """benchmarks/gpu_sizing.py from FLOP counts: a run costs its images times its network's FLOPs
+    per image, and the gpu profile's book fits 6 of the command's 8 minutes at the assumed
+    150 TFLOP/s (an enlarged profile fails here before it fails on a lent GPU)."""
+    import gpu_sizing
+    from lipstudy.profiles import get_profile
+
+    plan = gpu_sizing.plan("gpu")
+    prof = get_profile("gpu")
+    per_image = plan["train_flop_per_image"]
+    assert 70e9 < per_image["deeplabv2"] < 90e9 and per_image["attention"] > per_image["deeplabv2"]
+    rows = {(r["run"], r["dataset"], r["seed"]): r for r in plan["runs"]}
+    dl = rows["DeepLabV2", "lip", 0]
+    assert dl["train_images"] == prof.lip_data["train"] // prof.batch * prof.batch * prof.epochs_stage1
+    assert dl["train_flop"] == dl["train_images"] * per_image["deeplabv2"]
+    assert len(rows) == 16  # the book's 15 runs and the backbone
+    assert (plan["train_flop"] + plan["eval_flop"]) / 150e12 < 6 * 60
