@@ -187,3 +187,37 @@ def test_no_train_refuses_to_train_and_names_the_run(trained, elsewhere, monkeyp
     with pytest.raises(RuntimeError, match=r"run 'SegNet' \(lip, seed 0\) of profile tinybundle .* training is off"):
         cache.ensure(Run("segnet"), TINY, device="cpu", progress=False)
     assert not (elsewhere / "results" / "runs").exists()
+
+
+def test_without_checkpoints_the_figures_and_evaluations_come_from_the_bundle(trained, elsewhere, monkeypatch):
+    bundle = elsewhere / "slim.tar.xz"
+    monkeypatch.setenv("LIPSTUDY_RESULTS", str(trained["base"] / "results"))
+    export(TINY, bundle, runs=[RUN], device="cpu", checkpoints="none")
+    monkeypatch.setenv("LIPSTUDY_RESULTS", str(elsewhere / "results"))
+    import_bundle(bundle)
+    res = cache.ensure(RUN, TINY, device="cpu", progress=False)  # found, not trained
+    assert res.dir.parent == elsewhere / "results" / "runs" and not res.checkpoint.exists()
+    original = trained["res"]
+    for name in ("fig8", "cihp", "photos"):
+        ours, theirs = res.figure_maps(name), original.figure_maps(name)
+        assert list(ours) == list(theirs) and all(np.array_equal(ours[k], theirs[k]) for k in ours)
+    assert np.array_equal(res.evaluation("atr").cms, original.evaluation("atr").cms)
+    (res.dir / "figures" / "fig8.npz").unlink()
+    with pytest.raises(FileNotFoundError, match=r"run 'DeepLabV2' has no predictions of figure set 'fig8'.*no checkpoint"):
+        res.figure_maps("fig8")
+    with pytest.raises(FileNotFoundError, match=r"run 'DeepLabV2' has no evaluation 'val-flip' and no checkpoint"):
+        res.evaluation("val-flip")
+
+
+def test_the_runs_whose_figures_the_chapters_draw():
+    from lipstudy.showcase import figure_sets
+
+    sets = figure_sets("cpu", seeds=[3])
+    assert {r.label: s for r, s in sets.items()} == {
+        "SegNet": ["fig8", "cihp"], "FCN-8s": ["fig8", "cihp"], "DeepLabV2": ["fig8", "cihp", "photos"],
+        "Attention": ["fig8", "cihp"], "DeepLabV2 + SSL": ["fig8", "cihp"],
+        "Attention + SSL": ["fig8", "cihp", "photos", "ssl"]}
+    assert {r.seed for r in sets} == {3}
+    products = cache.book_products("smoke")
+    assert products[Run("attention", "paper", stage=2)][-4:] == ["figures/fig8", "figures/cihp", "figures/photos",
+                                                                 "figures/ssl"]
