@@ -129,12 +129,14 @@ def training_origin(frame: pd.DataFrame) -> str:
     devices = ", ".join(sorted({str(d) for d in frame["device"] if d})) or "an unrecorded device"
     days = sorted(str(t)[:10] for t in [*frame["started"], *frame["finished"]] if t)
     when = (days[0] if days[0] == days[-1] else f"{days[0]} to {days[-1]}") if days else "on unrecorded dates"
-    commits = ", ".join(sorted({c for c in frame["commit"] if c})) or "no recorded commit"
+    commits = sorted({c for c in frame["commit"] if c})
+    commits = f"commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}" if commits else "no recorded commit"
     bundles = sorted({b for b in frame.get("imported from", pd.Series(dtype=str)) if b})
-    imported = (f" and were imported from the bundle{'s' if len(bundles) > 1 else ''} {', '.join(bundles)} "
+    imported = (f", and were imported from the bundle{'s' if len(bundles) > 1 else ''} {', '.join(bundles)} "
                 f"(lipstudy runs import)" if bundles else "")
-    return (f"The {len(frame)} training runs behind these numbers ran on {devices}, {when}, from commit "
-            f"{commits}{imported}; {built}.")
+    runs = "The training run behind these numbers" if len(frame) == 1 else \
+        f"The {len(frame)} training runs behind these numbers"
+    return f"{runs} ran on {devices}, {when}, from {commits}{imported}; {built}."
 
 
 def provenance_frame(results) -> pd.DataFrame:

@@ -221,3 +221,18 @@ def test_the_runs_whose_figures_the_chapters_draw():
     products = cache.book_products("smoke")
     assert products[Run("attention", "paper", stage=2)][-4:] == ["figures/fig8", "figures/cihp", "figures/photos",
                                                                  "figures/ssl"]
+
+
+def test_where_the_runs_were_trained_in_one_sentence():
+    import pandas as pd
+
+    from lipstudy.provenance import training_origin
+
+    row = {"device": "NVIDIA H200 (CUDA 13.0)", "started": "2026-12-02T10:00:00", "finished": "2026-12-03T01:00:00",
+           "commit": "abc1234567", "imported from": "gpu.tar.xz"}
+    text = training_origin(pd.DataFrame([row, {**row, "commit": "def7654321"}]))
+    assert text.startswith("The 2 training runs behind these numbers ran on NVIDIA H200 (CUDA 13.0), 2026-12-02 to "
+                           "2026-12-03, from commits abc1234567, def7654321, and were imported from the bundle "
+                           "gpu.tar.xz (lipstudy runs import); this page was built on ")
+    here = training_origin(pd.DataFrame([{**row, "imported from": ""}]))
+    assert "imported" not in here and here.startswith("The training run behind these numbers ran on NVIDIA H200")
