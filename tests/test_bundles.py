@@ -236,3 +236,20 @@ def test_where_the_runs_were_trained_in_one_sentence():
                            "gpu.tar.xz (lipstudy runs import); this page was built on ")
     here = training_origin(pd.DataFrame([{**row, "imported from": ""}]))
     assert "imported" not in here and here.startswith("The training run behind these numbers ran on NVIDIA H200")
+
+
+def test_the_book_imports_a_committed_bundle_and_then_never_trains(trained, elsewhere, monkeypatch):
+    """A checkout holding results/bundles/<profile>.tar.xz (the gpu profile's, one day): the runner
+    imports it when runs are missing and turns training off, so a run the bundle lacks fails the
+    build by name instead of training for hours."""
+    from lipstudy.book import runner
+
+    monkeypatch.setattr(runner, "committed_bundle", lambda profile: trained["bundle"])
+    monkeypatch.setenv(cache.NO_TRAIN_ENV, "0")  # and restored (unset) after the test, whatever the runner sets
+    assert runner.import_committed_bundle(TINY.name, log=lambda *a: None)
+    assert cache.finished_key(RUN, TINY) == trained["res"].dir.name
+    assert cache.os.environ[cache.NO_TRAIN_ENV] == "1"
+    with pytest.raises(RuntimeError, match=r"run 'FCN-8s' .* training is off"):
+        cache.ensure(Run("fcn8s"), TINY, device="cpu", progress=False)
+    monkeypatch.setattr(runner, "committed_bundle", lambda profile: elsewhere / "none.tar.xz")
+    assert not runner.import_committed_bundle(TINY.name, log=lambda *a: None)

@@ -242,7 +242,7 @@ def import_committed_bundle(profile: str, data=None, seeds=None, log=say) -> boo
 
     tasks, _ = pending_tasks(book_runs(profile, seeds), profile, data, book_products(profile, data, seeds))
     if tasks:
-        log(f"[book] importing the runs of profile {profile} from {path.relative_to(REPO)}")
+        log(f"[book] importing the runs of profile {profile} from {path}")
         import_bundle(path, data, log=log)
     os.environ[NO_TRAIN_ENV] = "1"
     return True
