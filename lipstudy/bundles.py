@@ -261,9 +261,11 @@ def _verify(path: Path, manifest: dict, members: dict, data) -> dict:
     for ds, theirs in manifest["datasets"].items():
         ours = data_fingerprint(data_root(prof, ds, lip if ds == "lip" else None))
         if ours != theirs:
+            users = [r["label"] for r in manifest["runs"] if r["run"].get("dataset") == ds] or ["its evaluations"]
             raise BundleError(
-                f"{path}: dataset {ds!r} of profile {prof.name} differs: the bundle's runs trained on data with "
-                f"fingerprint {theirs[:16]}..., this machine's is {ours[:16]}... (another numpy or Pillow renders "
+                f"{path}: dataset {ds!r} of profile {prof.name} differs: the bundle's runs ({', '.join(users[:4])}"
+                f"{', ...' if len(users) > 4 else ''}) trained on data with fingerprint {theirs[:16]}..., this "
+                f"machine's is {ours[:16]}... (another numpy or Pillow renders "
                 f"other synthetic images; numpy's AVX-512 paths can be turned off with "
                 f"NPY_DISABLE_CPU_FEATURES='X86_V4 AVX512_ICL AVX512_SPR')")
     out = {}
