@@ -126,3 +126,36 @@ def test_the_setting_is_checked():
     assert TrainConfig().data_pipeline == "loader"
     with pytest.raises(ValueError, match="data_pipeline"):
         TrainConfig(data_pipeline="gpu")
+
+
+def test_training_on_the_resident_split(tmp_path):
+    """The trainer with data_pipeline="resident": without resampling (scale 1) it trains exactly the
+    weights the loader pipeline trains, and a run stopped and resumed ends with the weights of an
+    uninterrupted one."""
+    from test_train import tiny_config, write_tiny_lip
+
+    from lipstudy.runtime import load_checkpoint
+    from lipstudy.train import train
+
+    root = write_tiny_lip(tmp_path / "d", n_train=8)
+    same = dict(epochs=2, dropout=0.5, scale_min=1.0, scale_max=1.0)
+    loader = load_checkpoint(train(tiny_config(root, **same), tmp_path / "loader", progress=False))
+    resident = load_checkpoint(train(tiny_config(root, data_pipeline="resident", **same), tmp_path / "resident",
+                                     progress=False))
+    assert resident["step"] == loader["step"] == 4
+    assert all(torch.allclose(loader["model"][k].float(), resident["model"][k].float(), atol=1e-6)
+               for k in loader["model"])
+    assert [r["loss"] for r in loader["log"]] == pytest.approx([r["loss"] for r in resident["log"]], rel=1e-5)
+
+    cfg = tiny_config(root, data_pipeline="resident", epochs=2, dropout=0.5)  # scale 0.6-1.4, flips
+    whole = load_checkpoint(train(cfg, tmp_path / "whole", progress=False))
+    train(dataclasses.replace(cfg, max_steps=3), tmp_path / "cut", progress=False)
+    resumed = load_checkpoint(train(cfg, tmp_path / "cut", progress=False))
+    assert resumed["step"] == whole["step"] == 4
+    assert all(torch.equal(whole["model"][k], resumed["model"][k]) for k in whole["model"])
+    # Not vacuous: scaled images are resampled otherwise than by the loader (no antialiasing), so
+    # the resident run's weights are its own.
+    other = load_checkpoint(train(dataclasses.replace(cfg, data_pipeline="loader"), tmp_path / "other",
+                                  progress=False))
+    assert not all(torch.allclose(other["model"][k].float(), whole["model"][k].float(), atol=1e-6)
+                   for k in whole["model"])
