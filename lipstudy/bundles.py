@@ -47,6 +47,8 @@ FORMAT, FORMAT_VERSION = "lipstudy-bundle", 1
 RUN_FILES = ("config.json", "train_config.json", "provenance.json", "train_log.csv", "train_log.json")
 SPARSE = "per_image_cm.sparse.npz"
 CHECKPOINT_CHOICES = ("figures", "none", "all")
+MANIFEST_FIELDS = {"profile": str, "engine_version": str, "data": str, "datasets": dict, "runs": list,
+                   "matrices": dict, "files": dict}
 _MEMBER = re.compile(r"runs/[0-9a-f]{16}/[A-Za-z0-9_.@-]+(/[A-Za-z0-9_.@-]+)*")
 
 
@@ -219,9 +221,16 @@ def read_bundle(path) -> tuple[dict, dict[str, bytes]]:
         manifest = json.loads(members.pop("manifest.json"))
     except (KeyError, json.JSONDecodeError) as e:
         raise BundleError(f"{path}: no readable manifest.json ({e})") from None
-    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT \
+            or manifest.get("format_version") != FORMAT_VERSION:
         raise BundleError(f"{path}: not a {FORMAT} of version {FORMAT_VERSION} (manifest says "
                           f"{manifest.get('format')!r} {manifest.get('format_version')!r})")
+    missing = [k for k, t in MANIFEST_FIELDS.items() if not isinstance(manifest.get(k), t)]
+    missing += [f"runs[{i}]" for i, r in enumerate(manifest.get("runs") or [])
+                if not isinstance(r, dict) or not {"key", "label", "run", "finished_ns"} <= set(r)
+                or not re.fullmatch(r"[0-9a-f]{16}", str(r["key"]))]
+    if missing:
+        raise BundleError(f"{path}: its manifest lacks or garbles {', '.join(missing)}")
     owner = {f"runs/{r['key']}/": r["label"] for r in manifest["runs"]}
 
     def whose(name):
@@ -334,6 +343,8 @@ def import_bundle(path, data=None, log=print) -> dict:
             if is_finished(target):  # keep what is here; add what it lacks, one whole folder or file at a time
                 for sub in [*new.glob("eval/*"), *new.glob("figures/*.npz")]:
                     dest = target / sub.relative_to(new)
+                    if dest.is_dir() and not (dest / "metrics.json").is_file():  # an evaluation cut short
+                        os.replace(dest, staging / f"{key}.{sub.name}.replaced")
                     if not dest.exists():
                         dest.parent.mkdir(parents=True, exist_ok=True)
                         os.replace(sub, dest)

@@ -145,6 +145,7 @@ def nothing_written(root):
     ({"edit_manifest": lambda m: m["runs"][0]["run"].update(seed=3)},
      r"run 'DeepLabV2' \([0-9a-f]{16}\): its key here is [0-9a-f]{16}, the bundle's"),
     ({"edit_manifest": lambda m: m.update(profile="nosuch")}, r"profile 'nosuch', unknown to this checkout"),
+    ({"edit_manifest": lambda m: m.pop("matrices")}, r"its manifest lacks or garbles matrices"),
     ({"extra": {"runs/0123456789abcdef/x.json": b"{}"}}, r"x\.json belongs to no run of the manifest"),
 ])
 def test_a_bundle_that_does_not_match_is_refused_and_nothing_written(trained, elsewhere, damage, message):
@@ -254,3 +255,16 @@ def test_the_book_imports_a_committed_bundle_and_then_never_trains(trained, else
         cache.ensure(Run("fcn8s"), TINY, device="cpu", progress=False)
     monkeypatch.setattr(runner, "committed_bundle", lambda profile: elsewhere / "none.tar.xz")
     assert not runner.import_committed_bundle(TINY.name, log=lambda *a: None)
+
+
+def test_an_import_completes_a_run_that_is_here_without_touching_the_rest(trained, elsewhere):
+    key = trained["manifest"]["runs"][0]["key"]
+    import_bundle(trained["bundle"])
+    here = elsewhere / "results" / "runs" / key
+    (here / "eval" / "atr" / "metrics.json").unlink()  # an evaluation cut short
+    (here / "figures" / "cihp.npz").unlink()
+    kept = (here / "eval" / "val" / "metrics.json").stat().st_mtime_ns
+    assert import_bundle(trained["bundle"]) == {"imported": [], "kept": [key]}
+    assert (here / "eval" / "atr" / "metrics.json").is_file() and (here / "figures" / "cihp.npz").is_file()
+    assert (here / "eval" / "val" / "metrics.json").stat().st_mtime_ns == kept
+    assert not list((elsewhere / "results").glob(".bundle-import-*"))
