@@ -473,7 +473,7 @@ def chapter_outputs(notebook: Path) -> list[str]:
     return [re.sub(r"T_[0-9a-f]{5}", "T_", s) for s in shown]  # pandas names each styled table at random
 
 
-def test_the_book_builds_from_a_bundle_without_training(smoke_book, tmp_path):
+def test_the_book_builds_from_a_bundle_without_training(smoke_book, tmp_path, monkeypatch):
     """The smoke runs exported, imported into an empty results folder (the data generated again),
     and the chapters that read runs, figures and provenance built from them with training off:
     nothing trains, nothing is evaluated or predicted again, the same tables and text."""
@@ -490,6 +490,13 @@ def test_the_book_builds_from_a_bundle_without_training(smoke_book, tmp_path):
     theirs = sorted(p.name for p in (smoke_book["results"] / "runs").iterdir())
     ours = sorted(p.name for p in (tmp_path / "results" / "runs").iterdir())
     assert ours == theirs
+    # Every chapter would find every run and everything it reads of them (evaluations, figures).
+    from lipstudy.cache import book_products
+    from lipstudy.runs import book_runs
+
+    for var in ("LIPSTUDY_RESULTS", "LIPSTUDY_DATA"):
+        monkeypatch.setenv(var, env[var])
+    assert schedule.pending_tasks(book_runs("smoke"), "smoke", evaluations=book_products("smoke")) == ({}, {})
     before = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "results" / "runs").rglob("*"))
     chapters = ["baselines", "ssl", "qualitative", "reproducibility"]
     proc = subprocess.run([*cli, "book", "--profile", "smoke", "--results", str(tmp_path / "results"), "--no-train",
