@@ -11,8 +11,10 @@ a lock stops two processes training the same run.
 Files of a run: ``config.json`` (written first), ``train_config.json`` (the TrainConfig, usable
 with ``lipstudy train --config`` e.g. under ``torchrun`` on several GPUs), ``checkpoint.pt``,
 ``train_log.csv`` / ``.json``, ``eval/<name>/{metrics.json, per_image_cm.npz}``,
+``figures/<set>.npz`` (the label maps the chapters' figures show, :mod:`lipstudy.showcase`),
 ``provenance.json``, and ``metrics.json`` (the val scores) written last: its presence means the
-run is finished.
+run is finished. A run imported from a bundle (:mod:`lipstudy.bundles`) also holds
+``imported.json`` and may lack its checkpoint: its evaluations and figures came with it.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import os
 import re
 import sys
 import time
@@ -35,11 +38,15 @@ from .data.roots import data_fingerprint, data_root
 from .locks import file_lock, is_locked
 from .paths import runs_dir
 from .profiles import Profile, get_profile
-from .runs import MODEL_LABELS, PRETRAIN, Run, base_lr, epochs
+from .runs import MODEL_LABELS, PRETRAIN, Run, base_lr, book_evaluations, epochs
 from .runtime import CHECKPOINT
 
 ENGINE_VERSION = "1"
 """Bump when a change to training or evaluation changes results: every run key changes with it."""
+
+NO_TRAIN_ENV = "LIPSTUDY_NO_TRAIN"
+"""Set to 1 and :func:`ensure` refuses to train: a book built from imported runs (``lipstudy book
+--no-train``) fails naming a missing run instead of training it on a machine not meant to."""
 
 
 # ----------------------------------------------------------------------------- keys
@@ -168,6 +175,43 @@ class RunResult:
             self._evals[name] = _evaluation(self, name)
         return self._evals[name]
 
+    def figure_maps(self, name: str) -> dict:
+        """The label maps this run predicts for the chapters' figure set ``name``, by image id
+        (computed once, cached in ``dir/figures/<name>.npz``; :mod:`lipstudy.showcase`)."""
+        from .showcase import label_maps
+
+        return label_maps(self, name)
+
+
+FIGURES = "figures/"
+"""Prefix of a figure set among a run's products (``figures/fig8``): the other products are
+evaluation names."""
+
+
+def product(res: RunResult, name: str):
+    """Make (or read) one product of a finished run: an evaluation, or with the prefix
+    :data:`FIGURES` the predictions of a figure set."""
+    return res.figure_maps(name[len(FIGURES):]) if name.startswith(FIGURES) else res.evaluation(name)
+
+
+def has_product(run_dir: Path, name: str) -> bool:
+    """Whether a run folder holds product ``name`` already."""
+    if name.startswith(FIGURES):
+        return (Path(run_dir) / "figures" / f"{name[len(FIGURES):]}.npz").is_file()
+    return (Path(run_dir) / "eval" / name / "metrics.json").is_file()
+
+
+def book_products(profile, data=None, seeds=None) -> dict:
+    """Everything the chapters read of the book's runs beyond "val", ``{run: [product names]}``:
+    the evaluations of :func:`lipstudy.runs.book_evaluations` and the figure sets of
+    :func:`lipstudy.showcase.figure_sets`."""
+    from .showcase import figure_sets
+
+    out = {run: list(names) for run, names in book_evaluations(profile, data, seeds).items()}
+    for run, sets in figure_sets(profile, seeds).items():
+        out.setdefault(run, []).extend(FIGURES + s for s in sets)
+    return out
+
 
 def _eval_plan(res: RunResult, name: str):
     """(data root, split, reader kind, label_dir, EvalSettings) of evaluation ``name``."""
@@ -207,6 +251,9 @@ def _evaluation(res: RunResult, name: str) -> Evaluation:
     classes = tuple(labels.DATASETS[res.run.kind]["classes"])
     if not (out / "metrics.json").is_file():
         root, split, kind, label_dir, settings = _eval_plan(res, name)
+        if not res.checkpoint.is_file():
+            raise FileNotFoundError(f"{res.dir}: run {res.label!r} has no evaluation {name!r} and no checkpoint "
+                                    f"to compute it (imported from a bundle that lacks it?)")
         with file_lock(res.dir / "eval" / f".{name}.lock"):
             if not (out / "metrics.json").is_file():
                 evaluate_checkpoint(res.checkpoint, root, split, kind, settings, out=out, device=res.device,
@@ -245,7 +292,7 @@ def train_config(plan: KeyPlan, profile: Profile, device: str, parent_checkpoint
         split="train", loss=run.loss, epochs=epochs(run, profile), batch_size=profile.batch, crop=profile.crop,
         lr=base_lr(run, profile), seed=run.seed, device=device, workers=profile.workers,
         checkpoint_every_steps=profile.checkpoint_every_steps, channels_last=profile.channels_last,
-        **profile.run_recipe(backbone=run.dataset == PRETRAIN))
+        compile=profile.compile, **profile.run_recipe(backbone=run.dataset == PRETRAIN))
 
 
 def _write_configs(run_dir: Path, plan: KeyPlan, prof: Profile, cfg) -> None:
@@ -294,6 +341,10 @@ def ensure(run: Run, profile, data=None, device: str = "auto", progress: bool = 
     run_dir = runs_dir() / plan.key
     if is_finished(run_dir):
         return _load_result(run, prof, run_dir, plan.root, device)
+    if os.environ.get(NO_TRAIN_ENV) == "1":
+        raise RuntimeError(f"run {run.label!r} ({run.dataset}, seed {run.seed}) of profile {prof.name} is not in "
+                           f"{runs_dir()} (key {plan.key}) and training is off (${NO_TRAIN_ENV}=1): import the "
+                           f"bundle that holds it (lipstudy runs import FILE) or train it")
     parent = run.parent(prof)
     parent_checkpoint = str(ensure(parent, prof, data, device, progress).checkpoint) if parent else None
 

@@ -17,9 +17,10 @@ from .labels import DATASETS
 
 LOSS_MODES = ("off", "paper", "released", "plus_one")
 # Fields that change how a run executes but not what it computes: a resume may change them.
-EXECUTION_FIELDS = ("device", "workers", "max_steps", "checkpoint_every_steps", "channels_last")
+EXECUTION_FIELDS = ("device", "workers", "max_steps", "checkpoint_every_steps", "channels_last", "compile")
 AMP_MODES = ("auto", "bf16", "off")
 OPTIMIZERS = ("sgd", "adamw")
+DATA_PIPELINES = ("loader", "resident")
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,12 @@ class TrainConfig:
     scale_max: float = 1.4
     flip: bool = True
     seed: int = 0
+    # Where the augmentation runs: "loader" (decoded and augmented per image in DataLoader workers,
+    # the CPU profiles') or "resident" (the split decoded once onto the training device and
+    # augmented there in batched tensor ops, lipstudy.resident: what keeps a GPU fed). The same
+    # random choices per (seed, epoch, index); the image resampling differs (no antialiasing when
+    # scaling down), so it is part of what a run computes.
+    data_pipeline: str = "loader"
     # Execution (not part of the result).
     device: str = "auto"
     workers: int = 2
@@ -102,12 +109,15 @@ class TrainConfig:
     # the numbers a run computes, so unlike the memory layout below a resume may not change it.
     amp: str = "auto"
     channels_last: bool | None = None  # None = on CUDA only (where cuDNN prefers NHWC)
+    compile: bool = False  # torch.compile the network (pays on a GPU after its compile time)
 
     def __post_init__(self):
         if self.amp not in AMP_MODES:
             raise ValueError(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.data_pipeline not in DATA_PIPELINES:
+            raise ValueError(f"data_pipeline must be one of {DATA_PIPELINES}, got {self.data_pipeline!r}")
         if self.loss not in LOSS_MODES:
             raise ValueError(f"loss must be one of {LOSS_MODES}, got {self.loss!r}")
         if self.dataset not in DATASETS:

@@ -76,6 +76,9 @@ REASONS = {
              "only on runs trained with at least three seeds (claims chapter)",
     "controls": "the paper compares '+ SSL' with the stage-1 network, which trained fewer epochs: a control "
                 "trained the same extra epochs without SSL separates the loss from the training length",
+    "data_pipeline": "a GPU at this width needs its batches faster than a per-image loader decodes them: the "
+                     "split stays on the GPU and is augmented there (lipstudy.resident), with the same random "
+                     "choices; bilinear sampling there does not antialias when it scales an image down",
 }
 
 
@@ -90,7 +93,7 @@ def deviations(profile, device: str | None = None) -> pd.DataFrame:
     def add(setting, ours, theirs, reason, differs=None):
         if (str(ours) != str(theirs)) if differs is None else differs:
             rows.append({"setting": setting, "paper": theirs, f"profile {prof.name}": ours,
-                         "reason": REASONS[reason]})
+                         "reason": prof.reasons.get(reason, REASONS[reason])})
 
     def count(x) -> str:
         return f"{int(x):,}"
@@ -149,6 +152,9 @@ def deviations(profile, device: str | None = None) -> pd.DataFrame:
     if cfg.warmup_steps:
         add("stage 2's schedule", f"a new optimiser state and a new {cfg.warmup_steps}-step warm-up",
             "a restarted solver (Caffe fine-tuning), no warm-up", "stage2_warmup", differs=True)
+    # (precision: code_departures, which knows the device)
+    add("augmentation", "on the GPU, batched (scale, crop, flip)", "per image (Caffe's data layer)", "data_pipeline",
+        differs=cfg.data_pipeline == "resident")
     add("epochs (stage 1 + stage 2)", f"{prof.epochs_stage1} + {prof.epochs_stage2}", "30 + 20", "epochs")
     add("Table 6 input sizes", " / ".join(str(s) for s in prof.eval_sizes), "153 / 321 / 513", "eval_sizes")
     add("SSL on PASCAL-Person-Part", "six proxy joints: the centres of head, torso, upper / lower arms, upper / "

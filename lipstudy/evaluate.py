@@ -139,8 +139,31 @@ def evaluate(model: torch.nn.Module, dataset, classes, flip_pairs=(), settings: 
     if progress:
         from tqdm.auto import tqdm
         loader = tqdm(loader, total=len(dataset), desc="evaluate", unit="img", dynamic_ncols=True)
-    ids, cms = [], []
     model.eval()
+    # Images of every size: cuDNN's autotuning (on while training on fixed crops) would tune each new
+    # shape again, costing more than it saves.
+    benchmark, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, False
+    try:
+        ids, cms = _predict_and_score(model, loader, device, settings, flip_pairs, num_classes, label_map,
+                                      out, save_png, save_color, palette)
+    finally:
+        torch.backends.cudnn.benchmark = benchmark
+    cms_arr = np.stack(cms) if cms else np.zeros((0, num_classes, num_classes), np.int64)
+    metrics = score_summary(cms_arr.sum(0), classes, settings.classes_subset) if cms else {}
+    metrics.update({"n_images": len(ids), "n_predicted": len(dataset), "classes": list(classes),
+                    "settings": asdict(settings)})
+    if out is not None:
+        atomic_save(out / "per_image_cm.npz", lambda tmp: np.savez_compressed(tmp, **dict(zip(ids, cms_arr))),
+                    suffix=".npz")
+        atomic_write_json(out / "metrics.json", metrics, allow_nan=True)
+    return {"ids": ids, "cms": cms_arr, "metrics": metrics}
+
+
+def _predict_and_score(model, loader, device, settings, flip_pairs, num_classes, label_map, out, save_png,
+                       save_color, palette) -> tuple[list, list]:
+    """The loop of :func:`evaluate`: each image's prediction (written as PNGs when asked) and, when
+    it has a label, its confusion matrix."""
+    ids, cms = [], []
     for item in loader:
         image = item["image"].to(device, non_blocking=True)
         logits = predict_logits(model, image, item["size"], settings.flip, flip_pairs, settings.scales)
@@ -158,15 +181,7 @@ def evaluate(model: torch.nn.Module, dataset, classes, flip_pairs=(), settings: 
         cm = batched_confusion_matrix(pred[None], label.to(device)[None], num_classes)
         ids.append(item["id"])
         cms.append(cm[0].cpu().numpy())
-    cms_arr = np.stack(cms) if cms else np.zeros((0, num_classes, num_classes), np.int64)
-    metrics = score_summary(cms_arr.sum(0), classes, settings.classes_subset) if cms else {}
-    metrics.update({"n_images": len(ids), "n_predicted": len(dataset), "classes": list(classes),
-                    "settings": asdict(settings)})
-    if out is not None:
-        atomic_save(out / "per_image_cm.npz", lambda tmp: np.savez_compressed(tmp, **dict(zip(ids, cms_arr))),
-                    suffix=".npz")
-        atomic_write_json(out / "metrics.json", metrics, allow_nan=True)
-    return {"ids": ids, "cms": cms_arr, "metrics": metrics}
+    return ids, cms
 
 
 class _Mapped(torch.utils.data.Dataset):

@@ -13,7 +13,8 @@ from .paths import committed_results
 
 
 def benchmark_table(directory: str | os.PathLike | None = None) -> pd.DataFrame:
-    """One row per figure in the benchmark result files ``results/benchmarks/*.json`` (written by
+    """One row per figure in the benchmark result files ``results/benchmarks/*.json`` and
+    ``results/benchmarks/<machine>/*.json`` (written by
     ``benchmarks/*.py``): which benchmark, the device that produced it, the settings and the value,
     with the paper's figure or the project's goal where there is one (the paper's only speed
     figure: 0.5 s per test image on a TITAN X, Section 5.1). Empty when no file exists."""
@@ -24,7 +25,8 @@ def benchmark_table(directory: str | os.PathLike | None = None) -> pd.DataFrame:
         rows.append({"benchmark": bench, "device": r.get("device"), "torch": r.get("torch"),
                      "settings": setting, "figure": figure, "value": value, "paper / goal": reference})
 
-    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+    # A machine's figures may sit in a folder of their own (results/benchmarks/gpu/, from benchmarks/gpu_book.sh).
+    for path in sorted([*directory.glob("*.json"), *directory.glob("*/*.json")]) if directory.is_dir() else []:
         try:
             r = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as e:

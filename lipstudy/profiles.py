@@ -1,4 +1,4 @@
-"""How big the study is run: the profiles (smoke, cpu, cpu-short, cpu-long, full).
+"""How big the study is run: the profiles (smoke, cpu, cpu-short, cpu-long, full, gpu, gpu-smoke).
 
 A :class:`Profile` fixes the data (the synthetic benchmark's image counts and scale, or real LIP),
 the networks' width, the training recipe and its budget. ``full`` is the paper's recipe (Section
@@ -60,6 +60,13 @@ class Profile:
     # Memory layout (an execution setting, not part of a run key): None = channels_last on CUDA
     # only; the cpu profiles set True, measured faster on CPU for all but SegNet (reproducibility chapter).
     channels_last: bool | None = None
+    # Execution settings for a GPU (not part of a run key): torch.compile every training network,
+    # and how many runs train side by side on one device (None = lipstudy.schedule's default).
+    compile: bool = False
+    jobs: int | None = None
+    # Reasons for this profile's departures from the paper that differ from the cpu profiles'
+    # (lipstudy.deviations.REASONS keys -> text), shown in the book's deviations table.
+    reasons: dict = field(default_factory=dict)
 
     def training_settings(self, backbone: bool = False) -> dict:
         """The profile's part of a run key (what changes a trained model); ``backbone``: for the
@@ -141,6 +148,52 @@ PROFILES["cpu-long"] = dataclasses.replace(PROFILES["cpu"], name="cpu-long", epo
                                            ssl_seeds=(), ppp_ssl_seeds=())
 
 
+# The gpu profile: the whole book trained and evaluated on one H200 inside one command of at most
+# 8 minutes, its synthetic data generated there (benchmarks/gpu_book.sh), then built anywhere from
+# its bundle (lipstudy.bundles). Sized from FLOP counts, not from a measurement (no GPU was lent
+# when it was written): FlopCounterMode gives 30 / 62 / 42 / 78 / 114 GFLOP per training image for
+# the backbone / SegNet / FCN-8s / DeepLabV2 / Attention at width 1/2 on 256-px crops, so the
+# book's 16 runs cost 4.4e16 FLOP of training and 7e14 of evaluation (benchmarks/gpu_sizing.py,
+# run by run; results/benchmarks/gpu_sizing.json). At an assumed 150 TFLOP/s for four thin
+# networks side by side (19% of the 790 TFLOP/s bf16 matmul rate measured on this workplace's H200:
+# narrow convolutions and their batch norms at batch 10 fill the chip poorly) that is 4.9 minutes,
+# which leaves the 8-minute command room for its data, its benchmarks and its bundle; the script
+# stops training at its budget and keeps every run finished by then. The recipe is the cpu
+# profile's, which a measured search chose for networks that start from the synthetic backbone
+# (the paper's SGD recipe assumes ImageNet weights and 30 epochs), with the data pipeline resident
+# on the GPU (lipstudy.resident) and bf16 autocast.
+GPU_SCALE_NOTE = ("sized from FLOP counts for one H200 command of at most 8 minutes (4.5e16 FLOP, 4.9 minutes "
+                  "at an assumed 150 TFLOP/s, 19% of the 790 TFLOP/s bf16 matmul rate measured on the H200)")
+GPU_REASONS = {
+    "images": f"a third of LIP's training images: {GPU_SCALE_NOTE}",
+    "scale": "images up to 256 px: the network at half width on 256-px crops fits the GPU command's budget",
+    "width": f"half the channels of every layer: {GPU_SCALE_NOTE}",
+    "epochs": f"6 + 3 epochs: {GPU_SCALE_NOTE}",
+    "crop": "256 px, scaled with the images (the paper's 321-px crops are ~half a LIP image side)",
+    "optimizer": "the cpu profiles' recipe, chosen by a measured search for networks that start from the "
+                 "synthetic backbone in few epochs (benchmarks/operating_point.py); the GPU run could not be tuned",
+}
+PROFILES["gpu"] = Profile(
+    name="gpu", width=0.5, crop=256, batch=10, lr=CPU_LR, epochs_stage1=6, epochs_stage2=3,
+    lip_data={"train": 10000, "val": 500, "test": 500, "max_side": 256},
+    ppp_data={"train": 1716, "val": 100, "test": 500, "max_side": 256},
+    atr_data={"train": 4, "val": 4, "test": 500, "max_side": 256},
+    eval_sizes=_sizes(256), seeds=(0,), ssl_seeds=(1,), workers=3,
+    recipe={**CPU_RECIPE, "data_pipeline": "resident", "amp": "bf16"}, finetune={"atrous_scale": 256 / 321},
+    pretrain={"train": 8000, "val": 100, "epochs": 6, "max_side": 256, "lr": CPU_LR}, jobs=4, reasons=GPU_REASONS)
+# The gpu profile at smoke scale, for the test that runs benchmarks/gpu_book.sh end to end on a CPU:
+# the same recipe, data pipeline and runs (but the extra SSL seed), on a few dozen 64-px images at
+# width 1/16, one run at a time, in bf16 on a GPU only ("auto": bf16 on a CPU is emulated, and slow).
+PROFILES["gpu-smoke"] = dataclasses.replace(
+    PROFILES["gpu"], name="gpu-smoke", width=0.0625, crop=64, epochs_stage1=1, epochs_stage2=1,
+    lip_data={"train": 20, "val": 8, "test": 6, "max_side": 64},
+    ppp_data={"train": 20, "val": 4, "test": 6, "max_side": 64},
+    atr_data={"train": 4, "val": 4, "test": 6, "max_side": 64},
+    eval_sizes=_sizes(64), ssl_seeds=(), workers=0, recipe={**PROFILES["gpu"].recipe, "amp": "auto"},
+    finetune={"atrous_scale": 64 / 321}, pretrain={"train": 20, "val": 4, "epochs": 1, "max_side": 64, "lr": CPU_LR},
+    jobs=1)
+
+
 def get_profile(name) -> Profile:
     """A profile by name (a Profile passes through)."""
     if isinstance(name, Profile):
@@ -152,7 +205,9 @@ def get_profile(name) -> Profile:
 
 WHERE = {"smoke": "CI (`make test`): every chapter in minutes", "cpu": "`make book`: the whole book on 2 CPU cores",
          "cpu-short": "the budget figure (less fine-tuning than cpu)", "cpu-long": "the budget figure (more fine-tuning)",
-         "full": "a GPU: the paper's settings"}
+         "full": "a GPU: the paper's settings",
+         "gpu": "one GPU command of minutes (benchmarks/gpu_book.sh); built anywhere from its bundle",
+         "gpu-smoke": "the gpu profile's script on a CPU, at smoke scale (tests)"}
 
 
 def summary() -> "pd.DataFrame":

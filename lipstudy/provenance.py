@@ -90,8 +90,15 @@ def run_record(device, started: str, wall_time_s: float, resumed: bool, train_se
 # what a page shows
 
 
+def imported_from(run_dir: Path) -> str:
+    """The bundle a run folder was imported from (lipstudy.bundles), or "" for a run trained here."""
+    path = Path(run_dir) / "imported.json"
+    return json.loads(path.read_text()).get("bundle", "") if path.is_file() else ""
+
+
 def run_row(run_dir: Path, config: dict, provenance: dict) -> dict:
-    """One run's provenance as a flat row (key, what it is, commit, dirty, device, duration)."""
+    """One run's provenance as a flat row (key, what it is, commit, dirty, device, duration, and
+    the bundle it was imported from, if any)."""
     run, git = config.get("run", {}), provenance.get("git") or {}
     wall = provenance.get("wall_time_s")
     return {"run": Path(run_dir).name, "model": run.get("model", ""), "loss": run.get("loss", ""),
@@ -99,7 +106,37 @@ def run_row(run_dir: Path, config: dict, provenance: dict) -> dict:
             "commit": str(git.get("commit") or "")[:10], "dirty": git.get("dirty", ""),
             "device": provenance.get("device", ""),
             "wall time (s)": round(float(wall), 1) if wall is not None else float("nan"),
-            "started": provenance.get("start", ""), "finished": provenance.get("end", "")}
+            "started": provenance.get("start", ""), "finished": provenance.get("end", ""),
+            "imported from": imported_from(run_dir)}
+
+
+def _rows(rows: list[dict]) -> pd.DataFrame:
+    """Rows as a frame; the "imported from" column only when some run was imported."""
+    frame = pd.DataFrame(rows)
+    if "imported from" in frame and not frame["imported from"].astype(bool).any():
+        frame = frame.drop(columns="imported from")
+    return frame
+
+
+def training_origin(frame: pd.DataFrame) -> str:
+    """Where and how the runs of a provenance frame (:func:`provenance_frame`, :func:`all_runs`)
+    were trained, in one sentence: devices, dates, commits, and the bundles they were imported
+    from; then the machine this text is written on."""
+    here = environment()
+    built = f"this page was built on {here['platform']} ({here['cpus']} CPUs, device {here['device']})"
+    if not len(frame):
+        return f"No training run is behind these numbers; {built}."
+    devices = ", ".join(sorted({str(d) for d in frame["device"] if d})) or "an unrecorded device"
+    days = sorted(str(t)[:10] for t in [*frame["started"], *frame["finished"]] if t)
+    when = (days[0] if days[0] == days[-1] else f"{days[0]} to {days[-1]}") if days else "on unrecorded dates"
+    commits = sorted({c for c in frame["commit"] if c})
+    commits = f"commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}" if commits else "no recorded commit"
+    bundles = sorted({b for b in frame.get("imported from", pd.Series(dtype=str)) if b})
+    imported = (f", and were imported from the bundle{'s' if len(bundles) > 1 else ''} {', '.join(bundles)} "
+                f"(lipstudy runs import)" if bundles else "")
+    runs = "The training run behind these numbers" if len(frame) == 1 else \
+        f"The {len(frame)} training runs behind these numbers"
+    return f"{runs} ran on {devices}, {when}, from {commits}{imported}; {built}."
 
 
 def provenance_frame(results) -> pd.DataFrame:
@@ -111,7 +148,7 @@ def provenance_frame(results) -> pd.DataFrame:
             continue
         seen.add(str(res.dir))
         rows.append(run_row(res.dir, res.config, res.provenance))
-    return pd.DataFrame(rows)
+    return _rows(rows)
 
 
 def all_runs(results=None) -> pd.DataFrame:
@@ -120,8 +157,8 @@ def all_runs(results=None) -> pd.DataFrame:
     folder = runs_dir(results)
     found = sorted((p for p in folder.glob("*") if (p / "metrics.json").is_file()),
                    key=lambda p: (p / "metrics.json").stat().st_mtime) if folder.is_dir() else []
-    return pd.DataFrame([run_row(p, json.loads((p / "config.json").read_text()),
-                                 json.loads((p / "provenance.json").read_text())) for p in found])
+    return _rows([run_row(p, json.loads((p / "config.json").read_text()),
+                          json.loads((p / "provenance.json").read_text())) for p in found])
 
 
 def provenance_html(results, data_roots=(), profile: str | None = None, seconds: float | None = None) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from .cache import ensure, finished_key, run_data
+from .cache import ensure, finished_key, has_product, product, run_data
 from .data.roots import data_root
 from .paths import runs_dir
 from .profiles import get_profile
@@ -39,7 +39,7 @@ def _ensure_in_worker(args) -> str:
     torch.set_num_threads(threads)
     res = ensure(run, profile, data, device, progress=False)
     for name in evaluations:
-        res.evaluation(name)
+        product(res, name)
     return res.dir.name
 
 
@@ -64,19 +64,22 @@ def pending_tasks(runs, profile, data=None, evaluations=None) -> tuple[dict, dic
                 dep = dep.parent(prof)
     for r, names in (evaluations or {}).items():
         key = finished_key(r, prof, data)
-        names = [n for n in names if key is None or not (runs_dir() / key / "eval" / n / "metrics.json").is_file()]
+        names = [n for n in names if key is None or not has_product(runs_dir() / key, n)]
         if names:
             tasks.setdefault(r, []).extend(names)
     waits = {r: d for r in tasks if (d := r.parent(prof)) in tasks}
     return tasks, waits
 
 
-def ensure_all(runs, profile, data=None, device: str = "auto", jobs: int = 1, evaluations=None) -> int:
+def ensure_all(runs, profile, data=None, device: str = "auto", jobs: int = 1, evaluations=None,
+               on_done=None) -> int:
     """Train every missing run of ``runs`` and compute ``evaluations`` ({run: [evaluation name,
-    ...]}, e.g. :func:`lipstudy.runs.book_evaluations`), ``jobs`` at a time in separate processes of
-    ``cpu_count // jobs`` threads each. On 2 CPU cores two one-thread runs side by side train
-    ~20% more images per second than one run on two threads (benchmarks/operating_point.py
-    measures both).
+    ...]}, e.g. :func:`lipstudy.runs.book_evaluations`, or any product of
+    :func:`lipstudy.cache.product`), ``jobs`` at a time in separate processes of
+    ``cpu_count // jobs`` threads each; ``on_done(run)`` is called after each task (a run with its
+    products), e.g. to write a bundle of what is finished. On 2 CPU cores two one-thread runs side
+    by side train ~20% more images per second than one run on two threads
+    (benchmarks/operating_point.py measures both).
 
     A task starts as soon as the run it starts from is finished (a stage-2 run waits for its
     stage-1 run only, not for every stage-1 run), longest chain first, so no core idles at the end
@@ -111,8 +114,10 @@ def ensure_all(runs, profile, data=None, device: str = "auto", jobs: int = 1, ev
             r = next(r for r in order if r not in done and (waits.get(r) is None or waits[r] in done))
             res = ensure(r, prof, data, device, progress=False)
             for name in tasks[r]:
-                res.evaluation(name)
+                product(res, name)
             done.add(r)
+            if on_done is not None:
+                on_done(r)
         return len(tasks)
     # Spawned (no forked torch thread pools), one task per process, and not daemonic as a
     # multiprocessing.Pool's are: a run's DataLoader workers and the data generator's pool are its children.
@@ -132,7 +137,10 @@ def ensure_all(runs, profile, data=None, device: str = "auto", jobs: int = 1, ev
             finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for f in finished:
                 f.result()  # a failed run stops the book here, with its error
-                done.add(running.pop(f))
+                r = running.pop(f)
+                done.add(r)
+                if on_done is not None:
+                    on_done(r)
     return len(tasks)
 
 

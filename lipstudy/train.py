@@ -143,6 +143,7 @@ class Stage:
     step: int = 0
     log: list = field(default_factory=list)
     stats: EpochStats = field(default_factory=EpochStats)
+    resident: object = None  # lipstudy.resident.ResidentSet when cfg.data_pipeline == "resident"
 
     @property
     def checkpoint(self) -> Path:
@@ -291,6 +292,8 @@ def train_one_epoch(stage: Stage, last: int, report: RunProgress | None = None, 
     # A private generator for the loader keeps the global torch RNG (dropout) untouched.
     loader = DataLoader(stage.data, batch_sampler=batches, num_workers=cfg.workers, collate_fn=collate,
                         pin_memory=stage.device.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed))
+    if stage.resident is not None:  # the same batches, augmented on the device
+        loader = stage.resident.epoch_batches(batches)
     t0 = time.perf_counter()
     epoch_done = False
     for images, labels in loader:
@@ -341,6 +344,14 @@ def train(cfg: TrainConfig, out, progress: bool = True,
     no summary line is printed.
     """
     stage = setup(cfg, out)
+    if cfg.data_pipeline == "resident":
+        from .resident import attach
+
+        attach(stage)
+    if cfg.compile:
+        stage.net = torch.compile(stage.net)
+    if stage.device.type == "cuda":  # one crop size: cuDNN tunes each convolution once (evaluate turns it off)
+        torch.backends.cudnn.benchmark = True
     resume(stage)
     last = stage.total_steps if cfg.max_steps is None else min(stage.total_steps, cfg.max_steps)
     # Under the book runner, progress goes through lipstudy.progress (lines on the runner's

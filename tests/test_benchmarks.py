@@ -149,3 +149,18 @@ def test_benchmark_table_train_throughput_rows(tmp_path):
     assert rows.loc["deeplabv2 MFU (vs bf16 matmul 650.00 TFLOP/s)", "value"] == "41.2%"
     assert rows.loc["attention MFU (vs bf16 matmul 650.00 TFLOP/s)", "paper / goal"] == ">= 50% on a GPU"
     assert rows.loc["attention training images/s", "paper / goal"] == ""
+
+
+def test_benchmark_table_reads_a_machines_folder_too(tmp_path):
+    """The GPU's figures (benchmarks/gpu_book.sh's, committed under results/benchmarks/gpu/) sit
+    beside the CPU's; files of other names there (env.json, runs.json) are not benchmark results."""
+    from lipstudy import measurements
+
+    (tmp_path / "gpu").mkdir()
+    for folder, device in ((tmp_path, "CPU"), (tmp_path / "gpu", "NVIDIA H200")):
+        (folder / "ssl_overhead.json").write_text(json.dumps({
+            "device": device, "torch": "2.13.0", "width": 1.0, "input_size": 321, "batch": 10,
+            "joint_term_fraction_of_step": 0.01, "paired_step_overhead": 0.0}))
+    (tmp_path / "gpu" / "env.json").write_text(json.dumps({"device": "NVIDIA H200"}))
+    table = measurements.benchmark_table(tmp_path)
+    assert sorted(set(table["device"])) == ["CPU", "NVIDIA H200"] and set(table["benchmark"]) == {"ssl_overhead"}

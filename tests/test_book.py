@@ -474,6 +474,60 @@ def test_every_page_in_a_browser_at_desktop_and_phone_width(smoke_book, tmp_path
           f"{time.perf_counter() - t0:.1f} s (screenshots in {shots})")
 
 
+def chapter_outputs(notebook: Path) -> list[str]:
+    """The tables and text a chapter shows, cell by cell, without its closing provenance block
+    (which names the machine, the notebook's time and where each run came from)."""
+    nb = nbformat.read(notebook, as_version=4)
+    cells = [c for c in nb.cells if c.cell_type == "code" and "injected-parameters" not in c.metadata.get("tags", [])]
+    shown = [json.dumps([o.get("data", {}).get("text/html") or o.get("data", {}).get("text/plain") or o.get("text")
+                         for o in c.get("outputs", [])]) for c in cells[:-1]]
+    return [re.sub(r"T_[0-9a-f]{5}", "T_", s) for s in shown]  # pandas names each styled table at random
+
+
+def test_the_book_builds_from_a_bundle_without_training(smoke_book, tmp_path, monkeypatch):
+    """The smoke runs exported, imported into an empty results folder (the data generated again),
+    and the chapters that read runs, figures and provenance built from them with training off:
+    nothing trains, nothing is evaluated or predicted again, the same tables and text."""
+    bundle = tmp_path / "smoke.tar.xz"
+    cli = [sys.executable, "-m", "lipstudy.cli"]
+    proc = subprocess.run([*cli, "runs", "export", "--profile", "smoke", "-o", str(bundle)], cwd=REPO,
+                          env=smoke_book["env"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    print(f"\n[size] smoke bundle: {bundle.stat().st_size / 2**20:.2f} MiB")
+    env = {**smoke_book["env"], "LIPSTUDY_RESULTS": str(tmp_path / "results"), "LIPSTUDY_DATA": str(tmp_path / "data")}
+    proc = subprocess.run([*cli, "runs", "import", str(bundle)], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    theirs = sorted(p.name for p in (smoke_book["results"] / "runs").iterdir())
+    ours = sorted(p.name for p in (tmp_path / "results" / "runs").iterdir())
+    assert ours == theirs
+    # Every chapter would find every run and everything it reads of them (evaluations, figures).
+    from lipstudy.cache import book_products
+    from lipstudy.runs import book_runs
+
+    for var in ("LIPSTUDY_RESULTS", "LIPSTUDY_DATA"):
+        monkeypatch.setenv(var, env[var])
+    assert schedule.pending_tasks(book_runs("smoke"), "smoke", evaluations=book_products("smoke")) == ({}, {})
+    before = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "results" / "runs").rglob("*"))
+    chapters = ["baselines", "ssl", "qualitative", "reproducibility"]
+    proc = subprocess.run([*cli, "book", "--profile", "smoke", "--results", str(tmp_path / "results"), "--no-train",
+                           "--book-dir", str(tmp_path / "book"), "--no-build", "--chapters", *chapters],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert "training: run" not in proc.stdout
+    assert before == sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "results" / "runs").rglob("*"))
+    for name in chapters:
+        ours = tmp_path / "results" / "chapters" / "smoke" / f"{name}.ipynb"
+        text = json.dumps(nbformat.read(ours, as_version=4).dict())
+        assert "[lipstudy] trained" not in text, name
+        if name != "reproducibility":  # which lists the runs of its results folder with their origin
+            assert "[lipstudy] reused" in text, name
+            assert chapter_outputs(ours) == chapter_outputs(smoke_book["results"] / "chapters" / "smoke" / f"{name}.ipynb")
+    page = json.dumps(nbformat.read(tmp_path / "results" / "chapters" / "smoke" / "reproducibility.ipynb",
+                                    as_version=4).dict())
+    assert "imported from the bundle smoke.tar.xz" in page, page[:2000]
+
+
 def test_an_edited_chapter_reruns_alone_and_shows_the_edit(smoke_book):
     """Edit a chapter as a notebook (jupytext pairing, --sync back to the markdown source), rebuild
     with `jupyter-book build book/`: only that chapter executes, and its page shows the edit.

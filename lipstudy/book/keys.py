@@ -46,8 +46,8 @@ def reproducibility_inputs(results: Path) -> dict:
 
     def digest(folder: Path):
         h = hashlib.sha256()
-        for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-            h.update(f.name.encode() + b"\0" + f.read_bytes())
+        for f in sorted(folder.rglob("*.json")) if folder.is_dir() else []:
+            h.update(str(f.relative_to(folder)).encode() + b"\0" + f.read_bytes())
         return h.hexdigest()
 
     runs = sorted((p.parent.name, p.stat().st_mtime_ns) for p in (results / "runs").glob("*/metrics.json"))

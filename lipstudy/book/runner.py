@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .. import progress
 from ..atomic import atomic_path, atomic_write, atomic_write_json
-from ..paths import REPO, RESULTS_ENV, results_dir
+from ..paths import REPO, RESULTS_ENV, committed_results, results_dir
 from ..profiles import PROFILES
 from . import pages
 from .keys import EXTRA_INPUTS, cache_key, prepare_data, source_digest
@@ -191,6 +191,8 @@ def execute(profile: str, chapters: list[str] | None = None, data: str | None = 
         return (not force and (cache_dir / f"{name}.ipynb").is_file() and key_file.is_file()
                 and key_file.read_text() == key)
 
+    if any(name in RUN_CHAPTERS for name in selected):
+        import_committed_bundle(profile, data, seeds, log)
     if any(name in RUN_CHAPTERS and not is_cached(name, key_of(name)) for name in selected):
         # Train every run the chapters will ask for first, several side by side where that is
         # faster (schedule.ensure_all); the chapters then find them finished.
@@ -255,16 +257,45 @@ def build_times(profile: str, results=None) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def committed_bundle(profile: str) -> Path:
+    """Where the checkout keeps a profile's runs trained elsewhere (e.g. the gpu profile's, trained
+    by benchmarks/gpu_book.sh): ``results/bundles/<profile>.tar.xz``."""
+    return committed_results("bundles") / f"{profile}.tar.xz"
+
+
+def import_committed_bundle(profile: str, data=None, seeds=None, log=say) -> bool:
+    """When the checkout holds a bundle of ``profile``'s runs, import it if the results folder lacks
+    any of what the chapters read, and turn training off (``$LIPSTUDY_NO_TRAIN``): a run the
+    bundle lacks then fails the build by name instead of training for hours on a machine not
+    meant to. Returns whether there is such a bundle."""
+    path = committed_bundle(profile)
+    if not path.is_file():
+        return False
+    from ..bundles import import_bundle
+    from ..cache import NO_TRAIN_ENV, book_products
+    from ..runs import book_runs
+    from ..schedule import pending_tasks
+
+    tasks, _ = pending_tasks(book_runs(profile, seeds), profile, data, book_products(profile, data, seeds))
+    if tasks:
+        log(f"[book] importing the runs of profile {profile} from {path}")
+        import_bundle(path, data, log=log)
+    os.environ[NO_TRAIN_ENV] = "1"
+    return True
+
+
 def train_book_runs(profile: str, data=None, device: str = "auto", seeds=None, log=say) -> int:
-    """Train (or find finished) every run of :func:`lipstudy.runs.book_runs` before the chapters run;
-    the number of runs and evaluations that had to be done."""
+    """Train (or find finished) every run of :func:`lipstudy.runs.book_runs`, with everything the
+    chapters read of them (:func:`lipstudy.cache.book_products`), before the chapters run; the number
+    of runs and products that had to be done."""
     from .. import schedule
-    from ..runs import book_evaluations, book_runs
+    from ..cache import book_products
+    from ..runs import book_runs
 
     jobs = schedule.training_jobs(device)
     log(f"[book] training the book's runs, {jobs} at a time")
     return schedule.ensure_all(book_runs(profile, seeds), profile, data, device, jobs=jobs,
-                               evaluations=book_evaluations(profile, data, seeds))
+                               evaluations=book_products(profile, data, seeds))
 
 
 def _book_progress(profile, data, seeds, log) -> progress.BookProgress:
@@ -346,10 +377,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="build the book in this folder instead of book/ (sources are read from book/)")
     p.add_argument("--force", action="store_true", help="rerun chapters even when cached")
     p.add_argument("--no-build", action="store_true", help="execute the chapters only")
+    p.add_argument("--no-train", action="store_true",
+                   help="never train: every run must be in the results folder (e.g. imported with `lipstudy runs "
+                        "import`); a missing one fails the build by name")
     from .. import dryrun
 
     dryrun.add_arguments(p)
     args = p.parse_args(argv)
+    if args.no_train:
+        from ..cache import NO_TRAIN_ENV
+
+        os.environ[NO_TRAIN_ENV] = "1"
     if args.data is not None and not Path(args.data).is_dir():
         p.error(f"--data {args.data}: not a directory")
     dryrun.check_args(p, args)
@@ -357,10 +395,12 @@ def main(argv: list[str] | None = None) -> int:
         return dryrun.main_from_args(p, args)
     book = Path(args.book_dir).resolve() if args.book_dir else BOOK_SRC
     assemble(book)
+    from ..bundles import BundleError
+
     try:
         execute(args.profile, args.chapters, args.data, args.device, args.seeds, args.results,
                 book, force=args.force)
-    except ChapterError as err:
+    except (ChapterError, BundleError) as err:
         print(f"lipstudy book: {err}", file=sys.stderr)
         return 1
     except FileNotFoundError as err:  # models.imagenet.WeightsUnavailable: nothing was generated or trained

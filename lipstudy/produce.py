@@ -1,0 +1,140 @@
+"""``lipstudy runs``: list the runs, and move a profile's book between machines.
+
+Train where the accelerator is, build the book where the reader is::
+
+    lipstudy runs data --profile gpu                    # generate the profile's data, print fingerprints
+    lipstudy runs train --profile gpu --bundle OUT.tar.xz   # train the book's runs, bundle as they finish
+    lipstudy runs export --profile gpu -o OUT.tar.xz    # bundle the finished runs
+    lipstudy runs import OUT.tar.xz                     # verify and move them into results/runs
+    lipstudy book --profile gpu --no-train              # build the book from them
+
+``runs train`` rewrites its bundle after every finished run (in a background thread, so the
+device keeps training), so a job stopped at any moment leaves a bundle of every run finished
+before it (:mod:`lipstudy.bundles`).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import threading
+import time
+from pathlib import Path
+
+from .bundles import CHECKPOINT_CHOICES, BundleError, export, import_bundle
+from .profiles import PROFILES, get_profile
+
+
+class BundleWriter:
+    """Rewrites a bundle of what is finished whenever asked, one export at a time in a
+    background thread; requests made during an export are served by one more export after it."""
+
+    def __init__(self, export_once):
+        self.export_once, self.lock = export_once, threading.Lock()
+        self.pending, self.thread, self.error = False, None, None
+
+    def request(self, *_):
+        with self.lock:
+            self.pending = True
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._loop, daemon=True)
+                self.thread.start()
+
+    def _loop(self):
+        while True:
+            with self.lock:
+                if not self.pending:
+                    return
+                self.pending = False
+            try:
+                self.export_once()
+            except Exception as e:  # noqa: BLE001  a failed rewrite must not stop the training; reported at the end
+                self.error = e
+
+    def wait(self):
+        while self.thread is not None and self.thread.is_alive():
+            self.thread.join()
+
+
+def train_and_bundle(profile, bundle=None, data=None, device: str = "auto", jobs: int | None = None, seeds=None,
+                     checkpoints: str = "figures", log=print) -> None:
+    """Train every run of ``profile``'s book with everything its chapters read
+    (:func:`lipstudy.cache.book_products`), ``jobs`` side by side, rewriting ``bundle`` after each
+    finished run, and once more, complete, at the end."""
+    from . import schedule
+    from .cache import book_products
+    from .runs import book_runs
+
+    prof = get_profile(profile)
+    jobs = jobs or prof.jobs or schedule.training_jobs(device)
+    t0 = time.perf_counter()
+    log(f"[runs] training the {prof.name} profile's book, {jobs} runs at a time")
+    writer = BundleWriter(lambda: export(prof, bundle, data, seeds, checkpoints, partial=True, device=device, log=log))
+
+    def finished(run):
+        log(f"[runs] {time.perf_counter() - t0:6.0f} s  finished {run.label} ({run.dataset}, seed {run.seed})")
+        if bundle is not None:
+            writer.request()
+
+    schedule.ensure_all(book_runs(prof, seeds), prof, data, device, jobs=jobs,
+                        evaluations=book_products(prof, data, seeds), on_done=finished)
+    writer.wait()
+    if writer.error is not None:
+        log(f"[runs] a rewrite of the bundle failed (written again now): {writer.error}")
+    if bundle is not None:
+        export(prof, bundle, data, seeds, checkpoints, device=device, log=log)
+    log(f"[runs] the {prof.name} profile's book trained in {time.perf_counter() - t0:.0f} s")
+
+
+def generate_data(profile, data=None, log=print) -> dict:
+    """Generate (or find) every dataset of a profile; ``{dataset: fingerprint}``."""
+    from .data.roots import data_fingerprint, data_root, profile_datasets
+
+    prof, out = get_profile(profile), {}
+    for ds in profile_datasets(prof):
+        t0 = time.perf_counter()
+        root = data_root(prof, ds, data if ds == "lip" else None)
+        out[ds] = data_fingerprint(root)
+        log(f"[runs] {ds}: {root} (fingerprint {out[ds][:16]}..., {time.perf_counter() - t0:.0f} s)")
+    return out
+
+
+def runs_main(argv: list[str]) -> int:
+    from .cache import runs_main as list_main
+
+    commands = ("data", "train", "export", "import")
+    if not argv or argv[0] not in commands:
+        return list_main(argv)
+    p = argparse.ArgumentParser(prog=f"lipstudy runs {argv[0]}", description=__doc__.split("\n\n")[0])
+    if argv[0] == "import":
+        p.add_argument("bundle", help="a bundle written by `lipstudy runs export` or `lipstudy runs train`")
+    else:
+        p.add_argument("--profile", default="cpu", choices=PROFILES)
+        p.add_argument("--seeds", nargs="+", type=int, help="default: the profile's seeds")
+    p.add_argument("--data", help="a real LIP root, as the runs were trained with (default: the synthetic benchmark)")
+    if argv[0] in ("train", "export"):
+        p.add_argument("--device", default="auto")
+        p.add_argument("--checkpoints", default="figures", choices=CHECKPOINT_CHOICES,
+                       help="checkpoints in the bundle: of the runs the figures come from (default), none, all")
+    if argv[0] == "export":
+        p.add_argument("-o", "--out", required=True, help="the bundle to write (.tar.xz)")
+        p.add_argument("--partial", action="store_true", help="leave out unfinished runs instead of refusing")
+    if argv[0] == "train":
+        p.add_argument("--bundle", help="rewrite this bundle as runs finish")
+        p.add_argument("--jobs", type=int, help="runs side by side (default: the profile's, else the scheduler's)")
+        p.add_argument("--compile", action="store_true", help="torch.compile every network (an execution setting)")
+    a = p.parse_args(argv[1:])
+    try:
+        if argv[0] == "import":
+            import_bundle(a.bundle, a.data)
+        elif argv[0] == "data":
+            generate_data(a.profile, a.data)
+        elif argv[0] == "export":
+            export(a.profile, Path(a.out), a.data, a.seeds, a.checkpoints, a.partial, a.device)
+        else:
+            prof = dataclasses.replace(get_profile(a.profile), compile=True) if a.compile else a.profile
+            train_and_bundle(prof, a.bundle and Path(a.bundle), a.data, a.device, a.jobs, a.seeds, a.checkpoints)
+    except (BundleError, ValueError, FileNotFoundError) as e:
+        print(f"lipstudy runs {argv[0]}: {e}", file=sys.stderr)
+        return 2
+    return 0
