@@ -234,7 +234,7 @@ def train_config(plan: KeyPlan, profile: Profile, device: str, parent_checkpoint
         split="train", loss=run.loss, epochs=epochs(run, profile), batch_size=profile.batch, crop=profile.crop,
         lr=base_lr(run, profile), seed=run.seed, device=device, workers=profile.workers,
         checkpoint_every_steps=profile.checkpoint_every_steps, channels_last=profile.channels_last,
-        **profile.run_recipe(backbone=run.dataset == PRETRAIN))
+        cache_images=profile.cache_images, **profile.run_recipe(backbone=run.dataset == PRETRAIN))
 
 
 def ensure(run: Run, profile, data=None, device: str = "auto", progress: bool = True) -> RunResult:

@@ -38,7 +38,8 @@ from .config import TrainConfig, build_network, config_changes
 from .labels import DATASETS
 from .losses import training_loss
 from .progress import RunProgress
-from .runtime import CHECKPOINT, PrecisionPlan, dist_env, load_checkpoint, precision_plan, resolve_device
+from .runtime import (CHECKPOINT, PrecisionPlan, dist_env, keep_freed_memory, load_checkpoint, precision_plan,
+                      resolve_device)
 from .transforms import TrainTransform
 
 LOG_FIELDS = ("epoch", "step", "loss", "lr", "images_per_s", "seconds")
@@ -143,6 +144,7 @@ class Stage:
     step: int = 0
     log: list = field(default_factory=list)
     stats: EpochStats = field(default_factory=EpochStats)
+    loader: DataLoader | None = None  # made by the first epoch, kept for the next (epoch_loader)
 
     @property
     def checkpoint(self) -> Path:
@@ -153,7 +155,7 @@ def setup(cfg: TrainConfig, out) -> Stage:
     """Everything a stage needs before its first step: processes, data, the seeded network (from
     the stage-1 checkpoint ``init``, the pretrained ``backbone_init`` or ImageNet ``pretrained``)
     and its optimiser. Seeding happens before the network is built, so a seed fixes the weights."""
-    from .data.datasets import open_dataset
+    from .data.datasets import DecodedCache, open_dataset
     from .models import backbone_of, load_backbone
 
     out = Path(out)
@@ -163,10 +165,14 @@ def setup(cfg: TrainConfig, out) -> Stage:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    else:
+        keep_freed_memory()
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
 
     base = open_dataset(cfg.data_root, cfg.split, kind=cfg.dataset)
+    if cfg.cache_images:
+        base = DecodedCache(base)
     if len(base) < cfg.batch_size:
         raise ValueError(f"{cfg.data_root} ({cfg.split}): {len(base)} images, fewer than one batch "
                          f"of {cfg.batch_size}")
@@ -275,6 +281,44 @@ def train_step(stage: Stage, images: torch.Tensor, labels: torch.Tensor, lr: flo
     return float(loss_value)  # one device sync per step, shared by the log, bar and report
 
 
+class _EpochBatches:
+    """The batch sampler of a stage's one loader: the epoch's :class:`ShardedBatches`, replaced
+    before each pass (a loader with persistent workers keeps its sampler object)."""
+
+    def __init__(self):
+        self.batches: ShardedBatches | None = None
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def epoch_loader(stage: Stage, batches: ShardedBatches) -> DataLoader:
+    """The stage's loader, set to serve ``batches``. One loader for the whole stage, its workers
+    persistent: they are not started again every epoch, and the decoded images a worker caches
+    (``cache_images``) outlive the epoch. Which images and augmentations a step sees depends on
+    (seed, epoch, index) only, so this changes nothing in what is trained."""
+    if stage.loader is None:
+        cfg = stage.cfg
+        # A private generator for the loader keeps the global torch RNG (dropout) untouched.
+        stage.loader = DataLoader(stage.data, batch_sampler=_EpochBatches(), num_workers=cfg.workers,
+                                  collate_fn=collate, pin_memory=stage.device.type == "cuda",
+                                  persistent_workers=cfg.workers > 0,
+                                  generator=torch.Generator().manual_seed(cfg.seed))
+    stage.loader.batch_sampler.batches = batches
+    return stage.loader
+
+
+def close_loader(stage: Stage) -> None:
+    """Stop the stage's loader workers (they would otherwise live as long as the stage object)."""
+    loader, stage.loader = stage.loader, None
+    iterator = getattr(loader, "_iterator", None)
+    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+        iterator._shutdown_workers()
+
+
 def train_one_epoch(stage: Stage, last: int, report: RunProgress | None = None, bar=None,
                     on_step: Callable[[int], None] | None = None, first_step: int = 0) -> None:
     """The steps of the current epoch up to step ``last``: each step's learning rate, the
@@ -284,9 +328,7 @@ def train_one_epoch(stage: Stage, last: int, report: RunProgress | None = None, 
     cfg = stage.cfg
     epoch, start = divmod(stage.step, stage.steps_per_epoch)
     batches = ShardedBatches(len(stage.data), cfg.batch_size, cfg.seed, epoch, stage.rank, stage.world, start)
-    # A private generator for the loader keeps the global torch RNG (dropout) untouched.
-    loader = DataLoader(stage.data, batch_sampler=batches, num_workers=cfg.workers, collate_fn=collate,
-                        pin_memory=stage.device.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed))
+    loader = epoch_loader(stage, batches)
     t0 = time.perf_counter()
     epoch_done = False
     for images, labels in loader:
@@ -347,8 +389,11 @@ def train(cfg: TrainConfig, out, progress: bool = True,
                    dynamic_ncols=True)
     stage.net.train()
     first_step = stage.step
-    while stage.step < last:
-        train_one_epoch(stage, last, report, bar, on_step, first_step)
+    try:
+        while stage.step < last:
+            train_one_epoch(stage, last, report, bar, on_step, first_step)
+    finally:
+        close_loader(stage)
     if bar is not None:
         bar.close()
     if report is not None:
