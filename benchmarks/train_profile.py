@@ -254,6 +254,31 @@ def _same_weights(a, b, steps: int, x, y) -> bool:
     return all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+class _RandDropout(torch.nn.Module):
+    """Dropout whose mask is ``torch.rand_like(x) < 1 - p``: the same masks on every CPU, where
+    ``torch.nn.Dropout``'s Bernoulli draws take MKL's generator on Intel CPUs and PyTorch's own,
+    one double per element, elsewhere (so a run's dropout masks, and its weights, depend on the
+    CPU's vendor)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x
+        return x * (torch.rand_like(x) >= self.p).to(x.dtype) * (1.0 / (1.0 - self.p))
+
+
+def _rand_dropout(cfg, x, y):
+    stage = make_stage(cfg)
+    for name, m in list(stage.model.named_modules()):
+        for child_name, child in list(m.named_children()):
+            if isinstance(child, torch.nn.Dropout):
+                setattr(m, child_name, _RandDropout(child.p))
+    return stage, x[:cfg.batch_size], y[:cfg.batch_size], None
+
+
 def _variant_step(nchw_loss: bool = False, sync: bool = True):
     """train_step (CPU, one process) with the logits made NCHW-contiguous before the loss, or
     without its two host round trips (the finiteness check and the float of the loss)."""
@@ -351,7 +376,7 @@ def _same_with(a, b, step_b, x, y) -> bool:
 
 
 _PURE_STEPS = """
-import json, time, torch
+import json, resource, time, torch
 torch.set_num_threads({threads})
 import train_profile as P
 import lipstudy.train as T
@@ -361,17 +386,21 @@ stage = P.make_stage(P.cpu_config("deeplabv2"))
 x, y = P.real_batch(stage)
 for _ in range(2):
     T.train_step(stage, x, y, stage.cfg.lr)
-t = time.perf_counter()
+r0, t = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
 for _ in range({steps}):
     T.train_step(stage, x, y, stage.cfg.lr)
-print(json.dumps({{"step_s": (time.perf_counter() - t) / {steps}}}))
+r1 = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({{"step_s": (time.perf_counter() - t) / {steps}, "page_faults": (r1.ru_minflt - r0.ru_minflt) / {steps},
+                  "system_s": (r1.ru_stime - r0.ru_stime) / {steps}, "user_s": (r1.ru_utime - r0.ru_utime) / {steps}}}))
 """
 
 
-def alternated_children(variants: dict, repeats: int) -> dict:
+def alternated_children(variants: dict, repeats: int, extra: dict | None = None) -> dict:
     """Each variant a list of child programs run together (side by side); variants alternated;
-    the median over repeats of the images/s the programs make together."""
+    the median over repeats of the images/s the programs make together. ``extra``, if given,
+    collects the median per step of the children's page faults and user / system CPU seconds."""
     per = {k: [] for k in variants}
+    counters = {k: {"page_faults": [], "system_s": [], "user_s": []} for k in variants}
     for _ in range(repeats):
         for k, (codes, threads, images) in variants.items():
             procs = [subprocess.Popen([sys.executable, "-c", c], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -383,8 +412,13 @@ def alternated_children(variants: dict, repeats: int) -> dict:
                 out, err = p.communicate()
                 if p.returncode:
                     raise RuntimeError(err[-3000:])
-                total += images / json.loads(out.strip().splitlines()[-1])["step_s"]
+                r = json.loads(out.strip().splitlines()[-1])
+                total += images / r["step_s"]
+                for c in counters[k]:
+                    counters[k][c].append(r[c])
             per[k].append(total)
+    if extra is not None:
+        extra.update({k: {c: statistics.median(v) for c, v in cs.items()} for k, cs in counters.items()})
     return {k: statistics.median(v) for k, v in per.items()}
 
 
@@ -532,6 +566,7 @@ def part_levers(args) -> dict:
     pair("NCHW layout (channels_last off)", same_stage(channels_last=False))
     pair("loss at the score map's resolution (DeepLab's released recipe)", custom(_score_resolution_step))
     pair("no dropout", same_stage(dropout=0.0))
+    pair("dropout masks from torch.rand (the same on every CPU vendor)", _rand_dropout)
     pair("batch 20", same_stage(batch_size=20), images_b=20)
     pair("batch 5", same_stage(batch_size=5), images_b=5)
     pair("bf16 autocast", same_stage(amp="bf16"), number=1, repeats=3)
@@ -543,22 +578,27 @@ def part_levers(args) -> dict:
         rows.extend(eval_levers(args))
 
     print("process-wide levers (child processes, alternated):", flush=True)
-    steps = 4 * args.number
+    steps = 12
     name = "glibc malloc keeps freed memory (keep_freed_memory)"
     if want(name):
         keep = {k: ([_PURE_STEPS.format(threads=1, keep=k, steps=steps)], 1, 10) for k in (False, True)}
-        r = alternated_children(keep, args.repeats)
+        per_step: dict = {}
+        r = alternated_children(keep, args.child_repeats, per_step)
         rows.append({"lever": name, "images_per_s_without": r[False], "images_per_s_with": r[True],
                      "ratio": r[True] / r[False], "bit_identical": True,
+                     "per_step_without": per_step[False], "per_step_with": per_step[True],
                      "bit_identical_test": "tests/test_train.py::test_cpu_execution_levers_give_bit_identical_weights",
                      "load_average": os.getloadavg()})
-        print(f"  malloc keeps freed memory: {r[False]:.1f} -> {r[True]:.1f} img/s, ratio {r[True] / r[False]:.3f}",
+        print(f"  malloc keeps freed memory: {r[False]:.1f} -> {r[True]:.1f} img/s, ratio {r[True] / r[False]:.3f}; "
+              f"page faults per step {per_step[False]['page_faults']:.0f} -> {per_step[True]['page_faults']:.0f}, "
+              f"kernel CPU per step {1e3 * per_step[False]['system_s']:.1f} -> {1e3 * per_step[True]['system_s']:.1f} ms, "
+              f"user CPU per step {1e3 * per_step[False]['user_s']:.0f} -> {1e3 * per_step[True]['user_s']:.0f} ms",
               flush=True)
     name = "thread layout: two 1-thread runs side by side vs one 2-thread run (images/s of the machine)"
     if want(name):
         layout = {"one": ([_PURE_STEPS.format(threads=2, keep=True, steps=steps)], 2, 10),
                   "two": ([_PURE_STEPS.format(threads=1, keep=True, steps=steps)] * 2, 1, 10)}
-        r = alternated_children(layout, args.repeats)
+        r = alternated_children(layout, args.child_repeats)
         rows.append({"lever": name, "images_per_s_without": r["one"], "images_per_s_with": r["two"],
                      "ratio": r["two"] / r["one"], "bit_identical": None, "load_average": os.getloadavg()})
         print(f"  thread layout: one 2-thread run {r['one']:.1f} img/s, two 1-thread runs {r['two']:.1f} img/s "
@@ -670,6 +710,7 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=8, help="profiled steps per model")
     p.add_argument("--repeats", type=int, default=5, help="interleaved blocks per lever")
     p.add_argument("--number", type=int, default=3, help="steps per block")
+    p.add_argument("--child-repeats", type=int, default=5, help="alternations of the process-wide levers")
     p.add_argument("--base", default=BASE, help="commit whose trainer is the book step's baseline")
     p.add_argument("--book-epochs", type=int, default=2)
     p.add_argument("--book-repeats", type=int, default=2)
@@ -688,7 +729,14 @@ def main(argv=None):
     for part in args.parts:
         res = {"part_profile": part_profile, "part_levers": part_levers, "part_book": part_book}[f"part_{part}"](args)
         res.update(machine=start, load_average_after=os.getloadavg(), matmul_flop_per_s_1_thread=rates)
-        doc[f"{part} {args.tag}".strip()] = res
+        key = f"{part} {args.tag}".strip()
+        if part == "levers" and args.levers and key in doc:  # a subset remeasured: merged by lever name
+            new = {r["lever"]: r for r in res["rows"]}
+            res["rows"] = [new.pop(r["lever"], r) for r in doc[key]["rows"]] + list(new.values())
+            res.setdefault("conv_padding", doc[key].get("conv_padding"))
+        elif key in doc:  # the run before is kept beside the new one: a repeat, not a replacement
+            doc[f"{key} previous"] = doc[key]
+        doc[key] = res
         write_result("train_profile", doc, path)
 
 
