@@ -40,6 +40,26 @@ def seconds_per_call(fn, *, min_run_time: float = 0.2, number: int | None = None
     return timer.blocked_autorange(min_run_time=min_run_time).median
 
 
+def interleaved(fns: dict, repeats: int, number: int, warmup: int = 2) -> dict:
+    """Seconds per call of each function of ``fns``, timed in turn (A, B, C, A, B, C, ...): the
+    median over ``repeats`` blocks of ``number`` calls. On a shared machine every variant then sees
+    the same load, so their ratio holds where their absolute times do not."""
+    import statistics
+    import time
+
+    for f in fns.values():
+        for _ in range(warmup):
+            f()
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, f in fns.items():
+            t = time.perf_counter()
+            for _ in range(number):
+                f()
+            times[k].append((time.perf_counter() - t) / number)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def timing_note(min_run_time: float = 0.2, number: int | None = None, warmup: int = 1) -> str:
     """How :func:`seconds_per_call` timed a figure (its keywords), in words for a result file."""
     how = (f"one block of {number} calls" if number
@@ -63,6 +83,41 @@ def device_info(device: torch.device) -> dict:
     name = torch.cuda.get_device_name(device) if gpu else f"CPU {platform.processor() or platform.machine()}"
     return {"device": name, "torch": torch.__version__, "cuda": torch.version.cuda if gpu else None,
             "threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
+
+
+def profile_config(profile: str = "cpu", model: str = "deeplabv2", loss: str = "off", **over):
+    """The TrainConfig the run cache gives ``profile``'s book run of ``model`` (the synthetic
+    backbone for "backbone"; stage 2 when ``loss`` is not "off"), from random weights instead of
+    the checkpoint it starts from (speed does not depend on the weights), with ``over`` replaced."""
+    import dataclasses
+
+    from lipstudy.cache import key_plan, train_config
+    from lipstudy.profiles import get_profile
+    from lipstudy.runs import PRETRAIN, Run
+
+    prof = get_profile(profile)
+    run = Run(model, dataset=PRETRAIN) if model == "backbone" else Run(model, loss, stage=1 if loss == "off" else 2)
+    cfg = train_config(key_plan(run, prof), prof, "cpu", None)
+    return dataclasses.replace(cfg, init=None, backbone_init=None, **over)
+
+
+def make_stage(cfg, trainer=None):
+    """A training stage of ``cfg`` built by the trainer (``lipstudy.train`` unless another module
+    with its ``setup`` is given), in train mode, writing into a temporary folder."""
+    import tempfile
+
+    import lipstudy.train
+
+    stage = (trainer or lipstudy.train).setup(cfg, tempfile.mkdtemp(prefix="lipstudy_bench_"))
+    stage.net.train()
+    return stage
+
+
+def real_batch(stage, n: int | None = None):
+    """One augmented batch of the stage's own data (epoch 0, its first ``n`` images)."""
+    from lipstudy.batches import collate
+
+    return collate([stage.data[(0, i)] for i in range(n or stage.cfg.batch_size)])
 
 
 def write_result(name: str, result: dict, out: str | Path | None = None) -> Path:

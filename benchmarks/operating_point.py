@@ -103,6 +103,9 @@ SETTINGS = {
     "pretrain16-6ep-frozenbn": dict(width=0.0625, crop=128, lr=2e-3, epochs_stage1=6, recipe=ADAMW,
                                     finetune={"atrous_scale": 128 / 321, "frozen_bn_stats": True},
                                     pretrain={**PRE, "epochs": 16}, lip_data=DATA192),
+    # The cpu profile itself: with --seeds, its seed spread, against which a lever that changes the
+    # numbers (issue 26: no dropout, 1.14x faster on CPU) is judged.
+    "cpu": {},
     # Third search: dropout (its Bernoulli masks are 11% of a DeepLabV2 step on CPU) and more
     # fine-tuning epochs, measured; the two fine-tuning lr settings are defined but not yet run.
     "cpu-nodropout": dict(finetune={"atrous_scale": 128 / 321, "dropout": 0.0}),
@@ -119,8 +122,22 @@ SETTINGS = {
 }
 
 
-def measure(tag: str, device: str = "cpu", model: str = "deeplabv2") -> dict:
-    """Train ``model`` (DeepLabV2 by default) stage 1 under setting ``tag``; return its row."""
+def row_name(tag: str, model: str = "deeplabv2", seed: int | None = None) -> str:
+    """A row's name: the setting, then the model (other than DeepLabV2) and the seed where given."""
+    extra = ([] if model == "deeplabv2" else [model]) + ([] if seed is None else [f"seed {seed}"])
+    return f"{tag} [{', '.join(extra)}]" if extra else tag
+
+
+def cpu_name() -> str:
+    try:
+        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return ""
+
+
+def measure(tag: str, device: str = "cpu", model: str = "deeplabv2", seed: int | None = None) -> dict:
+    """Train ``model`` (DeepLabV2 by default) stage 1 under setting ``tag`` with ``seed`` (0 when
+    None, the row then named as before seeds were compared); return its row."""
     os.environ.setdefault("LIPSTUDY_RESULTS", str(REPO / "results" / "search"))
     from lipstudy.budget import run_cost
     from lipstudy.cache import ensure
@@ -131,7 +148,7 @@ def measure(tag: str, device: str = "cpu", model: str = "deeplabv2") -> dict:
 
     prof = dataclasses.replace(PROFILES["cpu"], **SETTINGS[tag])
     t0 = time.perf_counter()
-    res = ensure(Run(model), prof, device=device, progress=False)
+    res = ensure(Run(model, seed=seed or 0), prof, device=device, progress=False)
     wall = time.perf_counter() - t0
     val = res.evaluation("val")
     m = val.metrics
@@ -146,7 +163,7 @@ def measure(tag: str, device: str = "cpu", model: str = "deeplabv2") -> dict:
     # the book's stage-1 runs share one pretrained backbone
     share = max(1, sum(1 for r in book_runs(PROFILES["cpu"]) if r.stage == 1))
     return {
-        "setting": tag if model == "deeplabv2" else f"{tag} [{model}]", "model": model, "width": prof.width, "crop": prof.crop, "max_side": prof.lip_data["max_side"],
+        "setting": row_name(tag, model, seed), "model": model, "seed": seed or 0, "cpu": cpu_name(), "width": prof.width, "crop": prof.crop, "max_side": prof.lip_data["max_side"],
         "train_images": prof.lip_data["train"], "epochs": prof.epochs_stage1, "lr": prof.lr,
         "recipe": prof.recipe, "finetune": prof.finetune, "pretrain": prof.pretrain,
         "train_minutes": round(train_min, 2),
@@ -181,10 +198,13 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--model", default="deeplabv2", choices=("segnet", "fcn8s", "deeplabv2", "attention"),
                    help="the baseline trained (rows of other models than DeepLabV2 are named 'setting [model]')")
+    p.add_argument("--seeds", nargs="+", type=int,
+                   help="train these seeds of each setting (rows named 'setting [seed N]'; default: seed 0, named as before)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     for tag in a.only:
-        merge_row(measure(tag, model=a.model))
+        for seed in a.seeds or [None]:
+            merge_row(measure(tag, model=a.model, seed=seed))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ uninterrupted run on one process see exactly the same augmented images in the sa
 from __future__ import annotations
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from .transforms import TrainTransform
 
@@ -60,3 +60,41 @@ class ShardedBatches:
 
 def collate(items: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack([it["image"] for it in items]), torch.stack([it["label"] for it in items])
+
+
+class _EpochSampler:
+    """A :class:`StageLoader`'s batch sampler: the epoch's :class:`ShardedBatches`, replaced
+    before each pass (a loader with persistent workers keeps its sampler object)."""
+
+    def __init__(self):
+        self.batches: ShardedBatches | None = None
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class StageLoader:
+    """One DataLoader for a whole training stage, its workers persistent: they are not started
+    again every epoch, and the decoded images a worker caches (``TrainConfig.cache_images``)
+    outlive the epoch. Which images and augmentations a step sees depends on (seed, epoch, index)
+    only (:class:`AugmentedSet`), so reusing the workers changes nothing in what is trained."""
+
+    def __init__(self, data, workers: int, seed: int, pin_memory: bool = False):
+        # A private generator for the loader keeps the global torch RNG (dropout) untouched.
+        self.loader = DataLoader(data, batch_sampler=_EpochSampler(), num_workers=workers, collate_fn=collate,
+                                 pin_memory=pin_memory, persistent_workers=workers > 0,
+                                 generator=torch.Generator().manual_seed(seed))
+
+    def epoch(self, batches: ShardedBatches) -> DataLoader:
+        """The loader, set to serve ``batches``."""
+        self.loader.batch_sampler.batches = batches
+        return self.loader
+
+    def close(self) -> None:
+        """Stop the workers (they would otherwise live as long as this object)."""
+        iterator = getattr(self.loader, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()

@@ -292,7 +292,7 @@ def train_config(plan: KeyPlan, profile: Profile, device: str, parent_checkpoint
         split="train", loss=run.loss, epochs=epochs(run, profile), batch_size=profile.batch, crop=profile.crop,
         lr=base_lr(run, profile), seed=run.seed, device=device, workers=profile.workers,
         checkpoint_every_steps=profile.checkpoint_every_steps, channels_last=profile.channels_last,
-        compile=profile.compile, **profile.run_recipe(backbone=run.dataset == PRETRAIN))
+        compile=profile.compile, cache_images=profile.cache_images, **profile.run_recipe(backbone=run.dataset == PRETRAIN))
 
 
 def _write_configs(run_dir: Path, plan: KeyPlan, prof: Profile, cfg) -> None:

@@ -17,7 +17,7 @@ from .labels import DATASETS
 
 LOSS_MODES = ("off", "paper", "released", "plus_one")
 # Fields that change how a run executes but not what it computes: a resume may change them.
-EXECUTION_FIELDS = ("device", "workers", "max_steps", "checkpoint_every_steps", "channels_last", "compile")
+EXECUTION_FIELDS = ("device", "workers", "max_steps", "checkpoint_every_steps", "channels_last", "compile", "cache_images")
 AMP_MODES = ("auto", "bf16", "off")
 OPTIMIZERS = ("sgd", "adamw")
 DATA_PIPELINES = ("loader", "resident")
@@ -104,6 +104,10 @@ class TrainConfig:
     workers: int = 2
     max_steps: int | None = None  # stop early (tests); the schedule still spans all epochs
     checkpoint_every_steps: int | None = None
+    # Keep the split's decoded images in memory (uint8, in the process that loads them) after the
+    # first epoch, instead of decoding every file every epoch: the same pixels, so the same run.
+    # For splits that fit in memory (the cpu profiles' are ~100 MB); off for LIP at full scale.
+    cache_images: bool = False
     # Precision: "auto" = bf16 autocast on CUDA and fp32 on the CPU; "bf16" forces autocast on any
     # device (so the CUDA numerics can be checked on a CPU); "off" = fp32 everywhere. It changes
     # the numbers a run computes, so unlike the memory layout below a resume may not change it.

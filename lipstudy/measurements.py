@@ -32,8 +32,10 @@ def benchmark_table(directory: str | os.PathLike | None = None) -> pd.DataFrame:
         except (OSError, json.JSONDecodeError) as e:
             raise ValueError(f"{path}: not a readable benchmark result ({e})") from None
         name = path.stem
-        if name == "train_throughput":
+        if name.startswith("train_throughput"):
             setting = f"width {r['width']}, {r['input_size']}x{r['input_size']}, batch {r['batch']}, {r['precision']}"
+            if r.get("profile"):  # the profile's own step (benchmarks/train_throughput.py --profile)
+                setting = f"{r['profile']} profile's step, {setting}, {r['threads']} thread(s)"
             for m in r["models"]:
                 add(name, r, setting, f"{m['model']} training images/s", round(m["train_images_per_s"], 1))
                 add(name, r, setting, f"{m['model']} MFU (vs {r['matmul_dtype']} matmul "
@@ -52,6 +54,48 @@ def benchmark_table(directory: str | os.PathLike | None = None) -> pd.DataFrame:
                 f"{100 * r['joint_term_fraction_of_step']:.2f}%", "<= 3%")
             add(name, r, setting, "paired step overhead (median)", f"{100 * r['paired_step_overhead']:+.2f}%", "<= 3%")
     return pd.DataFrame(rows, columns=["benchmark", "device", "torch", "settings", "figure", "value", "paper / goal"])
+
+
+def train_profile_tables(path: Path | None = None) -> dict[str, pd.DataFrame]:
+    """The cpu profile's training step (``benchmarks/train_profile.py``): ``"shares"``, the share of
+    a step's time per category for each model and thread count (percent), with its images/s; and
+    ``"levers"``, each lever's images/s with it over without it, measured side by side, whether it
+    leaves the trained weights bit-identical and whether the trainer uses it; and ``"book"``, from
+    ``book_step.json`` beside it, two runs side by side trained by this checkout's package and an
+    earlier commit's: images/s of the pair per epoch, and the seconds of the whole run (ratio:
+    earlier over now, so above 1 is faster). Empty when the files (or parts) are missing."""
+    path = path or committed_results("benchmarks") / "train_profile.json"
+    if not path.is_file():
+        return {}
+    doc = json.loads(path.read_text())
+    out = {}
+    if "profile" in doc:
+        rows = []
+        for r in doc["profile"]["rows"]:
+            model = r["model"] if r["loss"] == "off" else f"{r['model']} + SSL ({r['loss']})"
+            rows.append({"model": model, "threads": r["threads"], "images/s": round(r["images_per_s"], 1),
+                         **{k: round(100 * v, 1) for k, v in r["shares"].items()}})
+        out["shares"] = pd.DataFrame(rows).set_index(["model", "threads"])
+    if "levers" in doc:
+        rows = []
+        for r in doc["levers"]["rows"]:
+            same = r.get("bit_identical")
+            rows.append({"lever": r["lever"], "with / without": round(r["ratio"], 3),
+                         "bit-identical weights": "-" if same is None else ("yes" if same else "no"),
+                         "adopted": "yes" if r.get("adopted") else "no"})
+        out["levers"] = pd.DataFrame(rows).set_index("lever")
+    step = path.with_name("book_step.json")
+    if step.is_file():  # benchmarks/book_step.py: whole runs against an earlier commit's package
+        b = json.loads(step.read_text())
+        a_, b_ = b["median"]["A"], b["median"]["B"]
+        rows = [{"measure": f"epoch {e + 1}: images/s of the pair", b["commit"]: round(x, 1),
+                 "this checkout": round(y, 1), "speed-up": round(y / x, 3)}
+                for e, (x, y) in enumerate(zip(a_["images_per_s_by_epoch"], b_["images_per_s_by_epoch"]))]
+        rows.append({"measure": f"whole run ({b['epochs']} epochs, setup included): seconds", b["commit"]:
+                     round(a_["wall_s"], 1), "this checkout": round(b_["wall_s"], 1),
+                     "speed-up": round(b["ratio_train_call"], 3)})
+        out["book"] = pd.DataFrame(rows).set_index("measure")
+    return out
 
 
 def operating_point_table(path: Path | None = None) -> pd.DataFrame:

@@ -67,6 +67,9 @@ class Profile:
     # Reasons for this profile's departures from the paper that differ from the cpu profiles'
     # (lipstudy.deviations.REASONS keys -> text), shown in the book's deviations table.
     reasons: dict = field(default_factory=dict)
+    # Keep decoded training images in memory across epochs (an execution setting, not part of a
+    # run key): for datasets small enough to hold (TrainConfig.cache_images).
+    cache_images: bool = False
 
     def training_settings(self, backbone: bool = False) -> dict:
         """The profile's part of a run key (what changes a trained model); ``backbone``: for the
@@ -114,7 +117,7 @@ PROFILES: dict[str, Profile] = {
         lip_data={"train": 64, "val": 24, "test": 16, "max_side": 64},
         ppp_data={"train": 32, "val": 8, "test": 16, "max_side": 64},
         atr_data={"train": 4, "val": 4, "test": 16, "max_side": 64},
-        eval_sizes=_sizes(64), seeds=(0,), workers=0),
+        eval_sizes=_sizes(64), seeds=(0,), workers=0, cache_images=True),
     # `make book`: the whole book within 45 minutes on 2 CPU cores. Chosen by a measured search
     # (benchmarks/operating_point.py, shown in the reproducibility chapter): thin networks
     # (width 1/16) on 128-px crops of images up to 192 px, batch norm in every backbone, AdamW with
@@ -127,7 +130,7 @@ PROFILES: dict[str, Profile] = {
         ppp_data={"train": 800, "val": 100, "test": 200, "max_side": 192},
         atr_data={"train": 4, "val": 4, "test": 200, "max_side": 192},
         eval_sizes=_sizes(128), seeds=(0,), ssl_seeds=(1, 2), workers=1, recipe=CPU_RECIPE, channels_last=True,
-        finetune=CPU_FINETUNE, pretrain=CPU_PRETRAIN),
+        finetune=CPU_FINETUNE, pretrain=CPU_PRETRAIN, cache_images=True),
     # The paper's settings (Section 5.1) on a GPU: LIP-scale data (or real LIP via `data`).
     "full": Profile(
         name="full", width=1.0, crop=321, batch=10, lr=1e-3, epochs_stage1=30, epochs_stage2=20,

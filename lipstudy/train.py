@@ -30,15 +30,15 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader
 
 from .atomic import atomic_path, atomic_save, atomic_write_json
-from .batches import AugmentedSet, ShardedBatches, collate
+from .batches import AugmentedSet, ShardedBatches, StageLoader
 from .config import TrainConfig, build_network, config_changes
 from .labels import DATASETS
 from .losses import training_loss
 from .progress import RunProgress
-from .runtime import CHECKPOINT, PrecisionPlan, dist_env, load_checkpoint, precision_plan, resolve_device
+from .runtime import (CHECKPOINT, PrecisionPlan, dist_env, keep_freed_memory, load_checkpoint, precision_plan,
+                      resolve_device)
 from .transforms import TrainTransform
 
 LOG_FIELDS = ("epoch", "step", "loss", "lr", "images_per_s", "seconds")
@@ -144,6 +144,7 @@ class Stage:
     log: list = field(default_factory=list)
     stats: EpochStats = field(default_factory=EpochStats)
     resident: object = None  # lipstudy.resident.ResidentSet when cfg.data_pipeline == "resident"
+    loader: StageLoader | None = None  # made by the first epoch, kept for the next
 
     @property
     def checkpoint(self) -> Path:
@@ -154,7 +155,7 @@ def setup(cfg: TrainConfig, out) -> Stage:
     """Everything a stage needs before its first step: processes, data, the seeded network (from
     the stage-1 checkpoint ``init``, the pretrained ``backbone_init`` or ImageNet ``pretrained``)
     and its optimiser. Seeding happens before the network is built, so a seed fixes the weights."""
-    from .data.datasets import open_dataset
+    from .data.datasets import DecodedCache, open_dataset
     from .models import backbone_of, load_backbone
 
     out = Path(out)
@@ -168,10 +169,14 @@ def setup(cfg: TrainConfig, out) -> Stage:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    else:
+        keep_freed_memory()
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
 
     base = open_dataset(cfg.data_root, cfg.split, kind=cfg.dataset)
+    if cfg.cache_images:
+        base = DecodedCache(base)
     if len(base) < cfg.batch_size:
         raise ValueError(f"{cfg.data_root} ({cfg.split}): {len(base)} images, fewer than one batch "
                          f"of {cfg.batch_size}")
@@ -289,11 +294,12 @@ def train_one_epoch(stage: Stage, last: int, report: RunProgress | None = None, 
     cfg = stage.cfg
     epoch, start = divmod(stage.step, stage.steps_per_epoch)
     batches = ShardedBatches(len(stage.data), cfg.batch_size, cfg.seed, epoch, stage.rank, stage.world, start)
-    # A private generator for the loader keeps the global torch RNG (dropout) untouched.
-    loader = DataLoader(stage.data, batch_sampler=batches, num_workers=cfg.workers, collate_fn=collate,
-                        pin_memory=stage.device.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed))
     if stage.resident is not None:  # the same batches, augmented on the device
         loader = stage.resident.epoch_batches(batches)
+    else:
+        if stage.loader is None:
+            stage.loader = StageLoader(stage.data, cfg.workers, cfg.seed, pin_memory=stage.device.type == "cuda")
+        loader = stage.loader.epoch(batches)
     t0 = time.perf_counter()
     epoch_done = False
     for images, labels in loader:
@@ -365,8 +371,13 @@ def train(cfg: TrainConfig, out, progress: bool = True,
                    dynamic_ncols=True)
     stage.net.train()
     first_step = stage.step
-    while stage.step < last:
-        train_one_epoch(stage, last, report, bar, on_step, first_step)
+    try:
+        while stage.step < last:
+            train_one_epoch(stage, last, report, bar, on_step, first_step)
+    finally:
+        if stage.loader is not None:
+            stage.loader, loader = None, stage.loader
+            loader.close()
     if bar is not None:
         bar.close()
     if report is not None:

@@ -12,6 +12,7 @@ import _common  # noqa: E402
 import eval_throughput  # noqa: E402
 import ssl_overhead  # noqa: E402
 import torch  # noqa: E402
+import train_profile  # noqa: E402
 import train_throughput  # noqa: E402
 
 
@@ -164,3 +165,48 @@ def test_benchmark_table_reads_a_machines_folder_too(tmp_path):
     (tmp_path / "gpu" / "env.json").write_text(json.dumps({"device": "NVIDIA H200"}))
     table = measurements.benchmark_table(tmp_path)
     assert sorted(set(table["device"])) == ["CPU", "NVIDIA H200"] and set(table["benchmark"]) == {"ssl_overhead"}
+
+
+def test_profile_step_benchmarks_time_the_trainers_own_step(tmp_path, monkeypatch):
+    """``train_throughput.py --profile`` and ``train_profile.py`` time a profile's own training step
+    (the smoke profile here: its data is generated in seconds); the profile's shares add up, and
+    the reproducibility chapter's tables read both files."""
+    from lipstudy import measurements
+
+    monkeypatch.setenv("LIPSTUDY_DATA", str(tmp_path / "data"))
+    out = tmp_path / "train_throughput_smoke.json"
+    train_throughput.main(["--profile", "smoke", "--models", "deeplabv2", "--steps", "1", "--repeats", "1",
+                           "--out", str(out)])
+    r = json.loads(out.read_text())
+    assert (r["profile"], r["threads"], r["precision"], r["batch"], r["input_size"]) == ("smoke", 1, "fp32, NCHW", 8, 64)
+    m = r["models"][0]
+    assert m["model"] == "deeplabv2" and m["train_flops_per_step"] == conv_training_flops("deeplabv2", 0.0625, 8, 64)
+    assert m["train_images_per_s"] == pytest.approx(8 / m["train_step_s"])
+    assert m["mfu"] == pytest.approx(m["train_flop_per_s"] / m["matmul_flop_per_s"])
+    table = measurements.benchmark_table(tmp_path)
+    assert set(table["settings"]) == {"smoke profile's step, width 0.0625, 64x64, batch 8, fp32, NCHW, 1 thread(s)"}
+
+    prof = tmp_path / "train_profile.json"
+    train_profile.main(["--parts", "profile", "--profile", "smoke", "--models", "deeplabv2", "--threads", "1",
+                        "--steps", "1", "--out", str(prof)])
+    doc = json.loads(prof.read_text())
+    rows = doc["profile"]["rows"]
+    assert [(x["model"], x["loss"], x["threads"]) for x in rows] == [("deeplabv2", "off", 1), ("deeplabv2", "paper", 1)]
+    for x in rows:
+        assert set(x["shares"]) == set(train_profile.CATEGORIES)
+        assert sum(x["shares"].values()) == pytest.approx(1.0)
+        assert min(x["shares"][c] for c in ("convolution", "loss", "optimizer", "data loading")) > 0
+        assert x["train_flops_per_step"] == m["train_flops_per_step"]
+    doc["levers"] = {"rows": [{"lever": "no dropout", "ratio": 1.14, "bit_identical": False, "adopted": False}]}
+    prof.write_text(json.dumps(doc))
+    (tmp_path / "book_step.json").write_text(json.dumps({  # benchmarks/book_step.py's result
+        "commit": "1e251f8", "epochs": 2, "ratio_train_call": 200 / 160,
+        "median": {"A": {"images_per_s_by_epoch": [40.0, 44.0], "wall_s": 200.0},
+                   "B": {"images_per_s_by_epoch": [50.0, 44.0], "wall_s": 160.0}}}))
+    t = measurements.train_profile_tables(prof)
+    assert list(t) == ["shares", "levers", "book"]
+    assert t["shares"].loc[("deeplabv2", 1), "convolution"] == round(100 * rows[0]["shares"]["convolution"], 1)
+    assert t["levers"].loc["no dropout"].tolist() == [1.14, "no", "no"]
+    assert t["book"]["speed-up"].tolist() == [1.25, 1.0, 1.25]
+    assert t["book"]["1e251f8"].tolist() == [40.0, 44.0, 200.0]
+    assert measurements.train_profile_tables(tmp_path / "missing.json") == {}

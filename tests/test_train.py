@@ -463,3 +463,74 @@ def test_released_loss_trains_exactly_the_baseline_through_the_trainer(tmp_path)
     prof_cfg = loss_modes.profile_config("cpu", root, steps=2)
     assert (prof_cfg.optimizer, prof_cfg.batch_norm, prof_cfg.crop, prof_cfg.max_steps) == ("adamw", True, 128, 2)
     assert prof_cfg.channels_last is True and prof_cfg.atrous_scale == pytest.approx(128 / 321)
+
+
+_SPEEDUP_SCRIPT = """
+import sys
+import torch
+from torch.utils.data import DataLoader
+from lipstudy import train as T
+from lipstudy.batches import collate
+from lipstudy.config import TrainConfig
+
+
+class FreshLoaders:  # the trainer before the levers: a new loader (and its workers) every epoch
+    def __init__(self, data, workers, seed, pin_memory=False):
+        self.data, self.workers, self.seed = data, workers, seed
+
+    def epoch(self, batches):
+        return DataLoader(self.data, batch_sampler=batches, num_workers=self.workers, collate_fn=collate,
+                          generator=torch.Generator().manual_seed(self.seed))
+
+    def close(self):
+        pass
+
+
+cfg, out, lever = TrainConfig(**{cfg}), sys.argv[1], sys.argv[2] == "on"
+if not lever:  # and default malloc, no cache
+    T.keep_freed_memory = lambda: False
+    T.StageLoader = FreshLoaders
+T.train(TrainConfig(**{**cfg.to_dict(), "cache_images": lever}), out, progress=False)
+"""
+
+
+def test_cpu_execution_levers_give_bit_identical_weights(tmp_path):
+    """The cpu profile's execution levers (decoded images cached in memory, one loader with a
+    persistent worker for the whole stage, glibc keeping freed memory) train exactly the weights,
+    optimiser state and losses of the trainer without them, over several epochs (the cache and the
+    worker outlive the first), with dropout, batch norm, AdamW and channels_last as the cpu
+    profile trains."""
+    root = write_tiny_lip(tmp_path / "d", n_train=12)
+    cfg = dict(model="deeplabv2", width=0.0625, dropout=0.5, batch_norm=True, optimizer="adamw",
+               weight_decay=1e-4, warmup_steps=2, channels_last=True, data_root=str(root), epochs=3,
+               batch_size=4, crop=32, lr=0.01, device="cpu", workers=1)
+    script = tmp_path / "levers.py"
+    script.write_text(_SPEEDUP_SCRIPT.replace("{cfg}", repr(cfg)))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    for lever in ("off", "on"):
+        done = subprocess.run([sys.executable, str(script), str(tmp_path / lever), lever], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    a = load_checkpoint(tmp_path / "off" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "on" / "checkpoint.pt")
+    assert a["step"] == b["step"] == 9 and b["config"]["cache_images"] and not a["config"]["cache_images"]
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[i][n], sb[i][n]) for i in sa for n in sa[i])
+    assert [r["loss"] for r in a["log"]] == [r["loss"] for r in b["log"]]
+    torch.manual_seed(0)
+    fresh = build_network(TrainConfig(**cfg)).state_dict()
+    assert sum(not torch.equal(fresh[k], a["model"][k]) for k in fresh) > len(fresh) // 2  # not vacuous
+
+
+def test_decoded_cache_serves_each_item_decoded_once(tmp_path):
+    from lipstudy.data.datasets import DecodedCache, open_dataset
+
+    base = open_dataset(write_tiny_lip(tmp_path / "d", n_train=3), "train", kind="lip")
+    reads = []
+    load = base._load
+    base._load = lambda i: reads.append(i) or load(i)
+    cache = DecodedCache(base)
+    first = [cache[i] for i in (0, 1, 0, 2, 1)]
+    assert reads == [0, 1, 2] and len(cache) == 3
+    assert first[0] is first[2] and np.array_equal(first[0]["image"], load(0)["image"])
