@@ -8,8 +8,11 @@ change them.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -164,3 +167,50 @@ def build_network(cfg: TrainConfig) -> torch.nn.Module:
     return build_model(cfg.model, num_classes=cfg.num_classes, width=cfg.width,
                        pretrained=cfg.pretrained, batch_norm=cfg.batch_norm, atrous_scale=cfg.atrous_scale,
                        score_map_loss=cfg.score_map_loss, **kw)
+
+
+BOOL_WORDS = {"true": True, "1": True, "yes": True, "on": True,
+              "false": False, "0": False, "no": False, "off": False}
+
+
+def parse_bool(text: str) -> bool:
+    """A command-line boolean: true/false, 1/0, yes/no, on/off (any case). Anything else is an
+    error, so that a typo such as ``--flip ture`` cannot silently turn an option off."""
+    try:
+        return BOOL_WORDS[text.strip().lower()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(
+            f"expected true or false (or 1/0, yes/no, on/off), got {text!r}") from None
+
+
+def command_line_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """A parser with ``--config FILE`` and one ``--field-name`` option per TrainConfig field."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--config", help="JSON file of TrainConfig fields (command-line options override it)")
+    for f in dataclasses.fields(TrainConfig):
+        name = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", "bool | None"):
+            p.add_argument(name, type=parse_bool, default=None, metavar="true|false")
+        elif f.type in ("int", "int | None"):
+            p.add_argument(name, type=int, default=None)
+        elif f.type in ("float", "float | None"):
+            p.add_argument(name, type=float, default=None)
+        else:
+            p.add_argument(name, default=None)
+    return p
+
+
+def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> TrainConfig:
+    """The TrainConfig of :func:`command_line_parser`'s options: the ``--config`` file's fields,
+    then each option given on the command line (ValueError for a field that does not validate)."""
+    fields: dict = {}
+    if args.config:
+        try:
+            fields = json.loads(Path(args.config).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            parser.error(f"{args.config}: cannot read the config ({e})")
+    for f in dataclasses.fields(TrainConfig):
+        v = getattr(args, f.name)
+        if v is not None:
+            fields[f.name] = v
+    return TrainConfig.from_dict(fields)

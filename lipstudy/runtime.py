@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .config import AMP_MODES, TrainConfig, build_network
@@ -117,3 +119,20 @@ def model_from_checkpoint(path, device="cpu") -> tuple[torch.nn.Module, TrainCon
     model = build_network(dataclasses.replace(cfg, pretrained=None, backbone_init=None))
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), cfg
+
+
+def rng_state() -> dict:
+    """Every random generator a run draws from (torch, CUDA, numpy, Python), for a checkpoint."""
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore :func:`rng_state`'s generators (a resumed run draws what the uninterrupted one drew)."""
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -16,10 +16,8 @@ with the same config ends with exactly the weights of an uninterrupted run.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
-import json
 import random
 import sys
 import time
@@ -33,12 +31,12 @@ import torch.distributed as dist
 
 from .atomic import atomic_path, atomic_save, atomic_write_json
 from .batches import AugmentedSet, ShardedBatches, StageLoader
-from .config import TrainConfig, build_network, config_changes
+from .config import TrainConfig, build_network, command_line_parser, config_changes, config_from_args
 from .labels import DATASETS
 from .losses import training_loss
 from .progress import RunProgress
 from .runtime import (CHECKPOINT, PrecisionPlan, dist_env, keep_freed_memory, load_checkpoint, precision_plan,
-                      resolve_device)
+                      resolve_device, rng_state, set_rng_state)
 from .transforms import TrainTransform
 
 LOG_FIELDS = ("epoch", "step", "loss", "lr", "images_per_s", "seconds")
@@ -82,21 +80,6 @@ def poly_lr(base: float, step: int, total: int, power: float, warmup: int = 0) -
 
 
 # ----------------------------------------------------------------------------- checkpoints
-
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
 
 def write_log(out: Path, log: list[dict]) -> None:
     """The per-epoch log as ``train_log.csv`` and ``train_log.json`` (rewritten whole, atomically)."""
@@ -230,7 +213,7 @@ def resume(stage: Stage) -> None:
     stage.model.load_state_dict(ckpt["model"])
     stage.optimizer.load_state_dict(ckpt["optimizer"])
     stage.step, stage.log, stage.stats = ckpt["step"], ckpt["log"], EpochStats(**ckpt["epoch_stats"])
-    _set_rng_state(ckpt["rng"])
+    set_rng_state(ckpt["rng"])
 
 
 def save_checkpoint(stage: Stage, finished: bool = False) -> None:
@@ -239,7 +222,7 @@ def save_checkpoint(stage: Stage, finished: bool = False) -> None:
         state = {"model": stage.model.state_dict(), "optimizer": stage.optimizer.state_dict(),
                  "step": stage.step, "epoch": stage.step // stage.steps_per_epoch,
                  "step_in_epoch": stage.step % stage.steps_per_epoch, "log": stage.log,
-                 "epoch_stats": dataclasses.asdict(stage.stats), "rng": _rng_state(),
+                 "epoch_stats": dataclasses.asdict(stage.stats), "rng": rng_state(),
                  "config": stage.cfg.to_dict(), "finished": finished, "world_size": stage.world}
         atomic_save(stage.checkpoint, lambda tmp: torch.save(state, tmp))
     if stage.world > 1:
@@ -390,48 +373,13 @@ def train(cfg: TrainConfig, out, progress: bool = True,
 
 # ----------------------------------------------------------------------------- command line
 
-BOOL_WORDS = {"true": True, "1": True, "yes": True, "on": True,
-              "false": False, "0": False, "no": False, "off": False}
-
-
-def parse_bool(text: str) -> bool:
-    """A command-line boolean: true/false, 1/0, yes/no, on/off (any case). Anything else is an
-    error, so that a typo such as ``--flip ture`` cannot silently turn an option off."""
-    try:
-        return BOOL_WORDS[text.strip().lower()]
-    except KeyError:
-        raise argparse.ArgumentTypeError(
-            f"expected true or false (or 1/0, yes/no, on/off), got {text!r}") from None
-
-
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="lipstudy train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", help="JSON file of TrainConfig fields (command-line options override it)")
+    p = command_line_parser("lipstudy train", __doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="run directory (resumed if it holds a checkpoint)")
     p.add_argument("--no-progress", action="store_true")
-    for f in dataclasses.fields(TrainConfig):
-        name = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", "bool | None"):
-            p.add_argument(name, type=parse_bool, default=None, metavar="true|false")
-        elif f.type in ("int", "int | None"):
-            p.add_argument(name, type=int, default=None)
-        elif f.type in ("float", "float | None"):
-            p.add_argument(name, type=float, default=None)
-        else:
-            p.add_argument(name, default=None)
     args = p.parse_args(argv)
-    fields: dict = {}
-    if args.config:
-        try:
-            fields = json.loads(Path(args.config).read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            p.error(f"{args.config}: cannot read the config ({e})")
-    for f in dataclasses.fields(TrainConfig):
-        v = getattr(args, f.name)
-        if v is not None:
-            fields[f.name] = v
     try:
-        cfg = TrainConfig.from_dict(fields)
+        cfg = config_from_args(args, p)
         path = train(cfg, args.out, progress=not args.no_progress)
     except (ValueError, FileNotFoundError) as e:
         print(f"lipstudy train: {e}", file=sys.stderr)

@@ -14,7 +14,7 @@ from PIL import Image
 from lipstudy.evaluate import predict_logits
 from lipstudy.models import build_model
 from lipstudy.batches import ShardedBatches
-from lipstudy.config import TrainConfig, build_network, config_changes
+from lipstudy.config import TrainConfig, build_network, config_changes, parse_bool
 from lipstudy.runtime import load_checkpoint, precision_plan
 from lipstudy.train import classifier_parameter_names, main, make_optimizer, poly_lr, train
 
@@ -324,7 +324,7 @@ def test_boolean_options_are_strict(tmp_path, monkeypatch, capsys):
 
     words = {"true": True, "False": False, "1": True, "0": False, "yes": True, "NO": False,
              "on": True, "off": False, " true ": True}
-    assert {w: T.parse_bool(w) for w in words} == words
+    assert {w: parse_bool(w) for w in words} == words
     seen = []
     monkeypatch.setattr(T, "train", lambda cfg, out, progress=True: seen.append(cfg) or Path(out))
     assert main(["--out", str(tmp_path / "a"), "--flip", "false", "--channels-last", "on", "--no-progress"]) == 0
