@@ -116,7 +116,9 @@ def main(argv=None):
     identical = same_weights(work / "A0" / "0" / "checkpoint.pt", work / "B0" / "0" / "checkpoint.pt")
     print(f"ratio B / A by epoch: " + ", ".join(f"{x:.3f}" for x in ratio_epochs)
           + f"; whole train() {ratio_wall:.3f}x; bit-identical weights: {identical}", flush=True)
-    doc = {"commit": args.commit, "model": args.model, "epochs": args.epochs, "config": cfg,
+    # the data folder relative to the repository: the file is committed and read on other machines
+    shown = {**cfg, "data_root": os.path.relpath(cfg["data_root"], REPO)}
+    doc = {"commit": args.commit, "model": args.model, "epochs": args.epochs, "config": shown,
            "dropped_for_commit": results["A"][0]["dropped"], "runs": results, "median": med,
            "ratio_by_epoch": ratio_epochs, "ratio_train_call": ratio_wall, "bit_identical": identical,
            "cpu_count": os.cpu_count()}

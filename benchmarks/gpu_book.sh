@@ -39,8 +39,9 @@ say() { echo "[gpu_book $(elapsed) s] $*"; }
 PY=${PYTHON:-python3}
 if compgen -G ".whl/*.whl" > /dev/null; then
   say "installing the carried wheels: $(ls .whl | tr '\n' ' ')"
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/gpu_book_site .whl/*.whl
-  export PYTHONPATH=/tmp/gpu_book_site${PYTHONPATH:+:$PYTHONPATH}
+  SITE=$(mktemp -d)  # the wheels go beside the machine's own packages, not into them
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl
+  export PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH}
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 export LIPSTUDY_RESULTS=${LIPSTUDY_RESULTS:-$PWD/results} LIPSTUDY_DATA=${LIPSTUDY_DATA:-$PWD/data}
