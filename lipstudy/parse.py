@@ -16,7 +16,7 @@ from PIL import Image
 
 from . import labels
 from .atomic import atomic_save
-from .evaluate import predict_logits
+from .evaluate import class_map, predict_logits
 from .transforms import EvalTransform
 
 
@@ -26,7 +26,7 @@ def parse_image(model: torch.nn.Module, image: np.ndarray, flip_pairs=(), flip: 
     dev = next(model.parameters()).device
     x = EvalTransform(input_size)({"image": image, "id": ""})["image"].to(dev)
     logits = predict_logits(model, x, image.shape[:2], flip=flip, flip_pairs=flip_pairs)
-    return logits.argmax(0).to(torch.uint8).cpu().numpy()
+    return class_map(logits).to(torch.uint8).cpu().numpy()
 
 
 def _save(array: np.ndarray, path: Path) -> None:

@@ -7,6 +7,8 @@ Train where the accelerator is, build the book where the reader is::
     lipstudy runs export --profile gpu -o OUT.tar.xz    # bundle the finished runs
     lipstudy runs import OUT.tar.xz                     # verify and move them into results/runs
     lipstudy book --profile gpu --no-train              # build the book from them
+    lipstudy runs backbone --profile cpu                # the finished synthetic backbone, committed
+                                                        # as results/backbones/<key>.tar.xz (lipstudy.backbones)
 
 ``runs train`` rewrites its bundle after every finished run (in a background thread, so the
 device keeps training), so a job stopped at any moment leaves a bundle of every run finished
@@ -102,10 +104,17 @@ def generate_data(profile, data=None, log=print) -> dict:
 def runs_main(argv: list[str]) -> int:
     from .cache import runs_main as list_main
 
-    commands = ("data", "train", "export", "import")
+    commands = ("data", "train", "export", "import", "backbone")
     if not argv or argv[0] not in commands:
         return list_main(argv)
     p = argparse.ArgumentParser(prog=f"lipstudy runs {argv[0]}", description=__doc__.split("\n\n")[0])
+    if argv[0] == "backbone":  # results/backbones/<key>.tar.xz, from the finished backbone here
+        p.add_argument("--profile", default="cpu", choices=[n for n, q in PROFILES.items() if q.pretrain])
+        a = p.parse_args(argv[1:])
+        from .backbones import export_backbone
+
+        export_backbone(a.profile)
+        return 0
     if argv[0] == "import":
         p.add_argument("bundle", help="a bundle written by `lipstudy runs export` or `lipstudy runs train`")
     else:

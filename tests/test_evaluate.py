@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from lipstudy.data.datasets import open_dataset
-from lipstudy.evaluate import (EvalSettings, evaluate, evaluate_checkpoint, flip_logits, load_cms, main,
+from lipstudy.evaluate import (EvalSettings, class_map, evaluate, evaluate_checkpoint, flip_logits, load_cms, main,
                                predict_logits)
 from lipstudy.labels import ATR_LIP_SHARED, LIP_CLASSES, LIP_FLIP_PAIRS, flip_labels
 from lipstudy.config import TrainConfig, build_network
@@ -43,6 +43,16 @@ class ColourOracle(torch.nn.Module):
         out = torch.full((x.shape[0], 20, *x.shape[-2:]), -1e4)
         out[:, self.ids] = -d
         return out
+
+
+def test_class_map_is_argmax_ties_included():
+    """The first largest class wins a tie, as argmax's documented rule; on quantised logits (many
+    ties) and on real-valued ones the two agree everywhere."""
+    logits = torch.tensor([[[1.0, 5.0]], [[3.0, 5.0]], [[3.0, 2.0]]])  # [C=3, 1, 2]
+    assert class_map(logits).tolist() == [[1, 0]]
+    g = torch.Generator().manual_seed(0)
+    for x in (torch.randint(0, 3, (20, 37, 23), generator=g).float(), torch.randn(20, 64, 48, generator=g)):
+        assert torch.equal(class_map(x), x.argmax(0))
 
 
 def test_flip_logits_swaps_left_and_right_channels():
