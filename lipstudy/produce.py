@@ -18,13 +18,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import threading
 import time
 from pathlib import Path
 
+import pandas as pd
+
 from .bundles import CHECKPOINT_CHOICES, BundleError, export, import_bundle
+from .cache import is_finished, prepare_runs
+from .locks import is_locked
+from .paths import runs_dir
 from .profiles import PROFILES, get_profile
+from .runtime import CHECKPOINT
 
 
 class BundleWriter:
@@ -101,9 +108,59 @@ def generate_data(profile, data=None, log=print) -> dict:
     return out
 
 
-def runs_main(argv: list[str]) -> int:
-    from .cache import runs_main as list_main
+def list_runs(profile: str | None = None) -> pd.DataFrame:
+    """Every run folder under results/runs: key, label, profile, status, val mean IoU."""
+    rows = []
+    folder = runs_dir()
+    for d in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if not (d / "config.json").is_file():
+            continue
+        cfg = json.loads((d / "config.json").read_text())
+        if profile and cfg.get("profile") != profile:
+            continue
+        done = is_finished(d)
+        status = ("finished" if done else "running" if is_locked(d / ".lock")
+                  else "interrupted" if (d / CHECKPOINT).is_file() else "not started")
+        miou = json.loads((d / "metrics.json").read_text()).get("mean_iou") if done else None
+        rows.append({"key": d.name, "label": cfg.get("label"), "profile": cfg.get("profile"),
+                     "dataset": cfg.get("run", {}).get("dataset"), "seed": cfg.get("run", {}).get("seed"),
+                     "status": status, "val mIoU (%)": None if miou is None else round(100 * miou, 2)})
+    return pd.DataFrame(rows, columns=["key", "label", "profile", "dataset", "seed", "status", "val mIoU (%)"])
 
+
+def list_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="lipstudy runs", description="List the runs in results/runs "
+                                "(or $LIPSTUDY_RESULTS/runs) with their status and val mean IoU.")
+    p.add_argument("--profile", help="only the runs of this profile (smoke, cpu, full, ...)")
+    p.add_argument("--prepare", action="store_true",
+                   help="write train_config.json for every unfinished run of the profile's book and print "
+                        "the run folders in training order, one per line (to train each under torchrun)")
+    p.add_argument("--data", help="with --prepare: a real LIP root, as `lipstudy book --data`")
+    p.add_argument("--seeds", nargs="+", type=int, help="with --prepare: the book's seeds (default the profile's)")
+    args = p.parse_args(argv)
+    if args.prepare:
+        if not args.profile:
+            p.error("--prepare needs --profile")
+        try:
+            folders = prepare_runs(args.profile, args.data, args.seeds)
+        except (ValueError, FileNotFoundError) as err:
+            print(f"lipstudy runs: {err}", file=sys.stderr)
+            return 2
+        print(f"{len(folders)} runs to train, in this order (each after the runs it starts from):", file=sys.stderr)
+        for folder in folders:
+            print(folder)
+        return 0
+    if args.data or args.seeds:
+        p.error("--data and --seeds apply with --prepare only")
+    df = list_runs(args.profile)
+    if df.empty:
+        print(f"no runs in {runs_dir()}")
+    else:
+        print(df.to_string(index=False))
+    return 0
+
+
+def runs_main(argv: list[str]) -> int:
     commands = ("data", "train", "export", "import", "backbone")
     if not argv or argv[0] not in commands:
         return list_main(argv)
