@@ -12,17 +12,11 @@ from lipstudy import backbones, cache, schedule
 from lipstudy.bundles import read_bundle
 from lipstudy.data.roots import synthetic_root
 from lipstudy.models import build_model, load_backbone
-from lipstudy.profiles import PROFILES, Profile, get_profile
+from lipstudy.profiles import PROFILES, get_profile
 from lipstudy.runs import BACKBONE, Run
+from test_pretrain import TINY as PRETRAIN_TINY
 
-TINY = Profile(name="tinybackbone", width=0.0625, crop=32, batch=4, lr=2e-3, epochs_stage1=1, epochs_stage2=1,
-               lip_data={"train": 8, "val": 4, "test": 4, "max_side": 32},
-               ppp_data={"train": 8, "val": 4, "test": 4, "max_side": 32},
-               atr_data={"train": 4, "val": 4, "test": 4, "max_side": 32},
-               eval_sizes=(16, 32, 51), seeds=(0,), workers=0,
-               recipe={"batch_norm": True, "optimizer": "adamw", "weight_decay": 1e-4,
-                       "classifier_lr_mult": 1.0, "warmup_steps": 2},
-               pretrain={"train": 8, "val": 4, "epochs": 1, "max_side": 32})
+TINY = dataclasses.replace(PRETRAIN_TINY, name="tinybackbone")  # a profile with a synthetic backbone
 STAGE1 = Run("deeplabv2")
 
 
