@@ -109,10 +109,6 @@ SETTINGS = {
     # Third search: dropout (its Bernoulli masks are 11% of a DeepLabV2 step on CPU) and more
     # fine-tuning epochs, measured; the two fine-tuning lr settings are defined but not yet run.
     "cpu-nodropout": dict(finetune={"atrous_scale": 128 / 321, "dropout": 0.0}),
-    # The loss as DeepLab's released Caffe training computes it, on the score map against labels
-    # shrunk to it (Profile.paper_losses' score_map_loss, the full profile's), set for fine-tuning only
-    # so that the committed backbone is the one reused: 1.25x faster steps on CPU (train_profile.json).
-    "cpu-scoremap": dict(finetune={"atrous_scale": 128 / 321, "score_map_loss": True}),
     "cpu-9ep": dict(epochs_stage1=9),
     "cpu-lr1e-3": dict(lr=1e-3),
     "cpu-lr4e-3": dict(lr=4e-3),
