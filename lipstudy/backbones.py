@@ -17,14 +17,13 @@ trained with.
 """
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 from .cache import is_finished, key_plan
 from .paths import committed_results, runs_dir
 from .profiles import get_profile
 from .runs import BACKBONE
+from .committed import install_run, run_origin
 
 TRAIN_ENV = "LIPSTUDY_TRAIN_BACKBONE"
 """Set (to anything but "" or "0") to train the backbone here rather than import the committed one."""
@@ -35,37 +34,16 @@ def committed_backbone(key: str) -> Path:
     return committed_results("backbones") / f"{key}.tar.xz"
 
 
-def _train_here() -> bool:
-    return os.environ.get(TRAIN_ENV, "") not in ("", "0")
-
-
 def install(profile, data=None, log=print) -> str:
     """Make ``profile``'s backbone a finished run of ``results/runs`` from the committed file when it
     is not one yet. Returns what happened: "none" (the profile has no synthetic pretraining),
     "finished" (already here), "imported", or "train" (no committed file of this key, a file
     refused, or ``$LIPSTUDY_TRAIN_BACKBONE``: the scheduler trains it, as for any run)."""
-    from .bundles import BundleError, import_bundle
-
     prof = get_profile(profile)
     if not prof.pretrain:
         return "none"
-    plan = key_plan(BACKBONE, prof, data)
-    if is_finished(runs_dir() / plan.key):
-        return "finished"
-    path = committed_backbone(plan.key)
-    if _train_here():
-        log(f"[backbone] ${TRAIN_ENV} is set: training the backbone {plan.key} here")
-        return "train"
-    if not path.is_file():
-        log(f"[backbone] no committed backbone of key {plan.key} ({path} is absent: this checkout's pretraining "
-            f"settings, engine or generated data differ from the committed backbone's); training it here")
-        return "train"
-    try:
-        import_bundle(path, data, log=log)
-    except BundleError as err:
-        log(f"[backbone] the committed backbone was refused ({err}); training it here")
-        return "train"
-    return "imported"
+    return install_run(BACKBONE, prof, data, committed_backbone(key_plan(BACKBONE, prof, data).key), TRAIN_ENV,
+                       "backbone", log)
 
 
 def export_backbone(profile, log=print) -> Path:
@@ -94,13 +72,4 @@ def origin(profile, data=None) -> dict | None:
     if not prof.pretrain or not (synthetic_root(prof, "pretrain") / "manifest.json").is_file():
         return None
     run_dir = runs_dir() / key_plan(BACKBONE, prof, data).key
-    if not is_finished(run_dir):
-        return None
-    prov = json.loads((run_dir / "provenance.json").read_text())
-    imported = run_dir / "imported.json"
-    return {"key": run_dir.name,
-            "imported": json.loads(imported.read_text())["bundle"] if imported.is_file() else None,
-            "commit": prov.get("git", {}).get("commit"), "machine": prov.get("device"),
-            "trained": prov.get("end"),
-            "minutes": round(float(prov.get("train_seconds", prov.get("wall_time_s", 0.0))) / 60, 1),
-            "val_miou": json.loads((run_dir / "metrics.json").read_text())["mean_iou"]}
+    return run_origin(run_dir) if is_finished(run_dir) else None

@@ -154,21 +154,22 @@ def _datasets_of(entries: list[dict]) -> list[str]:
 
 
 def export(profile, out, data=None, seeds=None, checkpoints: str = "figures", partial: bool = False,
-           device: str = "auto", runs=None, log=print) -> dict:
+           device: str = "auto", runs=None, ancestors: bool = True, log=print) -> dict:
     """Write the finished runs of ``profile``'s book (:func:`bundle_runs`) to the bundle ``out``;
     return its manifest. A run lacking one of the products the chapters read (its evaluations,
     its figures' label maps) gets it computed now from its checkpoint. ``partial``: leave out the
     runs not finished with every product yet (a bundle of what is done so far, rewritten as runs
     finish), instead of refusing. ``checkpoints``: "figures" (the runs the figures come from),
-    "none" or "all". ``runs``: these runs (and what they start from) instead of the book's; the
-    manifest then names only the datasets they train or are scored on."""
+    "none" or "all". ``runs``: these runs (and, with ``ancestors``, what they start from) instead of
+    the book's; the manifest then names only the datasets they train or are scored on."""
     if checkpoints not in CHECKPOINT_CHOICES:
         raise ValueError(f"checkpoints must be one of {CHECKPOINT_CHOICES}, got {checkpoints!r}")
     prof = get_profile(profile)
     products = book_products(prof, data, seeds)
     with_ckpt = set(figure_sets(prof, seeds)) if checkpoints == "figures" else None
     members, entries, matrices, left_out = {}, [], {}, []
-    for run in bundle_runs(prof, seeds) if runs is None else with_ancestors(runs, prof):
+    chosen = with_ancestors(runs, prof) if ancestors else list(runs or [])
+    for run in bundle_runs(prof, seeds) if runs is None else chosen:
         plan = key_plan(run, prof, data)
         run_dir = runs_dir() / plan.key
         needs = ["val", *products.get(run, [])]

@@ -9,6 +9,8 @@ Train where the accelerator is, build the book where the reader is::
     lipstudy book --profile gpu --no-train              # build the book from them
     lipstudy runs backbone --profile cpu                # the finished synthetic backbone, committed
                                                         # as results/backbones/<key>.tar.xz (lipstudy.backbones)
+    lipstudy runs ship --profile cpu                    # the profile's finished shipped runs, committed
+                                                        # as results/shipped/<key>.tar.xz (lipstudy.shipped)
 
 ``runs train`` rewrites its bundle after every finished run (in a background thread, so the
 device keeps training), so a job stopped at any moment leaves a bundle of every run finished
@@ -161,7 +163,7 @@ def list_main(argv: list[str]) -> int:
 
 
 def runs_main(argv: list[str]) -> int:
-    commands = ("data", "train", "export", "import", "backbone")
+    commands = ("data", "train", "export", "import", "backbone", "ship")
     if not argv or argv[0] not in commands:
         return list_main(argv)
     p = argparse.ArgumentParser(prog=f"lipstudy runs {argv[0]}", description=__doc__.split("\n\n")[0])
@@ -171,6 +173,13 @@ def runs_main(argv: list[str]) -> int:
         from .backbones import export_backbone
 
         export_backbone(a.profile)
+        return 0
+    if argv[0] == "ship":  # results/shipped/<key>.tar.xz, one per shipped run finished here
+        p.add_argument("--profile", default="cpu", choices=[n for n, q in PROFILES.items() if q.shipped])
+        a = p.parse_args(argv[1:])
+        from .shipped import export_shipped
+
+        export_shipped(a.profile)
         return 0
     if argv[0] == "import":
         p.add_argument("bundle", help="a bundle written by `lipstudy runs export` or `lipstudy runs train`")

@@ -131,9 +131,12 @@ def training_origin(frame: pd.DataFrame) -> str:
     when = (days[0] if days[0] == days[-1] else f"{days[0]} to {days[-1]}") if days else "on unrecorded dates"
     commits = sorted({c for c in frame["commit"] if c})
     commits = f"commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}" if commits else "no recorded commit"
-    bundles = sorted({b for b in frame.get("imported from", pd.Series(dtype=str)) if b})
-    imported = (f", and were imported from the bundle{'s' if len(bundles) > 1 else ''} {', '.join(bundles)} "
-                f"(lipstudy runs import)" if bundles else "")
+    origin = [b for b in frame.get("imported from", pd.Series(dtype=str)) if b]
+    bundles = sorted(set(origin))
+    source = (f"the bundle{'s' if len(bundles) > 1 else ''} {', '.join(bundles)}" if len(bundles) <= 3
+              else f"{len(bundles)} bundles")
+    which = "" if len(origin) == len(frame) else f" {len(origin)} of them"
+    imported = f", and{which} were imported from {source} (lipstudy runs import)" if bundles else ""
     runs = "The training run behind these numbers" if len(frame) == 1 else \
         f"The {len(frame)} training runs behind these numbers"
     return f"{runs} ran on {devices}, {when}, from {commits}{imported}; {built}."

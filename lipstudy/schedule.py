@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 
-from .backbones import install as install_backbone
 from .cache import ensure, finished_key, has_product, product, run_data
 from .data.roots import data_root
 from .paths import runs_dir
 from .profiles import get_profile
 from .progress import PlannedRun
 from .runs import BACKBONE, PRETRAIN, Run, book_runs, epochs, with_ancestors
+from .shipped import install as install_shipped
 
 # Relative cost of one epoch per model (images/s of DeepLabV2 / of the model, width 0.0625, 1
 # thread): the longest runs start first so that two workers finish together.
@@ -92,7 +92,7 @@ def ensure_all(runs, profile, data=None, device: str = "auto", jobs: int = 1, ev
 
     prof = get_profile(profile)
     if BACKBONE in with_ancestors(runs, prof):
-        install_backbone(prof, data)  # the committed backbone, rather than 19 minutes of training
+        install_shipped(prof, data)  # the committed backbone and shipped runs, rather than training them
     tasks, waits = pending_tasks(runs, prof, data, evaluations)
     if not tasks:
         return 0

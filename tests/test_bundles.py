@@ -236,6 +236,10 @@ def test_where_the_runs_were_trained_in_one_sentence():
     assert text.startswith("The 2 training runs behind these numbers ran on NVIDIA H200 (CUDA 13.0), 2026-12-02 to "
                            "2026-12-03, from commits abc1234567, def7654321, and were imported from the bundle "
                            "gpu.tar.xz (lipstudy runs import); this page was built on ")
+    # Some runs imported (the shipped ones), the others trained here: the sentence counts them.
+    shipped = [{**row, "imported from": f"{k}.tar.xz"} for k in "abcd"]
+    mixed = training_origin(pd.DataFrame([*shipped, {**row, "imported from": ""}]))
+    assert "from commit abc1234567, and 4 of them were imported from 4 bundles (lipstudy runs import)" in mixed
     here = training_origin(pd.DataFrame([{**row, "imported from": ""}]))
     assert "imported" not in here and here.startswith("The training run behind these numbers ran on NVIDIA H200")
 

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..backbones import install as install_backbone
+from ..shipped import install as install_shipped
 from ..cache import RunResult, ensure
 from ..data.roots import data_root
 from ..profiles import Profile, get_profile
@@ -43,8 +43,8 @@ class Chapter:
 
     def ensure(self, run: Run) -> RunResult:
         """The finished run (trained now only if the runner has not trained it already)."""
-        if not self.used:  # a chapter executed alone: the committed backbone, as the runner would
-            install_backbone(self.profile, self.data)
+        if not self.used:  # a chapter executed alone: the committed runs, as the runner would
+            install_shipped(self.profile, self.data)
         res = ensure(run, self.profile, data=self.data if run.dataset == "lip" else None, device=self.device)
         self.used.append(res)
         return res

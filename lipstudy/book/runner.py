@@ -192,9 +192,9 @@ def execute(profile: str, chapters: list[str] | None = None, data: str | None = 
                 and key_file.read_text() == key)
 
     if any(name in RUN_CHAPTERS for name in selected) and not import_committed_bundle(profile, data, seeds, log):
-        from ..backbones import install
+        from ..shipped import install
 
-        install(profile, data, log)  # before the progress plan: an imported backbone is not a run left to train
+        install(profile, data, log)  # before the progress plan: an imported run is not a run left to train
     if any(name in RUN_CHAPTERS and not is_cached(name, key_of(name)) for name in selected):
         # Train every run the chapters will ask for first, several side by side where that is
         # faster (schedule.ensure_all); the chapters then find them finished.
