@@ -168,8 +168,11 @@ def export(profile, out, data=None, seeds=None, checkpoints: str = "figures", pa
     products = book_products(prof, data, seeds)
     with_ckpt = set(figure_sets(prof, seeds)) if checkpoints == "figures" else None
     members, entries, matrices, left_out = {}, [], {}, []
-    chosen = with_ancestors(runs, prof) if ancestors else list(runs or [])
-    for run in bundle_runs(prof, seeds) if runs is None else chosen:
+    if runs is None:
+        chosen = bundle_runs(prof, seeds)
+    else:
+        chosen = with_ancestors(runs, prof) if ancestors else list(runs)
+    for run in chosen:
         plan = key_plan(run, prof, data)
         run_dir = runs_dir() / plan.key
         needs = ["val", *products.get(run, [])]

@@ -184,6 +184,16 @@ def test_an_unfinished_run_is_left_out_of_a_partial_bundle_and_refused_otherwise
     assert not any(n.endswith("checkpoint.pt") for n in manifest["files"])
 
 
+def test_without_runs_a_partial_bundle_holds_the_books_finished_runs(trained, elsewhere, monkeypatch):
+    # runs=None is the book's whole run list (lipstudy runs export, the GPU script): of it, the
+    # fixture finished one run, so a partial bundle holds that one and names every other as left out.
+    monkeypatch.setenv("LIPSTUDY_RESULTS", str(trained["base"] / "results"))
+    monkeypatch.setenv("LIPSTUDY_DATA", str(trained["base"] / "data"))
+    manifest = export(TINY, elsewhere / "book.tar.xz", device="cpu", partial=True, checkpoints="none")
+    assert [r["label"] for r in manifest["runs"]] == ["DeepLabV2"]
+    assert sorted(manifest["datasets"]) == ["atr", "lip", "ppp"]  # the book's datasets, not the runs'
+
+
 def test_no_train_refuses_to_train_and_names_the_run(trained, elsewhere, monkeypatch):
     monkeypatch.setenv(cache.NO_TRAIN_ENV, "1")
     with pytest.raises(RuntimeError, match=r"run 'SegNet' \(lip, seed 0\) of profile tinybundle .* training is off"):
