@@ -129,7 +129,7 @@ PROFILES: dict[str, Profile] = {
         ppp_data={"train": 32, "val": 8, "test": 16, "max_side": 64},
         atr_data={"train": 4, "val": 4, "test": 16, "max_side": 64},
         eval_sizes=_sizes(64), seeds=(0,), workers=0, cache_images=True),
-    # `make book`: sized for 45 minutes on 2 AVX-512 CPU cores (60 on an AVX2-only EPYC: README).
+    # `make book`: within 45 minutes on 2 cores (31 from a fresh clone on an AVX2-only EPYC, training 13 runs: README).
     # Chosen by a measured search (benchmarks/operating_point.py, shown in the reproducibility chapter): thin networks
     # (width 1/16) on 128-px crops of images up to 192 px, batch norm in every backbone, AdamW with
     # warm-up, atrous rates scaled with the crop, and one backbone pretrained (16 epochs) on a

@@ -14,6 +14,7 @@ from lipstudy.bundles import read_bundle
 from lipstudy.data.roots import synthetic_root
 from lipstudy.profiles import PROFILES, get_profile
 from lipstudy.runs import BACKBONE, method_runs
+from lipstudy.runtime import load_checkpoint
 from test_pretrain import TINY as PRETRAIN_TINY
 
 TINY = dataclasses.replace(PRETRAIN_TINY, name="tinyshipped", shipped=("DeepLabV2 + SSL", "DeepLabV2"))
@@ -75,10 +76,6 @@ def committed(tmp_path_factory):
     mp.undo()
 
 
-def _weights(run_dir):
-    return torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)["model"]
-
-
 def test_a_build_imports_the_shipped_runs_instead_of_training_them(committed, monkeypatch):
     monkeypatch.setenv("LIPSTUDY_RESULTS", str(committed["base"] / "fresh"))
     # Stage 1 is listed second in the profile; it is imported first, before the run that starts from it.
@@ -100,7 +97,7 @@ def test_a_build_imports_the_shipped_runs_instead_of_training_them(committed, mo
         assert ours == theirs.name
         here = Path(cache.runs_dir()) / ours
         assert json.loads((here / "metrics.json").read_text()) == json.loads((theirs / "metrics.json").read_text())
-        a, b = _weights(here), _weights(theirs)
+        a, b = (load_checkpoint(d / "checkpoint.pt")["model"] for d in (here, theirs))
         assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in b)
         for ev in theirs.glob("eval/*/metrics.json"):
             assert (here / ev.relative_to(theirs)).read_bytes() == ev.read_bytes()
