@@ -156,6 +156,31 @@ def test_progress_on_the_terminal_and_one_line_per_run_in_the_notebooks(smoke_bo
     assert len(plan) == n and all(r.done for r in plan), [r for r in plan if not r.done]
 
 
+# Every smoke run's final training loss (4 decimals, as the "[lipstudy] trained" line prints it) and
+# validation mean IoU, by model/loss/dataset/stage/seed, as the build before issue 33's restructuring
+# computed them (commit 9f84214). The smoke networks predict mostly background, so the loss is what
+# moves when a run trains differently. A change of these numbers must be deliberate, like a run key's.
+PINNED_SMOKE_NUMBERS = {
+    "segnet/off/lip/1/0": (1.7954, 0.034494), "fcn8s/off/lip/1/0": (1.9348, 0.034494),
+    "deeplabv2/off/lip/1/0": (1.8193, 0.034494), "attention/off/lip/1/0": (7.3886, 0.034494),
+    "deeplabv2/paper/lip/2/0": (0.7395, 0.034494), "attention/paper/lip/2/0": (5.9831, 0.034494),
+    "deeplabv2/off/lip/2/0": (1.7002, 0.034494), "attention/off/lip/2/0": (6.9493, 0.034494),
+    "deeplabv2/off/ppp/1/0": (1.3485, 0.077627), "attention/off/ppp/1/0": (5.5953, 0.077627),
+    "attention/paper/ppp/2/0": (4.9940, 0.077627), "attention/off/ppp/2/0": (5.5323, 0.077627),
+}
+
+
+def test_the_smoke_runs_numbers_are_pinned(smoke_book):
+    ours = {}
+    for run_dir in (smoke_book["results"] / "runs").iterdir():
+        run = json.loads((run_dir / "config.json").read_text())["run"]
+        loss = json.loads((run_dir / "train_log.json").read_text())[-1]["loss"]
+        miou = json.loads((run_dir / "metrics.json").read_text())["mean_iou"]
+        ours[f"{run['model']}/{run['loss']}/{run['dataset']}/{run['stage']}/{run['seed']}"] = (round(loss, 4),
+                                                                                               round(miou, 6))
+    assert ours == PINNED_SMOKE_NUMBERS
+
+
 def test_lipstudy_book_reuses_every_chapter_and_writes_the_same_pages(smoke_book):
     require_the_same_sources(smoke_book)
     other = smoke_book["base"] / "lipstudy-book"
