@@ -22,6 +22,10 @@ LOSS_MODES = ("off", "paper", "released", "plus_one")
 # Fields that change how a run executes but not what it computes: a resume may change them.
 EXECUTION_FIELDS = ("device", "workers", "max_steps", "checkpoint_every_steps", "channels_last", "compile", "cache_images")
 AMP_MODES = ("auto", "bf16", "off")
+RETIRED_FIELDS = {"frozen_backbone_steps": 0, "frozen_bn_stats": False}
+"""Fields that configs of earlier versions hold and this one no longer has, with the value that
+meant "off": a saved config (a checkpoint's, a bundle's) holding that value is read without them,
+since it trained what this version trains; another value is refused (this version cannot)."""
 OPTIMIZERS = ("sgd", "adamw")
 DATA_PIPELINES = ("loader", "resident")
 
@@ -74,19 +78,6 @@ class TrainConfig:
     # linear learning-rate warm-up before the poly decay (0 = none, as the paper).
     optimizer: str = "sgd"
     warmup_steps: int = 0
-    # Steps during which the pretrained backbone is frozen (weights and batch-norm statistics) and
-    # only the new layers train: linear probing before fine-tuning (LP-FT, Kumar et al. 2022), so
-    # the random head's first gradients do not distort the pretrained features. 0 = the paper's
-    # (everything trains from the first step). Applies to a stage that starts from a pretrained
-    # backbone (``backbone_init`` / ``pretrained``), not to one that starts from a whole trained
-    # network (``init``: stage 2, whose head is trained already).
-    frozen_backbone_steps: int = 0
-    # Keep the backbone's batch-norm statistics as the pretrained network left them (its norms
-    # normalise with their running statistics in training too; their scale and shift still
-    # train), as detection and segmentation fine-tuning commonly does with small batches. With a
-    # shared multi-scale backbone (attention-to-scale) batch statistics differ per input scale in
-    # training, while evaluation would use one running average of all scales.
-    frozen_bn_stats: bool = False
     # Released DeepLabV2 recipe: base lr 1e-3, "poly" decay with power 0.9, classifier at 10x,
     # random scale 0.6-1.4 and mirroring.
     lr: float = 1e-3
@@ -144,6 +135,11 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         names = {f.name for f in dataclasses.fields(cls)}
+        used = sorted(k for k, off in RETIRED_FIELDS.items() if k in d and d[k] != off)
+        if used:
+            raise ValueError(f"this config sets {', '.join(f'{k}={d[k]!r}' for k in used)}, an option earlier versions "
+                             f"had and this one no longer has")
+        d = {k: v for k, v in d.items() if k not in RETIRED_FIELDS}
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"unknown TrainConfig fields: {', '.join(unknown)}")

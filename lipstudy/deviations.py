@@ -69,10 +69,6 @@ REASONS = {
               "rates scaled by crop / 321, 17.8% without (operating_point.json: pretrain16-6ep-atrous0.4, "
               "pretrain16-6ep)",
     "dropout": "dropout sized for 1024- and 4096-channel layers, on layers thinned by the width",
-    "frozen": "linear probing before fine-tuning (LP-FT): the random new head's first gradients would "
-              "distort the pretrained features",
-    "frozen_bn": "batch statistics of 10 crops are noisy, and attention-to-scale's shared backbone sees three "
-                 "input scales whose statistics differ in training but are one running average in evaluation",
     "seeds": "run-to-run spread is part of a verdict when runs differ by a few points: a claim is decided "
              "only on runs trained with at least three seeds (claims chapter)",
     "controls": "the paper compares '+ SSL' with the stage-1 network, which trained fewer epochs: a control "
@@ -144,11 +140,6 @@ def deviations(profile, device: str | None = None) -> pd.DataFrame:
             f"{'/'.join(map(str, ASPP_RATES))}; {LARGEFOV_RATE}", "atrous")
     if cfg.dropout is not None:
         add("dropout", f"{cfg.dropout:g}", "0.5", "dropout")
-    if cfg.frozen_bn_stats:
-        add("batch-norm statistics in fine-tuning", "kept as pretrained (scale and shift train)",
-            "updated (SegNet's; the other networks have no norms)", "frozen_bn")
-    if cfg.frozen_backbone_steps:
-        add("backbone frozen", f"the first {cfg.frozen_backbone_steps} steps of stage 1", "never", "frozen")
     add("warm-up", f"{cfg.warmup_steps} steps, linear" if cfg.warmup_steps else "none", "none", "warmup")
     if cfg.warmup_steps:
         add("stage 2's schedule", f"a new optimiser state and a new {cfg.warmup_steps}-step warm-up",

@@ -102,28 +102,28 @@ def measure(task: dict) -> dict:
     cfg = _config(task["run"], prof, Path(task["root"]), scale, task["pretrained"], task["device"])
     warm = 1 if cfg.device.startswith("cuda") else 0
     with tempfile.TemporaryDirectory(prefix="lipstudy-dry-") as out:
-        stage = setup(cfg, out)
-        dev = stage.device
+        state = setup(cfg, out)
+        dev = state.device
         sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
-        stage.net.train()
-        n = len(stage.data)
+        state.net.train()
+        n = len(state.data)
         seconds = []
         for step in range(warm + 1):
-            images, labels = collate([stage.data[(0, (step * cfg.batch_size + i) % n)] for i in range(cfg.batch_size)])
+            images, labels = collate([state.data[(0, (step * cfg.batch_size + i) % n)] for i in range(cfg.batch_size)])
             sync()
             t0 = time.perf_counter()
-            loss = train_step(stage, images, labels, cfg.lr)
+            loss = train_step(state, images, labels, cfg.lr)
             sync()
             seconds.append(time.perf_counter() - t0)
-        stage.model.eval()
+        state.model.eval()
         image = torch.randn(3, cfg.crop, cfg.crop, generator=torch.Generator().manual_seed(0)).to(dev)
         eval_seconds = []
         for _ in range(warm + 1):
             sync()
             t0 = time.perf_counter()
-            predict_logits(stage.model, image, (cfg.crop, cfg.crop), amp=cfg.amp, channels_last=cfg.channels_last)
+            predict_logits(state.model, image, (cfg.crop, cfg.crop), amp=cfg.amp, channels_last=cfg.channels_last)
             sync()
             eval_seconds.append(time.perf_counter() - t0)
         return {"seconds_per_step": seconds[-1], "eval_seconds_per_image": eval_seconds[-1], "loss": loss,
