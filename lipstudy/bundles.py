@@ -44,7 +44,7 @@ from .runs import Run, book_runs, with_ancestors
 from .showcase import figure_sets
 
 FORMAT, FORMAT_VERSION = "lipstudy-bundle", 1
-RUN_FILES = ("config.json", "train_config.json", "provenance.json", "train_log.csv", "train_log.json")
+RUN_FILES = ("config.json", "train_config.json", "provenance.json", "train_log.json")
 SPARSE = "per_image_cm.sparse.npz"
 CHECKPOINT_CHOICES = ("figures", "none", "all")
 MANIFEST_FIELDS = {"profile": str, "engine_version": str, "data": str, "datasets": dict, "runs": list,

@@ -10,7 +10,7 @@ a lock stops two processes training the same run.
 
 Files of a run: ``config.json`` (written first), ``train_config.json`` (the TrainConfig, usable
 with ``lipstudy train --config`` e.g. under ``torchrun`` on several GPUs), ``checkpoint.pt``,
-``train_log.csv`` / ``.json``, ``eval/<name>/{metrics.json, per_image_cm.npz}``,
+``train_log.json``, ``eval/<name>/{metrics.json, per_image_cm.npz}``,
 ``figures/<set>.npz`` (the label maps the chapters' figures show, :mod:`lipstudy.showcase`),
 ``provenance.json``, and ``metrics.json`` (the val scores) written last: its presence means the
 run is finished. A run imported from a bundle (:mod:`lipstudy.bundles`) also holds
@@ -162,7 +162,10 @@ class RunResult:
 
     @property
     def train_log(self) -> pd.DataFrame:
-        return pd.read_csv(self.dir / "train_log.csv")
+        """The training log, a row per epoch (:data:`lipstudy.train.LOG_FIELDS`)."""
+        from .train import LOG_FIELDS
+
+        return pd.DataFrame(json.loads((self.dir / "train_log.json").read_text()), columns=list(LOG_FIELDS))
 
     def evaluation(self, name: str = "val") -> Evaluation:
         """Scores under evaluation ``name`` (computed once, cached in ``dir/eval/<name>/``):
@@ -369,8 +372,7 @@ def ensure(run: Run, profile, data=None, device: str = "auto", progress: bool = 
         result = RunResult(run, prof, run_dir, json.loads((run_dir / "config.json").read_text()), {}, plan.root,
                            device)
         val = result.evaluation("val")
-        train_seconds = (float(result.train_log["seconds"].sum())
-                         if (run_dir / "train_log.csv").stat().st_size else 0.0)
+        train_seconds = float(result.train_log["seconds"].sum())
         _write_json(run_dir / "provenance.json",
                     run_record(dev, started, time.perf_counter() - t0, resumed, train_seconds))
         # metrics.json last: its presence marks the run finished.

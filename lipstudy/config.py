@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 from .labels import DATASETS
+from .losses import MODES
 
-LOSS_MODES = ("off", "paper", "released", "plus_one")
 # Fields that change how a run executes but not what it computes: a resume may change them.
 EXECUTION_FIELDS = ("device", "workers", "max_steps", "checkpoint_every_steps", "channels_last", "compile", "cache_images")
 AMP_MODES = ("auto", "bf16", "off")
@@ -63,7 +63,7 @@ class TrainConfig:
     dataset: str = "lip"  # "lip" | "ppp" | "atr" (reader kind; sets the flip pairs)
     data_root: str = "data/lip"
     split: str = "train"
-    # The loss: "off" = cross-entropy (stage 1); the others: lipstudy.losses modes (stage 2).
+    # The loss (lipstudy.losses.MODES): "off" = cross-entropy (stage 1); the others Eq. 2's modes (stage 2).
     loss: str = "off"
     # Optimisation. Section 5.1: "30 epochs" (stage 1; stage 2 "roughly 20 epochs"),
     # "batch size of 10 images, momentum of 0.9, and weight decay of 0.0005",
@@ -116,8 +116,8 @@ class TrainConfig:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.data_pipeline not in DATA_PIPELINES:
             raise ValueError(f"data_pipeline must be one of {DATA_PIPELINES}, got {self.data_pipeline!r}")
-        if self.loss not in LOSS_MODES:
-            raise ValueError(f"loss must be one of {LOSS_MODES}, got {self.loss!r}")
+        if self.loss not in MODES:
+            raise ValueError(f"loss must be one of {MODES}, got {self.loss!r}")
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {tuple(DATASETS)}, got {self.dataset!r}")
         if self.batch_size < 1 or self.epochs < 1 or self.crop < 1:

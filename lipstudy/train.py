@@ -16,7 +16,6 @@ with the same config ends with exactly the weights of an uninterrupted run.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import random
 import sys
@@ -29,7 +28,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .atomic import atomic_path, atomic_save, atomic_write_json
+from .atomic import atomic_save, atomic_write_json
 from .batches import AugmentedSet, ShardedBatches, StageLoader
 from .config import TrainConfig, build_network, command_line_parser, config_changes, config_from_args
 from .labels import DATASETS
@@ -40,6 +39,7 @@ from .runtime import (CHECKPOINT, PrecisionPlan, dist_env, keep_freed_memory, lo
 from .transforms import TrainTransform
 
 LOG_FIELDS = ("epoch", "step", "loss", "lr", "images_per_s", "seconds")
+"""The fields of a training log's row (one per epoch; ``seconds``: the epoch's training time)."""
 
 
 # ----------------------------------------------------------------------------- optimiser
@@ -82,11 +82,8 @@ def poly_lr(base: float, step: int, total: int, power: float, warmup: int = 0) -
 # ----------------------------------------------------------------------------- checkpoints
 
 def write_log(out: Path, log: list[dict]) -> None:
-    """The per-epoch log as ``train_log.csv`` and ``train_log.json`` (rewritten whole, atomically)."""
-    with atomic_path(out / "train_log.csv") as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
-        w.writeheader()
-        w.writerows(log)
+    """The per-epoch log as ``train_log.json``, one row of :data:`LOG_FIELDS` per epoch (rewritten
+    whole, atomically)."""
     atomic_write_json(out / "train_log.json", log)
 
 

@@ -86,7 +86,7 @@ def test_a_bundle_round_trips_a_run(trained, elsewhere):
         a, b = load_cms(res.dir / "eval" / e / "per_image_cm.npz"), load_cms(here / "eval" / e / "per_image_cm.npz")
         assert a[0] == b[0] and np.array_equal(a[1], b[1])
         assert (res.dir / "eval" / e / "metrics.json").read_bytes() == (here / "eval" / e / "metrics.json").read_bytes()
-    for f in ("config.json", "provenance.json", "metrics.json", "train_log.csv", "figures/fig8.npz"):
+    for f in ("config.json", "provenance.json", "metrics.json", "train_log.json", "figures/fig8.npz"):
         assert (res.dir / f).read_bytes() == (here / f).read_bytes(), f
     assert (here / "metrics.json").stat().st_mtime == pytest.approx((res.dir / "metrics.json").stat().st_mtime)
     assert json.loads((here / "imported.json").read_text())["bundle"] == "tiny.tar.xz"

@@ -112,7 +112,7 @@ def test_ensure_trains_once_and_caches(dirs, monkeypatch):
     assert res.dir != first.dir and res.dir.parent == dirs / "results" / "runs"
     assert res.config["init_run"] == first.dir.name and res.config["label"] == "DeepLabV2 + SSL"
     assert res.config["run"] == {"model": "deeplabv2", "loss": "paper", "dataset": "lip", "stage": 2, "seed": 0}
-    for f in ("config.json", "train_config.json", "provenance.json", "metrics.json", "train_log.csv",
+    for f in ("config.json", "train_config.json", "provenance.json", "metrics.json", "train_log.json",
               "checkpoint.pt", "eval/val/per_image_cm.npz"):
         assert (res.dir / f).is_file(), f
     prov = res.provenance
@@ -262,11 +262,11 @@ def test_prepared_run_folders_train_under_the_cli_and_the_book_finishes_them(dir
     assert ssl_cfg["init"] == str(folder / "checkpoint.pt") and ssl_cfg["loss"] == "paper"
 
     assert train_main(["--config", str(folder / "train_config.json"), "--out", str(folder), "--no-progress"]) == 0
-    log = (folder / "train_log.csv").read_text()
+    log = (folder / "train_log.json").read_text()
     weights = load_checkpoint(folder / "checkpoint.pt")["model"]
     res = cache.ensure(dl, TINY, device="cpu", progress=False)
     assert res.dir == folder and cache.is_finished(folder)
-    assert (folder / "train_log.csv").read_text() == log  # not trained again
+    assert (folder / "train_log.json").read_text() == log  # not trained again
     after = load_checkpoint(folder / "checkpoint.pt")["model"]
     assert all(torch.equal(weights[k], after[k]) for k in weights)
     assert folder not in cache.prepare_runs(TINY)  # finished: not prepared again
