@@ -34,6 +34,7 @@ from . import labels
 from .atomic import atomic_write_json
 from .data.roots import data_fingerprint, data_root
 from .locks import file_lock, is_locked
+from .models.imagenet import weights_for
 from .paths import runs_dir
 from .profiles import Profile, get_profile
 from .runs import MODEL_LABELS, PRETRAIN, Run, base_lr, book_evaluations, epochs
@@ -48,28 +49,6 @@ NO_TRAIN_ENV = "LIPSTUDY_NO_TRAIN"
 
 
 # ----------------------------------------------------------------------------- keys
-
-def pretrained_file(model: str, download: bool = True) -> str:
-    """The ImageNet VGG-16 weights a profile with ``pretrained`` starts ``model`` from: the file
-    named by LIPSTUDY_VGG16 (LIPSTUDY_VGG16_BN for SegNet), else torchvision's file in the torch hub
-    cache, fetched there when missing (:mod:`lipstudy.models.imagenet`)."""
-    from .models.imagenet import arch_of, weights_file
-
-    return weights_file(arch_of(model), download=download)
-
-
-def check_pretrained(profile, progress: bool = True) -> dict[str, str]:
-    """Every ImageNet weights file a profile's runs start from, fetched now if missing:
-    ``{architecture: path}`` ({} for a profile without ``pretrained``). The book runner calls it
-    before generating data or training anything, so a missing file stops a build at once."""
-    from .models.imagenet import arch_of, weights_file
-
-    prof = get_profile(profile)
-    if not prof.pretrained:
-        return {}
-    archs = sorted({arch_of(m) for m in MODEL_LABELS if m != "backbone"})
-    return {a: weights_file(a, download=True, progress=progress) for a in archs}
-
 
 def run_key(run: Run, profile: Profile, fingerprint: str, parent_key: str | None = None,
             pretrained: str | None = None) -> str:
@@ -110,7 +89,7 @@ def key_plan(run: Run, profile, data=None) -> KeyPlan:
     parent_key = key_plan(parent, prof, data).key if parent is not None else None
     root = run_data(run, prof, data)
     fingerprint = data_fingerprint(root)
-    pretrained = pretrained_file(run.model) if prof.pretrained and run.stage == 1 else None
+    pretrained = weights_for(run.model) if prof.pretrained and run.stage == 1 else None
     return KeyPlan(run, root, fingerprint, parent_key, pretrained,
                    run_key(run, prof, fingerprint, parent_key, pretrained))
 

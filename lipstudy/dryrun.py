@@ -181,13 +181,12 @@ def dry_run(profile, data=None, device: str = "auto", seeds=None, scale: Scale =
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from .cache import check_pretrained
-    from .models.imagenet import arch_of
+    from .models.imagenet import arch_of, fetch_all
     from .runtime import resolve_device
 
     prof = get_profile(profile)
     res = scale.resolve(prof)
-    weights = check_pretrained(prof)  # first: a missing file stops here, before any work
+    weights = fetch_all() if prof.pretrained else {}  # first: a missing file stops here, before any work
     all_runs = with_ancestors(runs if runs is not None else book_runs(prof, seeds), prof)
     evals = book_evaluations(prof, data, seeds)
     dev = resolve_device(device)

@@ -17,8 +17,8 @@ class Profile:
     benchmark's image counts per split and ``max_side`` (None = LIP scale). ``eval_sizes``: Table
     6's single input sizes 153 / 321 / 513 scaled by crop / 321 (the profile's image scale).
     ``pretrained``: start the backbones from ImageNet VGG-16 (VGG-16-BN for SegNet), as the paper
-    does: torchvision's published files, fetched into the torch hub cache when missing, or the files
-    named by LIPSTUDY_VGG16 / LIPSTUDY_VGG16_BN (:mod:`lipstudy.models.imagenet`)."""
+    does: torchvision's published files in the torch hub cache, fetched there when missing
+    (:mod:`lipstudy.models.imagenet`)."""
 
     name: str
     width: float

@@ -168,10 +168,10 @@ def execute(profile: str, chapters: list[str] | None = None, data: str | None = 
     if PROFILES[profile].pretrained:
         # Before any data is generated (LIP scale takes hours) or any run trains: a missing ImageNet
         # file must stop the build now, not when the first run starts.
-        from ..cache import check_pretrained
+        from ..models.imagenet import fetch_all
 
         log(f"[book] profile {profile}: checking the ImageNet weights")
-        for arch, path in check_pretrained(profile).items():
+        for arch, path in fetch_all().items():
             log(f"[book] ImageNet {arch}: {path}")
     if manifests is None:
         log(f"[book] profile {profile}: preparing data")
