@@ -129,7 +129,7 @@ def measure(tag: str, device: str = "cpu", model: str = "deeplabv2", seed: int |
     None, the row then named as before seeds were compared); return its row."""
     os.environ.setdefault("LIPSTUDY_RESULTS", str(REPO / "results" / "search"))
     from lipstudy.budget import run_cost
-    from lipstudy.cache import ensure
+    from lipstudy.train_run import ensure
     from lipstudy.metrics import scores
     from lipstudy.paths import runs_dir
     from lipstudy.profiles import PROFILES

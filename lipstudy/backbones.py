@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .cache import is_finished, key_plan
+from .store import is_finished, key_plan
 from .paths import committed_results, runs_dir
 from .profiles import get_profile
 from .runs import BACKBONE

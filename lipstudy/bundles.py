@@ -8,13 +8,13 @@ zeroed, so one set of runs always makes the same bytes) holding ``manifest.json`
 the label maps the chapters' figures show (``figures/<set>.npz``, :mod:`lipstudy.showcase`) and,
 when asked for, the checkpoints of the runs the figures come from in their smallest faithful form
 (weights and config, fp32; no optimiser, RNG states or log). The manifest lists every file with its
-sha256 and size, the profile, :data:`lipstudy.cache.ENGINE_VERSION`, each dataset's fingerprint
+sha256 and size, the profile, :data:`lipstudy.store.ENGINE_VERSION`, each dataset's fingerprint
 and each run's key.
 
 :func:`import_bundle` verifies everything before it writes anything: every hash, that no file is
 missing or extra, the engine version, the data fingerprints (the synthetic data is generated here,
 deterministically, and must be the data the runs trained on), each run's key recomputed here with
-:func:`lipstudy.cache.key_plan`, and each evaluation's matrices decoded back to the exact arrays
+:func:`lipstudy.store.key_plan`, and each evaluation's matrices decoded back to the exact arrays
 that were exported. A mismatch is refused with the run and what differs named. Then each run
 folder is assembled in a temporary folder beside ``results/runs`` and moved in by one rename: an
 import stopped at any moment leaves whole runs or none.
@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path
-from .cache import ENGINE_VERSION, _load_result, book_products, has_product, is_finished, key_plan, product
-from .data.roots import data_fingerprint, data_root, profile_datasets
+from .store import ENGINE_VERSION, VAL, book_products, is_finished, key_plan, load_result
+from .data.roots import DataMissing, data_fingerprint, data_root, profile_datasets
 from .locks import is_locked
 from .paths import runs_dir
 from .profiles import PROFILES, get_profile
@@ -173,18 +173,22 @@ def export(profile, out, data=None, seeds=None, checkpoints: str = "figures", pa
     else:
         chosen = with_ancestors(runs, prof) if ancestors else list(runs)
     for run in chosen:
-        plan = key_plan(run, prof, data)
-        run_dir = runs_dir() / plan.key
-        needs = ["val", *products.get(run, [])]
-        if not is_finished(run_dir) or (partial and not all(has_product(run_dir, n) for n in needs)):
+        try:
+            plan = key_plan(run, prof, data)
+        except DataMissing:  # never generated: nothing of it is trained
+            plan = None
+        run_dir = runs_dir() / plan.key if plan else None
+        needs = [VAL, *products.get(run, [])]
+        if plan is None or not is_finished(run_dir) or (partial and not all(p.made(run_dir) for p in needs)):
             if not partial:
-                raise BundleError(f"{out}: run {run.label!r} ({run.dataset}, seed {run.seed}, key {plan.key}) is not "
-                                  f"finished in {runs_dir()}: train it first (lipstudy book / lipstudy runs train)")
+                raise BundleError(f"{out}: run {run.label!r} ({run.dataset}, seed {run.seed}"
+                                  f"{f', key {plan.key}' if plan else ''}) is not finished in {runs_dir()}: train it "
+                                  f"first (lipstudy book / lipstudy runs train)")
             left_out.append(run.label)
             continue
-        res = _load_result(run, prof, run_dir, plan.root, device, reused=False)
-        for name in needs:
-            product(res, name)
+        res = load_result(run, prof, data, device)
+        for p in needs:
+            p.make(res)
         files, mats = _run_files(run_dir, checkpoints == "all" or (with_ckpt is not None and run in with_ckpt))
         prefix = f"runs/{plan.key}/"
         members.update({prefix + k: v for k, v in files.items()})

@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from .cache import is_finished, key_plan
+from .store import is_finished, key_plan
 from .paths import runs_dir
 from .profiles import get_profile
 from .runs import Run

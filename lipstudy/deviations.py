@@ -14,6 +14,8 @@ from .config import TrainConfig
 from .paper import SPLITS as LIP_SPLITS
 from .paper import TABLE1
 from .profiles import get_profile
+from .runs import Run
+from .store import train_config
 
 LIP_IMAGE_SIDE = "up to 640 px (LIP's own photos)"
 JOINT_STRIDE = 8  # lipstudy.losses / joints: the joints see every 8th pixel, as the released code's 41x41 grid
@@ -84,7 +86,7 @@ def deviations(profile, device: str | None = None) -> pd.DataFrame:
     ``device``: where the book runs ("auto" when None), for what depends on it (the precision)."""
     prof = get_profile(profile)
     paper = TrainConfig()  # the paper's defaults
-    cfg = TrainConfig(**prof.run_recipe())  # how the baselines train (the backbone's is its own)
+    cfg = train_config(Run("deeplabv2"), prof, "")  # how the baselines train (the backbone's is its own)
     rows = []
 
     def add(setting, ours, theirs, reason, differs=None):

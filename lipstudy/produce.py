@@ -29,7 +29,8 @@ from pathlib import Path
 import pandas as pd
 
 from .bundles import CHECKPOINT_CHOICES, BundleError, export, import_bundle
-from .cache import is_finished, prepare_runs
+from .store import is_finished
+from .train_run import prepare_runs
 from .locks import is_locked
 from .paths import runs_dir
 from .profiles import PROFILES, get_profile
@@ -70,14 +71,14 @@ class BundleWriter:
 def train_and_bundle(profile, bundle=None, data=None, device: str = "auto", jobs: int | None = None, seeds=None,
                      checkpoints: str = "figures", log=print) -> None:
     """Train every run of ``profile``'s book with everything its chapters read
-    (:func:`lipstudy.cache.book_products`), ``jobs`` side by side, rewriting ``bundle`` after each
+    (:func:`lipstudy.store.book_products`), ``jobs`` side by side, rewriting ``bundle`` after each
     finished run, and once more, complete, at the end."""
-    from . import schedule
-    from .cache import book_products
+    from . import process_pool
+    from .store import book_products
     from .runs import book_runs
 
     prof = get_profile(profile)
-    jobs = jobs or prof.jobs or schedule.training_jobs(device)
+    jobs = jobs or prof.jobs or process_pool.training_jobs(device)
     t0 = time.perf_counter()
     log(f"[runs] training the {prof.name} profile's book, {jobs} runs at a time")
     writer = BundleWriter(lambda: export(prof, bundle, data, seeds, checkpoints, partial=True, device=device, log=log))
@@ -87,8 +88,8 @@ def train_and_bundle(profile, bundle=None, data=None, device: str = "auto", jobs
         if bundle is not None:
             writer.request()
 
-    schedule.ensure_all(book_runs(prof, seeds), prof, data, device, jobs=jobs,
-                        evaluations=book_products(prof, data, seeds), on_done=finished)
+    process_pool.ensure_all(book_runs(prof, seeds), prof, data, device, jobs=jobs,
+                            products=book_products(prof, data, seeds), on_done=finished)
     writer.wait()
     if writer.error is not None:
         log(f"[runs] a rewrite of the bundle failed (written again now): {writer.error}")
@@ -196,7 +197,7 @@ def runs_main(argv: list[str]) -> int:
         p.add_argument("--partial", action="store_true", help="leave out unfinished runs instead of refusing")
     if argv[0] == "train":
         p.add_argument("--bundle", help="rewrite this bundle as runs finish")
-        p.add_argument("--jobs", type=int, help="runs side by side (default: the profile's, else the scheduler's)")
+        p.add_argument("--jobs", type=int, help="runs side by side (default: the profile's, else the process pool's)")
         p.add_argument("--compile", action="store_true", help="torch.compile every network (an execution setting)")
     a = p.parse_args(argv[1:])
     try:

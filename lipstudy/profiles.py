@@ -61,7 +61,7 @@ class Profile:
     # only; the cpu profiles set True, measured faster on CPU for all but SegNet (reproducibility chapter).
     channels_last: bool | None = None
     # Execution settings for a GPU (not part of a run key): torch.compile every training network,
-    # and how many runs train side by side on one device (None = lipstudy.schedule's default).
+    # and how many runs train side by side on one device (None = lipstudy.process_pool's default).
     compile: bool = False
     jobs: int | None = None
     # Reasons for this profile's departures from the paper that differ from the cpu profiles'
@@ -75,25 +75,6 @@ class Profile:
     # budget, no claim can weigh (every claim comparing them fails the claims' gate or holds by
     # construction; the claims chapter checks it on every build).
     shipped: tuple[str, ...] = ()
-
-    def training_settings(self, backbone: bool = False) -> dict:
-        """The profile's part of a run key (what changes a trained model); ``backbone``: for the
-        synthetic pretraining run, whose key leaves out the fine-tuning settings."""
-        out = {"width": self.width, "crop": self.crop, "batch": self.batch, "lr": self.lr,
-               "pretrained": self.pretrained}
-        if self.recipe:
-            out["recipe"] = dict(sorted(self.recipe.items()))
-        if self.finetune and not backbone:
-            out["finetune"] = dict(sorted(self.finetune.items()))
-        if self.paper_losses:
-            out["paper_losses"] = dict(sorted(self.paper_losses.items()))
-        return out
-
-    def run_recipe(self, backbone: bool = False) -> dict:
-        """TrainConfig overrides of one run: ``paper_losses`` and ``recipe``, plus ``finetune`` unless
-        it is the backbone."""
-        base = {**self.paper_losses, **self.recipe}
-        return base if backbone else {**base, **self.finetune}
 
 
 def _sizes(crop: int) -> tuple[int, ...]:

@@ -59,7 +59,7 @@ class RunProgress:
     images/s, time left), ``end``; and one summary line on ``stream`` when the run finishes.
 
     ``cfg`` is the run's ``TrainConfig``; ``out`` its folder (named by the run key; the label is
-    read from the ``config.json`` the run cache writes there). ``path`` defaults to
+    read from the ``config.json`` the run store writes there). ``path`` defaults to
     ``$LIPSTUDY_PROGRESS``; without one, events are not written (:attr:`replaces_bar` is False).
     """
 
@@ -174,7 +174,7 @@ class BookProgress:
     """Prints the book's progress: a line per chapter (:meth:`chapter`) and, while a chapter
     runs (:meth:`watch`), a line per event its training runs report.
 
-    ``runs`` is :func:`lipstudy.schedule.progress_plan`'s list: it gives N in "run i of N" (the runs still to train when the
+    ``runs`` is :func:`lipstudy.process_pool.progress_plan`'s list: it gives N in "run i of N" (the runs still to train when the
     build started; a run it missed raises N) and the steps behind the book's time left, at the
     seconds per step measured for each model so far (the mean over models for one not seen yet).
     """
@@ -186,7 +186,7 @@ class BookProgress:
         self.started: list[tuple] = []
         self.rate: dict[str, float] = {}     # model -> seconds per step
         self.current = ""
-        self.jobs = 1  # runs trained side by side (lipstudy.schedule): the rest takes 1/jobs as long
+        self.jobs = 1  # runs trained side by side (lipstudy.process_pool): the rest takes 1/jobs as long
         self.lock = threading.Lock()
 
     def chapter(self, name: str, i: int, n: int) -> None:

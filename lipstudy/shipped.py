@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import backbones
-from .cache import is_finished, key_plan
+from .store import is_finished, key_plan
 from .committed import install_run, run_origin
 from .paths import committed_results, runs_dir
 from .profiles import get_profile

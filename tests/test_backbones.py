@@ -8,9 +8,9 @@ import tarfile
 import pytest
 import torch
 
-from lipstudy import backbones, cache, schedule
+from lipstudy import backbones, process_pool, store, train_run
 from lipstudy.bundles import read_bundle
-from lipstudy.data.roots import synthetic_root
+from lipstudy.data.roots import data_root, synthetic_root
 from lipstudy.models import build_model, load_backbone
 from lipstudy.profiles import PROFILES, get_profile
 from lipstudy.runs import BACKBONE, Run
@@ -35,10 +35,10 @@ def test_the_committed_backbone_is_the_one_the_cpu_profiles_start_from(monkeypat
     assert manifest["profile"] == "cpu" and set(manifest["datasets"]) == {"pretrain"}
     assert [r["run"]["dataset"] for r in manifest["runs"]] == ["pretrain"]
     recorded = manifest["datasets"]["pretrain"]
-    monkeypatch.setattr(cache, "run_data", lambda run, profile, data=None: synthetic_root(profile, run.dataset))
-    monkeypatch.setattr(cache, "data_fingerprint", lambda root: recorded)
+    monkeypatch.setattr(store, "run_data", lambda run, profile, data=None: synthetic_root(profile, run.dataset))
+    monkeypatch.setattr(store, "data_fingerprint", lambda root: recorded)
     for name in ("cpu", "cpu-short", "cpu-long"):  # one backbone for the family
-        key = cache.key_plan(BACKBONE, get_profile(name)).key
+        key = store.key_plan(BACKBONE, get_profile(name)).key
         assert backbones.committed_backbone(key) == path, name
     assert manifest["runs"][0]["key"] == path.name.removesuffix(".tar.xz")
     # Its weights fit the cpu profile's networks (width 1/16, batch norm).
@@ -61,7 +61,7 @@ def trained(tmp_path_factory):
     mp.setenv("LIPSTUDY_DATA", str(base / "data"))
     mp.setenv("LIPSTUDY_RESULTS", str(base / "trained"))
     mp.setattr(backbones, "committed_results", lambda name: base / "committed" / name)
-    stage1 = cache.ensure(STAGE1, TINY, device="cpu", progress=False)
+    stage1 = train_run.ensure(STAGE1, TINY, device="cpu", progress=False)
     path = backbones.export_backbone(TINY, log=lambda *a: None)
     yield {"base": base, "stage1": stage1, "path": path, "mp": mp}
     mp.undo()
@@ -76,15 +76,15 @@ def test_a_build_imports_the_backbone_and_its_runs_are_the_same(trained, monkeyp
     stage-1 run to exactly the weights it had from the backbone trained in place."""
     monkeypatch.setenv("LIPSTUDY_RESULTS", str(trained["base"] / "fresh"))
     lines = []
-    assert trained["path"].name == cache.key_plan(BACKBONE, TINY).key + ".tar.xz"
+    assert trained["path"].name == store.key_plan(BACKBONE, TINY).key + ".tar.xz"
     assert backbones.install(TINY, log=lines.append) == "imported"
     assert backbones.install(TINY, log=lines.append) == "finished"
     origin = backbones.origin(TINY)
-    assert origin["imported"] == trained["path"].name and origin["key"] == cache.key_plan(BACKBONE, TINY).key
+    assert origin["imported"] == trained["path"].name and origin["key"] == store.key_plan(BACKBONE, TINY).key
     # The scheduler (what `make book` trains through) then has only the stage-1 run to train.
-    tasks, _ = schedule.pending_tasks([STAGE1], TINY)
+    tasks, _ = process_pool.pending_tasks([STAGE1], TINY)
     assert list(tasks) == [STAGE1]
-    res = cache.ensure(STAGE1, TINY, device="cpu", progress=False)
+    res = train_run.ensure(STAGE1, TINY, device="cpu", progress=False)
     assert res.dir.name == trained["stage1"].dir.name
     ours, theirs = _weights(res.dir), _weights(trained["stage1"].dir)
     assert set(ours) == set(theirs) and all(torch.equal(ours[k], theirs[k]) for k in theirs)
@@ -92,7 +92,7 @@ def test_a_build_imports_the_backbone_and_its_runs_are_the_same(trained, monkeyp
 
 def test_ensure_all_imports_the_backbone_before_it_plans(trained, monkeypatch):
     monkeypatch.setenv("LIPSTUDY_RESULTS", str(trained["base"] / "scheduled"))
-    assert schedule.ensure_all([BACKBONE], TINY, device="cpu") == 0  # nothing left to train
+    assert process_pool.ensure_all([BACKBONE], TINY, device="cpu") == 0  # nothing left to train
     assert backbones.origin(TINY)["imported"] == trained["path"].name
 
 
@@ -105,6 +105,7 @@ def test_what_does_not_match_trains_the_backbone_here(trained, monkeypatch, tmp_
     # Other settings: another key, no file of that key.
     other = dataclasses.replace(TINY, name="tinybackbone2", lr=3e-3)
     monkeypatch.setitem(PROFILES, other.name, other)
+    data_root(other, "pretrain")  # a key is read off the data: generated first, as a build does
     assert backbones.install(other, log=lines.append) == "train"
     assert "no committed backbone of key" in lines[-1]
     # A damaged file is refused, by name, and nothing is imported.

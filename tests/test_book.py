@@ -41,7 +41,7 @@ import pytest
 from bs4 import BeautifulSoup
 from PIL import Image
 
-from lipstudy import progress, schedule
+from lipstudy import process_pool, progress
 from lipstudy.book import keys, pages, runner
 from lipstudy.book.settings import CHAPTERS
 
@@ -133,7 +133,7 @@ def test_progress_on_the_terminal_and_one_line_per_run_in_the_notebooks(smoke_bo
     counts = re.findall(r"\] \w+: run (\d+)/(\d+) ", log)
     n = int(counts[0][1])
     assert n > 0 and {int(i) for i, _ in counts} == set(range(1, n + 1)) and {int(t) for _, t in counts} == {n}
-    # The runs are trained before the chapters (lipstudy.schedule), two side by side.
+    # The runs are trained before the chapters (lipstudy.process_pool), two side by side.
     assert re.search(r"\[book\] training: run \d+/\d+ \S.* \(lip, stage 1\): epoch \d+/\d+ step \d+/\d+ "
                      r"loss \d+\.\d{4} \d+\.\d img/s, run \d+:\d\d left, book training ~\d+:\d\d left", log), log[-3000:]
     assert f"[book] chapter 1/{len(CHAPTERS)} benchmark: executing" in log
@@ -152,7 +152,7 @@ def test_progress_on_the_terminal_and_one_line_per_run_in_the_notebooks(smoke_bo
     # The runner's plan of the book's runs agrees with the run cache: every planned run is finished.
     for var in ("LIPSTUDY_RESULTS", "LIPSTUDY_DATA"):
         monkeypatch.setenv(var, smoke_book["env"][var])
-    plan = schedule.progress_plan("smoke")
+    plan = process_pool.progress_plan("smoke")
     assert len(plan) == n and all(r.done for r in plan), [r for r in plan if not r.done]
 
 
@@ -527,12 +527,12 @@ def test_the_book_builds_from_a_bundle_without_training(smoke_book, tmp_path, mo
     ours = sorted(p.name for p in (tmp_path / "results" / "runs").iterdir())
     assert ours == theirs
     # Every chapter would find every run and everything it reads of them (evaluations, figures).
-    from lipstudy.cache import book_products
+    from lipstudy.store import book_products
     from lipstudy.runs import book_runs
 
     for var in ("LIPSTUDY_RESULTS", "LIPSTUDY_DATA"):
         monkeypatch.setenv(var, env[var])
-    assert schedule.pending_tasks(book_runs("smoke"), "smoke", evaluations=book_products("smoke")) == ({}, {})
+    assert process_pool.pending_tasks(book_runs("smoke"), "smoke", products=book_products("smoke")) == ({}, {})
     before = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "results" / "runs").rglob("*"))
     chapters = ["baselines", "ssl", "qualitative", "reproducibility"]
     proc = subprocess.run([*cli, "book", "--profile", "smoke", "--results", str(tmp_path / "results"), "--no-train",

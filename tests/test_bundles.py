@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from lipstudy import bundles, cache
+from lipstudy import bundles, store, train_run
 from lipstudy.bundles import BundleError, export, import_bundle, pack_cms, read_bundle, unpack_cms
 from lipstudy.evaluate import load_cms
 from lipstudy.profiles import PROFILES, Profile
@@ -54,7 +54,7 @@ def trained(tmp_path_factory):
     mp.setitem(PROFILES, TINY.name, TINY)
     mp.setenv("LIPSTUDY_DATA", str(base / "data"))
     mp.setenv("LIPSTUDY_RESULTS", str(base / "results"))
-    res = cache.ensure(RUN, TINY, device="cpu", progress=False)
+    res = train_run.ensure(RUN, TINY, device="cpu", progress=False)
     bundle = base / "tiny.tar.xz"
     manifest = export(TINY, bundle, runs=[RUN], device="cpu")
     yield {"base": base, "res": res, "bundle": bundle, "manifest": manifest, "mp": mp}
@@ -72,7 +72,7 @@ def elsewhere(trained, tmp_path, monkeypatch):
 def test_a_bundle_round_trips_a_run(trained, elsewhere):
     res, manifest = trained["res"], trained["manifest"]
     assert [r["key"] for r in manifest["runs"]] == [res.dir.name] and manifest["runs"][0]["checkpoint"]
-    assert manifest["engine_version"] == cache.ENGINE_VERSION and manifest["profile"] == TINY.name
+    assert manifest["engine_version"] == store.ENGINE_VERSION and manifest["profile"] == TINY.name
     assert set(manifest["datasets"]) == {"lip", "atr"}  # what the bundled LIP run trains and is scored on
     names = set(manifest["files"])
     prefix = f"runs/{res.dir.name}/"
@@ -101,7 +101,7 @@ def test_a_bundle_round_trips_a_run(trained, elsewhere):
         assert torch.equal(model_from_checkpoint(here / "checkpoint.pt")[0](x),
                            model_from_checkpoint(res.dir / "checkpoint.pt")[0](x))
     # The importing side finds the run finished, and re-exports the same bytes.
-    assert cache.finished_key(RUN, TINY) == res.dir.name
+    assert store.finished_key(RUN, TINY) == res.dir.name
     again = elsewhere / "again.tar.xz"
     export(TINY, again, runs=[RUN], device="cpu")
     assert again.read_bytes() == trained["bundle"].read_bytes()
@@ -195,19 +195,21 @@ def test_without_runs_a_partial_bundle_holds_the_books_finished_runs(trained, el
 
 
 def test_no_train_refuses_to_train_and_names_the_run(trained, elsewhere, monkeypatch):
-    monkeypatch.setenv(cache.NO_TRAIN_ENV, "1")
+    monkeypatch.setenv(train_run.NO_TRAIN_ENV, "1")
     with pytest.raises(RuntimeError, match=r"run 'SegNet' \(lip, seed 0\) of profile tinybundle .* training is off"):
-        cache.ensure(Run("segnet"), TINY, device="cpu", progress=False)
+        train_run.ensure(Run("segnet"), TINY, device="cpu", progress=False)
     assert not (elsewhere / "results" / "runs").exists()
 
 
 def test_without_checkpoints_the_figures_and_evaluations_come_from_the_bundle(trained, elsewhere, monkeypatch):
     bundle = elsewhere / "slim.tar.xz"
     monkeypatch.setenv("LIPSTUDY_RESULTS", str(trained["base"] / "results"))
+    monkeypatch.setenv("LIPSTUDY_DATA", str(trained["base"] / "data"))
     export(TINY, bundle, runs=[RUN], device="cpu", checkpoints="none")
     monkeypatch.setenv("LIPSTUDY_RESULTS", str(elsewhere / "results"))
+    monkeypatch.setenv("LIPSTUDY_DATA", str(elsewhere / "data"))
     import_bundle(bundle)
-    res = cache.ensure(RUN, TINY, device="cpu", progress=False)  # found, not trained
+    res = train_run.ensure(RUN, TINY, device="cpu", progress=False)  # found, not trained
     assert res.dir.parent == elsewhere / "results" / "runs" and not res.checkpoint.exists()
     original = trained["res"]
     for name in ("fig8", "cihp", "photos"):
@@ -230,9 +232,9 @@ def test_the_runs_whose_figures_the_chapters_draw():
         "Attention": ["fig8", "cihp"], "DeepLabV2 + SSL": ["fig8", "cihp"],
         "Attention + SSL": ["fig8", "cihp", "photos", "ssl"]}
     assert {r.seed for r in sets} == {3}
-    products = cache.book_products("smoke")
-    assert products[Run("attention", "paper", stage=2)][-4:] == ["figures/fig8", "figures/cihp", "figures/photos",
-                                                                 "figures/ssl"]
+    products = store.book_products("smoke")
+    assert products[Run("attention", "paper", stage=2)][-4:] == [store.FigureSet(s) for s in
+                                                                 ("fig8", "cihp", "photos", "ssl")]
 
 
 def test_where_the_runs_were_trained_in_one_sentence():
@@ -261,12 +263,13 @@ def test_the_book_imports_a_committed_bundle_and_then_never_trains(trained, else
     from lipstudy.book import runner
 
     monkeypatch.setattr(runner, "committed_bundle", lambda profile: trained["bundle"])
-    monkeypatch.setenv(cache.NO_TRAIN_ENV, "0")  # and restored (unset) after the test, whatever the runner sets
+    monkeypatch.setenv(train_run.NO_TRAIN_ENV, "0")  # and restored (unset) after the test, whatever the runner sets
+    runner.prepare_data(TINY.name)  # as the runner does first: the keys are read off the data
     assert runner.import_committed_bundle(TINY.name, log=lambda *a: None)
-    assert cache.finished_key(RUN, TINY) == trained["res"].dir.name
-    assert cache.os.environ[cache.NO_TRAIN_ENV] == "1"
+    assert store.finished_key(RUN, TINY) == trained["res"].dir.name
+    assert train_run.os.environ[train_run.NO_TRAIN_ENV] == "1"
     with pytest.raises(RuntimeError, match=r"run 'FCN-8s' .* training is off"):
-        cache.ensure(Run("fcn8s"), TINY, device="cpu", progress=False)
+        train_run.ensure(Run("fcn8s"), TINY, device="cpu", progress=False)
     monkeypatch.setattr(runner, "committed_bundle", lambda profile: elsewhere / "none.tar.xz")
     assert not runner.import_committed_bundle(TINY.name, log=lambda *a: None)
 

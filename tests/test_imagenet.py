@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lipstudy import cache
+from lipstudy import store
 from lipstudy.book import runner
 from lipstudy.models import imagenet
 from lipstudy.profiles import get_profile
@@ -48,11 +48,11 @@ def test_a_cached_copy_is_found_where_torch_hub_looks_and_keys_the_run(hub):
     assert imagenet.weights_file("vgg16", download=False) == str(cached)
     assert imagenet.weights_for("deeplabv2") == str(cached)  # the URL is unreachable: not fetched
     full, run = get_profile("full"), Run("deeplabv2")
-    key = cache.run_key(run, full, "fp", None, imagenet.weights_for("deeplabv2"))
+    key = store.run_key(run, full, "fp", None, imagenet.weights_for("deeplabv2"))
     tiny_state_file(cached, value=2.0)  # same name and size: same key
-    assert cache.run_key(run, full, "fp", None, str(cached)) == key
+    assert store.run_key(run, full, "fp", None, str(cached)) == key
     torch.save({"features.0.weight": torch.zeros(3, 3, 3, 3)}, cached)  # another size: another key
-    assert cache.run_key(run, full, "fp", None, str(cached)) != key
+    assert store.run_key(run, full, "fp", None, str(cached)) != key
 
 
 def test_download_checks_the_hash_and_is_reused(hub, tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from lipstudy import progress, provenance, schedule, subsets, tables
+from lipstudy import process_pool, progress, provenance, subsets, tables
 from lipstudy.book import keys, pages, runner, settings, sphinx_ext
 from lipstudy.data import roots, statistics
 
@@ -70,7 +70,7 @@ def fixed_sources_and_no_plan(monkeypatch):
     """The toy chapters' keys must not change when someone edits the package while the tests run,
     and they train nothing, so there are no training runs to plan."""
     monkeypatch.setattr(runner, "source_digest", lambda: "sources")
-    monkeypatch.setattr(schedule, "progress_plan", lambda *a, **k: [])
+    monkeypatch.setattr(process_pool, "progress_plan", lambda *a, **k: [])
 
 
 def visible_parameter_blocks(nb) -> list[str]:

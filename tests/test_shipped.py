@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lipstudy import backbones, cache, schedule, shipped
+from lipstudy import backbones, process_pool, shipped, store, train_run
 from lipstudy.bundles import read_bundle
-from lipstudy.data.roots import synthetic_root
+from lipstudy.data.roots import data_root, synthetic_root
 from lipstudy.profiles import PROFILES, get_profile
 from lipstudy.runs import BACKBONE, method_runs
 from lipstudy.runtime import load_checkpoint
@@ -34,19 +34,19 @@ def test_the_committed_files_are_the_cpu_profiles_shipped_runs(monkeypatch):
     backbone_manifest, _ = read_bundle(sorted(backbones.committed_backbone("x").parent.glob("*.tar.xz"))[0])
     fingerprints.update(backbone_manifest["datasets"])
     roots = {synthetic_root(cpu, ds): fp for ds, fp in fingerprints.items()}
-    monkeypatch.setattr(cache, "run_data", lambda run, profile, data=None: synthetic_root(profile, run.dataset))
-    monkeypatch.setattr(cache, "data_fingerprint", lambda root: roots[Path(root)])
-    keys = {cache.key_plan(run, cpu).key: method for method, run in shipped.shipped_runs(cpu).items()}
+    monkeypatch.setattr(store, "run_data", lambda run, profile, data=None: synthetic_root(profile, run.dataset))
+    monkeypatch.setattr(store, "data_fingerprint", lambda root: roots[Path(root)])
+    keys = {store.key_plan(run, cpu).key: method for method, run in shipped.shipped_runs(cpu).items()}
     assert set(keys.values()) == set(cpu.shipped) and len(keys) == len(cpu.shipped)
     assert set(manifests) == set(keys), "results/shipped/ should hold exactly the cpu profile's shipped runs"
-    products = cache.book_products(cpu)
+    products = store.book_products(cpu)
     for key, (manifest, members) in manifests.items():
         assert manifest["profile"] == "cpu" and set(manifest["datasets"]) == {"lip", "atr"}
         assert [r["key"] for r in manifest["runs"]] == [key], keys[key]
         run = method_runs(cpu)[keys[key]][0]
-        for name in ["val", *products[run]]:
-            where = f"eval/{name}/metrics.json" if not name.startswith("figures/") else f"{name}.npz"
-            assert f"runs/{key}/{where}" in members, (keys[key], name)
+        for p in [store.VAL, *products[run]]:
+            where = f"eval/{p.name}/metrics.json" if isinstance(p, store.Evaluation) else f"figures/{p.name}.npz"
+            assert f"runs/{key}/{where}" in members, (keys[key], p)
         ckpt = torch.load(io.BytesIO(members[f"runs/{key}/checkpoint.pt"]), map_location="cpu", weights_only=False)
         assert set(ckpt) == {"model", "config", "slim"} and ckpt["config"]["width"] == cpu.width
 
@@ -63,12 +63,12 @@ def committed(tmp_path_factory):
     mp.setattr(backbones, "committed_results", lambda name: base / "committed" / name)
     mp.setattr(shipped, "committed_results", lambda name: base / "committed" / name)
     runs = shipped.shipped_runs(TINY)
-    products = cache.book_products(TINY)
+    products = store.book_products(TINY)
     trained = {}
     for method in ("DeepLabV2", "DeepLabV2 + SSL"):  # the parent first
-        res = cache.ensure(runs[method], TINY, device="cpu", progress=False)
+        res = train_run.ensure(runs[method], TINY, device="cpu", progress=False)
         for name in products[runs[method]]:
-            cache.product(res, name)
+            name.make(res)
         trained[method] = res.dir
     backbones.export_backbone(TINY, log=lambda *a: None)
     paths = shipped.export_shipped(TINY, log=lambda *a: None)
@@ -87,15 +87,15 @@ def test_a_build_imports_the_shipped_runs_instead_of_training_them(committed, mo
     assert shipped.install(TINY, log=lines.append) == {"backbone": "finished", "DeepLabV2": "finished",
                                                        "DeepLabV2 + SSL": "finished"}
     # Nothing left to train or evaluate for the book's products of these runs.
-    products = cache.book_products(TINY)
+    products = store.book_products(TINY)
     wanted = {r: products[r] for r in committed["runs"].values()}
-    tasks, _ = schedule.pending_tasks(list(committed["runs"].values()), TINY, evaluations=wanted)
+    tasks, _ = process_pool.pending_tasks(list(committed["runs"].values()), TINY, products=wanted)
     assert tasks == {}
     for method, run in committed["runs"].items():
-        ours = cache.finished_key(run, TINY)
+        ours = store.finished_key(run, TINY)
         theirs = committed["trained"][method]
         assert ours == theirs.name
-        here = Path(cache.runs_dir()) / ours
+        here = Path(store.runs_dir()) / ours
         assert json.loads((here / "metrics.json").read_text()) == json.loads((theirs / "metrics.json").read_text())
         a, b = (load_checkpoint(d / "checkpoint.pt")["model"] for d in (here, theirs))
         assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in b)
@@ -108,7 +108,7 @@ def test_a_build_imports_the_shipped_runs_instead_of_training_them(committed, mo
 
 def test_ensure_all_imports_before_it_plans(committed, monkeypatch):
     monkeypatch.setenv("LIPSTUDY_RESULTS", str(committed["base"] / "scheduled"))
-    assert schedule.ensure_all([committed["runs"]["DeepLabV2 + SSL"]], TINY, device="cpu") == 0
+    assert process_pool.ensure_all([committed["runs"]["DeepLabV2 + SSL"]], TINY, device="cpu") == 0
 
 
 def test_what_does_not_match_trains_here(committed, monkeypatch, tmp_path):
@@ -121,6 +121,8 @@ def test_what_does_not_match_trains_here(committed, monkeypatch, tmp_path):
     monkeypatch.setenv(shipped.TRAIN_ENV, "0")  # "0" means no
     other = dataclasses.replace(TINY, name="tinyshipped2", lr=3e-3)  # other settings: other keys, no files
     monkeypatch.setitem(PROFILES, other.name, other)
+    for ds in ("lip", "pretrain"):  # a key is read off the data: generated first, as a build does
+        data_root(other, ds)
     out = shipped.install(other, log=lines.append)
     assert out["DeepLabV2"] == "train" and "no committed shipped of key" in lines[-1]
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..shipped import install as install_shipped
-from ..cache import RunResult, ensure
+from ..store import RunResult
+from ..train_run import ensure
 from ..data.roots import data_root
 from ..profiles import Profile, get_profile
 from ..runs import Run, paper_runs, profile_seeds

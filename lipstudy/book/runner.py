@@ -197,10 +197,10 @@ def execute(profile: str, chapters: list[str] | None = None, data: str | None = 
         install(profile, data, log)  # before the progress plan: an imported run is not a run left to train
     if any(name in RUN_CHAPTERS and not is_cached(name, key_of(name)) for name in selected):
         # Train every run the chapters will ask for first, several side by side where that is
-        # faster (schedule.ensure_all); the chapters then find them finished.
+        # faster (process_pool.ensure_all); the chapters then find them finished.
         tracker = _book_progress(profile, data, seeds, log)
         tracker.current = "training"  # progress lines read "[book] training: run i/N ..."
-        from ..schedule import training_jobs
+        from ..process_pool import training_jobs
 
         tracker.jobs = training_jobs(device)
         t0 = time.perf_counter()
@@ -274,9 +274,10 @@ def import_committed_bundle(profile: str, data=None, seeds=None, log=say) -> boo
     if not path.is_file():
         return False
     from ..bundles import import_bundle
-    from ..cache import NO_TRAIN_ENV, book_products
+    from ..process_pool import pending_tasks
     from ..runs import book_runs
-    from ..schedule import pending_tasks
+    from ..store import book_products
+    from ..train_run import NO_TRAIN_ENV
 
     tasks, _ = pending_tasks(book_runs(profile, seeds), profile, data, book_products(profile, data, seeds))
     if tasks:
@@ -288,22 +289,22 @@ def import_committed_bundle(profile: str, data=None, seeds=None, log=say) -> boo
 
 def train_book_runs(profile: str, data=None, device: str = "auto", seeds=None, log=say) -> int:
     """Train (or find finished) every run of :func:`lipstudy.runs.book_runs`, with everything the
-    chapters read of them (:func:`lipstudy.cache.book_products`), before the chapters run; the number
+    chapters read of them (:func:`lipstudy.store.book_products`), before the chapters run; the number
     of runs and products that had to be done."""
-    from .. import schedule
-    from ..cache import book_products
+    from .. import process_pool
+    from ..store import book_products
     from ..runs import book_runs
 
-    jobs = schedule.training_jobs(device)
+    jobs = process_pool.training_jobs(device)
     log(f"[book] training the book's runs, {jobs} at a time")
-    return schedule.ensure_all(book_runs(profile, seeds), profile, data, device, jobs=jobs,
-                               evaluations=book_products(profile, data, seeds))
+    return process_pool.ensure_all(book_runs(profile, seeds), profile, data, device, jobs=jobs,
+                                   products=book_products(profile, data, seeds))
 
 
 def _book_progress(profile, data, seeds, log) -> progress.BookProgress:
     """The progress printer, with the book's training runs planned (N in "run i of N")."""
     try:
-        from ..schedule import progress_plan
+        from ..process_pool import progress_plan
 
         runs = progress_plan(profile, data, seeds)
     except Exception as err:  # noqa: BLE001  a count of runs must never stop a build
@@ -387,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     dryrun.add_arguments(p)
     args = p.parse_args(argv)
     if args.no_train:
-        from ..cache import NO_TRAIN_ENV
+        from ..train_run import NO_TRAIN_ENV
 
         os.environ[NO_TRAIN_ENV] = "1"
     if args.data is not None and not Path(args.data).is_dir():
