@@ -129,19 +129,19 @@ def measure(tag: str, device: str = "cpu", model: str = "deeplabv2", seed: int |
     None, the row then named as before seeds were compared); return its row."""
     os.environ.setdefault("LIPSTUDY_RESULTS", str(REPO / "results" / "search"))
     from lipstudy.budget import run_cost
-    from lipstudy.train_run import ensure
     from lipstudy.metrics import scores
     from lipstudy.paths import runs_dir
+    from lipstudy.process_pool import ensure_all
     from lipstudy.profiles import PROFILES
     from lipstudy.runs import Run, book_runs
+    from lipstudy.store import load_result
 
     prof = dataclasses.replace(PROFILES["cpu"], **SETTINGS[tag])
-    if prof.pretrain:  # the committed backbone where this setting's is the cpu profile's (not timed)
-        from lipstudy.backbones import install
-
-        install(prof)
+    run = Run(model, seed=seed or 0)
+    # The committed backbone where this setting's is the cpu profile's (ensure_all imports it).
     t0 = time.perf_counter()
-    res = ensure(Run(model, seed=seed or 0), prof, device=device, progress=False)
+    ensure_all([run], prof, device=device)
+    res = load_result(run, prof, device=device)
     wall = time.perf_counter() - t0
     val = res.evaluation("val")
     m = val.metrics

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 
+from . import committed
 from .data.roots import PRETRAIN, data_root
 from .paths import runs_dir
 from .profiles import get_profile
 from .progress import PlannedRun
-from .runs import BACKBONE, Run, book_runs, epochs, with_ancestors
-from .shipped import install as install_shipped
+from .runs import Run, book_runs, epochs, with_ancestors
 from .store import ATR, finished_key, run_data
 from .train_run import ensure
 
@@ -35,11 +35,11 @@ def training_jobs(device: str = "auto") -> int:
 
 
 def _ensure_in_worker(args) -> str:
-    run, profile, data, device, threads, products = args
+    run, profile, data, device, threads, products, train, events = args
     import torch
 
     torch.set_num_threads(threads)
-    res = ensure(run, profile, data, device, progress=False)
+    res = ensure(run, profile, data, device, progress=False, train=train, events=events)
     for p in products:
         p.make(res)
     return res.dir.name
@@ -73,14 +73,19 @@ def pending_tasks(runs, profile, data=None, products=None) -> tuple[dict, dict]:
     return tasks, waits
 
 
-def ensure_all(runs, profile, data=None, device: str = "auto", jobs: int = 1, products=None,
-               on_done=None) -> int:
+def ensure_all(runs, profile, data=None, device: str = "auto", jobs: int = 1, products=None, on_done=None,
+               train: bool = True, train_committed: bool = False, events=None, on_plan=None, log=print) -> int:
     """Train every missing run of ``runs`` and make ``products`` ({run: [Evaluation or FigureSet]},
     e.g. :func:`lipstudy.store.book_products`), ``jobs`` at a time in separate processes of
-    ``cpu_count // jobs`` threads each, after generating the data they need; ``on_done(run)`` is
-    called after each task (a run with its products), e.g. to write a bundle of what is finished.
-    On 2 CPU cores two one-thread runs side by side train more images per second than one run on
-    two threads (benchmarks/operating_point.py measures both).
+    ``cpu_count // jobs`` threads each: the one place where a build's runs are made. First the data
+    they need is generated and the committed runs are imported (:func:`lipstudy.committed.install`;
+    ``train_committed``: trained here instead); then ``on_plan()`` is called (what is left to train
+    is known), and the tasks run. ``train=False`` (or a committed book) trains nothing: a missing
+    run fails by name. ``events``: the progress file the training runs report to
+    (:mod:`lipstudy.progress`). ``on_done(run)`` is called after each task (a run with its
+    products), e.g. to write a bundle of what is finished. On 2 CPU cores two one-thread runs side
+    by side train more images per second than one run on two threads
+    (benchmarks/operating_point.py measures both).
 
     A task starts as soon as the run it starts from is finished (a stage-2 run waits for its
     stage-1 run only, not for every stage-1 run), longest chain first, so no core idles at the end
@@ -95,9 +100,11 @@ def ensure_all(runs, profile, data=None, device: str = "auto", jobs: int = 1, pr
     datasets = {r.dataset for r in everything} | {"atr" for wanted in (products or {}).values() if ATR in wanted}
     for ds in sorted(datasets):  # data first, once, with every core: the runs' keys are computed from it
         data_root(prof, ds, data if ds == "lip" else None)
-    if BACKBONE in everything:
-        install_shipped(prof, data)  # the committed backbone and shipped runs, rather than training them
+    installed = committed.install(prof, data, everything, products, train_here=train_committed, log=log)
+    train = train and "book" not in installed  # a profile's committed book: nothing trains here
     tasks, waits = pending_tasks(runs, prof, data, products)
+    if on_plan is not None:
+        on_plan()
     if not tasks:
         return 0
 
@@ -116,7 +123,7 @@ def ensure_all(runs, profile, data=None, device: str = "auto", jobs: int = 1, pr
         done: set = set()
         while len(done) < len(order):  # the dependencies first, else longest chain first
             r = next(r for r in order if r not in done and (waits.get(r) is None or waits[r] in done))
-            res = ensure(r, prof, data, device, progress=False)
+            res = ensure(r, prof, data, device, progress=False, train=train, events=events)
             for p in tasks[r]:
                 p.make(res)
             done.add(r)
@@ -137,7 +144,7 @@ def ensure_all(runs, profile, data=None, device: str = "auto", jobs: int = 1, pr
                         v.dataset == PRETRAIN for v in running.values()):
                     break
                 threads = cores if alone else max(1, cores // jobs)
-                running[pool.submit(_ensure_in_worker, (r, prof, data, device, threads, tasks[r]))] = r
+                running[pool.submit(_ensure_in_worker, (r, prof, data, device, threads, tasks[r], train, events))] = r
             finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for f in finished:
                 f.result()  # a failed run stops the book here, with its error

@@ -71,7 +71,7 @@ class Profile:
     # run key): for datasets small enough to hold (TrainConfig.cache_images).
     cache_images: bool = False
     # LIP methods whose runs (first seed) the checkout ships, trained once and imported by every
-    # build (lipstudy.shipped; an execution setting, not part of a run key): those that, at this
+    # build (lipstudy.committed; an execution setting, not part of a run key): those that, at this
     # budget, no claim can weigh (every claim comparing them fails the claims' gate or holds by
     # construction; the claims chapter checks it on every build).
     shipped: tuple[str, ...] = ()
@@ -92,7 +92,7 @@ CPU_FINETUNE = {"atrous_scale": 128 / 321}
 # against 17.2% after 8, and DeepLabV2 fine-tuned from it 17.8% against 15.8%).
 CPU_PRETRAIN = {"train": 3000, "val": 100, "epochs": 16, "max_side": 192, "lr": 2e-3}
 
-# The cpu profile's shipped runs (lipstudy.shipped): at its budget SegNet and Attention score at least 1%
+# The cpu profile's shipped runs (lipstudy.committed): at its budget SegNet and Attention score at least 1%
 # IoU on 5 and 6 of the 20 classes (fewer than half: the claims' gate), so every claim comparing them,
 # FCN-8s (whose claims all compare it with them, or hold by construction) or Attention's SSL runs is
 # untestable; retraining them was 15 of the book's 54 training minutes on 2 AVX2 cores.

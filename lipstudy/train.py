@@ -291,16 +291,16 @@ def train_one_epoch(state: TrainState, last: int, report: RunProgress | None = N
         state.stats.seconds += time.perf_counter() - t0
 
 
-def train(cfg: TrainConfig, out, progress: bool = True,
-          on_step: Callable[[int], None] | None = None, report: bool = True) -> Path:
+def train(cfg: TrainConfig, out, progress: bool = True, on_step: Callable[[int], None] | None = None,
+          report: bool = True, events=None) -> Path:
     """Train one stage into directory ``out`` and return the path of its final checkpoint.
 
     Resumes from ``out/checkpoint.pt`` when present (refusing if the config changed). Under
     ``torchrun`` (env RANK / WORLD_SIZE) each process trains its shard of every global batch with
     DistributedDataParallel; rank 0 writes the files. ``on_step(step)`` is called after each
     optimiser step (tests use it to interrupt a run at a known point). ``report=False``: not a run
-    of the book (a chapter's own few steps), so nothing is reported to a book runner's progress and
-    no summary line is printed.
+    of the book (a chapter's own few steps): no summary line is printed. ``events``: the progress
+    file a book runner follows (:class:`lipstudy.progress.RunProgress`), in place of the tqdm bar.
     """
     state = setup(cfg, out)
     if cfg.data_pipeline == "resident":
@@ -314,8 +314,8 @@ def train(cfg: TrainConfig, out, progress: bool = True,
     resume(state)
     last = state.total_steps if cfg.max_steps is None else min(state.total_steps, cfg.max_steps)
     # Under the book runner, progress goes through lipstudy.progress (lines on the runner's
-    # terminal, one summary line in the notebook) instead of a tqdm bar in the notebook.
-    run_progress = (RunProgress(cfg, state.out, state.step, last, state.steps_per_epoch)
+    # terminal) instead of a tqdm bar.
+    run_progress = (RunProgress(cfg, state.out, state.step, last, state.steps_per_epoch, path=events)
                     if state.rank == 0 and report else None)
     bar = None
     if progress and state.rank == 0 and (run_progress is None or not run_progress.replaces_bar):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from pathlib import Path
 
@@ -23,11 +22,6 @@ from .profiles import Profile, get_profile
 from .runs import Run, book_runs, with_ancestors
 from .runtime import CHECKPOINT
 from .store import ENGINE_VERSION, KeyPlan, RunResult, is_finished, key_plan, load_result, train_config
-
-NO_TRAIN_ENV = "LIPSTUDY_NO_TRAIN"
-"""Set to 1 and :func:`ensure` refuses to train: a book built from imported runs (``lipstudy book
---no-train``) fails naming a missing run instead of training it on a machine not meant to."""
-
 
 def make_inputs(run: Run, profile, data=None) -> None:
     """Generate the data ``run`` and the runs it starts from train on, and fetch the ImageNet
@@ -77,29 +71,30 @@ def prepare_runs(profile, data=None, seeds=None) -> list[Path]:
     return folders
 
 
-def ensure(run: Run, profile, data=None, device: str = "auto", progress: bool = True) -> RunResult:
+def ensure(run: Run, profile, data=None, device: str = "auto", progress: bool = True, train: bool = True,
+           events=None) -> RunResult:
     """The finished run ``run`` under ``profile``: found in ``results/runs/<key>/``, or else
     trained now (its inputs first, then the run it starts from), resuming an interrupted attempt.
-    ``data``: a real LIP folder in place of the synthetic benchmark (LIP runs only)."""
-    from .progress import report_reused
+    ``data``: a real LIP folder in place of the synthetic benchmark (LIP runs only). ``train=False``
+    (a book built from imported runs) refuses to train, naming the missing run. ``progress``: a
+    tqdm bar; ``events``: the progress file a book runner follows (:mod:`lipstudy.progress`)."""
     from .provenance import now, run_record
     from .runtime import resolve_device
-    from .train import train
+    from .train import train as train_stage
 
     prof = get_profile(profile)
     make_inputs(run, prof, data)
     found = load_result(run, prof, data, device)
     if found is not None:
-        report_reused(found.dir)
         return found
     plan = key_plan(run, prof, data)
-    if os.environ.get(NO_TRAIN_ENV) == "1":
+    if not train:
         raise RuntimeError(f"run {run.label!r} ({run.dataset}, seed {run.seed}) of profile {prof.name} is not in "
-                           f"{runs_dir()} (key {plan.key}) and training is off (${NO_TRAIN_ENV}=1): import the "
-                           f"bundle that holds it (lipstudy runs import FILE) or train it")
+                           f"{runs_dir()} (key {plan.key}) and training is off: import the bundle that holds it "
+                           f"(lipstudy runs import FILE) or train it")
     parent = run.parent(prof)
     if parent is not None:
-        ensure(parent, prof, data, device, progress)
+        ensure(parent, prof, data, device, progress, train, events)
 
     run_dir = runs_dir() / plan.key
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -111,7 +106,7 @@ def ensure(run: Run, profile, data=None, device: str = "auto", progress: bool = 
             cfg = train_config(run, prof, plan.root, _start(plan), plan.pretrained, device=str(dev))
             resumed = (run_dir / CHECKPOINT).is_file()
             _write_configs(run_dir, plan, prof, cfg)
-            train(cfg, run_dir, progress=progress)
+            train_stage(cfg, run_dir, progress=progress, events=events)
             result = RunResult(run, prof, run_dir, json.loads((run_dir / "config.json").read_text()), {}, plan.root,
                                device)
             val = result.evaluation()

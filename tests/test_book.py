@@ -43,7 +43,7 @@ from PIL import Image
 
 from lipstudy import process_pool, progress
 from lipstudy.book import keys, pages, runner
-from lipstudy.book.settings import CHAPTERS
+from lipstudy.book.contents import CHAPTERS
 
 sys.path.insert(0, str(Path(__file__).parent))
 from chromium import CHROMIUM, Browser  # noqa: E402
@@ -57,7 +57,7 @@ WIDTHS = {"desktop": 1280, "phone": 390}
 
 def smoke_env(base: Path) -> dict:
     """The smoke profile, with data and runs in the temporary folder."""
-    return {**os.environ, "LIPSTUDY_PROFILE": "smoke", "LIPSTUDY_DEVICE": "cpu",
+    return {**os.environ, "LIPSTUDY_PROFILE": "smoke", "CUDA_VISIBLE_DEVICES": "",
             "LIPSTUDY_RESULTS": str(base / "results"), "LIPSTUDY_DATA": str(base / "data")}
 
 
@@ -185,8 +185,7 @@ def test_lipstudy_book_reuses_every_chapter_and_writes_the_same_pages(smoke_book
     require_the_same_sources(smoke_book)
     other = smoke_book["base"] / "lipstudy-book"
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "lipstudy.cli", "book", "--results", str(smoke_book["results"]),
-                           "--book-dir", str(other), "--no-build"], cwd=REPO, env=smoke_book["env"],
+    proc = subprocess.run([sys.executable, "-m", "lipstudy.cli", "book", "--book-dir", str(other), "--no-build"], cwd=REPO, env=smoke_book["env"],
                           capture_output=True, text=True, timeout=900)
     print(f"\n[timing] `lipstudy book` with every chapter cached: {time.perf_counter() - t0:.1f} s")
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -535,7 +534,7 @@ def test_the_book_builds_from_a_bundle_without_training(smoke_book, tmp_path, mo
     assert process_pool.pending_tasks(book_runs("smoke"), "smoke", products=book_products("smoke")) == ({}, {})
     before = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "results" / "runs").rglob("*"))
     chapters = ["baselines", "ssl", "qualitative", "reproducibility"]
-    proc = subprocess.run([*cli, "book", "--profile", "smoke", "--results", str(tmp_path / "results"), "--no-train",
+    proc = subprocess.run([*cli, "book", "--profile", "smoke", "--no-train",
                            "--book-dir", str(tmp_path / "book"), "--no-build", "--chapters", *chapters],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]

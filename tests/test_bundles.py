@@ -194,10 +194,9 @@ def test_without_runs_a_partial_bundle_holds_the_books_finished_runs(trained, el
     assert sorted(manifest["datasets"]) == ["atr", "lip", "ppp"]  # the book's datasets, not the runs'
 
 
-def test_no_train_refuses_to_train_and_names_the_run(trained, elsewhere, monkeypatch):
-    monkeypatch.setenv(train_run.NO_TRAIN_ENV, "1")
+def test_no_train_refuses_to_train_and_names_the_run(trained, elsewhere):
     with pytest.raises(RuntimeError, match=r"run 'SegNet' \(lip, seed 0\) of profile tinybundle .* training is off"):
-        train_run.ensure(Run("segnet"), TINY, device="cpu", progress=False)
+        train_run.ensure(Run("segnet"), TINY, device="cpu", progress=False, train=False)
     assert not (elsewhere / "results" / "runs").exists()
 
 
@@ -254,24 +253,6 @@ def test_where_the_runs_were_trained_in_one_sentence():
     assert "from commit abc1234567, and 4 of them were imported from 4 bundles (lipstudy runs import)" in mixed
     here = training_origin(pd.DataFrame([{**row, "imported from": ""}]))
     assert "imported" not in here and here.startswith("The training run behind these numbers ran on NVIDIA H200")
-
-
-def test_the_book_imports_a_committed_bundle_and_then_never_trains(trained, elsewhere, monkeypatch):
-    """A checkout holding results/bundles/<profile>.tar.xz (the gpu profile's, one day): the runner
-    imports it when runs are missing and turns training off, so a run the bundle lacks fails the
-    build by name instead of training for hours."""
-    from lipstudy.book import runner
-
-    monkeypatch.setattr(runner, "committed_bundle", lambda profile: trained["bundle"])
-    monkeypatch.setenv(train_run.NO_TRAIN_ENV, "0")  # and restored (unset) after the test, whatever the runner sets
-    runner.prepare_data(TINY.name)  # as the runner does first: the keys are read off the data
-    assert runner.import_committed_bundle(TINY.name, log=lambda *a: None)
-    assert store.finished_key(RUN, TINY) == trained["res"].dir.name
-    assert train_run.os.environ[train_run.NO_TRAIN_ENV] == "1"
-    with pytest.raises(RuntimeError, match=r"run 'FCN-8s' .* training is off"):
-        train_run.ensure(Run("fcn8s"), TINY, device="cpu", progress=False)
-    monkeypatch.setattr(runner, "committed_bundle", lambda profile: elsewhere / "none.tar.xz")
-    assert not runner.import_committed_bundle(TINY.name, log=lambda *a: None)
 
 
 def test_an_import_completes_a_run_that_is_here_without_touching_the_rest(trained, elsewhere):

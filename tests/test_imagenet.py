@@ -93,10 +93,10 @@ def _no_data(*args, **kwargs):
 def test_the_full_book_stops_before_any_data_offline(hub, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(runner, "prepare_data", _no_data)
     monkeypatch.setenv("LIPSTUDY_RESULTS", str(tmp_path / "results"))
-    for var in ("LIPSTUDY_PROFILE", "LIPSTUDY_LIP_ROOT", "LIPSTUDY_SEEDS", "LIPSTUDY_DEVICE"):
+    for var in ("LIPSTUDY_PROFILE", "LIPSTUDY_LIP_ROOT", "LIPSTUDY_SEEDS"):
         monkeypatch.delenv(var, raising=False)
     with pytest.raises(imagenet.WeightsUnavailable, match="vgg16"):
-        runner.execute("full", results=tmp_path / "results", book_dir=tmp_path / "book", log=lambda *a: None)
+        runner.execute("full", book_dir=tmp_path / "book", log=lambda *a: None)
     assert runner.main(["--profile", "full", "--book-dir", str(tmp_path / "book2")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("lipstudy book: ImageNet vgg16") and "vgg16-397923af.pth" in err
@@ -114,7 +114,8 @@ def test_with_the_files_in_the_cache_the_book_goes_on(hub, tmp_path, monkeypatch
         raise WentOn(profile)
 
     monkeypatch.setattr(runner, "prepare_data", data_next)
+    monkeypatch.setenv("LIPSTUDY_RESULTS", str(tmp_path / "results"))
     lines = []
     with pytest.raises(WentOn):
-        runner.execute("full", results=tmp_path / "results", book_dir=tmp_path / "book", log=lines.append)
+        runner.execute("full", book_dir=tmp_path / "book", log=lines.append)
     assert any(str(hub / "vgg16_bn-6c64b313.pth") in line for line in lines)
