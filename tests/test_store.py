@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import pytest
 
-from lipstudy import produce, store, train_run
+from lipstudy import runs_cli, store, train_run
 from lipstudy.data import roots
 from lipstudy.labels import ATR_LIP_SHARED, LIP_CLASSES
 from lipstudy.locks import file_lock, is_locked
@@ -169,14 +169,14 @@ def test_interrupted_run_is_not_finished_and_resumes(dirs, capsys):
     res = train_run.ensure(run, TINY, device="cpu", progress=False)
     weights = load_checkpoint(res.checkpoint)["model"]
     (res.dir / "metrics.json").unlink()  # as if killed before the end
-    produce.runs_main([])
+    runs_cli.runs_main([])
     out = capsys.readouterr().out
     assert res.dir.name in out and "interrupted" in out
     again = train_run.ensure(run, TINY, device="cpu", progress=False)
     assert (again.dir / "metrics.json").is_file()
     after = load_checkpoint(again.checkpoint)["model"]
     assert all((weights[k] == after[k]).all() for k in weights)  # resumed a finished checkpoint: unchanged
-    produce.runs_main(["--profile", "tiny"])
+    runs_cli.runs_main(["--profile", "tiny"])
     assert "finished" in capsys.readouterr().out
 
 
@@ -304,4 +304,4 @@ def test_prepared_run_folders_train_under_the_cli_and_the_book_finishes_them(dir
     assert all(torch.equal(weights[k], after[k]) for k in weights)
     assert folder not in train_run.prepare_runs(TINY)  # finished: not prepared again
     with pytest.raises(SystemExit):
-        produce.runs_main(["--prepare"])  # which profile?
+        runs_cli.runs_main(["--prepare"])  # which profile?
