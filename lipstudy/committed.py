@@ -13,7 +13,7 @@ One table, :data:`KINDS`, of the kinds of committed file:
   profile's, by ``benchmarks/gpu_book.sh``): with it a build trains nothing and a run the bundle
   lacks fails the build by name.
 
-Each file is a bundle (:mod:`lipstudy.bundles`: every file hashed; on import every run key is
+Each file is a bundle (:mod:`lipstudy.bundles`, :mod:`lipstudy.export`: every file hashed; on import every run key is
 recomputed here from the profile, the engine and the regenerated data), so a file is never used
 for settings it was not trained with: a checkout whose settings give a run another key finds no
 file of that key and trains the run. :func:`install` is called where the book's runs are made
@@ -147,7 +147,7 @@ def export(profile, log=print) -> list[Path]:
     finished run in ``results/runs``: weights and config, every evaluation and figure map the
     chapters read, provenance and training log; not the runs it starts from, which have files of
     their own. Returns the paths."""
-    from .bundles import export as export_bundle
+    from .export import export as export_bundle
 
     prof = get_profile(profile)
     out = []

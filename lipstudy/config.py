@@ -18,10 +18,14 @@ import torch
 
 from .labels import DATASETS
 from .losses import MODES
+from .paths import portable, resolve
 
 # Fields that change how a run executes but not what it computes: a resume may change them.
 EXECUTION_FIELDS = ("device", "workers", "max_steps", "checkpoint_every_steps", "channels_last", "compile", "cache_images")
 AMP_MODES = ("auto", "bf16", "off")
+PATH_FIELDS = ("data_root", "init", "backbone_init", "pretrained")
+"""Fields that name files: a bundle writes them portable (:func:`lipstudy.paths.portable`), the
+trainer resolves them (:meth:`TrainConfig.resolved`)."""
 RETIRED_FIELDS = {"frozen_backbone_steps": 0, "frozen_bn_stats": False}
 """Fields that configs of earlier versions hold and this one no longer has, with the value that
 meant "off": a saved config (a checkpoint's, a bundle's) holding that value is read without them,
@@ -61,7 +65,7 @@ class TrainConfig:
     aux_structure_weight: bool = False
     # The data.
     dataset: str = "lip"  # "lip" | "ppp" | "atr" (reader kind; sets the flip pairs)
-    data_root: str = "data/lip"
+    data_root: str = "data/lip"  # a relative "data/..." is in the data folder (lipstudy.paths.resolve)
     split: str = "train"
     # The loss (lipstudy.losses.MODES): "off" = cross-entropy (stage 1); the others Eq. 2's modes (stage 2).
     loss: str = "off"
@@ -132,6 +136,11 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def resolved(self) -> "TrainConfig":
+        """This config with the portable paths of a bundle's config (``data/...``, ``results/...``)
+        resolved on this machine (:func:`lipstudy.paths.resolve`)."""
+        return dataclasses.replace(self, **{f: resolve(v) for f in PATH_FIELDS if (v := getattr(self, f))})
+
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         names = {f.name for f in dataclasses.fields(cls)}
@@ -144,6 +153,12 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown TrainConfig fields: {', '.join(unknown)}")
         return cls(**d)
+
+
+def portable_config(d: dict, where=portable) -> dict:
+    """A TrainConfig's dict with the files it names written portable (``where``:
+    :func:`lipstudy.paths.portable`, for files of this machine)."""
+    return {k: where(v) if k in PATH_FIELDS and v else v for k, v in d.items()}
 
 
 def config_changes(old: dict, new: TrainConfig) -> list[str]:

@@ -28,7 +28,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .bundles import CHECKPOINT_CHOICES, BundleError, export, import_bundle
+from .bundles import CHECKPOINT_CHOICES, BundleError, import_bundle
+from .export import export
 from .store import is_finished
 from .train_run import prepare_runs
 from .locks import is_locked

@@ -136,6 +136,7 @@ def setup(cfg: TrainConfig, out) -> TrainState:
     from .data.datasets import DecodedCache, open_dataset
     from .models import load_backbone
 
+    cfg = cfg.resolved()  # a bundle's config names its files relative to the data / results folders
     out = Path(out)
     rank, world, local_rank = dist_env()
     device = resolve_device(cfg.device, local_rank)

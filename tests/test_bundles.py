@@ -2,16 +2,21 @@
 evaluations, figures and slim checkpoint), and a bundle that does not match this checkout or was
 damaged is refused by name with nothing written. The smoke book built from a bundle is in
 tests/test_book.py; the GPU script's bundle in tests/test_gpu_book.py."""
+import dataclasses
+import hashlib
 import io
 import json
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from lipstudy import bundles, store, train_run
-from lipstudy.bundles import BundleError, export, import_bundle, pack_cms, read_bundle, unpack_cms
+from lipstudy.bundles import BundleError, import_bundle, pack_cms, read_bundle, unpack_cms
+from lipstudy.config import TrainConfig
+from lipstudy.export import export
 from lipstudy.evaluate import load_cms
 from lipstudy.profiles import PROFILES, Profile
 from lipstudy.runs import Run
@@ -86,8 +91,21 @@ def test_a_bundle_round_trips_a_run(trained, elsewhere):
         a, b = load_cms(res.dir / "eval" / e / "per_image_cm.npz"), load_cms(here / "eval" / e / "per_image_cm.npz")
         assert a[0] == b[0] and np.array_equal(a[1], b[1])
         assert (res.dir / "eval" / e / "metrics.json").read_bytes() == (here / "eval" / e / "metrics.json").read_bytes()
-    for f in ("config.json", "provenance.json", "metrics.json", "train_log.json", "figures/fig8.npz"):
+    for f in ("metrics.json", "train_log.json", "figures/fig8.npz"):
         assert (res.dir / f).read_bytes() == (here / f).read_bytes(), f
+    # The configs name files relative to the data and results folders, resolved where they are used.
+    _, members = read_bundle(trained["bundle"])
+    for f in ("config.json", "train_config.json", "provenance.json"):
+        assert (here / f).read_bytes() == members[f"runs/{res.dir.name}/{f}"], f
+        assert absolute_paths(json.loads((res.dir / f).read_text())) and not absolute_paths(
+            json.loads((here / f).read_text())), f
+    assert json.loads((here / "provenance.json").read_text()) == {
+        **json.loads((res.dir / "provenance.json").read_text()),
+        "command": json.loads((here / "provenance.json").read_text())["command"]}  # the record, but where it ran
+    theirs, ours = (TrainConfig.from_dict(json.loads((d / "train_config.json").read_text())) for d in (res.dir, here))
+    assert ours.data_root.startswith("data/synth-tinybundle-lip-") and ours.data_root != theirs.data_root
+    assert ours.resolved().data_root == str(elsewhere / "data" / Path(ours.data_root).name)
+    assert dataclasses.replace(ours.resolved(), data_root=theirs.data_root, backbone_init=theirs.backbone_init) == theirs
     assert (here / "metrics.json").stat().st_mtime == pytest.approx((res.dir / "metrics.json").stat().st_mtime)
     assert json.loads((here / "imported.json").read_text())["bundle"] == "tiny.tar.xz"
     # The slim checkpoint: weights and config only, the same network.
@@ -107,6 +125,59 @@ def test_a_bundle_round_trips_a_run(trained, elsewhere):
     assert again.read_bytes() == trained["bundle"].read_bytes()
     # A second import keeps the run as it is.
     assert import_bundle(trained["bundle"]) == {"imported": [], "kept": [res.dir.name]}
+
+
+def absolute_paths(doc) -> list[str]:
+    """Every string of a JSON document that is, or holds (a command line), an absolute path."""
+    if isinstance(doc, dict):
+        return [p for v in doc.values() for p in absolute_paths(v)]
+    if isinstance(doc, list):
+        return [p for v in doc for p in absolute_paths(v)]
+    return [doc] if isinstance(doc, str) and any(w.startswith("/") for w in doc.split()) else []
+
+
+def test_paths_leave_the_machine_relative_and_resolve_where_they_arrive(tmp_path, monkeypatch):
+    from lipstudy.paths import REPO, portable, portable_command, resolve
+
+    monkeypatch.setenv("LIPSTUDY_DATA", str(tmp_path / "d"))
+    monkeypatch.setenv("LIPSTUDY_RESULTS", str(tmp_path / "r"))
+    assert portable(str(tmp_path / "d" / "synth-x-lip-1")) == "data/synth-x-lip-1"
+    assert portable(str(tmp_path / "r" / "runs" / "k" / "checkpoint.pt")) == "results/runs/k/checkpoint.pt"
+    assert portable("/datasets/LIP") == "/datasets/LIP" and portable("relative/x") == "relative/x"
+    monkeypatch.setenv("LIPSTUDY_DATA", str(tmp_path / "elsewhere"))
+    assert resolve("data/synth-x-lip-1") == str(tmp_path / "elsewhere" / "synth-x-lip-1")
+    assert resolve("results/runs/k/checkpoint.pt") == str(tmp_path / "r" / "runs" / "k" / "checkpoint.pt")
+    assert resolve("/datasets/LIP") == "/datasets/LIP"
+    assert portable_command(f"{REPO}/.venv/bin/lipstudy book --data {tmp_path}/elsewhere/x") == \
+        ".venv/bin/lipstudy book --data data/x"
+    assert portable_command("/work/notes/train_shipped.py") == "train_shipped.py"
+
+
+def test_a_bundle_of_absolute_paths_is_rewritten_portable(trained, elsewhere, tmp_path):
+    """make_portable turns a bundle as export wrote them before (absolute paths, a CSV log beside
+    the JSON one) into the bundle export writes now, and it imports."""
+    res = trained["res"]
+    prefix = f"runs/{res.dir.name}/"
+    old_files = {prefix + f: (res.dir / f).read_bytes() for f in ("config.json", "train_config.json", "provenance.json")}
+    old_files[prefix + "train_log.csv"] = b"epoch,step,loss,lr,images_per_s,seconds\n"
+
+    def as_before(manifest):
+        _, members = read_bundle(trained["bundle"])
+        members.update(old_files)
+        manifest["files"] = {n: {"sha256": hashlib.sha256(b).hexdigest(), "bytes": len(b)} for n, b in members.items()}
+
+    old = repack(trained["bundle"], tmp_path / "old.tar.xz", edit_manifest=as_before, extra=old_files)
+    assert absolute_paths(json.loads(read_bundle(old)[1][prefix + "config.json"]))
+    bundles_mod = __import__("lipstudy.export", fromlist=["make_portable"])
+    manifest = bundles_mod.make_portable(old, tmp_path / "new.tar.xz", log=lambda *a: None)
+    new_manifest, members = read_bundle(tmp_path / "new.tar.xz")
+    assert new_manifest == manifest and prefix + "train_log.csv" not in members
+    _, current = read_bundle(trained["bundle"])
+    assert {n: b for n, b in members.items() if not n.endswith(".pt")} == \
+        {n: b for n, b in current.items() if not n.endswith(".pt")}  # what export writes now
+    ckpt = torch.load(io.BytesIO(members[prefix + "checkpoint.pt"]), map_location="cpu", weights_only=False)
+    assert not absolute_paths(ckpt["config"]) and ckpt["slim"]
+    assert import_bundle(tmp_path / "new.tar.xz") == {"imported": [res.dir.name], "kept": []}
 
 
 def repack(src, dst, edit_manifest=None, edit_member=None, extra=None):

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from lipstudy import committed, process_pool, store, train_run
-from lipstudy.bundles import export, read_bundle
+from lipstudy.bundles import read_bundle
+from lipstudy.export import export
 from lipstudy.data.roots import data_root, synthetic_root
 from lipstudy.models import build_model, load_backbone
 from lipstudy.profiles import PROFILES, get_profile
@@ -84,6 +85,24 @@ def test_the_committed_shipped_files_are_the_cpu_profiles_shipped_runs(monkeypat
             assert f"runs/{key}/{where}" in members, (keys[key], p)
         ckpt = torch.load(io.BytesIO(members[f"runs/{key}/checkpoint.pt"]), map_location="cpu", weights_only=False)
         assert set(ckpt) == {"model", "config", "slim"} and ckpt["config"]["width"] == cpu.width
+
+
+def test_no_committed_file_names_the_machine_that_made_it():
+    """Every path a committed bundle's files hold is relative to the data or results folder
+    (issue 33): nothing absolute in any JSON member or checkpoint config."""
+    from test_bundles import absolute_paths
+
+    files = _committed_files(committed.BACKBONE_FILE) + _committed_files(committed.SHIPPED)
+    assert files
+    for path in files:
+        _, members = read_bundle(path)
+        for name, blob in members.items():
+            if name.endswith(".json"):
+                assert not absolute_paths(json.loads(blob)), (path.name, name)
+            elif name.endswith(".pt"):
+                config = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=False)["config"]
+                assert not absolute_paths(config) and config["data_root"].startswith("data/synth-cpu-"), path.name
+        assert not any(name.endswith("train_log.csv") for name in members)  # one training log
 
 
 @pytest.fixture(scope="module")

@@ -97,7 +97,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("evaluator", ("evaluate", "parse", "figures")),
     ("scores and records", ("subsets", "tables", "provenance")),
     ("the run graph and the run store", ("runs", "store", "showcase")),
-    ("making runs: training, committed runs, bundles", ("train_run", "process_pool", "committed", "bundles")),
+    ("making runs: training, committed runs, bundles", ("train_run", "process_pool", "committed", "bundles", "export")),
     ("analyses", ("loss_modes", "deviations", "measurements", "budget", "claims")),
     ("commands and the book", ("dryrun", "runs_cli", "book", "cli")),
     ("the evaluation server", ("server",)),
