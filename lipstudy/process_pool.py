@@ -26,8 +26,8 @@ _COST = {"backbone": 0.9, "segnet": 1.1, "fcn8s": 0.9, "deeplabv2": 1.0, "attent
 
 
 def training_jobs(device: str = "auto") -> int:
-    """Runs trained side by side: two one-thread runs on a CPU (about 20% more images per second
-    than one two-thread run on 2 cores, benchmarks/operating_point.py), one at a time on a GPU."""
+    """Runs trained side by side: two one-thread runs on a CPU (more images per second than one
+    two-thread run on 2 cores: DESIGN.md's log, benchmarks/operating_point.py), one at a time on a GPU."""
     from .runtime import resolve_device
 
     cores = os.cpu_count() or 1
