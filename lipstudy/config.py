@@ -155,10 +155,9 @@ class TrainConfig:
         return cls(**d)
 
 
-def portable_config(d: dict, where=portable) -> dict:
-    """A TrainConfig's dict with the files it names written portable (``where``:
-    :func:`lipstudy.paths.portable`, for files of this machine)."""
-    return {k: where(v) if k in PATH_FIELDS and v else v for k, v in d.items()}
+def portable_config(d: dict) -> dict:
+    """A TrainConfig's dict with the files it names written portable (:func:`lipstudy.paths.portable`)."""
+    return {k: portable(v) if k in PATH_FIELDS and v else v for k, v in d.items()}
 
 
 def config_changes(old: dict, new: TrainConfig) -> list[str]:

@@ -9,12 +9,11 @@ import hashlib
 import io
 import json
 import tarfile
-import tempfile
 from pathlib import Path
 
 from .atomic import atomic_path
 from .bundles import (CHECKPOINT_CHOICES, FORMAT, FORMAT_VERSION, RUN_FILES, SPARSE, BundleError, _npz_bytes,
-                      cms_digest, pack_cms, read_bundle)
+                      cms_digest, pack_cms)
 from .config import portable_config
 from .data.roots import DataMissing, data_fingerprint, data_root, profile_datasets
 from .paths import portable, portable_command, runs_dir
@@ -29,32 +28,31 @@ def bundle_runs(profile, seeds=None) -> list[Run]:
     return with_ancestors(book_runs(profile, seeds), profile)
 
 
-def slim_checkpoint(path: Path, where=portable) -> bytes:
+def slim_checkpoint(path: Path) -> bytes:
     """A training checkpoint reduced to what rebuilds the network (weights and config, the files
-    it names made portable by ``where``)."""
+    it names made portable)."""
     import torch
 
     from .runtime import load_checkpoint
 
     ckpt = load_checkpoint(path)
     buf = io.BytesIO()
-    torch.save({"model": ckpt["model"], "config": portable_config(ckpt["config"], where), "slim": True}, buf)
+    torch.save({"model": ckpt["model"], "config": portable_config(ckpt["config"]), "slim": True}, buf)
     return buf.getvalue()
 
 
-def portable_run_file(name: str, blob: bytes, where=portable) -> bytes:
+def portable_run_file(name: str, blob: bytes) -> bytes:
     """A run's JSON file (:data:`RUN_FILES`) as a bundle stores it: the data root relative to the
     data folder and the checkpoints relative to the results folder (:func:`lipstudy.paths.portable`,
     resolved where they are used: :meth:`lipstudy.config.TrainConfig.resolved`), and the recorded
     command without this machine's folders; so a bundle says nothing of the machine that made it
-    beyond its provenance. ``where``: how a path is made portable (:func:`lipstudy.paths.portable`
-    for files of this machine)."""
+    beyond its provenance."""
     doc = json.loads(blob)
     if name == "train_config.json":
-        doc = portable_config(doc, where)
+        doc = portable_config(doc)
     elif name == "config.json":
-        doc["train"] = portable_config(doc["train"], where)
-        doc["data"]["root"] = where(doc["data"]["root"])
+        doc["train"] = portable_config(doc["train"])
+        doc["data"]["root"] = portable(doc["data"]["root"])
     elif name == "provenance.json" and isinstance(doc.get("command"), str):
         doc["command"] = portable_command(doc["command"])
     return json.dumps(doc, indent=1).encode()
@@ -151,48 +149,3 @@ def _write(out, manifest: dict, members: dict[str, bytes]) -> None:
             info = tarfile.TarInfo(name)
             info.size, info.mode, info.mtime = len(blob), 0o644, 0
             tar.addfile(info, io.BytesIO(blob))
-
-
-def _written_elsewhere(manifest: dict):
-    """How the paths of a bundle written on another machine are made portable, from what a bundle
-    is: a synthetic dataset is the data folder's ``synth-...`` folder of the same name, a checkpoint
-    the one of its run's folder (``runs/<key>/checkpoint.pt``) in the results folder."""
-    def where(path: str) -> str:
-        p = Path(path)
-        if not p.is_absolute():
-            return path
-        if manifest.get("data") == "synthetic" and p.name.startswith("synth-"):
-            return f"data/{p.name}"
-        if p.name == "checkpoint.pt" and p.parent.parent.name == "runs" and len(p.parent.name) == 16:
-            return f"results/runs/{p.parent.name}/{p.name}"
-        return portable(path)
-
-    return where
-
-
-def make_portable(path, out=None, log=print) -> dict:
-    """Rewrite bundle ``path`` (into ``out``, by default in place) as :func:`export` writes bundles:
-    its run files' paths portable (:func:`portable_run_file`), its checkpoints' configs too, no
-    ``train_log.csv`` (``train_log.json`` is the training log); every hash recomputed. The runs, their
-    weights, evaluations, figure maps and provenance are unchanged. For bundles written before their
-    paths were portable, such as the committed ones. Returns the new manifest."""
-    path = Path(path)
-    manifest, members = read_bundle(path)
-    where = _written_elsewhere(manifest)
-    out_members = {}
-    for name, blob in members.items():
-        base = name.split("/", 2)[2]  # runs/<key>/<base>
-        if base == "train_log.csv":
-            continue
-        if base in RUN_FILES:
-            blob = portable_run_file(base, blob, where)
-        elif base == "checkpoint.pt":
-            with tempfile.NamedTemporaryFile(suffix=".pt") as tmp:
-                Path(tmp.name).write_bytes(blob)
-                blob = slim_checkpoint(Path(tmp.name), where)
-        out_members[name] = blob
-    manifest = {**manifest, "files": {name: {"sha256": hashlib.sha256(b).hexdigest(), "bytes": len(b)}
-                                      for name, b in sorted(out_members.items())}}
-    _write(out or path, manifest, out_members)
-    log(f"[bundle] rewrote {out or path} with portable paths")
-    return manifest

@@ -3,7 +3,6 @@ evaluations, figures and slim checkpoint), and a bundle that does not match this
 damaged is refused by name with nothing written. The smoke book built from a bundle is in
 tests/test_book.py; the GPU script's bundle in tests/test_gpu_book.py."""
 import dataclasses
-import hashlib
 import io
 import json
 import tarfile
@@ -97,8 +96,9 @@ def test_a_bundle_round_trips_a_run(trained, elsewhere):
     _, members = read_bundle(trained["bundle"])
     for f in ("config.json", "train_config.json", "provenance.json"):
         assert (here / f).read_bytes() == members[f"runs/{res.dir.name}/{f}"], f
-        assert absolute_paths(json.loads((res.dir / f).read_text())) and not absolute_paths(
-            json.loads((here / f).read_text())), f
+        assert not absolute_paths(json.loads((here / f).read_text())), f
+        # (the run folder's configs name this machine's files; its command depends on how pytest runs)
+        assert f == "provenance.json" or absolute_paths(json.loads((res.dir / f).read_text())), f
     assert json.loads((here / "provenance.json").read_text()) == {
         **json.loads((res.dir / "provenance.json").read_text()),
         "command": json.loads((here / "provenance.json").read_text())["command"]}  # the record, but where it ran
@@ -151,33 +151,6 @@ def test_paths_leave_the_machine_relative_and_resolve_where_they_arrive(tmp_path
     assert portable_command(f"{REPO}/.venv/bin/lipstudy book --data {tmp_path}/elsewhere/x") == \
         ".venv/bin/lipstudy book --data data/x"
     assert portable_command("/work/notes/train_shipped.py") == "train_shipped.py"
-
-
-def test_a_bundle_of_absolute_paths_is_rewritten_portable(trained, elsewhere, tmp_path):
-    """make_portable turns a bundle as export wrote them before (absolute paths, a CSV log beside
-    the JSON one) into the bundle export writes now, and it imports."""
-    res = trained["res"]
-    prefix = f"runs/{res.dir.name}/"
-    old_files = {prefix + f: (res.dir / f).read_bytes() for f in ("config.json", "train_config.json", "provenance.json")}
-    old_files[prefix + "train_log.csv"] = b"epoch,step,loss,lr,images_per_s,seconds\n"
-
-    def as_before(manifest):
-        _, members = read_bundle(trained["bundle"])
-        members.update(old_files)
-        manifest["files"] = {n: {"sha256": hashlib.sha256(b).hexdigest(), "bytes": len(b)} for n, b in members.items()}
-
-    old = repack(trained["bundle"], tmp_path / "old.tar.xz", edit_manifest=as_before, extra=old_files)
-    assert absolute_paths(json.loads(read_bundle(old)[1][prefix + "config.json"]))
-    bundles_mod = __import__("lipstudy.export", fromlist=["make_portable"])
-    manifest = bundles_mod.make_portable(old, tmp_path / "new.tar.xz", log=lambda *a: None)
-    new_manifest, members = read_bundle(tmp_path / "new.tar.xz")
-    assert new_manifest == manifest and prefix + "train_log.csv" not in members
-    _, current = read_bundle(trained["bundle"])
-    assert {n: b for n, b in members.items() if not n.endswith(".pt")} == \
-        {n: b for n, b in current.items() if not n.endswith(".pt")}  # what export writes now
-    ckpt = torch.load(io.BytesIO(members[prefix + "checkpoint.pt"]), map_location="cpu", weights_only=False)
-    assert not absolute_paths(ckpt["config"]) and ckpt["slim"]
-    assert import_bundle(tmp_path / "new.tar.xz") == {"imported": [res.dir.name], "kept": []}
 
 
 def repack(src, dst, edit_manifest=None, edit_member=None, extra=None):
