@@ -23,6 +23,7 @@ from .runs import Run, book_runs, with_ancestors
 from .runtime import CHECKPOINT
 from .store import ENGINE_VERSION, KeyPlan, RunResult, is_finished, key_plan, load_result, train_config
 
+
 def make_inputs(run: Run, profile, data=None) -> None:
     """Generate the data ``run`` and the runs it starts from train on, and fetch the ImageNet
     weights of a profile that starts from them: what its key is computed from."""
