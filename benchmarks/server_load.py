@@ -11,6 +11,7 @@ the figures are for the pair, on the machine named in the result file.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import threading
 import time
@@ -20,9 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import device_info, write_result
-from lipstudy.server import Store
-from lipstudy.server.attacks import RawEntry, ServerProcess, bomb_zip, png, raw_zip, submit, write_hidden_set, zip_of
+from _common import REPO, device_info, write_result
+
+sys.path.insert(0, str(REPO / "tests"))  # the attack kit lives with the tests
+
+from lipstudy.server import Store  # noqa: E402
+from server_attacks import (RawEntry, ServerProcess, bomb_zip, png, raw_zip, submit,  # noqa: E402
+                            write_hidden_set, zip_of)
 
 
 def submissions(labels: dict, seed: int) -> list[tuple[str, bytes]]:

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from lipstudy.server import HiddenTestSet, RunningServer, Settings, Store, create_app
-from lipstudy.server.attacks import (RawEntry, bomb_zip, raw_zip, request, submit, wait_until, write_hidden_set,
-                                     zip_of)
+from server_attacks import (RawEntry, bomb_zip, raw_zip, request, submit, wait_until, write_hidden_set,
+                            zip_of)
 
 FAST = dict(header_timeout_s=1.0, body_idle_timeout_s=1.0, upload_wait_s=0.5)
 

@@ -23,9 +23,8 @@ daily quota of scored submissions (5 by default).
 Modules: :mod:`.hidden` (the hidden labels), :mod:`.entries` (the zip's directory and bounded reads),
 :mod:`.submission` (PNG checks and scoring), :mod:`.names` (team and method names), :mod:`.store`
 (SQLite: teams, tokens, submissions), :mod:`.app` (the Starlette app: the submission endpoint and its
-limits, the pages), :mod:`.run` (uvicorn: its limits and timeouts), :mod:`.cli` (``lipstudy serve``),
-:mod:`.attacks` (hostile submissions and a server subprocess, for the tests and
-``benchmarks/server_*.py``).
+limits, the pages), :mod:`.run` (uvicorn: its limits and timeouts), :mod:`.cli` (``lipstudy serve``).
+The attacks the tests and ``benchmarks/server_*.py`` throw at it are ``tests/server_attacks.py``.
 """
 from .app import PER_CLASS_MIN_IMAGES, Settings, create_app, leaderboard_html
 from .cli import DEFAULT_DB, main

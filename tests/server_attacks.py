@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import numpy as np
 from PIL import Image
 
-from .submission import PNG_SIGNATURE
+from lipstudy.server.submission import PNG_SIGNATURE
 
 
 def png(arr: np.ndarray, mode: str = "L", fmt: str = "PNG") -> bytes:
