@@ -11,6 +11,7 @@ import http.client
 import io
 import json
 import os
+import socket
 import struct
 import subprocess
 import sys
@@ -249,3 +250,132 @@ def wait_until(predicate, timeout: float = 30, step: float = 0.02) -> bool:
             return True
         time.sleep(step)
     return False
+
+
+# ---------------------------------------------------------------------------------------------
+# attacks on the connection (issue 41), and what the kernel holds for them
+
+
+def connect(url: str, timeout: float = 10) -> socket.socket:
+    u = urlsplit(url)
+    return socket.create_connection((u.hostname, u.port), timeout=timeout)
+
+
+def pipelined_gets(n: int, path: bytes = b"/") -> bytes:
+    """``n`` keep-alive requests in one write: a client that sends them and never reads the answers
+    keeps the server writing until the kernel's buffers are full (issue 41)."""
+    return (b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n") * n
+
+
+def stalled_readers(url: str, n: int, requests_each: int = 3000, path: bytes = b"/") -> list[socket.socket]:
+    """``n`` connections, each pipelining ``requests_each`` GETs and never reading an answer."""
+    socks = []
+    for _ in range(n):
+        s = connect(url)
+        s.setblocking(False)
+        data = pipelined_gets(requests_each, path)
+        sent = 0
+        deadline = time.monotonic() + 10
+        while sent < len(data) and time.monotonic() < deadline:  # until the server stops reading
+            try:
+                sent += s.send(data[sent:])
+            except BlockingIOError:
+                time.sleep(0.01)
+            except OSError:
+                break
+        socks.append(s)
+    return socks
+
+
+def malformed_requests(n: int) -> list[bytes]:
+    """``n`` requests h11 cannot parse, each for its own connection (uvicorn answers 400 and closes)."""
+    return [b"GET /\x00%d HTTP/1.1\r\nHost: x\r\n\r\n" % k for k in range(n)]
+
+
+def upgrade_requests(n: int) -> bytes:
+    """``n`` pipelined ``Upgrade: websocket`` requests: uvicorn logged two warnings for each (issue 41)."""
+    return (b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n") * n
+
+
+def many_headers(n: int = 10_000, path: bytes = b"/leaderboard") -> bytes:
+    """One request with ``n`` headers (about 10 bytes each), meant to arrive in one read."""
+    return (b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: y\r\n" % k for k in range(n))
+            + b"Connection: close\r\n\r\n")
+
+
+def one_long_header(nbytes: int = 100 * 1024, path: bytes = b"/leaderboard") -> bytes:
+    return b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * nbytes + b"\r\nConnection: close\r\n\r\n"
+
+
+def length_and_chunked(path: bytes = b"/leaderboard") -> bytes:
+    """A request framed two ways (Content-Length and Transfer-Encoding), then a second one pipelined
+    behind it: a proxy that frames by length and a server that frames by chunks disagree on where the
+    second request starts (request smuggling; RFC 9112 section 6.3: the server must close)."""
+    return (b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"0\r\n\r\nGET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+
+
+def read_all(sock: socket.socket, timeout: float = 10) -> tuple[bytes, bool]:
+    """Everything ``sock`` receives within ``timeout`` s; and whether the server closed it by then."""
+    sock.setblocking(True)
+    deadline = time.monotonic() + timeout
+    out = b""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return out, False
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            return out, False
+        except ConnectionResetError:
+            return out, True
+        if not chunk:
+            return out, True
+        out += chunk
+
+
+def _tcp_table():
+    """Linux's TCP sockets: (local port, remote port, state, tx queue bytes, rx queue bytes) each."""
+    rows = []
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(name).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            tx, rx = (int(x, 16) for x in f[4].split(":"))
+            rows.append((int(f[1].rsplit(":", 1)[1], 16), int(f[2].rsplit(":", 1)[1], 16), int(f[3], 16), tx, rx))
+    return rows
+
+
+def server_connections(port: int) -> int | None:
+    """Connections the kernel holds on the server's side of ``port``: established, or closing with data
+    still queued (TIME_WAIT and the like hold nothing); None where /proc/net/tcp is missing (not Linux)."""
+    if not Path("/proc/net/tcp").exists():
+        return None
+    return sum(1 for local, _, state, tx, rx in _tcp_table()
+               if local == port and state != 0x0A and (state == 0x01 or tx or rx))  # 0x0A LISTEN, 0x01 ESTABLISHED
+
+
+def queued_bytes(port: int) -> int | None:
+    """Bytes the kernel holds queued on the connections of ``port``: the server's unsent answers (its
+    send queues) and the clients' unread ones (their receive queues, on loopback the same machine)."""
+    if not Path("/proc/net/tcp").exists():
+        return None
+    return sum(tx + rx for local, remote, _, tx, rx in _tcp_table() if port in (local, remote))
+
+
+def tcp_memory() -> int | None:
+    """The kernel's memory for all TCP sockets of the machine (``/proc/net/sockstat``, pages), in bytes."""
+    try:
+        for line in Path("/proc/net/sockstat").read_text().splitlines():
+            if line.startswith("TCP:"):
+                f = line.split()
+                return int(f[f.index("mem") + 1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return None
+    return None
