@@ -287,9 +287,14 @@ def stalled_readers(url: str, n: int, requests_each: int = 3000, path: bytes = b
     return socks
 
 
+def malformed_request(k: int = 0) -> bytes:
+    """A request h11 cannot parse (a NUL in its target): uvicorn answers 400 and closes."""
+    return b"GET /\x00%d HTTP/1.1\r\nHost: x\r\n\r\n" % k
+
+
 def malformed_requests(n: int) -> list[bytes]:
-    """``n`` requests h11 cannot parse, each for its own connection (uvicorn answers 400 and closes)."""
-    return [b"GET /\x00%d HTTP/1.1\r\nHost: x\r\n\r\n" % k for k in range(n)]
+    """``n`` requests h11 cannot parse, each for its own connection."""
+    return [malformed_request(k) for k in range(n)]
 
 
 def upgrade_requests(n: int) -> bytes:
@@ -379,3 +384,76 @@ def tcp_memory() -> int | None:
     except (OSError, ValueError):
         return None
     return None
+
+
+class Probe:
+    """A legitimate client during an attack: ``GET path`` on a new connection every ``every_s`` seconds,
+    in a thread, until :meth:`stop`, which returns how it fared (latencies in seconds)."""
+
+    def __init__(self, url: str, path: str = "/leaderboard", every_s: float = 0.25, timeout: float = 30):
+        self.url, self.path, self.every_s, self.timeout = url, path, every_s, timeout
+        self.latencies: list[float] = []
+        self.failed: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            t0 = time.perf_counter()
+            try:
+                status, _ = request(self.url + self.path, timeout=self.timeout)
+                (self.latencies if status == 200 else self.failed).append(
+                    time.perf_counter() - t0 if status == 200 else f"status {status}")
+            except OSError as e:
+                self.failed.append(type(e).__name__)
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> "Probe":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(self.timeout + 5)
+
+    def summary(self) -> dict:
+        lat = sorted(self.latencies)
+
+        def q(p):
+            return round(lat[min(len(lat) - 1, int(p * len(lat)))], 4) if lat else None
+
+        return {"requests": len(lat) + len(self.failed), "answered": len(lat), "failed": sorted(set(self.failed)),
+                "p50_s": q(0.5), "p99_s": q(0.99), "max_s": round(lat[-1], 4) if lat else None}
+
+
+class KernelSampler:
+    """What the kernel holds for a server's port while an attack runs, sampled every ``every_s`` seconds
+    in a thread: the server's connections, the bytes queued on them (server and clients, both on this
+    machine on loopback) and the machine's TCP memory above what it was at the start."""
+
+    def __init__(self, port: int, every_s: float = 0.1):
+        self.port, self.every_s = port, every_s
+        self.base = tcp_memory()
+        self.peak = {"server_connections": 0, "queued_bytes": 0, "tcp_memory_bytes": 0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self) -> dict:
+        mem = tcp_memory()
+        return {"server_connections": server_connections(self.port), "queued_bytes": queued_bytes(self.port),
+                "tcp_memory_bytes": None if mem is None or self.base is None else max(0, mem - self.base)}
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for k, v in self.sample().items():
+                if v is not None:
+                    self.peak[k] = max(self.peak[k], v)
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> "KernelSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(5)

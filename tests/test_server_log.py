@@ -62,7 +62,7 @@ def test_records_are_bounded_in_size_and_cannot_forge_lines():
 
 def test_uvicorns_calls_reach_the_limiter_with_the_connections_address():
     log, records, now = _log()
-    conn = ConnectionLog(log, lambda: "192.0.2.7")
+    conn = ConnectionLog(log, "192.0.2.7")
     assert conn.level == logging.WARNING  # uvicorn formats trace lines only when level <= 5
     conn.warning("Invalid HTTP request received.")
     conn.warning("Unsupported upgrade request.")

@@ -85,7 +85,7 @@ class Settings:
     scoring_threads: int = 2
     header_timeout_s: float = 10.0  # from connecting (or the last answer) to a complete header section
     write_timeout_s: float = 10.0  # longest time an answer may wait for the client to read it
-    send_buffer_bytes: int = 256 * 1024  # the kernel's send buffer of a connection (0: its autotuning)
+    send_buffer_bytes: int = 64 * 1024  # the kernel's send buffer of a connection (0: its autotuning)
     body_idle_timeout_s: float = 10.0  # longest pause between two chunks of a body
     # After the grace, a body must average this rate: a 100 MB submission (10,000 LIP predictions) then
     # has 25 minutes, past body_timeout_s anyway, while a trickle loses its slot within seconds.

@@ -85,7 +85,7 @@ class ConnectionLog:
     """What uvicorn's h11 protocol and its request cycles call as their logger (``warning``, ``error``,
     ``log`` and ``level``), sent to a :class:`ClientLog` with the connection's client address."""
 
-    def __init__(self, log: ClientLog, address: Callable[[], str | None]):
+    def __init__(self, log: ClientLog, address: str | None):
         self._log, self._address = log, address
 
     @property
@@ -94,7 +94,7 @@ class ConnectionLog:
         return self._log.logger.getEffectiveLevel()
 
     def log(self, level: int, msg: str, *args, exc_info=None, **_) -> None:
-        self._log.log(level, self._address(), msg % args if args else msg, exc_info=exc_info)
+        self._log.log(level, self._address, msg % args if args else msg, exc_info=exc_info)
 
     def debug(self, msg, *args, **kw) -> None:
         self.log(logging.DEBUG, msg, *args, **kw)

@@ -44,13 +44,14 @@ _HEADERS = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS]
 class BoundedH11Connection(h11.Connection):
     """h11's server side with two refusals it lacks: a header section (request line to blank line) of
     more than ``max_header_bytes`` as received, whatever the reads it came in; and ``Content-Length``
-    together with ``Transfer-Encoding``. ``refusal`` keeps the last refusal (h11's own included), whose
-    ``error_status_hint`` is the answer's status (431 for a header section too long)."""
+    together with ``Transfer-Encoding``. ``refusal`` keeps the last refusal (h11's own included) as
+    (status, message): 431 for a header section too long, else 400. Not the exception: its traceback
+    would keep the parsed request (10,000 headers) alive in a reference cycle."""
 
     def __init__(self, max_header_bytes: int):
         super().__init__(h11.SERVER, max_incomplete_event_size=max_header_bytes)
         self.max_header_bytes = max_header_bytes
-        self.refusal: h11.RemoteProtocolError | None = None
+        self.refusal: tuple[int, str] | None = None
 
     def next_event(self):
         # A request's header section is what parsing it took from the receive buffer. The buffer is
@@ -68,11 +69,11 @@ class BoundedH11Connection(h11.Connection):
                 if b"content-length" in names and b"transfer-encoding" in names:
                     raise h11.RemoteProtocolError("both Content-Length and Transfer-Encoding")
         except h11.RemoteProtocolError as e:
-            if e.error_status_hint == 431 and "header section" not in str(e):  # h11's "Receive buffer too long"
-                e = h11.RemoteProtocolError(f"a header section above the {self.max_header_bytes} bytes allowed",
-                                            error_status_hint=431)
-            self.refusal = e
-            raise e from None
+            message = str(e)
+            if e.error_status_hint == 431 and "header section" not in message:  # h11's "Receive buffer too long"
+                message = f"a header section above the {self.max_header_bytes} bytes allowed"
+            self.refusal = (e.error_status_hint, message)
+            raise
         return event
 
 
@@ -88,8 +89,11 @@ class GuardedH11(H11Protocol):
     mark (the client is not reading what it asked for): a client that reads nothing for
     ``write_timeout_s`` is dropped. Dropping discards what the client has not read (SO_LINGER 0, so a
     reset): the kernel frees the connection's buffers at once instead of retrying delivery to a client
-    that does not read. ``send_buffer_bytes`` caps the kernel's send buffer of each connection (0: the
-    kernel's autotuning, up to ``net.ipv4.tcp_wmem``'s maximum, 4 MiB by default).
+    that does not read. What the kernel already holds has the same deadline (TCP_USER_TIMEOUT, Linux),
+    also after the server has closed the connection: closing with answers unread left the kernel
+    retrying them for minutes, 3.7 MiB a connection. ``send_buffer_bytes`` caps the kernel's send buffer
+    of each connection (0: the kernel's autotuning, up to ``net.ipv4.tcp_wmem``'s maximum, 4 MiB by
+    default), so a client that does not read pins little and fills it quickly.
 
     Idle connections need no token: without a per-address limit one client could hold all
     ``limit_concurrency`` of them, renewing each as it times out. A connection past
@@ -108,15 +112,18 @@ class GuardedH11(H11Protocol):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.conn = BoundedH11Connection(self.config.h11_max_incomplete_event_size)
-        if self.client_log is not None:  # uvicorn's warnings and errors, and its request cycles'
-            self.logger = ConnectionLog(self.client_log, lambda: self.client[0] if self.client else None)
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
         self._timer, self._write_timer, self._address = None, None, None
+        if self.client_log is not None:  # uvicorn's warnings and errors, and its request cycles'
+            self.logger = ConnectionLog(self.client_log, self.client[0] if self.client else None)
         sock = transport.get_extra_info("socket")
-        if self.send_buffer_bytes and sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer_bytes)
+        if sock is not None:
+            if self.send_buffer_bytes:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer_bytes)
+            if hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(self.write_timeout_s * 1000))
         address = self.client[0] if self.client else None
         if self.max_per_address and address is not None:
             if self.open_by_address.get(address, 0) >= self.max_per_address:
@@ -137,9 +144,7 @@ class GuardedH11(H11Protocol):
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to a request h11 refuses (400, or 431 for a header section too long), with a
         JSON body and the security headers; the connection is closed."""
-        refusal = self.conn.refusal
-        status = refusal.error_status_hint if refusal is not None else 400
-        detail = str(refusal) if refusal is not None else msg
+        status, detail = self.conn.refusal or (400, msg)
         body = json.dumps({"error": f"malformed HTTP request ({detail.rstrip('.')})"}).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                    (b"connection", b"close"), *_HEADERS]
