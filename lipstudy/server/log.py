@@ -7,9 +7,9 @@ more than 10 GiB a day, with no token needed. Here each event is one record of a
 characters (a traceback keeps its last lines), at most one record an address each ``interval_s``, and at
 most ``records_per_interval`` records in all each interval (many addresses, an IPv6 /64, are bounded
 too). What is not written is counted, and the next record written says how many events from how many
-addresses were left out. So whatever clients send, the log grows by at most ``records_per_interval *
-max_chars`` characters each ``interval_s``: with the defaults 10 x 1,000 characters a minute, about
-14 MB a day.
+addresses were left out. So whatever clients send, the log grows by at most ``records_per_interval``
+records of ``max_chars`` characters (and the handler's timestamp) each ``interval_s``: with the
+defaults 10 x 1,000 characters a minute, about 15 MB a day.
 
 uvicorn's protocol logs through :class:`ConnectionLog` (one per connection, :mod:`.run`), the app
 through :meth:`ClientLog.log` with the request's address.

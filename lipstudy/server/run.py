@@ -95,7 +95,7 @@ class GuardedH11(H11Protocol):
     reset): the kernel frees the connection's buffers at once instead of retrying delivery to a client
     that does not read. What the kernel already holds has the same deadline (TCP_USER_TIMEOUT, Linux),
     also after the server has closed the connection: closing with answers unread left the kernel
-    retrying them for minutes, 3.7 MiB a connection. ``send_buffer_bytes`` caps the kernel's send buffer
+    holding them, 3.7 MiB a connection, still there 40 s later. ``send_buffer_bytes`` caps the kernel's send buffer
     of each connection (0: the kernel's autotuning, up to ``net.ipv4.tcp_wmem``'s maximum, 4 MiB by
     default), so a client that does not read pins little and fills it quickly.
 
