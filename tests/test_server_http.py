@@ -540,3 +540,22 @@ def test_files_the_start_up_sweep_cannot_remove_do_not_stop_the_server(bench, tm
         os.chown(other, 65534, 65534)
         create_app(HiddenTestSet.from_root(root), store, settings)
         assert other.exists()
+
+
+def test_the_default_upload_folder_is_made_private_or_refused(bench, tmp_path):
+    """An existing uploads/ beside the database loses group and other access; one of another user is
+    refused with a sentence naming it, and `lipstudy serve` says so instead of a traceback."""
+    from lipstudy.server import main
+
+    root, _, store, _ = bench
+    folder = store.path.parent / "uploads"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)
+    create_app(HiddenTestSet.from_root(root), store, Settings(**FAST))
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    if os.geteuid() != 0:
+        pytest.skip("making a folder of another user needs root")
+    os.chown(folder, 65534, 65534)
+    with pytest.raises(PermissionError, match="the upload folder belongs to another user"):
+        create_app(HiddenTestSet.from_root(root), store, Settings(**FAST))
+    assert main(["--data", str(root), "--db", str(store.path), "--port", "0"]) == 1
