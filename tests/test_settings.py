@@ -8,6 +8,7 @@ from lipstudy import settings
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "lipstudy"
+PREFIX = "LIPSTUDY" + "_"  # this file's planted examples are spelt so that a grep of the checkout does not find them
 
 
 def _environment_uses(source: str) -> list[str]:
@@ -28,9 +29,9 @@ def _variables_named(source: str) -> set[str]:
 
 
 def test_the_checks_see_what_they_look_for():
-    assert _environment_uses("import os\nx = os.environ.get('LIPSTUDY_X')") == ["os.environ (line 2)"]
+    assert _environment_uses(f"import os\nx = os.environ.get('{PREFIX}X')") == ["os.environ (line 2)"]
     assert _environment_uses("import os\nos.environ['A'] = '1'") == ["os.environ (line 2)"]
-    assert _variables_named("x = 'LIPSTUDY_PROGRESS'\ny = 'see $LIPSTUDY_DATA'") == {"LIPSTUDY_PROGRESS"}
+    assert _variables_named(f"x = '{PREFIX}PROGRESS'\ny = 'see ${PREFIX}DATA'") == {f"{PREFIX}PROGRESS"}
 
 
 def test_only_the_settings_module_reads_the_environment_and_it_reads_at_most_five_variables():
@@ -57,7 +58,6 @@ def test_every_variable_the_repository_mentions_is_a_setting():
                     and "_build" not in path.parts:
                 mentioned |= set(re.findall(r"LIPSTUDY_[A-Z0-9_]+", path.read_text()))
     mentioned |= set(re.findall(r"LIPSTUDY_[A-Z0-9_]+", (REPO / "Makefile").read_text()))
-    mentioned -= {"LIPSTUDY_X", "LIPSTUDY_PROGRESS"}  # this file's own planted examples
     assert mentioned <= set(settings.ENVIRONMENT), sorted(mentioned - set(settings.ENVIRONMENT))
 
 
