@@ -11,7 +11,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check-data": ("lipstudy.data.check:check_main", "validate a LIP / ATR / PPP dataset directory"),
     "train": ("lipstudy.train:main", "train a model (one stage) from a config"),
     "evaluate": ("lipstudy.evaluate:main", "evaluate a checkpoint on a split"),
-    "runs": ("lipstudy.produce:runs_main", "list runs; prepare, train, export (bundle) and import a profile's runs"),
+    "runs": ("lipstudy.runs_cli:runs_main", "list runs; prepare, train, export (bundle), import and commit a profile's runs"),
     "budget": ("lipstudy.budget:main", "write a profile's mean IoU vs training compute (results/budget/)"),
     "parse": ("lipstudy.parse:main", "parse your own photos with a checkpoint"),
     "book": ("lipstudy.book.runner:main", "execute the book's chapters with papermill"),
