@@ -24,6 +24,8 @@ from PIL import Image
 
 from . import labels
 from .atomic import atomic_save, atomic_write_json
+from .joints import NUM_JOINTS, joint_terms
+from .losses import JOINT_STRIDE
 from .metrics import batched_confusion_matrix, scores
 from .runtime import precision_plan
 from .transforms import EvalTransform
@@ -119,14 +121,17 @@ def score_summary(cm: np.ndarray, classes, classes_subset=None) -> dict:
 
 def evaluate(model: torch.nn.Module, dataset, classes, flip_pairs=(), settings: EvalSettings = EvalSettings(),
              out=None, save_png: bool = False, save_color: bool = False, device="cpu",
-             progress: bool = True, workers: int = 0) -> dict:
+             progress: bool = True, workers: int = 0, joint_terms: bool = False) -> dict:
     """Evaluate ``model`` (eval mode, on ``device``) on ``dataset`` (items with image, label, id).
 
     Returns ``{"ids": [...], "cms": int64 [N,C,C], "metrics": {...}}``. With ``out``, writes
     ``per_image_cm.npz`` (id -> [C,C]), then ``metrics.json`` last (its presence means the
     evaluation is complete); with ``save_png`` LIP-format predictions ``pred/<id>.png`` and with
     ``save_color`` coloured ones ``color/<id>.png``. Unlabelled items (test split without the
-    server's labels) are predicted but not scored.
+    server's labels) are predicted but not scored. With ``joint_terms`` (LIP labels) each scored
+    image's Eq. 1 terms between its prediction and its label are kept too (``"joint_terms"``: ids and
+    :func:`lipstudy.joints.joint_terms`' arrays, written to ``joint_terms.npz`` before ``metrics.json``):
+    what the structure-sensitive loss would weigh the image by, at no extra inference.
     """
     device = torch.device(device)
     num_classes = len(classes)
@@ -151,8 +156,8 @@ def evaluate(model: torch.nn.Module, dataset, classes, flip_pairs=(), settings: 
     # shape again, costing more than it saves.
     benchmark, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, False
     try:
-        ids, cms = _predict_and_score(model, loader, device, settings, flip_pairs, num_classes, label_map,
-                                      out, save_png, save_color, palette)
+        ids, cms, terms = _predict_and_score(model, loader, device, settings, flip_pairs, num_classes, label_map,
+                                             out, save_png, save_color, palette, joint_terms)
     finally:
         torch.backends.cudnn.benchmark = benchmark
     cms_arr = np.stack(cms) if cms else np.zeros((0, num_classes, num_classes), np.int64)
@@ -162,15 +167,20 @@ def evaluate(model: torch.nn.Module, dataset, classes, flip_pairs=(), settings: 
     if out is not None:
         atomic_save(out / "per_image_cm.npz", lambda tmp: np.savez_compressed(tmp, **dict(zip(ids, cms_arr))),
                     suffix=".npz")
+        if terms is not None:
+            atomic_save(out / JOINT_TERMS, lambda tmp: np.savez_compressed(tmp, **terms), suffix=".npz")
         atomic_write_json(out / "metrics.json", metrics, allow_nan=True)
-    return {"ids": ids, "cms": cms_arr, "metrics": metrics}
+    result = {"ids": ids, "cms": cms_arr, "metrics": metrics}
+    if terms is not None:
+        result["joint_terms"] = terms
+    return result
 
 
 def _predict_and_score(model, loader, device, settings, flip_pairs, num_classes, label_map, out, save_png,
-                       save_color, palette) -> tuple[list, list]:
+                       save_color, palette, with_joint_terms: bool = False) -> tuple[list, list, dict | None]:
     """The loop of :func:`evaluate`: each image's prediction (written as PNGs when asked) and, when
     it has a label, its confusion matrix."""
-    ids, cms = [], []
+    ids, cms, terms = [], [], []
     for item in loader:
         image = item["image"].to(device, non_blocking=True)
         logits = predict_logits(model, image, item["size"], settings.flip, flip_pairs, settings.scales)
@@ -188,7 +198,25 @@ def _predict_and_score(model, loader, device, settings, flip_pairs, num_classes,
         cm = batched_confusion_matrix(pred[None], label.to(device)[None], num_classes)
         ids.append(item["id"])
         cms.append(cm[0].cpu().numpy())
-    return ids, cms
+        if with_joint_terms:
+            terms.append([t.cpu().numpy() for t in joint_terms(pred, label.to(device), stride=JOINT_STRIDE)])
+    if not with_joint_terms:
+        return ids, cms, None
+    empty = np.zeros((0, NUM_JOINTS))
+    sq, pp, pg = (np.stack(t) for t in zip(*terms)) if terms else (empty, empty, empty)
+    return ids, cms, {"ids": np.asarray(ids, dtype=str), "sq": sq.astype(np.float32),
+                      "present_pred": pp.astype(bool), "present_gt": pg.astype(bool)}
+
+
+JOINT_TERMS = "joint_terms.npz"
+"""An evaluation's per-image Eq. 1 terms (:func:`evaluate` with ``joint_terms``)."""
+
+
+def load_joint_terms(path) -> dict:
+    """Read ``joint_terms.npz`` -> ``{"ids": [...], "sq", "present_pred", "present_gt": [N, 9]}``."""
+    with np.load(path) as z:
+        return {"ids": [str(i) for i in z["ids"]], "sq": z["sq"], "present_pred": z["present_pred"],
+                "present_gt": z["present_gt"]}
 
 
 class _Mapped(torch.utils.data.Dataset):
@@ -214,7 +242,7 @@ def load_cms(path) -> tuple[list[str], np.ndarray]:
 def evaluate_checkpoint(checkpoint, data, split: str = "val", kind: str = "auto",
                         settings: EvalSettings = EvalSettings(), out=None, save_png: bool = False,
                         save_color: bool = False, device: str = "auto", progress: bool = True,
-                        label_dir=None, workers: int = 0) -> dict:
+                        label_dir=None, workers: int = 0, joint_terms: bool = False) -> dict:
     """Evaluate a training checkpoint on a dataset split (see :func:`evaluate`). The classes and
     flip pairs are the training dataset's; the data may be of another kind when ``settings``
     maps its labels (a LIP model on ATR with ``label_map="atr_to_lip"``)."""
@@ -228,7 +256,7 @@ def evaluate_checkpoint(checkpoint, data, split: str = "val", kind: str = "auto"
     dataset = open_dataset(data, split, kind=kind, **kw)
     return evaluate(model, dataset, info["classes"], info["flip_pairs"], settings, out=out,
                     save_png=save_png, save_color=save_color, device=dev, progress=progress,
-                    workers=workers)
+                    workers=workers, joint_terms=joint_terms)
 
 
 def main(argv: list[str]) -> int:

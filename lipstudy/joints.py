@@ -179,6 +179,45 @@ def joint_structure_loss(pred_labels, gt_labels, stride: int = 8, sigma: float =
     return 0.05 * 0.5 * sq
 
 
+def joint_terms(pred_labels, gt_labels, stride: int = 8, sigma: float = 1.0):
+    """What Eq. 1 is made of, joint by joint: ``(sq, present_pred, present_gt)``, each ``[B, 9]`` (or
+    ``[9]`` for single maps). ``sq[b, i] = ||c_i^p - c_i^gt||^2`` on the grid of every ``stride``-th
+    pixel (``L_joint = sq.sum(-1) / 18``, :func:`joint_structure_loss`'s "paper" value); a joint
+    present in one map only adds its whole heatmap's energy, one present in both the part its
+    displacement leaves unmatched, one in neither nothing. Ignore pixels (255) of the ground truth are
+    ignored in both maps, as the loss ignores them."""
+    if tuple(pred_labels.shape) != tuple(gt_labels.shape):
+        raise ValueError(f"predicted and ground-truth maps differ in shape: "
+                         f"{tuple(pred_labels.shape)} vs {tuple(gt_labels.shape)}")
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    pred, single = _as_label_batch(pred_labels)
+    gt, _ = _as_label_batch(gt_labels)
+    pred, gt = pred[:, ::stride, ::stride].long(), gt[:, ::stride, ::stride].long()
+    pred = torch.where(gt == IGNORE_INDEX, torch.full_like(pred, IGNORE_INDEX), pred)
+    coords, present = _centers(torch.cat([pred, gt]))
+    maps = gaussian_heatmaps(coords, present, pred.shape[1], pred.shape[2], sigma)
+    b = len(pred)
+    sq = ((maps[:b] - maps[b:]) ** 2).sum(dim=(-2, -1))
+    out = (sq, present[:b], present[b:])
+    return tuple(t[0] for t in out) if single else out
+
+
+def composition(sq, present_pred, present_gt) -> dict:
+    """How a set of images' L_joint divides between joints present in one map only (a part missed or
+    invented) and joints present in both (a part displaced), from :func:`joint_terms`' arrays
+    ``[N, 9]`` (numpy or torch): the two shares of the summed ``sq`` (they add to 1), the mean
+    L_joint (Eq. 1) and the mean number of one-map joints per image."""
+    sq, pp, pg = (np.asarray(x.cpu() if torch.is_tensor(x) else x) for x in (sq, present_pred, present_gt))
+    one = pp != pg
+    total = float(sq.sum())
+    return {"one_map_share": float(sq[one].sum()) / total if total else float("nan"),
+            "displaced_share": float(sq[pp & pg].sum()) / total if total else float("nan"),
+            "mean_l_joint": float(sq.sum(-1).mean() / (2 * NUM_JOINTS)) if len(sq) else float("nan"),
+            "one_map_joints_per_image": float(one.sum(-1).mean()) if len(sq) else float("nan"),
+            "images": int(len(sq))}
+
+
 # ----------------------------------------------------------------------------- drawing (Figs. 6-7)
 
 def _to_numpy(x) -> np.ndarray:

@@ -14,7 +14,15 @@ Modes of :func:`structure_sensitive_loss`:
   cross-entropy gradient. We reproduce that exactly: the forward value equals ``"paper"``'s and
   the gradient equals ``"off"``'s, so "SSL" training with the released code is
   gradient-identical to the baseline.
-- ``"off"``: plain cross-entropy (the baseline).
+- ``"off"``: plain cross-entropy over the batch's valid pixels (stage 1, the baseline).
+- ``"unit"``: Eq. 2 with every ``L_joint`` set to 1: the mean over images of each image's mean
+  cross-entropy. The control of an SSL run: it differs from ``"paper"`` in the structure weight
+  alone (the same per-image averaging, the same formula), so "SSL minus control" is the weight's
+  effect. ``"off"`` would also change how pixels are averaged, which differs from the per-image
+  mean wherever crops carry padding (ignore pixels).
+- ``"shuffled"``: Eq. 2 with each image's ``L_joint`` taken from the next image of its batch (the
+  weights rolled by one): the same weights, their link to the image's own structure broken. Its
+  difference from ``"paper"`` is the structure term's, apart from the reweighting.
 - ``"plus_one"``: ``(1 + L_joint) * L_parsing``, an ablation. With ``"paper"`` an image whose
   predicted joints already match the ground truth exactly gets weight 0 and stops learning,
   however wrong its pixels are (joints are region means, so very different parsings can share
@@ -28,7 +36,8 @@ import torch.nn.functional as F
 from .joints import joint_structure_loss
 from .labels import IGNORE_INDEX, LIP_ID, LIP_NUM_CLASSES
 
-MODES = ("paper", "released", "off", "plus_one")
+MODES = ("off", "paper", "released", "plus_one", "unit", "shuffled")
+"""The training losses a run may name (:class:`lipstudy.config.TrainConfig` validates against this)."""
 
 
 def _check(logits: torch.Tensor, target: torch.Tensor) -> None:
@@ -103,13 +112,10 @@ def structure_sensitive_loss(logits: torch.Tensor, target: torch.Tensor, mode: s
                              stride: int = 8, sigma: float = 1.0, return_terms: bool = False):
     """The structure-sensitive loss ``L_structure = L_joint * L_parsing`` (Eq. 2), a scalar.
 
-    ``mode`` (see the module docstring): ``"paper"`` = mean over images of the detached
-    ``L_joint_i`` times image ``i``'s cross-entropy; ``"released"`` = the same forward value with
-    exactly the gradient of plain cross-entropy; ``"off"`` = plain cross-entropy
-    (``F.cross_entropy``, mean over the batch's valid pixels); ``"plus_one"`` = mean of
-    ``(1 + L_joint_i) * L_parsing_i``. Note ``"off"`` averages pixels over the whole batch, the
-    weighted modes average per image first; with fixed-size crops the two agree up to the
-    share of ignore pixels (and exactly at batch size 1, the released code's setting).
+    ``mode`` (see the module docstring): ``"off"`` = plain cross-entropy (``F.cross_entropy``, the
+    mean over the batch's valid pixels); the others weigh each image's mean cross-entropy
+    ``L_parsing_i`` and average over the images (:func:`weigh`). At batch size 1 without ignore
+    pixels (the released code's setting) ``"off"`` and ``"unit"`` agree.
 
     With ``return_terms=True`` returns ``(loss, l_joint [B], l_parsing [B])``, both terms
     detached, so a training loop can log them without computing them twice.
@@ -120,24 +126,36 @@ def structure_sensitive_loss(logits: torch.Tensor, target: torch.Tensor, mode: s
     sums, valid = _ce_sums(logits, target, ignore_index)
     per_image = sums / valid.clamp(min=1)
     plain = sums.sum() / valid.sum().clamp(min=1)
-    l_joint = None
-    if mode != "off" or return_terms:
-        l_joint = _joint_weights(logits, target, ignore_index, convention, stride, sigma)
-        weight = l_joint.to(per_image.dtype)
-
-    if mode == "off":
-        loss = plain
-    elif mode == "paper":
-        loss = (weight * per_image).mean()
-    elif mode == "plus_one":
-        loss = ((1.0 + weight) * per_image).mean()
-    else:  # released: forward = paper's value, backward = plain cross-entropy's gradient
-        value = (weight * per_image.detach()).mean()
-        loss = value + plain - plain.detach()
-
+    needs_joints = return_terms or mode not in ("off", "unit")
+    l_joint = _joint_weights(logits, target, ignore_index, convention, stride, sigma) if needs_joints else None
+    loss = plain if mode == "off" else weigh(per_image, l_joint, mode, plain)
     if return_terms:
         return loss, l_joint, per_image.detach()
     return loss
+
+
+def weigh(per_image: torch.Tensor, l_joint: torch.Tensor | None, mode: str,
+          plain: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq. 2 over a batch: the mean over images of ``w_i * L_parsing_i`` (``per_image [B]``, with
+    gradient), with ``w`` from the detached ``l_joint [B]`` by ``mode``: ``"paper"`` L_joint,
+    ``"plus_one"`` 1 + L_joint, ``"unit"`` 1 (``l_joint`` may be None), ``"shuffled"`` the next
+    image's L_joint (rolled by one within the batch; a batch of one keeps its own), ``"released"``
+    the paper's value with the gradient of ``plain`` (the batch's plain cross-entropy, as the
+    released Caffe layers back-propagate). ``"off"`` is not a weighting: ``plain`` itself."""
+    if mode == "off":
+        return plain
+    if mode == "unit":
+        return per_image.mean()
+    w = l_joint.detach().to(per_image.dtype)
+    if mode == "paper":
+        return (w * per_image).mean()
+    if mode == "shuffled":
+        return (w.roll(1) * per_image).mean()
+    if mode == "plus_one":
+        return ((1.0 + w) * per_image).mean()
+    if mode == "released":
+        return (w * per_image.detach()).mean() + plain - plain.detach()
+    raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,27 +222,13 @@ def labels_on_grid(target: torch.Tensor, grid_size) -> torch.Tensor:
     return shrink_labels(target, grid_factor(target.shape[-2:], grid_size))
 
 
-def _weighted(per_image: torch.Tensor, plain: torch.Tensor, weight: torch.Tensor, mode: str) -> torch.Tensor:
-    """A loss of per-image values under ``mode``, weighted by ``weight [B]`` (L_joint) as
-    :func:`structure_sensitive_loss` weights the main output's."""
-    weight = weight.to(per_image.dtype)
-    if mode == "off":
-        return plain
-    if mode == "paper":
-        return (weight * per_image).mean()
-    if mode == "plus_one":
-        return ((1.0 + weight) * per_image).mean()
-    return (weight * per_image.detach()).mean() + plain - plain.detach()  # released
-
-
 def structure_weighted_aux_loss(aux: list[torch.Tensor], target: torch.Tensor, mode: str,
                                 l_joint: torch.Tensor) -> torch.Tensor:
     """Attention's per-scale losses as the released LIP_SSL prototxt (``attention``) computes them
     in SSL training: every ``SoftmaxWithLoss`` (the fused output's and each scale's) takes the same
     ``heatmap_error`` bottom, the joint structure loss of the *fused* prediction, so each scale's
     cross-entropy of image i is weighted by the fused output's ``L_joint_i`` (``l_joint [B]``,
-    detached). ``mode`` as :func:`structure_sensitive_loss` ("paper": weighted value and gradient;
-    "released": weighted value, plain gradient; "plus_one": 1 + L_joint; "off": plain, as
+    detached). ``mode`` as :func:`weigh` ("off": each map's plain per-image mean, as
     :func:`aux_loss`). Each map is scored against the labels on its grid (:func:`labels_on_grid`)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -235,7 +239,7 @@ def structure_weighted_aux_loss(aux: list[torch.Tensor], target: torch.Tensor, m
         t = labels_on_grid(target, a.shape[-2:])
         sums, valid = _ce_sums(a.float(), t, IGNORE_INDEX)
         per_image = sums / valid.clamp(min=1)
-        total = total + _weighted(per_image, per_image.mean(), l_joint.detach(), mode)
+        total = total + weigh(per_image, l_joint, mode, per_image.mean())
     return total
 
 

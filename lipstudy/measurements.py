@@ -125,3 +125,33 @@ def operating_point_table(path: Path | None = None) -> pd.DataFrame:
             "drawn classes > 0": f"{r['drawn_classes_above_0']} / {r['drawn_classes']}",
         })
     return pd.DataFrame(rows).sort_values("val mIoU (%)").set_index("setting")
+
+
+def search_rows(name: str = "attention_search") -> dict[str, dict]:
+    """The rows of a committed search (``results/benchmarks/<name>.json``, e.g.
+    ``benchmarks/attention_search.py``) by setting, ``{}`` when the file is absent."""
+    path = committed_results("benchmarks") / f"{name}.json"
+    return json.loads(path.read_text())["rows"] if path.is_file() else {}
+
+
+def search_miou(setting: str, seed: int = 0, name: str = "attention_search") -> str:
+    """A searched setting's validation mean IoU as the deviations table cites it ("16.51%"), or
+    "not measured" when the committed search has no such row."""
+    row = search_rows(name).get(f"{setting} [seed {seed}]")
+    return f"{row['val_miou']:.2f}%" if row else "not measured"
+
+
+def attention_search_table() -> pd.DataFrame:
+    """The search for Attention's weakness at the cpu budget (``benchmarks/attention_search.py``): one
+    row per setting and seed, its validation mean IoU, the classes at >= 1% IoU, the limbs' IoU and,
+    for attention networks, each scale's mean weight and the share of pixels switched to one scale."""
+    rows = []
+    for key, r in search_rows().items():
+        att = r.get("attention") or {}
+        iou = r["per_class_iou"]
+        rows.append({"setting": key, "minutes": r["train_minutes"], "val mIoU": r["val_miou"],
+                     "classes >= 1%": r["classes_at_1pct"],
+                     "arms / legs": " / ".join(f"{iou[c]:.1f}" for c in ("left-arm", "right-arm", "left-leg", "right-leg")),
+                     "weight per scale (1 / 0.75 / 0.5)": " / ".join(f"{w:.2f}" for w in att.get("mean_weight_per_scale", [])),
+                     "pixels > 0.9 on one scale": att.get("share_above_0.9")})
+    return pd.DataFrame(rows)

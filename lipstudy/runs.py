@@ -29,7 +29,9 @@ class Run:
     """One trained model. Stage 1: ``epochs_stage1`` epochs from its start (ImageNet backbone in
     the full profile, the synthetic backbone in the cpu profiles) with cross-entropy. Stage 2:
     fine-tune the stage-1 run of the same model / dataset / seed for ``epochs_stage2`` epochs with
-    ``loss``; ``loss="off"`` at stage 2 is the extra-epochs control the paper lacks."""
+    ``loss`` (:data:`lipstudy.losses.MODES`); ``loss="unit"`` at stage 2 is the control the paper
+    lacks (Eq. 2 with every L_joint 1: the same extra epochs, the same averaging, no structure
+    weight), ``loss="shuffled"`` the control with each image's weight taken from another image."""
 
     model: str
     loss: str = "off"
@@ -61,7 +63,9 @@ class Run:
         return {"paper": f"{name} + SSL",
                 "released": f"{name} + SSL (released code)",
                 "plus_one": f"{name} + SSL (1 + L_joint)",
-                "off": f"{name} + stage-2 epochs without SSL"}[self.loss]
+                "unit": control_label(name),
+                "shuffled": shuffled_label(name),
+                "off": f"{name} + stage-2 epochs of plain cross-entropy"}[self.loss]
 
     def stage1(self) -> "Run":
         return Run(self.model, "off", self.dataset, 1, self.seed)
@@ -115,15 +119,29 @@ def paper_runs(seed: int = 0) -> dict[str, Run]:
 
 def control_label(method: str) -> str:
     """The name of a method's control: the same network fine-tuned for the same stage-2 epochs with
-    plain cross-entropy ("DeepLabV2" -> "DeepLabV2 + stage-2 epochs without SSL")."""
+    Eq. 2's formula and every L_joint set to 1 ("DeepLabV2" -> "DeepLabV2 + stage-2 epochs without
+    SSL")."""
     return f"{method} + stage-2 epochs without SSL"
+
+
+def shuffled_label(method: str) -> str:
+    """The name of a method's shuffled-weight control ("DeepLabV2 + SSL with shuffled L_joint")."""
+    return f"{method} + SSL with shuffled L_joint"
 
 
 def control_runs(seed: int = 0) -> dict[str, Run]:
     """The controls of the SSL claims on LIP: DeepLabV2 and Attention fine-tuned for the same stage-2
-    epochs as "+ SSL", without the structure-sensitive loss. The paper has none: without them an SSL
-    gain cannot be told from the gain of training longer."""
-    runs = [Run(m, "off", stage=2, seed=seed) for m in ("deeplabv2", "attention")]
+    epochs as "+ SSL" with the same loss but every L_joint set to 1 (loss "unit"). The paper has
+    none: without them an SSL gain cannot be told from the gain of training longer."""
+    runs = [Run(m, "unit", stage=2, seed=seed) for m in ("deeplabv2", "attention")]
+    return {r.label: r for r in runs}
+
+
+def shuffled_runs(seed: int = 0, models=("deeplabv2",)) -> dict[str, Run]:
+    """The shuffled-weight controls (loss "shuffled"): "+ SSL" with each image's L_joint taken from
+    another image of its batch, the same weights with their structure link broken. SSL minus this
+    control is what the structure term adds beyond reweighting the images."""
+    runs = [Run(m, "shuffled", stage=2, seed=seed) for m in models]
     return {r.label: r for r in runs}
 
 
@@ -138,20 +156,7 @@ def ppp_runs(seed: int = 0) -> dict[str, Run]:
     return {"DeepLab-LargeFOV": Run("deeplabv2", dataset="ppp", seed=seed),
             "Attention": Run("attention", dataset="ppp", seed=seed),
             "Attention + SSL": Run("attention", "paper", dataset="ppp", stage=2, seed=seed),
-            control_label("Attention"): Run("attention", "off", dataset="ppp", stage=2, seed=seed)}
-
-
-def deeplab_trio(seed: int = 0) -> dict[str, Run]:
-    """DeepLabV2, DeepLabV2 + SSL and its control: the LIP SSL comparison a CPU build can decide
-    (Attention learns too few classes at the cpu profiles' budget), trained with extra seeds."""
-    return {"DeepLabV2": Run("deeplabv2", seed=seed), "DeepLabV2 + SSL": Run("deeplabv2", "paper", stage=2, seed=seed),
-            control_label("DeepLabV2"): Run("deeplabv2", "off", stage=2, seed=seed)}
-
-
-def ppp_trio(seed: int = 0) -> dict[str, Run]:
-    """PASCAL-Person-Part's Attention, Attention + SSL and its control, trained with extra seeds."""
-    runs = ppp_runs(seed)
-    return {m: runs[m] for m in ("Attention", "Attention + SSL", control_label("Attention"))}
+            control_label("Attention"): Run("attention", "unit", dataset="ppp", stage=2, seed=seed)}
 
 
 def profile_seeds(profile, seeds=None) -> list[int]:
@@ -161,7 +166,9 @@ def profile_seeds(profile, seeds=None) -> list[int]:
 
 def method_runs(profile, seeds=None) -> dict[str, dict[int, Run]]:
     """Every method of the book by the name its claims use ("ppp/<method>" on PASCAL-Person-Part),
-    with the run of each seed it is trained with: ``{method: {seed: run}}``."""
+    with the run of each seed it is trained with: ``{method: {seed: run}}``. LIP's methods, their
+    controls and shuffled-weight controls (``profile.shuffled``) at the build's seeds (``seeds``, or
+    the profile's), PASCAL-Person-Part's at ``profile.ppp_seeds``."""
     prof = get_profile(profile)
     out: dict[str, dict[int, Run]] = {}
 
@@ -172,19 +179,16 @@ def method_runs(profile, seeds=None) -> dict[str, dict[int, Run]]:
     for s in profile_seeds(prof, seeds):
         add(paper_runs(s))
         add(control_runs(s))
+        add(shuffled_runs(s, prof.shuffled))
+    for s in prof.ppp_seeds:
         add(ppp_runs(s), "ppp/")
-    for s in prof.ssl_seeds:
-        add(deeplab_trio(s))
-    for s in prof.ppp_ssl_seeds:
-        add(ppp_trio(s), "ppp/")
     return out
 
 
 def book_runs(profile, seeds=None) -> list[Run]:
     """Every run the book's chapters ask for under ``profile``: the paper's six LIP methods, the SSL
-    controls and the PASCAL-Person-Part runs for each seed, plus the extra seeds of the SSL
-    comparisons (``profile.ssl_seeds``: the DeepLabV2 trio; ``profile.ppp_ssl_seeds``: PPP's
-    Attention trio), whose effects are a few points and need a seed spread."""
+    controls and the shuffled-weight controls at each seed, and the PASCAL-Person-Part runs at each
+    of its seeds (:func:`method_runs`)."""
     runs = [run for by_seed in method_runs(profile, seeds).values() for run in by_seed.values()]
     return list(dict.fromkeys(sorted(runs, key=lambda r: (r.seed, r.dataset != "lip", r.stage, r.model, r.loss))))
 

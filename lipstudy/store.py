@@ -34,6 +34,7 @@ from . import labels
 from .config import EXECUTION_FIELDS, TrainConfig
 from .data.roots import PRETRAIN, data_fingerprint, data_root, existing_root
 from .locks import file_lock
+from .models import ARCHITECTURE_VERSIONS
 from .models.imagenet import weights_for
 from .paths import runs_dir
 from .profiles import Profile, get_profile
@@ -49,8 +50,8 @@ ENGINE_VERSION = "1"
 def run_settings(run: Run, profile) -> dict:
     """What identifies ``run`` under ``profile``, apart from its data and what it starts from: the
     run, the profile's settings it trains with (width, crop, batch, lr, ImageNet start, the recipe's
-    departures, fine-tuning's beyond them unless it is the backbone, the paper's losses) and its
-    epochs. The run key hashes it and :func:`train_config` is built from it."""
+    departures, fine-tuning's beyond them unless it is the backbone, the paper's losses, stage 2's
+    schedule) and its epochs. The run key hashes it and :func:`train_config` is built from it."""
     prof = get_profile(profile)
     backbone = run.dataset == PRETRAIN
     settings = {"width": prof.width, "crop": prof.crop, "batch": prof.batch, "lr": prof.lr,
@@ -63,6 +64,10 @@ def run_settings(run: Run, profile) -> dict:
         settings["paper_losses"] = dict(sorted(prof.paper_losses.items()))
     if backbone:  # its own lr and split (the pretrain spec): fine-tuning's lr is not its
         settings.update(lr=base_lr(run, prof), pretrain=prof.pretrain)
+    if run.model in ARCHITECTURE_VERSIONS:
+        settings["architecture"] = ARCHITECTURE_VERSIONS[run.model]
+    if run.stage == 2:  # the released fine-tuning: a fraction of the base rate, constant, no warm-up
+        settings.update(lr=prof.lr * prof.stage2_lr, stage2={"lr_power": 0.0, "warmup_steps": 0})
     return {"run": dataclasses.asdict(run), "profile": settings, "epochs": epochs(run, prof)}
 
 
@@ -85,7 +90,8 @@ def train_config(run: Run, profile, data_root, start: str | None = None, pretrai
     prof = get_profile(profile)
     settings = run_settings(run, prof)
     given = settings["profile"]
-    departures = {**given.get("paper_losses", {}), **given.get("recipe", {}), **given.get("finetune", {})}
+    departures = {**given.get("paper_losses", {}), **given.get("recipe", {}), **given.get("finetune", {}),
+                  **given.get("stage2", {})}
     stage2 = run.stage == 2
     return TrainConfig(
         model=run.model, loss=run.loss, seed=run.seed, dataset=run.kind,
@@ -214,20 +220,49 @@ class FigureSet:
         return res.figure_maps(self.name)
 
 
+@dataclass(frozen=True)
+class ScaleWeights:
+    """An Attention run's attention weights on its validation split, with the weight maps of the Fig. 8
+    images (:mod:`lipstudy.scale_attention`), kept in ``attention/``."""
+
+    name: str = "attention"
+
+    def made(self, run_dir: Path) -> bool:
+        return (Path(run_dir) / "attention" / "val.npz").is_file()
+
+    def make(self, res: "RunResult"):
+        from .scale_attention import of_run
+
+        return of_run(res)
+
+
+SCALE_WEIGHTS = ScaleWeights()
+
+
 def book_products(profile, data=None, seeds=None) -> dict[Run, list]:
     """What the chapters read of the book's runs beyond "val" (which every run gets when it
-    finishes), ``{run: [Evaluation or FigureSet]}``: for the LIP methods and controls the test split
-    (the synthetic benchmark's hidden labels; real LIP's go to its server), ATR (Table 6, left) and
-    the fixed input sizes (Table 6, right); PASCAL-Person-Part's test split; the figure sets of
+    finishes), ``{run: [Evaluation, FigureSet or ScaleWeights]}``: for the LIP methods and SSL controls
+    the test split (the synthetic benchmark's hidden labels; real LIP's go to its server) and ATR
+    (Table 6, left), the fixed input sizes (Table 6, right) but for Attention's runs (the paper's "-":
+    their attention is over input scales), Attention's weights (stage 1); nothing more for the
+    shuffled-weight controls; PASCAL-Person-Part's test split; the figure sets of
     :func:`lipstudy.showcase.figure_sets`."""
     from .showcase import figure_sets
 
     prof = get_profile(profile)
-    lip = ([TEST] if data is None else []) + [ATR] + [Evaluation(size=s) for s in prof.eval_sizes]
+    whole = ([TEST] if data is None else []) + [ATR]
+    sizes = [Evaluation(size=s) for s in prof.eval_sizes]
     out: dict = {}
     for by_seed in method_runs(prof, seeds).values():
         for run in by_seed.values():
-            out[run] = [TEST] if run.dataset == "ppp" else list(lip)
+            if run.dataset == "ppp":
+                out[run] = [TEST]
+            elif run.loss == "shuffled":  # compared on val only (claims: SSL against it)
+                out[run] = []
+            elif run.model == "attention":  # no single-size rows (Table 6: its attention is over scales)
+                out[run] = whole + ([SCALE_WEIGHTS] if run.stage == 1 else [])
+            else:
+                out[run] = whole + sizes
     for run, sets in figure_sets(prof, seeds).items():
         out.setdefault(run, []).extend(FigureSet(s) for s in sets)
     return out
@@ -343,8 +378,10 @@ def _scores(res: RunResult, ev: Evaluation) -> Scores:
                                     f"to compute it (imported from a bundle that lacks it?)")
         with file_lock(res.dir / "eval" / f".{ev.name}.lock"):
             if not ev.made(res.dir):
+                # LIP's validation pass keeps each image's Eq. 1 terms (what L_joint is made of: SSL chapter)
                 evaluate_checkpoint(res.checkpoint, root, split, kind, settings, out=out, device=res.device,
-                                    progress=False, label_dir=label_dir, workers=_eval_workers(res))
+                                    progress=False, label_dir=label_dir, workers=_eval_workers(res),
+                                    joint_terms=ev == VAL and kind == "lip")
     metrics = json.loads((out / "metrics.json").read_text())
     ids, cms = load_cms(out / "per_image_cm.npz")
     return Scores(ev.name, metrics, ids, cms, classes)

@@ -197,3 +197,35 @@ def test_parse_writes_parsing_and_overlay(tmp_path, capsys):
     # by hand at one pixel: 45% of the photo, 55% of coat's colour
     expected = np.round(0.45 * rgb[0, 0].astype(float) + 0.55 * LIP_PALETTE[7].astype(float))
     assert np.abs(drawn[0, 0].astype(float) - expected).max() <= 1
+
+
+def test_an_evaluation_keeps_each_images_joint_terms(tmp_path):
+    """With joint_terms, each scored image's Eq. 1 terms between its prediction and its label are
+    written beside the confusion matrices, and they are the terms of the prediction it scored."""
+    from lipstudy.evaluate import JOINT_TERMS, evaluate, load_joint_terms
+    from lipstudy.joints import joint_terms
+    from lipstudy.labels import LIP_CLASSES
+
+    class Const(torch.nn.Module):  # predicts what its first input channel says (class ids), at any size
+        def forward(self, x):
+            ids = (x[:, 0] > 0).long() * 13  # face where the image is bright, background elsewhere
+            return torch.nn.functional.one_hot(ids, 20).permute(0, 3, 1, 2).float()
+
+    rng = np.random.default_rng(0)
+    items = []
+    for i in range(3):
+        img = np.zeros((32, 24, 3), np.uint8)
+        img[4 + i:10 + i, 6:12] = 255
+        lab = np.zeros((32, 24), np.uint8)
+        lab[4:10, 6:12] = 13
+        lab[12:20, 6:12] = int(rng.integers(14, 16))  # covers grid row 16, column 8
+        items.append({"image": img, "label": lab, "id": f"im{i}"})
+    res = evaluate(Const(), items, LIP_CLASSES, out=tmp_path, progress=False, joint_terms=True)
+    saved = load_joint_terms(tmp_path / JOINT_TERMS)
+    assert saved["ids"] == ["im0", "im1", "im2"] == res["ids"]
+    for i, item in enumerate(items):
+        pred = torch.zeros(32, 24, dtype=torch.long)
+        pred[4 + i:10 + i, 6:12] = 13
+        sq, pp, pg = joint_terms(pred, torch.from_numpy(item["label"]), stride=8)
+        assert np.allclose(saved["sq"][i], sq.numpy()) and (saved["present_pred"][i] == pp.numpy()).all()
+        assert saved["present_gt"][i].sum() == 2 and saved["present_pred"][i].sum() == 1  # the arm is missed

@@ -280,3 +280,36 @@ def test_real_annotation_and_its_shipped_reversed_version():
     x_lo, x_hi, y_lo, y_hi = pts[:, 0].min() - 10, pts[:, 0].max() + 10, pts[:, 1].min() - 10, pts[:, 1].max() + 10
     far &= ~((xx >= x_lo) & (xx <= x_hi) & (yy >= y_lo) & (yy <= y_hi))
     assert far.any() and np.array_equal(drawn[far], image[far])
+
+
+def test_joint_terms_add_up_to_the_joint_structure_loss_and_split_by_presence():
+    """Eq. 1 joint by joint, by hand: a 16x16 map at stride 1 whose prediction moves the head by 2
+    columns, misses the left arm and invents a right shoe. The head's term is the energy two unit
+    Gaussians 2 apart do not share, the arm's and the shoe's a whole Gaussian's energy, every other
+    joint (present in both, unmoved, or in neither) adds nothing."""
+    from lipstudy.joints import composition, joint_structure_loss, joint_terms
+
+    gt = torch.zeros(16, 16, dtype=torch.uint8)
+    gt[2:4, 6:8] = 13      # face: the head joint at (6.5, 2.5)
+    gt[6:10, 5:9] = 5      # upper-clothes
+    gt[6:10, 2:4] = 14     # left arm
+    pred = gt.clone()
+    pred[2:4, 6:8] = 0
+    pred[2:4, 8:10] = 13   # the head 2 columns to the right
+    pred[6:10, 2:4] = 0    # the left arm missed
+    pred[14:16, 12:14] = 19  # a right shoe invented
+    sq, pp, pg = joint_terms(pred, gt, stride=1)
+    g = torch.arange(16.0)
+    bump = lambda x, y: torch.exp(-((g[None] - x) ** 2 + (g[:, None] - y) ** 2) / 2)  # noqa: E731
+    names = list(JOINT_NAMES)
+    head, arm, shoe = names.index("head"), names.index("left-arm"), names.index("right-shoe")
+    assert sq[head].item() == pytest.approx(((bump(8.5, 2.5) - bump(6.5, 2.5)) ** 2).sum().item(), rel=1e-5)
+    assert sq[arm].item() == pytest.approx((bump(2.5, 7.5) ** 2).sum().item(), rel=1e-5)
+    assert sq[shoe].item() == pytest.approx((bump(12.5, 14.5) ** 2).sum().item(), rel=1e-5)
+    others = [i for i in range(9) if i not in (head, arm, shoe)]
+    assert torch.equal(sq[others], torch.zeros(len(others)))
+    assert sq.sum().item() / 18 == pytest.approx(joint_structure_loss(pred, gt, stride=1).item(), rel=1e-6)
+    c = composition(sq[None], pp[None], pg[None])
+    assert c["one_map_share"] == pytest.approx((sq[arm] + sq[shoe]).item() / sq.sum().item())
+    assert c["one_map_share"] + c["displaced_share"] == pytest.approx(1.0)
+    assert c["one_map_joints_per_image"] == 2 and c["images"] == 1

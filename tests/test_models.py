@@ -195,11 +195,17 @@ def test_gradients_reach_every_parameter(name):
     x = torch.randn(2, 3, 36, 44)
     target = torch.randint(0, 5, (2, 36, 44))
     target[:, :4] = 255
-    out = model(x)
-    loss = F.cross_entropy(out["out"], target, ignore_index=255)
-    for aux in out["aux"]:
-        loss = loss + F.cross_entropy(aux, target, ignore_index=255)
-    loss.backward()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    # Two steps: a layer that starts at zero (the attention model's last) passes no gradient to the
+    # layer before it until it has taken a step.
+    for _ in range(2):
+        opt.zero_grad()
+        out = model(x)
+        loss = F.cross_entropy(out["out"], target, ignore_index=255)
+        for aux in out["aux"]:
+            loss = loss + F.cross_entropy(aux, target, ignore_index=255)
+        loss.backward()
+        opt.step()
     for pname, p in model.named_parameters():
         assert p.grad is not None, pname
         assert torch.isfinite(p.grad).all(), pname
@@ -210,7 +216,11 @@ def test_gradients_reach_every_parameter(name):
 def test_dropout_zero_makes_training_deterministic(name):
     torch.manual_seed(0)
     model = build_model(name, num_classes=5, width=TINY, dropout=0.0).train()
-    assert not any(isinstance(m, nn.Dropout) for m in model.modules())
+    # dropout=0 removes every dropout layer but the attention model's own (models.attention.ATTENTION_DROPOUT)
+    kept = [n for n, m in model.named_modules() if isinstance(m, nn.Dropout)]
+    assert kept == (["attention.2"] if name == "attention" else [])
+    if kept:
+        model.attention[2].p = 0.0
     x = torch.randn(2, 3, 36, 36)
     with torch.no_grad():
         a, b = model(x), model(x)
@@ -379,3 +389,29 @@ def test_atrous_scale_scales_the_dilation_rates():
         assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     with pytest.raises(ValueError, match="atrous_scale must be > 0"):
         build_model("deeplabv2", atrous_scale=0)
+
+
+def test_attention_starts_with_equal_weights_on_every_scale():
+    """The attention model's last layer starts at zero: a new network weighs the scales 1 / 0.75 / 0.5
+    equally at every pixel, whatever the image."""
+    torch.manual_seed(0)
+    model = build_model("attention", num_classes=5, width=TINY).eval()
+    weights = model.forward_parts(torch.randn(2, 3, 40, 40))["weights"]
+    assert weights.shape[1] == 3 and torch.equal(weights, torch.full_like(weights, 1 / 3))
+
+
+@pytest.mark.parametrize("shape,size", [((2, 5, 16, 16), (128, 128)), ((1, 3, 13, 17), (101, 131)),
+                                        ((2, 4, 128, 96), (96, 72)), ((1, 2, 1, 7), (5, 1)), ((1, 1, 9, 9), (9, 4))])
+def test_resize_is_bilinear_interpolation(shape, size):
+    """models.vgg.resize (two matrix products) computes F.interpolate's bilinear resampling
+    (align_corners=False, no antialiasing), up- and downsampling, and its gradient."""
+    from lipstudy.models.vgg import resize
+
+    torch.manual_seed(0)
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    ours = resize(x, size)
+    ref = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    assert ours.shape == ref.shape and torch.allclose(ours, ref, rtol=0, atol=1e-12)
+    g = torch.randn_like(ref)
+    (g_ours,), (g_ref,) = torch.autograd.grad(ours, x, g), torch.autograd.grad(ref, x, g)
+    assert torch.allclose(g_ours, g_ref, rtol=0, atol=1e-12)

@@ -416,6 +416,25 @@ def test_released_loss_trains_exactly_the_baseline_through_the_trainer(tmp_path)
     assert prof_cfg.channels_last is True and prof_cfg.atrous_scale == pytest.approx(128 / 321)
 
 
+
+def test_ssl_with_every_joint_loss_one_trains_its_control_bit_for_bit(tmp_path, monkeypatch):
+    """The control ("unit") differs from SSL ("paper") in the structure weight alone: with L_joint
+    forced to 1, SSL trains exactly the control's weights through the real trainer (AdamW, batch
+    norm, dropout, channels_last, warm-up); with the true L_joint it does not, nor does the
+    shuffled-weight control."""
+    import lipstudy.losses as L
+    from lipstudy import loss_modes
+
+    root = write_tiny_lip(tmp_path / "lip")
+    cfg = tiny_config(root, dropout=0.5, batch_norm=True, optimizer="adamw", weight_decay=1e-4, warmup_steps=2,
+                      classifier_lr_mult=1.0, channels_last=True, epochs=1)
+    real = loss_modes.compare_training(cfg, modes=("unit", "paper", "shuffled"))
+    assert real["paper"] > 1e-6 and real["shuffled"] > 1e-6
+    monkeypatch.setattr(L, "_joint_weights", lambda logits, *a, **k: torch.ones(logits.shape[0]))
+    forced = loss_modes.compare_training(cfg, modes=("unit", "paper", "shuffled"))
+    assert forced == {"unit": 0.0, "paper": 0.0, "shuffled": 0.0}
+
+
 _SPEEDUP_SCRIPT = """
 import sys
 import torch

@@ -31,6 +31,11 @@ MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
 DEEPLAB_DERIVED: tuple[str, ...] = ("deeplabv2", "attention")
 """The networks whose released training is DeepLab's Caffe training (loss on the stride-8 score map
 against shrunk labels): DeepLabV2, and Attention (a DeepLab-LargeFOV; the LIP_SSL prototxt)."""
+ARCHITECTURE_VERSIONS: dict[str, int] = {"attention": 2}
+"""The version of a network's definition, for the networks whose definition changed after runs of them
+were trained (a run's key holds it, so a changed network is trained again): Attention 2 has no
+LargeFOV-v1 ``pool5a`` and starts its attention at equal weights (models/attention.py). A network not
+listed is at its first definition."""
 # Not a baseline: the cpu profiles' synthetic stand-in for ImageNet pretraining (models/pretrain.py).
 PRETRAIN_MODEL = "backbone"
 
@@ -42,7 +47,8 @@ def build_model(name: str, num_classes: int = 20, width: float = 1.0,
     """Build baseline ``name`` (one of :data:`MODEL_NAMES`).
 
     ``width`` thins every layer (channels = max(8, round(c * width))); ``dropout`` is the rate of
-    every dropout layer (0 removes them all, for a deterministic model; SegNet has none).
+    every dropout layer (0 removes them; SegNet has none) but the attention model's, which keeps the
+    prototxt's 0.5 (:data:`lipstudy.models.attention.ATTENTION_DROPOUT`).
     ``pretrained`` is a file holding a torchvision-format ImageNet VGG-16 state dict (VGG-16-BN
     for SegNet), loaded into the backbone (and fc6 / fc7 where the model has them); it needs
     width=1.0. Without it, convs get Kaiming-normal weights (as torchvision's VGG), score layers
@@ -103,6 +109,6 @@ def num_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["MODELS", "MODEL_NAMES", "DEEPLAB_DERIVED", "PRETRAIN_MODEL", "ASPP_RATES", "LARGEFOV_RATE", "build_model", "load_backbone", "backbone_of",
+__all__ = ["MODELS", "MODEL_NAMES", "ARCHITECTURE_VERSIONS", "DEEPLAB_DERIVED", "PRETRAIN_MODEL", "ASPP_RATES", "LARGEFOV_RATE", "build_model", "load_backbone", "backbone_of",
            "num_parameters", "BackbonePretrainNet",
            "SegNet", "FCN8s", "DeepLabV2", "AttentionToScale"]

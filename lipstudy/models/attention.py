@@ -2,15 +2,20 @@
 paper's Section 3 and the base network of its self-supervised structure-sensitive learning
 (Section 5.1: "We utilize the publicly available model, Attention [5], as the basic architecture").
 
-A DeepLab-LargeFOV network (atrous VGG-16, pool5 followed by a 3x3 stride-1 average pool as in
-the LargeFOV prototxt, fc6 3x3 dilation 12 x 1024, fc7 1x1 x 1024, fc8) is shared across the
-input scales 1, 0.75 and 0.5. The fc7 features of every scale, resized to the scale-1 feature
-resolution, are concatenated and fed to the attention model (conv 3x3 x 512 -> ReLU -> dropout ->
-conv 1x1 x S, S = number of scales); a softmax across scales gives one weight map per scale.
-The fused score map is the attention-weighted sum of the per-scale fc8 score maps (also resized
-to scale-1 resolution), bilinearly upsampled to the input size. In training the per-scale score
-maps are returned as ``aux`` (upsampled to the input size) for Chen et al.'s extra supervision
-of each scale.
+A DeepLab-LargeFOV network is shared across the input scales 1, 0.75 and 0.5: atrous VGG-16 whose
+pool5 (3x3 max, stride 1) feeds fc6 (3x3, dilation 12, 1024) directly, as in the released LIP_SSL
+prototxt (which has no LargeFOV-v1 average pool ``pool5a``), fc7 (1x1, 1024) and fc8. The fc7
+features of every scale, resized to the scale-1 feature resolution, are concatenated and fed to the
+attention model (conv 3x3 x 512 -> ReLU -> dropout -> conv 1x1 x S, S = number of scales); a softmax
+across scales gives one weight map per scale. The fused score map is the attention-weighted sum of
+the per-scale fc8 score maps (also resized to scale-1 resolution), bilinearly upsampled to the input
+size. In training the per-scale score maps are returned as ``aux`` (upsampled to the input size) for
+Chen et al.'s extra supervision of each scale.
+
+The attention model's last layer starts at zero, so a new network weighs every scale equally: the
+released model's attention layers start from a model "pretrained on coco" (its prototxt), not at
+random, and no such model exists for the synthetic benchmark; from a random start the weights
+saturated on one scale (results/benchmarks/attention_search.json).
 
 With ``score_map_loss=True`` training follows the released LIP_SSL prototxt (``attention``), a
 DeepLab-derived network trained as DeepLab's Caffe trains (see :mod:`lipstudy.models.deeplab`):
@@ -35,6 +40,9 @@ from .vgg import (VGG16, backbone_weights, dropout_layer, init_classifier, init_
                   read_torchvision_vgg, resize, scaled)
 
 SCALES = (1.0, 0.75, 0.5)
+ATTENTION_DROPOUT = 0.5
+"""The attention model's dropout (the prototxt's ``drop_att_conv1``), kept whatever the head's: without it
+the weights of a thin network saturated on one scale (results/benchmarks/attention_search.json)."""
 LARGEFOV_RATE = 12
 ATTENTION_CHANNELS = 512
 
@@ -46,25 +54,26 @@ class AttentionToScale(nn.Module):
 
     def __init__(self, num_classes: int = 20, width: float = 1.0, dropout: float = 0.5,
                  scales: tuple[float, ...] = SCALES, batch_norm: bool = False, rate: int = LARGEFOV_RATE,
-                 score_map_loss: bool = False):
+                 score_map_loss: bool = False, attention_dropout: float = ATTENTION_DROPOUT):
         super().__init__()
         self.score_map_loss = score_map_loss
         if not scales or scales[0] != 1.0:
             raise ValueError(f"scales must start with 1.0 (the reference resolution), got {scales}")
         self.scales = tuple(scales)
         self.backbone = VGG16(width, batch_norm=batch_norm, atrous=True)
-        self.pool5a = nn.AvgPool2d(3, stride=1, padding=1)
         channels = scaled(HEAD_CHANNELS, width)
         self.head = FCHead(self.backbone.out_channels, channels, num_classes, rate, dropout)
         hidden = scaled(ATTENTION_CHANNELS, width)
         self.attention = nn.Sequential(
             nn.Conv2d(len(scales) * channels, hidden, 3, padding=1),
             nn.ReLU(inplace=True),
-            dropout_layer(dropout),
+            dropout_layer(attention_dropout),
             nn.Conv2d(hidden, len(scales), 1),
         )
         init_weights(self)
         init_classifier(self.head.fc8)
+        nn.init.zeros_(self.attention[-1].weight)  # equal weights on every scale at the start
+        nn.init.zeros_(self.attention[-1].bias)
 
     def forward_parts(self, x: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
         """Everything at scale-1 feature resolution (stride 8): ``fused`` [B,C,h,w],
@@ -75,7 +84,7 @@ class AttentionToScale(nn.Module):
         features, scores = [], []
         for s in self.scales:
             xs = x if s == 1.0 else resize(x, (max(1, round(h * s)), max(1, round(w * s))))
-            f = self.head.features(self.pool5a(self.backbone(xs)[-1]))
+            f = self.head.features(self.backbone(xs)[-1])
             features.append(f)
             scores.append(self.head.fc8(f))
         size = features[0].shape[-2:]

@@ -17,9 +17,10 @@ so no baseline's own head is pretrained.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .vgg import VGG16, init_classifier, init_weights, pad_to_multiple, resize
+from .vgg import VGG16, init_classifier, init_weights, pad_to_multiple
 
 
 class BackbonePretrainNet(nn.Module):
@@ -41,5 +42,8 @@ class BackbonePretrainNet(nn.Module):
         h, w = x.shape[-2:]
         padded = pad_to_multiple(x, 32)  # five 2x2 pools: any image, however thin, keeps pool5 >= 1 px
         pools = self.backbone(padded)[2:]
-        logits = sum(resize(score(p), padded.shape[-2:]) for score, p in zip(self.score, pools))[..., :h, :w]
+        # F.interpolate, not models.vgg.resize (the same values up to rounding): the committed backbone
+        # was trained with it, and its run key does not change.
+        logits = sum(F.interpolate(score(p), size=padded.shape[-2:], mode="bilinear", align_corners=False)
+                     for score, p in zip(self.score, pools))[..., :h, :w]
         return {"out": logits, "aux": []} if self.training else logits
