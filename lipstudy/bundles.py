@@ -115,14 +115,13 @@ def bundle_runs(profile, seeds=None) -> list[Run]:
 
 
 def slim_checkpoint(path: Path) -> bytes:
-    """A training checkpoint reduced to what rebuilds the network (weights and config)."""
-    import torch
-
-    from .runtime import load_checkpoint
+    """A training checkpoint reduced to what rebuilds the network (weights and config), read as every
+    checkpoint is (:func:`lipstudy.checkpoints.load_checkpoint`)."""
+    from .checkpoints import load_checkpoint, save_slim
 
     ckpt = load_checkpoint(path)
     buf = io.BytesIO()
-    torch.save({"model": ckpt["model"], "config": ckpt["config"], "slim": True}, buf)
+    save_slim(ckpt["model"], ckpt["config"], buf)
     return buf.getvalue()
 
 

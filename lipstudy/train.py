@@ -35,8 +35,8 @@ from .config import TrainConfig, build_network, command_line_parser, config_chan
 from .labels import DATASETS
 from .losses import training_loss
 from .progress import RunProgress
-from .runtime import (CHECKPOINT, PrecisionPlan, dist_env, keep_freed_memory, load_checkpoint, precision_plan,
-                      resolve_device, rng_state, set_rng_state)
+from .checkpoints import CHECKPOINT, load_checkpoint, rng_state, set_rng_state
+from .runtime import PrecisionPlan, dist_env, keep_freed_memory, precision_plan, resolve_device
 from .transforms import TrainTransform
 
 LOG_FIELDS = ("epoch", "step", "loss", "lr", "images_per_s", "seconds")
@@ -139,7 +139,8 @@ def setup(cfg: TrainConfig, out) -> Stage:
     the stage-1 checkpoint ``init``, the pretrained ``backbone_init`` or ImageNet ``pretrained``)
     and its optimiser. Seeding happens before the network is built, so a seed fixes the weights."""
     from .data.datasets import DecodedCache, open_dataset
-    from .models import backbone_of, load_backbone
+    from .checkpoints import load_backbone
+    from .models import backbone_of
 
     out = Path(out)
     rank, world, local_rank = dist_env()

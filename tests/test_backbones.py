@@ -11,7 +11,8 @@ import torch
 from lipstudy import backbones, cache, schedule
 from lipstudy.bundles import read_bundle
 from lipstudy.data.roots import synthetic_root
-from lipstudy.models import build_model, load_backbone
+from lipstudy.checkpoints import load_backbone, load_checkpoint
+from lipstudy.models import build_model
 from lipstudy.profiles import PROFILES, get_profile
 from lipstudy.runs import BACKBONE, Run
 from test_pretrain import TINY as PRETRAIN_TINY
@@ -26,7 +27,7 @@ def _committed_cpu_backbone():
     return files[0]
 
 
-def test_the_committed_backbone_is_the_one_the_cpu_profiles_start_from(monkeypatch):
+def test_the_committed_backbone_is_the_one_the_cpu_profiles_start_from(monkeypatch, tmp_path):
     """Its key, recomputed from this checkout's settings and engine (with the pretraining split's
     fingerprint it records, so that nothing is generated here), is the one its file is named by:
     a change to the cpu pretraining settings makes it stale, and this test says so."""
@@ -42,14 +43,12 @@ def test_the_committed_backbone_is_the_one_the_cpu_profiles_start_from(monkeypat
         assert backbones.committed_backbone(key) == path, name
     assert manifest["runs"][0]["key"] == path.name.removesuffix(".tar.xz")
     # Its weights fit the cpu profile's networks (width 1/16, batch norm).
-    blob = members[f"runs/{manifest['runs'][0]['key']}/checkpoint.pt"]
-    ckpt = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=False)
+    file = tmp_path / "checkpoint.pt"
+    file.write_bytes(members[f"runs/{manifest['runs'][0]['key']}/checkpoint.pt"])
+    ckpt = load_checkpoint(file)
     assert ckpt["slim"] and set(ckpt) == {"model", "config", "slim"}
     net = build_model("deeplabv2", width=get_profile("cpu").width, batch_norm=True)
-    tmp = io.BytesIO()
-    torch.save(ckpt, tmp)
-    tmp.seek(0)
-    load_backbone(net, tmp)  # raises when it does not fit
+    load_backbone(net, file)  # raises when it does not fit
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +67,7 @@ def trained(tmp_path_factory):
 
 
 def _weights(run_dir):
-    return torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)["model"]
+    return load_checkpoint(run_dir / "checkpoint.pt")["model"]
 
 
 def test_a_build_imports_the_backbone_and_its_runs_are_the_same(trained, monkeypatch):

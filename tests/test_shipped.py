@@ -2,7 +2,6 @@
 shipped runs, a build imports them instead of training (identical weights and evaluations), what
 does not match trains here, and the check that no decided verdict rests on one of them."""
 import dataclasses
-import io
 import json
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from test_pretrain import TINY as PRETRAIN_TINY
 TINY = dataclasses.replace(PRETRAIN_TINY, name="tinyshipped", shipped=("DeepLabV2 + SSL", "DeepLabV2"))
 
 
-def test_the_committed_files_are_the_cpu_profiles_shipped_runs(monkeypatch):
+def test_the_committed_files_are_the_cpu_profiles_shipped_runs(monkeypatch, tmp_path):
     """One file per shipped method, named by the key this checkout computes for it (with the data
     fingerprints the files record, so nothing is generated here), holding that one run with its
     slim weights and every product the chapters read: a change to the cpu settings or the run
@@ -47,7 +46,8 @@ def test_the_committed_files_are_the_cpu_profiles_shipped_runs(monkeypatch):
         for name in ["val", *products[run]]:
             where = f"eval/{name}/metrics.json" if not name.startswith("figures/") else f"{name}.npz"
             assert f"runs/{key}/{where}" in members, (keys[key], name)
-        ckpt = torch.load(io.BytesIO(members[f"runs/{key}/checkpoint.pt"]), map_location="cpu", weights_only=False)
+        (tmp_path / f"{key}.pt").write_bytes(members[f"runs/{key}/checkpoint.pt"])
+        ckpt = load_checkpoint(tmp_path / f"{key}.pt")
         assert set(ckpt) == {"model", "config", "slim"} and ckpt["config"]["width"] == cpu.width
 
 
