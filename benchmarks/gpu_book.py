@@ -65,13 +65,13 @@ def environment() -> dict:
 
 def report(profile, bundle) -> dict:
     """Every run of the profile's book: finished here or not, in the bundle or not, its times."""
-    from lipstudy.bundles import bundle_runs, read_bundle
+    from lipstudy.bundles import bundle_runs, read_manifest
     from lipstudy.cache import is_finished, key_plan
     from lipstudy.paths import runs_dir
 
     in_bundle = set()
     if bundle and Path(bundle).is_file():
-        manifest, _ = read_bundle(bundle)
+        manifest = read_manifest(bundle)
         in_bundle = {r["key"] for r in manifest["runs"]}
     rows = []
     for run in bundle_runs(profile):

@@ -32,7 +32,7 @@ def test_the_committed_backbone_is_the_one_the_cpu_profiles_start_from(monkeypat
     fingerprint it records, so that nothing is generated here), is the one its file is named by:
     a change to the cpu pretraining settings makes it stale, and this test says so."""
     path = _committed_cpu_backbone()
-    manifest, members = read_bundle(path)
+    manifest, members = read_bundle(path, tmp_path)  # streamed into tmp_path, within the cpu profile's limits
     assert manifest["profile"] == "cpu" and set(manifest["datasets"]) == {"pretrain"}
     assert [r["run"]["dataset"] for r in manifest["runs"]] == ["pretrain"]
     recorded = manifest["datasets"]["pretrain"]
@@ -43,8 +43,7 @@ def test_the_committed_backbone_is_the_one_the_cpu_profiles_start_from(monkeypat
         assert backbones.committed_backbone(key) == path, name
     assert manifest["runs"][0]["key"] == path.name.removesuffix(".tar.xz")
     # Its weights fit the cpu profile's networks (width 1/16, batch norm).
-    file = tmp_path / "checkpoint.pt"
-    file.write_bytes(members[f"runs/{manifest['runs'][0]['key']}/checkpoint.pt"])
+    file = members[f"runs/{manifest['runs'][0]['key']}/checkpoint.pt"]
     ckpt = load_checkpoint(file)
     assert ckpt["slim"] and set(ckpt) == {"model", "config", "slim"}
     net = build_model("deeplabv2", width=get_profile("cpu").width, batch_norm=True)

@@ -109,9 +109,15 @@ def test_a_bundle_round_trips_a_run(trained, elsewhere):
     assert import_bundle(trained["bundle"]) == {"imported": [], "kept": [res.dir.name]}
 
 
+def members_of(bundle, folder) -> tuple[dict, dict[str, bytes]]:
+    """A bundle's manifest and members (streamed by read_bundle into ``folder``)."""
+    manifest, files = read_bundle(bundle, folder)
+    return manifest, {name: f.read_bytes() for name, f in files.items()}
+
+
 def repack(src, dst, edit_manifest=None, edit_member=None, extra=None):
     """A copy of bundle ``src`` with its manifest or one member changed."""
-    manifest, members = read_bundle(src)
+    manifest, members = members_of(src, dst.parent / f"{dst.name}.members")
     if edit_manifest:
         edit_manifest(manifest)
     if edit_member:
@@ -163,8 +169,9 @@ def test_an_extra_file_and_a_missing_one_are_refused(trained, elsewhere):
     with pytest.raises(BundleError, match=rf"runs/{key}/notes\.txt .* is not listed in the manifest"):
         import_bundle(extra)
     missing = repack(trained["bundle"], elsewhere / "missing.tar.xz",
-                     edit_manifest=lambda m: m["files"].update({f"runs/{key}/gone.json": {"sha256": "0", "bytes": 1}}))
-    with pytest.raises(BundleError, match=rf"runs/{key}/gone\.json \(run 'DeepLabV2' .*\) is missing"):
+                     edit_manifest=lambda m: m["files"].update({f"runs/{key}/eval/val-ms/metrics.json":
+                                                                {"sha256": "0" * 64, "bytes": 1}}))
+    with pytest.raises(BundleError, match=rf"runs/{key}/eval/val-ms/metrics\.json \(run 'DeepLabV2' .*\) is missing"):
         import_bundle(missing)
     (elsewhere / "junk.tar.xz").write_bytes(b"not an archive at all")
     with pytest.raises(BundleError, match="not a readable bundle"):

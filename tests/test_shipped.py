@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lipstudy import backbones, cache, schedule, shipped
-from lipstudy.bundles import read_bundle
+from lipstudy.bundles import read_bundle, read_manifest
 from lipstudy.data.roots import synthetic_root
 from lipstudy.profiles import PROFILES, get_profile
 from lipstudy.runs import BACKBONE, method_runs
@@ -26,11 +26,11 @@ def test_the_committed_files_are_the_cpu_profiles_shipped_runs(monkeypatch, tmp_
     graph makes a file stale, and this test says which."""
     cpu = get_profile("cpu")
     files = sorted(shipped.shipped_file("x").parent.glob("*.tar.xz"))
-    manifests = {p.name.removesuffix(".tar.xz"): read_bundle(p) for p in files}
+    manifests = {p.name.removesuffix(".tar.xz"): read_bundle(p, tmp_path / p.name) for p in files}
     fingerprints = {}
     for manifest, _ in manifests.values():
         fingerprints.update(manifest["datasets"])
-    backbone_manifest, _ = read_bundle(sorted(backbones.committed_backbone("x").parent.glob("*.tar.xz"))[0])
+    backbone_manifest = read_manifest(sorted(backbones.committed_backbone("x").parent.glob("*.tar.xz"))[0])
     fingerprints.update(backbone_manifest["datasets"])
     roots = {synthetic_root(cpu, ds): fp for ds, fp in fingerprints.items()}
     monkeypatch.setattr(cache, "run_data", lambda run, profile, data=None: synthetic_root(profile, run.dataset))
@@ -46,8 +46,7 @@ def test_the_committed_files_are_the_cpu_profiles_shipped_runs(monkeypatch, tmp_
         for name in ["val", *products[run]]:
             where = f"eval/{name}/metrics.json" if not name.startswith("figures/") else f"{name}.npz"
             assert f"runs/{key}/{where}" in members, (keys[key], name)
-        (tmp_path / f"{key}.pt").write_bytes(members[f"runs/{key}/checkpoint.pt"])
-        ckpt = load_checkpoint(tmp_path / f"{key}.pt")
+        ckpt = load_checkpoint(members[f"runs/{key}/checkpoint.pt"])
         assert set(ckpt) == {"model", "config", "slim"} and ckpt["config"]["width"] == cpu.width
 
 
@@ -80,7 +79,7 @@ def test_a_build_imports_the_shipped_runs_instead_of_training_them(committed, mo
     monkeypatch.setenv("LIPSTUDY_RESULTS", str(committed["base"] / "fresh"))
     # Stage 1 is listed second in the profile; it is imported first, before the run that starts from it.
     assert list(shipped.shipped_runs(TINY)) == ["DeepLabV2", "DeepLabV2 + SSL"]
-    assert all(len(read_bundle(p)[0]["runs"]) == 1 for p in committed["paths"])  # no ancestors inside
+    assert all(len(read_manifest(p)["runs"]) == 1 for p in committed["paths"])  # no ancestors inside
     lines = []
     assert shipped.install(TINY, log=lines.append) == {"backbone": "imported", "DeepLabV2": "imported",
                                                        "DeepLabV2 + SSL": "imported"}
