@@ -33,6 +33,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .data.roots import profile_datasets
 from .labels import DATASETS
 from .profiles import PROFILES, get_profile
 from .runs import MODEL_LABELS, book_runs, with_ancestors
@@ -182,6 +183,11 @@ def check_manifest(path: Path, manifest) -> Limits:
         raise BundleError(f"{path}: its runs are of profile {manifest['profile']!r}, unknown to this checkout "
                           f"(profiles: {', '.join(PROFILES)})")
     lim = limits(manifest["profile"], manifest["data"] == "real")
+    foreign = sorted(set(manifest["datasets"]) - set(profile_datasets(manifest["profile"])))
+    if foreign or not all(isinstance(m, dict) for m in manifest["matrices"].values()):
+        raise BundleError(f"{path}: its manifest garbles datasets or matrices"
+                          + (f" (datasets {', '.join(map(repr, foreign[:3]))} are not profile "
+                             f"{lim.profile}'s)" if foreign else ""))
     keys = [r["key"] for r in manifest["runs"]]
     if len(keys) > lim.runs or len(set(keys)) != len(keys):
         raise BundleError(f"{path}: its manifest lists {len(keys)} runs ({len(set(keys))} distinct); a bundle of "

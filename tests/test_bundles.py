@@ -152,6 +152,8 @@ def nothing_written(root):
      r"run 'DeepLabV2' \([0-9a-f]{16}\): its key here is [0-9a-f]{16}, the bundle's"),
     ({"edit_manifest": lambda m: m.update(profile="nosuch")}, r"profile 'nosuch', unknown to this checkout"),
     ({"edit_manifest": lambda m: m.pop("matrices")}, r"its manifest lacks or garbles matrices"),
+    ({"edit_manifest": lambda m: m["datasets"].update(mars="0" * 64)},
+     r"its manifest garbles datasets or matrices \(datasets 'mars' are not profile tinybundle's\)"),
     ({"extra": {"runs/0123456789abcdef/x.json": b"{}"}}, r"x\.json belongs to no run of the manifest"),
 ])
 def test_a_bundle_that_does_not_match_is_refused_and_nothing_written(trained, elsewhere, damage, message):
