@@ -41,7 +41,7 @@ from .showcase import FIG8_PANELS, FIGURE_SETS, SSL_IMAGES, photo_paths
 
 FORMAT, FORMAT_VERSION = "lipstudy-bundle", 1
 MANIFEST = "manifest.json"
-RUN_FILES = ("config.json", "train_config.json", "provenance.json", "train_log.csv", "train_log.json")
+RUN_FILES = ("config.json", "train_config.json", "provenance.json", "train_log.json")
 SPARSE = "per_image_cm.sparse.npz"
 MANIFEST_FIELDS = {"profile": str, "engine_version": str, "data": str, "datasets": dict, "runs": list,
                    "matrices": dict, "files": dict}
@@ -235,7 +235,7 @@ class _Header(tarfile.TarInfo):
 
 
 class _Xz:
-    """The decompressed bytes of an .xz file, one stream as :func:`lipstudy.bundles.export` writes,
+    """The decompressed bytes of an .xz file, one stream as :func:`lipstudy.export.export` writes,
     read in pieces of at most the size asked for, with the decoder's memory bounded."""
 
     def __init__(self, raw):

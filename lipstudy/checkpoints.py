@@ -2,7 +2,7 @@
 
 A checkpoint is ``torch.save``'s zip file: the trainer's (weights, optimiser, step, RNG states, the
 log so far, the config: :mod:`lipstudy.train`) or a bundle's slim one (weights and config:
-:mod:`lipstudy.bundles`). Every read, of a run's own checkpoint, a stage-1 run a stage 2 starts
+:func:`lipstudy.export.slim_checkpoint`). Every read, of a run's own checkpoint, a stage-1 run a stage 2 starts
 from, the backbone, a bundle's, or the file ``lipstudy parse --checkpoint`` is handed, goes through
 :func:`load_checkpoint`, because a checkpoint may come from elsewhere and a pickle read with
 ``weights_only=False`` runs whatever code its author put in it. So:

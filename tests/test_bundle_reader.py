@@ -20,9 +20,10 @@ import numpy as np
 import pytest
 import torch
 
-from lipstudy import bundle_reader, bundles, cache
-from lipstudy.bundles import BundleError, export, import_bundle, pack_cms
+from lipstudy import bundle_reader, bundles, store, train_run
+from lipstudy.bundles import BundleError, import_bundle, pack_cms
 from lipstudy.checkpoints import load_checkpoint, model_from_checkpoint
+from lipstudy.export import export
 from test_bundles import RUN, TINY, elsewhere, members_of, nothing_written, trained  # noqa: F401 (fixtures)
 from test_checkpoints import evil_checkpoint
 from test_train import REPO
@@ -105,7 +106,7 @@ def test_what_an_import_brought_is_read_again_without_running_code(trained, else
     evil_checkpoint(here / "checkpoint.pt", marker)
     with pytest.raises(ValueError, match=r"checkpoint\.pt: refused"):
         export(TINY, elsewhere / "again.tar.xz", runs=[RUN], device="cpu", checkpoints="all")
-    res = cache.ensure(RUN, TINY, device="cpu", progress=False)
+    res = train_run.ensure(RUN, TINY, device="cpu", progress=False)
     (here / "figures" / "fig8.npz").unlink()
     with pytest.raises(ValueError, match=r"checkpoint\.pt: refused"):
         res.figure_maps("fig8")
@@ -324,8 +325,8 @@ def test_the_committed_bundles_still_import(tmp_path, monkeypatch):
         recorded.update({synthetic_root("cpu", ds): fp for ds, fp in manifest["datasets"].items()})
     monkeypatch.setattr(bundles, "data_root", lambda profile, ds, data=None: synthetic_root(profile, ds))
     monkeypatch.setattr(bundles, "data_fingerprint", lambda root: recorded[Path(root)])
-    monkeypatch.setattr(cache, "run_data", lambda run, profile, data=None: synthetic_root(profile, run.dataset))
-    monkeypatch.setattr(cache, "data_fingerprint", lambda root: recorded[Path(root)])
+    monkeypatch.setattr(store, "run_data", lambda run, profile, data=None: synthetic_root(profile, run.dataset))
+    monkeypatch.setattr(store, "data_fingerprint", lambda root: recorded[Path(root)])
     for f in files:
         assert import_bundle(f, log=lambda *a: None)["imported"] == [f.name.removesuffix(".tar.xz")], f.name
         model, cfg = model_from_checkpoint(tmp_path / "results" / "runs" / f.name.removesuffix(".tar.xz") /

@@ -70,7 +70,7 @@ def tiny_run(tmp_path):
 
 @pytest.mark.parametrize("where", ["field", "config", "weight"])
 def test_a_pickle_that_would_run_code_is_refused_by_every_reader(tmp_path, where):
-    from lipstudy.bundles import slim_checkpoint
+    from lipstudy.export import slim_checkpoint
 
     marker = tmp_path / "pwned"
     evil = evil_checkpoint(tmp_path / "evil.pt", marker, where)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..atomic import atomic_write_json
-from ..cache import ensure
+from ..train_run import ensure
 from ..data.roots import data_root
 from ..data.statistics import image_attributes
 from ..paths import results_dir
