@@ -22,7 +22,7 @@ import torch
 
 from lipstudy import bundle_reader, bundles, store, train_run
 from lipstudy.bundles import BundleError, import_bundle, pack_cms
-from lipstudy.checkpoints import load_checkpoint, model_from_checkpoint
+from lipstudy.checkpoints import CHECKPOINT, load_checkpoint, model_from_checkpoint
 from lipstudy.export import export
 from test_bundles import RUN, TINY, elsewhere, members_of, nothing_written, trained  # noqa: F401 (fixtures)
 from test_checkpoints import evil_checkpoint
@@ -327,8 +327,23 @@ def test_the_committed_bundles_still_import(tmp_path, monkeypatch):
     monkeypatch.setattr(bundles, "data_fingerprint", lambda root: recorded[Path(root)])
     monkeypatch.setattr(store, "run_data", lambda run, profile, data=None: synthetic_root(profile, run.dataset))
     monkeypatch.setattr(store, "data_fingerprint", lambda root: recorded[Path(root)])
+    starts = []
     for f in files:
         assert import_bundle(f, log=lambda *a: None)["imported"] == [f.name.removesuffix(".tar.xz")], f.name
         model, cfg = model_from_checkpoint(tmp_path / "results" / "runs" / f.name.removesuffix(".tar.xz") /
                                            "checkpoint.pt")
         assert cfg.width == 0.0625
+        # Its config names its files relative to the data and results folders (issue 33); resolved
+        # here, they are the data its key was checked against and the checkpoint of the run it
+        # starts from, as this machine's import lays them out.
+        (entry,) = bundles.read_manifest(f)["runs"]
+        here = cfg.resolved()
+        assert cfg.data_root.startswith("data/"), f.name
+        assert here.data_root == str(synthetic_root("cpu", entry["run"]["dataset"])), f.name
+        start = cfg.init or cfg.backbone_init
+        assert (start is None) == (entry["parent"] is None), f.name
+        if start is not None:
+            assert start == f"results/runs/{entry['parent']}/checkpoint.pt", f.name
+            starts.append(Path(here.init or here.backbone_init))
+            assert starts[-1] == tmp_path / "results" / "runs" / entry["parent"] / CHECKPOINT, f.name
+    assert starts and all(p.is_file() for p in starts)  # every parent was imported too
