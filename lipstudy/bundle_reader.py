@@ -42,6 +42,8 @@ from .showcase import FIG8_PANELS, FIGURE_SETS, SSL_IMAGES, photo_paths
 FORMAT, FORMAT_VERSION = "lipstudy-bundle", 1
 MANIFEST = "manifest.json"
 RUN_FILES = ("config.json", "train_config.json", "provenance.json", "train_log.json")
+OLD_RUN_FILES = ("train_log.csv",)
+"""What bundles written before the training log was JSON only also hold: read, within the text limit."""
 SPARSE = "per_image_cm.sparse.npz"
 MANIFEST_FIELDS = {"profile": str, "engine_version": str, "data": str, "datasets": dict, "runs": list,
                    "matrices": dict, "files": dict}
@@ -70,7 +72,8 @@ XZ_MEMLIMIT = 128 << 20
 CHUNK = 1 << 20
 
 _EVAL = r"eval/(?:val|val-flip|val-ms|test|atr|val@\d{1,5})"
-_KINDS = {"text": re.compile(rf"(?:{'|'.join(map(re.escape, RUN_FILES))}|metrics\.json|{_EVAL}/metrics\.json)"),
+_KINDS = {"text": re.compile(rf"(?:{'|'.join(map(re.escape, RUN_FILES + OLD_RUN_FILES))}|metrics\.json|"
+                            rf"{_EVAL}/metrics\.json)"),
           "checkpoint": re.compile(r"checkpoint\.pt"),
           "matrices": re.compile(rf"{_EVAL}/{re.escape(SPARSE)}"),
           "figures": re.compile(rf"figures/(?:{'|'.join(FIGURE_SETS)})\.npz")}
@@ -117,12 +120,12 @@ class Limits:
 
     @property
     def files_per_run(self) -> int:
-        return len(RUN_FILES) + 2 + 2 * self.evaluations + len(FIGURE_SETS)
+        return len(RUN_FILES + OLD_RUN_FILES) + 2 + 2 * self.evaluations + len(FIGURE_SETS)
 
     @property
     def run_bytes(self) -> int:
         return (self.checkpoint + self.evaluations * (self.matrices + self.text) + len(FIGURE_SETS) * self.figures
-                + (len(RUN_FILES) + 1) * self.text)
+                + (len(RUN_FILES + OLD_RUN_FILES) + 1) * self.text)
 
     @property
     def members(self) -> int:

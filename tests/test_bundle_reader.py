@@ -287,6 +287,16 @@ def test_matrices_that_declare_more_images_than_the_profile_scores_are_refused(t
 
 # ----------------------------------------------------------------------------- what is allowed
 
+def test_a_bundle_written_when_runs_also_kept_a_csv_log_still_imports(trained, elsewhere):
+    """Bundles exported before the training log was JSON only (issue 33) hold train_log.csv too."""
+    manifest, members = members_of(trained["bundle"], elsewhere / "members")
+    key = trained["res"].dir.name
+    name, csv = f"runs/{key}/train_log.csv", b"epoch,step,loss,lr,images_per_s,seconds\n0,2,2.9,0.01,9.5,0.8\n"
+    members[name] = csv
+    manifest["files"][name] = {"sha256": sha(csv), "bytes": len(csv)}
+    assert import_bundle(write_bundle(elsewhere / "older.tar.xz", manifest, members)) == {"imported": [key], "kept": []}
+
+
 def test_the_limits_hold_what_a_run_really_holds():
     """The checkpoint limit is the largest network's slim checkpoint, saved for real (not a round
     number far above it); the matrices' limit holds an evaluation of the profile's largest split
