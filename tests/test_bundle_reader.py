@@ -183,15 +183,18 @@ def bomb(path: Path, variant: str) -> Path:
     return path
 
 
+# The peak is the process's own high-water mark (VmHWM), not getrusage's ru_maxrss: Linux carries
+# ru_maxrss across fork and exec, so a child of a pytest worker grown to 2 GiB reported 2 GiB.
 _IMPORT = """
-import json, resource, sys
+import json, sys
 from lipstudy.bundles import BundleError, import_bundle
 try:
     import_bundle(sys.argv[1])
     outcome = "imported"
 except BundleError as e:
     outcome = str(e)
-print(json.dumps({"outcome": outcome, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+(peak_kib,) = [int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")]
+print(json.dumps({"outcome": outcome, "peak_mib": peak_kib / 1024}))
 """
 
 
