@@ -30,14 +30,12 @@ def bundle_runs(profile, seeds=None) -> list[Run]:
 
 def slim_checkpoint(path: Path) -> bytes:
     """A training checkpoint reduced to what rebuilds the network (weights and config, the files
-    it names made portable)."""
-    import torch
-
-    from .runtime import load_checkpoint
+    it names made portable), read as every checkpoint is (:func:`lipstudy.checkpoints.load_checkpoint`)."""
+    from .checkpoints import load_checkpoint, save_slim
 
     ckpt = load_checkpoint(path)
     buf = io.BytesIO()
-    torch.save({"model": ckpt["model"], "config": portable_config(ckpt["config"]), "slim": True}, buf)
+    save_slim(ckpt["model"], portable_config(ckpt["config"]), buf)
     return buf.getvalue()
 
 

@@ -13,7 +13,8 @@ from lipstudy import budget, deviations, measurements, process_pool, store, trai
 from lipstudy.data.roots import data_fingerprint, data_root
 from lipstudy.profiles import PROFILES, Profile, get_profile
 from lipstudy.runs import BACKBONE, MODEL_LABELS, PRETRAIN, Run, book_runs, paper_runs
-from lipstudy.models import (MODEL_NAMES, BackbonePretrainNet, backbone_of, build_model, load_backbone,
+from lipstudy.checkpoints import load_backbone
+from lipstudy.models import (MODEL_NAMES, BackbonePretrainNet, backbone_of, build_model,
                              num_parameters)
 from lipstudy.config import TrainConfig
 from lipstudy.store import train_config

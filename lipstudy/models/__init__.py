@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 
-import torch
 from torch import nn
 
 from .attention import LARGEFOV_RATE, AttentionToScale
@@ -82,27 +81,11 @@ def backbone_of(model: nn.Module) -> nn.Module:
     return model.encoder if isinstance(model, SegNet) else model.backbone
 
 
-def load_backbone(model: nn.Module, path: str | os.PathLike) -> None:
-    """Copy the backbone of a pretraining checkpoint (``lipstudy.train`` format, model
-    ``"backbone"``) into ``model``'s VGG-16, which must have the same width and batch norms.
-    Raises ValueError naming the file when it does not fit."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        weights = {k[len("backbone."):]: v for k, v in ckpt["model"].items() if k.startswith("backbone.")}
-    except Exception as e:  # noqa: BLE001 - a missing / corrupt / foreign file: say which
-        raise ValueError(f"{os.fspath(path)}: not a readable pretraining checkpoint ({e})") from e
-    try:
-        backbone_of(model).load_state_dict(weights)
-    except RuntimeError as e:
-        raise ValueError(f"{os.fspath(path)}: its backbone does not fit this model (same width and "
-                         f"batch_norm=True needed): {' '.join(str(e).split())[:300]}") from e
-
-
 def num_parameters(model: nn.Module) -> int:
     """Number of learnable parameters (BN running statistics are buffers, not counted)."""
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["MODELS", "MODEL_NAMES", "DEEPLAB_DERIVED", "PRETRAIN_MODEL", "ASPP_RATES", "LARGEFOV_RATE", "build_model", "load_backbone", "backbone_of",
+__all__ = ["MODELS", "MODEL_NAMES", "DEEPLAB_DERIVED", "PRETRAIN_MODEL", "ASPP_RATES", "LARGEFOV_RATE", "build_model", "backbone_of",
            "num_parameters", "BackbonePretrainNet",
            "SegNet", "FCN8s", "DeepLabV2", "AttentionToScale"]
