@@ -168,7 +168,8 @@ class RunResult:
         """Scores under evaluation ``name`` (computed once, cached in ``dir/eval/<name>/``):
         "val", "test" (LIP: the evaluation server's hidden labels), "val-flip", "val-ms"
         (scales 0.75 / 1 / 1.25), "val@<size>" (fixed input size), "atr" (a LIP model on the ATR
-        benchmark, labels mapped to LIP, scored on the shared classes)."""
+        benchmark, labels mapped to LIP, scored on the shared classes), "challenge" (the top-up of
+        the validation split's short challenge types)."""
         if name not in self._evals:
             self._evals[name] = _evaluation(self, name)
         return self._evals[name]
@@ -234,12 +235,16 @@ def _eval_plan(res: RunResult, name: str):
                                     f"its evaluation server (submit the predictions of `lipstudy evaluate "
                                     f"--split test --save-png`)")
         return res.data, "test", kind, hidden, EvalSettings()
+    if name == "challenge":  # the challenge top-up of the validation split (lipstudy.data.synth.topup)
+        if kind != "lip":
+            raise ValueError("the challenge top-up is for LIP models")
+        return data_root(res.profile, "challenge"), "val", "lip", None, EvalSettings()
     if name == "atr":
         if kind != "lip":
             raise ValueError("the ATR evaluation is for LIP models (Table 6)")
         return (data_root(res.profile, "atr"), "test", "atr", None,
                 EvalSettings(label_map="atr_to_lip", classes_subset=labels.ATR_LIP_SHARED))
-    raise ValueError(f"unknown evaluation {name!r}; use val, test, val-flip, val-ms, val@<size> or atr")
+    raise ValueError(f"unknown evaluation {name!r}; use val, test, val-flip, val-ms, val@<size>, atr or challenge")
 
 
 def _eval_workers(res: RunResult) -> int:

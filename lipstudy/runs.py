@@ -192,9 +192,11 @@ def book_evaluations(profile, data=None, seeds=None) -> dict[Run, list[str]]:
     """The evaluations the chapters ask for beyond "val" (which every run gets when it finishes):
     the test split (the synthetic benchmark's hidden labels; real LIP's go to its server), ATR
     (Table 6, left) and the fixed input sizes (Table 6, right) of the paper's six LIP methods and
-    of the LIP controls (the SSL claims compare against them), and PASCAL-Person-Part's test split."""
+    of the LIP controls (the SSL claims compare against them), the challenge top-up of the
+    synthetic validation split (the challenge claims), and PASCAL-Person-Part's test split."""
     prof = get_profile(profile)
     lip = (["test"] if data is None else []) + ["atr"] + [f"val@{size}" for size in prof.eval_sizes]
+    lip += ["challenge"] if data is None and prof.challenge_topup else []
     out: dict = {}
     for method, by_seed in method_runs(prof, seeds).items():
         for run in by_seed.values():
