@@ -578,6 +578,7 @@ def test_the_claims_chapter_tests_every_claim(monkeypatch, tmp_path):
     for name, f in functions.items():
         monkeypatch.setattr(catalogue, name, lambda *a, _n=name, _f=f, **k: called.append(_n) or _f(*a, **k))
     monkeypatch.setattr(evidence, "experiment_evidence", lambda *a, **k: world(lambda m, s, i: 0.8, n_boot=20))
+    monkeypatch.setattr(evidence, "load_reference", lambda profile: None)  # a committed reference is not this test's
     for profile in PROFILES:
         called.clear()
         _, verdicts = evidence.book_verdicts(profile)
@@ -704,6 +705,7 @@ def test_the_claims_file_is_what_the_verdicts_say(monkeypatch, tmp_path):
 
     monkeypatch.setenv("LIPSTUDY_RESULTS", str(tmp_path))
     monkeypatch.setattr(evidence, "experiment_evidence", lambda *a, **k: world(lambda m, s, i: 0.8, n_boot=20))
+    monkeypatch.setattr(evidence, "load_reference", lambda profile: None)
     _, verdicts = evidence.book_verdicts("smoke")
     records = evidence.load_claims("smoke")
     assert evidence.claims_file("smoke") == tmp_path / "claims" / "smoke.json"

@@ -165,3 +165,18 @@ def test_a_reference_of_another_profile_is_refused(builds):
         ref.evaluation(KEYS["segnet"], "atr")
     ids, m = (lambda e: (e.ids, e.cms))(ref.evaluation(KEYS["segnet"], "val"))
     assert ids == IDS and np.array_equal(m, cms(6))
+
+
+def test_a_reference_of_other_data_is_not_recomputed_here(builds, monkeypatch):
+    from lipstudy.bundles import BundleError
+
+    ref = reference.read_reference(builds / "smoke.tar.xz")
+    ref.manifest["datasets"] = {"lip": "f" * 64, "challenge": "e" * 64}
+    monkeypatch.setattr(claims_evidence, "data_root", lambda prof, ds, data=None: ds)
+    monkeypatch.setattr(claims_evidence, "data_fingerprint", lambda root: "f" * 64)
+    with pytest.raises(BundleError, match="dataset 'challenge' of profile smoke differs from the reference build's"):
+        claims_evidence.reference_verdicts("smoke", ref)
+    # ... and gives no margins: the default holds
+    monkeypatch.setattr(claims_evidence, "load_reference", lambda profile: ref)
+    monkeypatch.setattr(claims_evidence, "reference_runs", lambda *a, **k: {"k": ("a CPU", "another CPU")})
+    assert claims_evidence.reference_margins("smoke") is None

@@ -41,7 +41,7 @@ def test_the_committed_files_are_the_cpu_profiles_shipped_runs(monkeypatch):
     assert set(manifests) == set(keys), "results/shipped/ should hold exactly the cpu profile's shipped runs"
     products = cache.book_products(cpu)
     for key, (manifest, members) in manifests.items():
-        assert manifest["profile"] == "cpu" and set(manifest["datasets"]) == {"lip", "atr"}
+        assert manifest["profile"] == "cpu" and set(manifest["datasets"]) == {"lip", "atr", "challenge"}
         assert [r["key"] for r in manifest["runs"]] == [key], keys[key]
         run = method_runs(cpu)[keys[key]][0]
         for name in ["val", *products[run]]:

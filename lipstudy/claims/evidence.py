@@ -20,7 +20,8 @@ import pandas as pd
 
 from ..atomic import atomic_write_json
 from ..cache import ensure, key_plan
-from ..data.roots import data_root
+from ..bundles import BundleError
+from ..data.roots import data_fingerprint, data_root
 from ..data.statistics import image_attributes
 from ..data.synth.topup import topped_up
 from ..paths import results_dir, runs_dir
@@ -114,8 +115,13 @@ def reference_runs(profile, ref: Reference, data=None, seeds=None) -> dict:
 
 def reference_verdicts(profile, ref: Reference, seeds=None, n_boot: int = 1000) -> list[Verdict]:
     """Every claim on the reference build's evaluations, through the same catalogue and this
-    machine's image attributes (the data is the same: the run keys hash its fingerprint)."""
+    machine's image attributes; refused (:class:`lipstudy.bundles.BundleError`) when a dataset the
+    reference was trained or scored on differs here (its fingerprint, as an import checks it)."""
     prof = get_profile(profile)
+    for ds, theirs in ref.manifest["datasets"].items():
+        if data_fingerprint(data_root(prof, ds)) != theirs:
+            raise BundleError(f"{ref.path}: dataset {ds!r} of profile {prof.name} differs from the reference build's "
+                              f"(fingerprint {str(theirs)[:16]}...): its claims cannot be recomputed here")
 
     def opener(run, name):
         return ref.evaluation(key_plan(run, prof).key, name)
@@ -128,7 +134,7 @@ def reference_margins(profile, data=None, seeds=None) -> tuple[dict, str] | None
     """``({(claim, bin): the reference's estimate (pp)}, the reference's CPU)`` when the committed
     reference build (:func:`lipstudy.reference.load_reference`) holds every run of this build and
     trained some of them on another CPU than this build did; None otherwise (no reference, real
-    data, a stale reference, or the same CPU: then the margin is the default)."""
+    data, a stale reference or one of other data, or the same CPU: then the margin is the default)."""
     if data is not None:
         return None
     ref = load_reference(profile)
@@ -139,8 +145,12 @@ def reference_margins(profile, data=None, seeds=None) -> tuple[dict, str] | None
         return None
     if all(here is None or here == theirs for here, theirs in cpus.values()):
         return None
+    try:
+        verdicts = reference_verdicts(profile, ref, seeds)
+    except BundleError:
+        return None
     estimates = {}
-    for v in reference_verdicts(profile, ref, seeds):
+    for v in verdicts:
         estimates[(v.claim, None)] = v.estimate
         estimates.update({(v.claim, b.name): b.estimate for b in v.bins})
     theirs = sorted({t for here, t in cpus.values() if here != t})
