@@ -105,8 +105,8 @@ def verdict_changes(ours: list[dict], theirs: list[dict]) -> pd.DataFrame:
                          "ours here (pp)": mine["ours"], "ours there (pp)": None})
             continue
         if mine["verdict"] != other["verdict"]:
-            rows.append({"claim": mine["claim"], "bin": "", "this build": mine["verdict"], "reference": other["verdict"],
-                         "ours here (pp)": mine["ours"], "ours there (pp)": other["ours"]})
+            rows.append({"claim": mine["claim"], "bin": "", "this build": mine["verdict"],
+                         "reference": other["verdict"], "ours here (pp)": mine["ours"], "ours there (pp)": other["ours"]})
         their_bins = {b["bin"]: b for b in other.get("bins") or []}
         for b in mine.get("bins") or []:
             t = their_bins.get(b["bin"])
@@ -116,7 +116,8 @@ def verdict_changes(ours: list[dict], theirs: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=VERDICT_COLUMNS)
 
 
-def compare(profile, path=None, data=None, device: str = "auto", seeds=None, ours: list[dict] | None = None) -> Comparison | None:
+def compare(profile, path=None, data=None, device: str = "auto", seeds=None,
+            ours: list[dict] | None = None) -> Comparison | None:
     """This build against the reference build ``path`` (default the committed one of ``profile``);
     None when there is none. ``ours``: this build's claim records (default: computed now by
     :func:`lipstudy.claims.evidence.book_verdicts`, which also rewrites its claims file)."""

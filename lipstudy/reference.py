@@ -1,5 +1,6 @@
 """The reference build: a profile's book as trained on the developers' machine, committed as a
-bundle of its runs' evaluations (``results/reference/<profile>.tar.xz``; no checkpoints), so that
+bundle of its runs' evaluations (``results/reference/<profile>.tar.xz``: per-image matrices, metrics,
+provenance and the few label maps the figures show; no checkpoints), so that
 any other build can be compared with it run by run and verdict by verdict (issue 36: the same run
 keys compute other numbers on another CPU, and bit-identity across instruction sets is not in
 reach by settings alone).
@@ -65,10 +66,6 @@ class Reference:
 
     def cpu(self, key: str) -> str:
         return run_cpu(self.provenance(key))
-
-    def evaluations(self, key: str) -> list[str]:
-        prefix = f"runs/{key}/eval/"
-        return sorted({n[len(prefix):].split("/")[0] for n in self.members if n.startswith(prefix)})
 
     def evaluation(self, key: str, name: str):
         """``ids`` and ``cms`` of one evaluation of one run (KeyError naming both when absent)."""

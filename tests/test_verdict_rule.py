@@ -86,7 +86,11 @@ from test_claims import ATTRS, CONTROL, M, cm_images, miou, world  # noqa: E402
 
 def test_per_bin_verdicts_of_every_size():
     def q(large):
-        return lambda m, s, i: (large if ATTRS["size_bin"].iloc[i] == "large" else 0.85) if m == "Attention + SSL" else 0.8
+        def quality(m, s, i):
+            if m != "Attention + SSL":
+                return 0.8
+            return large if ATTRS["size_bin"].iloc[i] == "large" else 0.85
+        return quality
 
     v = catalogue.ssl_better_every_size(world(q(0.85)))
     assert v.verdict == "supported" and [b.name for b in v.bins] == ["small", "medium", "large"]

@@ -62,7 +62,8 @@ def across_budgets(summaries: pd.DataFrame, profiles, run_sd: float, df: int, al
             verdict, reason = rule(value - half, value + half, per_seed, seeds, margin, list(by_seed.index))
             rows.append({"claim": claim, "profile": profile, "ours (pp)": value, "half-width (pp)": half,
                          "seeds": n, "verdict": verdict, "reason": reason})
-    return pd.DataFrame(rows, columns=["claim", "profile", "ours (pp)", "half-width (pp)", "seeds", "verdict", "reason"])
+    columns = ["claim", "profile", "ours (pp)", "half-width (pp)", "seeds", "verdict", "reason"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def wide(table: pd.DataFrame) -> pd.DataFrame:

@@ -245,7 +245,8 @@ def multiscale_better_on_small(evidence: Evidence) -> Verdict:
         {m: Term(m, stat=miou_of(SMALL_LABELS)) for m in BASELINES},
         lambda d: stack_mean(d, ["DeepLabV2", "Attention"]) - stack_mean(d, ["FCN-8s", "SegNet"]),
         np.mean([table4_mean(row[m], SMALL_LABELS) for m in ("DeepLabV2", "Attention")])
-        - np.mean([table4_mean(row[m], SMALL_LABELS) for m in ("FCN-8s", "SegNet")]), better=("DeepLabV2", "Attention")))
+        - np.mean([table4_mean(row[m], SMALL_LABELS) for m in ("FCN-8s", "SegNet")]),
+        better=("DeepLabV2", "Attention")))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -257,8 +257,9 @@ def margin_of(evidence: Evidence, claim: str, bin_name: str | None, estimate: fl
     if ref is None or not np.isfinite(ref):
         return default, f"{default:.2f} pp, the default until a reference build on another CPU measures the change"
     change = abs(estimate - ref)
+    where = evidence.reference_cpu or "another CPU"
     return max(default, change), (f"this statistic moved by {change:.2f} pp against the reference build on "
-                                  f"{evidence.reference_cpu or 'another CPU'} (the margin is at least {default:.2f} pp)")
+                                  f"{where} (the margin is at least {default:.2f} pp)")
 
 
 def aggregate(readings) -> tuple[str, str]:

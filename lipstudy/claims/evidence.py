@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import atomic_write_json
-from ..cache import ensure, key_plan
 from ..bundles import BundleError
+from ..cache import ensure, key_plan
 from ..data.roots import data_fingerprint, data_root
 from ..data.statistics import image_attributes
 from ..data.synth.topup import topped_up

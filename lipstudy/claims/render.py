@@ -68,7 +68,8 @@ def claim_block(record: dict, anchor: str) -> str:
     """One claim of ``results/claims/<profile>.json`` as an HTML block with id ``anchor``."""
     binned = bool(record.get("bins"))
     weakest = f" (its weakest bin, {html.escape(str(record.get('weakest_bin')))})" if binned else ""
-    numbers = [f"paper {_pp(record.get('paper'))} pp", f"ours {_pp(record.get('ours'))} pp {_interval(record)}{weakest}",
+    numbers = [f"paper {_pp(record.get('paper'))} pp",
+               f"ours {_pp(record.get('ours'))} pp {_interval(record)}{weakest}",
                f"per seed {per_seed_text(record)}" if record.get("per_seed") else None,
                f"margin {_pp(record.get('margin'), False)} pp" if record.get("margin") is not None else None,
                f"detectable at 80% power: {_pp(record.get('detectable'), False)} pp"
