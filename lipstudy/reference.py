@@ -47,7 +47,7 @@ def run_cpu(provenance: dict) -> str:
     recorded before the CPU record existed are named by their device line."""
     if provenance.get("cpu"):
         return cpu_label(provenance["cpu"])
-    return str(provenance.get("device") or "an unrecorded device")
+    return f"an unrecorded CPU ({provenance.get('device') or 'no device recorded'})"
 
 
 @dataclass
