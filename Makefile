@@ -7,6 +7,7 @@ STAMP  := $(VENV)/.installed
 PROFILE ?= cpu
 DATA   ?=
 CHAPTERS ?=
+TRAIN_COMMITTED ?=
 PYTEST_ARGS ?=
 
 .PHONY: book test bench browser venv clean-book
@@ -31,7 +32,8 @@ test: $(STAMP) browser
 
 # The same runner and cache as `LIPSTUDY_PROFILE=$(PROFILE) jupyter-book build book/` (see _config.yml).
 book: $(STAMP)
-	$(BIN)/lipstudy book --profile $(PROFILE) $(if $(DATA),--data $(DATA)) $(if $(CHAPTERS),--chapters $(CHAPTERS))
+	$(BIN)/lipstudy book --profile $(PROFILE) $(if $(DATA),--data $(DATA)) $(if $(CHAPTERS),--chapters $(CHAPTERS)) \
+	  $(if $(TRAIN_COMMITTED),--train-committed)
 
 bench: $(STAMP)
 	for f in benchmarks/[a-z]*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

@@ -86,19 +86,20 @@ def device_info(device: torch.device) -> dict:
 
 
 def profile_config(profile: str = "cpu", model: str = "deeplabv2", loss: str = "off", **over):
-    """The TrainConfig the run cache gives ``profile``'s book run of ``model`` (the synthetic
-    backbone for "backbone"; stage 2 when ``loss`` is not "off"), from random weights instead of
-    the checkpoint it starts from (speed does not depend on the weights), with ``over`` replaced."""
+    """The TrainConfig the run store gives ``profile``'s book run of ``model`` (the synthetic
+    backbone for "backbone"; stage 2 when ``loss`` is not "off"), on the profile's data (generated
+    if missing), from random weights instead of the checkpoint it starts from (speed does not
+    depend on the weights), with ``over`` replaced."""
     import dataclasses
 
-    from lipstudy.cache import key_plan, train_config
+    from lipstudy.data.roots import PRETRAIN, data_root
     from lipstudy.profiles import get_profile
-    from lipstudy.runs import PRETRAIN, Run
+    from lipstudy.runs import Run
+    from lipstudy.store import train_config
 
     prof = get_profile(profile)
     run = Run(model, dataset=PRETRAIN) if model == "backbone" else Run(model, loss, stage=1 if loss == "off" else 2)
-    cfg = train_config(key_plan(run, prof), prof, "cpu", None)
-    return dataclasses.replace(cfg, init=None, backbone_init=None, **over)
+    return dataclasses.replace(train_config(run, prof, data_root(prof, run.dataset), device="cpu"), **over)
 
 
 def make_stage(cfg, trainer=None):

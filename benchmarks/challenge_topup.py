@@ -12,12 +12,12 @@ from pathlib import Path
 
 import torch
 
-from lipstudy import shipped
-from lipstudy.cache import key_plan
-from lipstudy.data.roots import data_root
+from lipstudy import committed
+from lipstudy.data.roots import data_root, profile_datasets
 from lipstudy.evaluate import EvalSettings, evaluate_checkpoint
 from lipstudy.paths import runs_dir
 from lipstudy.profiles import get_profile
+from lipstudy.store import key_plan
 
 
 def seconds(checkpoint: Path, root: Path) -> float:
@@ -35,11 +35,15 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     prof = get_profile(args.profile)
-    shipped.install(prof, log=lambda *a: None)
+    for ds in profile_datasets(prof):  # a run key is read off its data: generated first
+        data_root(prof, ds)
+    committed.install(prof, log=lambda *a: None)
     roots = {"val": data_root(prof, "lip"), "challenge": data_root(prof, "challenge")}
     sizes = {name: len((root / "TrainVal_images" / "val_id.txt").read_text().split()) for name, root in roots.items()}
     print(f"profile {prof.name}: validation split {sizes['val']} images, challenge top-up {sizes['challenge']} images")
-    for method, run in shipped.shipped_runs(prof).items():
+    for kind, method, run in committed.committed_runs(prof):
+        if kind is not committed.SHIPPED:
+            continue
         checkpoint = runs_dir() / key_plan(run, prof).key / "checkpoint.pt"
         best = {name: min(seconds(checkpoint, root) for _ in range(args.repeats)) for name, root in roots.items()}
         print(f"{method:40s} val {best['val']:6.1f} s   top-up {best['challenge']:5.1f} s   "

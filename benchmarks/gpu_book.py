@@ -65,8 +65,9 @@ def environment() -> dict:
 
 def report(profile, bundle) -> dict:
     """Every run of the profile's book: finished here or not, in the bundle or not, its times."""
-    from lipstudy.bundles import bundle_runs, read_bundle
-    from lipstudy.cache import is_finished, key_plan
+    from lipstudy.bundles import read_bundle
+    from lipstudy.export import bundle_runs
+    from lipstudy.store import is_finished, key_plan
     from lipstudy.paths import runs_dir
 
     in_bundle = set()

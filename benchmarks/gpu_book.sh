@@ -83,7 +83,7 @@ cat "$PREPARE_LOG"; rm -f "$PREPARE_LOG"
 
 LEFT=$(( BUDGET - $(elapsed) - RESERVE ))
 say "training the $PROFILE profile's book, $LEFT s left for it"
-TRAIN=(runs train --profile "$PROFILE" --bundle "$BUNDLE" --checkpoints none)
+TRAIN=(runs train --profile "$PROFILE" --bundle "$BUNDLE" --checkpoints none --train-committed)  # it replaces a committed bundle
 [ -n "${GPU_BOOK_JOBS:-}" ] && TRAIN+=(--jobs "$GPU_BOOK_JOBS")
 [ "${GPU_BOOK_COMPILE:-0}" = 1 ] && TRAIN+=(--compile)
 trained=0

@@ -4,7 +4,7 @@ Every network's forward + backward FLOPs per training image at the profile's wid
 forward FLOPs per evaluated image, are counted by torch.utils.flop_counter.FlopCounterMode on the
 meta device (shapes only, nothing computed, seconds on any machine). Times the images and epochs
 of every run of the book (lipstudy.runs.book_runs and what they start from) and every evaluation
-the chapters read (lipstudy.cache.book_products; an evaluated image counted at max_side x max_side,
+the chapters read (lipstudy.store.book_products; an evaluated image counted at max_side x max_side,
 an upper bound), it gives the book's FLOPs and the minutes they take at an assumed sustained rate.
 Writes results/benchmarks/gpu_sizing.json.
 
@@ -13,24 +13,25 @@ Writes results/benchmarks/gpu_sizing.json.
 from __future__ import annotations
 
 import argparse
-import re
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from _common import write_result
-from lipstudy.cache import book_products
 from lipstudy.config import TrainConfig, build_network
+from lipstudy.data.roots import PRETRAIN
 from lipstudy.losses import training_loss
 from lipstudy.profiles import get_profile
-from lipstudy.runs import PRETRAIN, book_runs, epochs, with_ancestors
+from lipstudy.runs import BACKBONE, Run, book_runs, epochs, with_ancestors
+from lipstudy.store import ATR, TEST, Evaluation, book_products, train_config
 
 H200_BF16_MATMUL = 790e12
 """The bf16 matmul rate measured on this workplace's H200 (about 790 TFLOP/s on 8192^3 products)."""
 
 
 def flops_per_image(model: str, width: float, size: int, train: bool, recipe: dict, num_classes: int = 20) -> int:
-    """FLOPs of one ``size`` x ``size`` image through ``model`` (forward, and backward when ``train``)."""
+    """FLOPs of one ``size`` x ``size`` image through ``model`` (forward, and backward when ``train``);
+    ``recipe``: TrainConfig fields, of which those that shape the network count."""
     fields = {k: v for k, v in recipe.items() if k in ("batch_norm", "atrous_scale", "dropout")}
     cfg = TrainConfig(model=model, width=width, num_classes=num_classes, **fields)
     with torch.device("meta"):
@@ -52,7 +53,8 @@ def plan(profile) -> dict:
     cache: dict = {}
 
     def per_image(model, size, train, backbone):
-        recipe = prof.run_recipe(backbone=backbone)
+        run = BACKBONE if backbone else Run(model)
+        recipe = train_config(run, prof, "").to_dict()
         key = (model, size, train, backbone)
         if key not in cache:
             cache[key] = flops_per_image(model, prof.width, size, train, recipe)
@@ -67,12 +69,11 @@ def plan(profile) -> dict:
         images = spec["train"] // prof.batch * prof.batch * epochs(run, prof)
         train = images * per_image(run.model, prof.crop, True, backbone)
         evals = {"val": (spec["val"], side(spec))}
-        for name in products.get(run, []):
-            m = re.fullmatch(r"val@(\d+)", name)
-            if m:
-                evals[name] = (spec["val"], int(m.group(1)))
-            elif name in ("test", "atr"):
-                evals[name] = ((prof.atr_data if name == "atr" else spec)["test"], side(spec))
+        for ev in products.get(run, []):
+            if isinstance(ev, Evaluation) and ev.size is not None:
+                evals[ev.name] = (spec["val"], ev.size)
+            elif ev in (TEST, ATR):
+                evals[ev.name] = ((prof.atr_data if ev.atr else spec)["test"], side(spec))
         evaluate = sum(n * per_image(run.model, s, False, backbone) for n, s in evals.values())
         rows.append({"run": run.label, "dataset": run.dataset, "seed": run.seed, "stage": run.stage,
                      "train_images": images, "train_flop": train, "eval_images": sum(n for n, _ in evals.values()),

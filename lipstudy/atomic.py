@@ -1,6 +1,6 @@
 """Write-then-rename: the one way lipstudy writes a file that something else may read.
 
-A reader (a chapter, the run cache, the leaderboard) must never see half a file, and an
+A reader (a chapter, the run store, the leaderboard) must never see half a file, and an
 interrupted writer must leave the previous version intact. Every writer therefore writes to a
 temporary name in the same directory (same filesystem, so ``os.replace`` is atomic), flushes it
 to disk and renames it over the target.

@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_write_json
-from .cache import finished_key
+from .data.roots import DataMissing
+from .store import finished_key
 from .paths import results_dir, runs_dir
 from .profiles import PROFILES, get_profile
 from .runs import paper_runs, profile_seeds
@@ -51,7 +52,10 @@ def summarise(profile, data=None, seeds=None) -> pd.DataFrame:
     rows = []
     for seed in profile_seeds(prof, seeds):
         for method, run in paper_runs(seed).items():
-            key = finished_key(run, prof, data)
+            try:
+                key = finished_key(run, prof, data)
+            except DataMissing:  # data never generated: no run of it is finished either
+                key = None
             if key is None:
                 continue
             cost = {"finetune": np.array(run_cost(folder / key)), "backbone": np.zeros(2)}
@@ -72,7 +76,7 @@ def summarise(profile, data=None, seeds=None) -> pd.DataFrame:
 
 def train(profile, data=None, device: str = "auto") -> None:
     """Train the runs :func:`summarise` reads (and what they start from) that are not finished."""
-    from .schedule import ensure_all, training_jobs
+    from .process_pool import ensure_all, training_jobs
 
     prof = get_profile(profile)
     runs = [run for seed in prof.seeds for run in paper_runs(seed).values()]

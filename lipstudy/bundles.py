@@ -1,5 +1,6 @@
 """Run bundles: a profile's finished runs in one file, trained on one machine (a GPU server), read
-on another (a laptop) that builds the book from them without training anything.
+on another (a laptop) that builds the book from them without training anything. This module holds
+the format and the reading side; :mod:`lipstudy.export` writes them.
 
 A bundle is a ``.tar.xz`` archive (the standard library's lzma; members sorted, times and owners
 zeroed, so one set of runs always makes the same bytes) holding ``manifest.json`` and, per run,
@@ -8,20 +9,21 @@ zeroed, so one set of runs always makes the same bytes) holding ``manifest.json`
 the label maps the chapters' figures show (``figures/<set>.npz``, :mod:`lipstudy.showcase`) and,
 when asked for, the checkpoints of the runs the figures come from in their smallest faithful form
 (weights and config, fp32; no optimiser, RNG states or log). The manifest lists every file with its
-sha256 and size, the profile, :data:`lipstudy.cache.ENGINE_VERSION`, each dataset's fingerprint
-and each run's key.
+sha256 and size, the profile, :data:`lipstudy.store.ENGINE_VERSION`, each dataset's fingerprint
+and each run's key. The files a run's configs name are written relative to the data folder
+(``data/...``) and the results folder (``results/...``) and resolved where they are used, so a
+bundle names nothing of the machine that made it beyond its provenance (:func:`portable_run_file`).
 
 :func:`import_bundle` verifies everything before it writes anything: every hash, that no file is
 missing or extra, the engine version, the data fingerprints (the synthetic data is generated here,
 deterministically, and must be the data the runs trained on), each run's key recomputed here with
-:func:`lipstudy.cache.key_plan`, and each evaluation's matrices decoded back to the exact arrays
+:func:`lipstudy.store.key_plan`, and each evaluation's matrices decoded back to the exact arrays
 that were exported. A mismatch is refused with the run and what differs named. Then each run
 folder is assembled in a temporary folder beside ``results/runs`` and moved in by one rename: an
 import stopped at any moment leaves whole runs or none.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import json
@@ -34,17 +36,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path
-from .cache import ENGINE_VERSION, _load_result, book_products, has_product, is_finished, key_plan, product
-from .data.roots import data_fingerprint, data_root, profile_datasets
+from .data.roots import data_fingerprint, data_root
 from .locks import is_locked
 from .paths import runs_dir
 from .profiles import PROFILES, get_profile
-from .runs import Run, book_runs, with_ancestors
-from .showcase import figure_sets
+from .runs import Run
+from .store import ENGINE_VERSION, is_finished, key_plan
 
 FORMAT, FORMAT_VERSION = "lipstudy-bundle", 1
-RUN_FILES = ("config.json", "train_config.json", "provenance.json", "train_log.csv", "train_log.json")
+RUN_FILES = ("config.json", "train_config.json", "provenance.json", "train_log.json")
 SPARSE = "per_image_cm.sparse.npz"
 CHECKPOINT_CHOICES = ("figures", "none", "all")
 MANIFEST_FIELDS = {"profile": str, "engine_version": str, "data": str, "datasets": dict, "runs": list,
@@ -105,110 +105,6 @@ def _npz_bytes(arrays: dict, compressed: bool = False) -> bytes:
     buf = io.BytesIO()
     (np.savez_compressed if compressed else np.savez)(buf, **arrays)
     return buf.getvalue()
-
-
-# ----------------------------------------------------------------------------- export
-
-def bundle_runs(profile, seeds=None) -> list[Run]:
-    """The runs a profile's book needs: :func:`lipstudy.runs.book_runs` and what they start from."""
-    return with_ancestors(book_runs(profile, seeds), profile)
-
-
-def slim_checkpoint(path: Path) -> bytes:
-    """A training checkpoint reduced to what rebuilds the network (weights and config)."""
-    import torch
-
-    from .runtime import load_checkpoint
-
-    ckpt = load_checkpoint(path)
-    buf = io.BytesIO()
-    torch.save({"model": ckpt["model"], "config": ckpt["config"], "slim": True}, buf)
-    return buf.getvalue()
-
-
-def _run_files(run_dir: Path, with_checkpoint: bool) -> tuple[dict[str, bytes], dict]:
-    """A finished run folder's bundle members (relative names) and its matrices' digests."""
-    from .evaluate import load_cms
-
-    files = {name: (run_dir / name).read_bytes() for name in RUN_FILES if (run_dir / name).is_file()}
-    matrices = {}
-    for ev in sorted(p.parent for p in run_dir.glob("eval/*/metrics.json")):
-        name = f"eval/{ev.name}"
-        files[f"{name}/metrics.json"] = (ev / "metrics.json").read_bytes()
-        ids, cms = load_cms(ev / "per_image_cm.npz")
-        files[f"{name}/{SPARSE}"] = _npz_bytes(pack_cms(ids, cms))
-        matrices[f"{name}/{SPARSE}"] = {"sha256": cms_digest(ids, cms), "images": len(ids)}
-    for fig in sorted(run_dir.glob("figures/*.npz")):
-        files[f"figures/{fig.name}"] = fig.read_bytes()
-    if with_checkpoint and (run_dir / "checkpoint.pt").is_file():
-        files["checkpoint.pt"] = slim_checkpoint(run_dir / "checkpoint.pt")
-    files["metrics.json"] = (run_dir / "metrics.json").read_bytes()
-    return files, matrices
-
-
-def _datasets_of(entries: list[dict], prof) -> list[str]:
-    """The datasets the bundled runs train or are evaluated on (a LIP run is also scored on ATR and,
-    when the profile has one, on the challenge top-up), so that a bundle of some runs (the committed
-    backbone) asks an importer for no other dataset."""
-    used = {e["run"]["dataset"] for e in entries}
-    scored = {"atr", "challenge"} if prof.challenge_topup else {"atr"}
-    return sorted(used | (scored if "lip" in used else set()))
-
-
-def export(profile, out, data=None, seeds=None, checkpoints: str = "figures", partial: bool = False,
-           device: str = "auto", runs=None, ancestors: bool = True, log=print) -> dict:
-    """Write the finished runs of ``profile``'s book (:func:`bundle_runs`) to the bundle ``out``;
-    return its manifest. A run lacking one of the products the chapters read (its evaluations,
-    its figures' label maps) gets it computed now from its checkpoint. ``partial``: leave out the
-    runs not finished with every product yet (a bundle of what is done so far, rewritten as runs
-    finish), instead of refusing. ``checkpoints``: "figures" (the runs the figures come from),
-    "none" or "all". ``runs``: these runs (and, with ``ancestors``, what they start from) instead of
-    the book's; the manifest then names only the datasets they train or are scored on."""
-    if checkpoints not in CHECKPOINT_CHOICES:
-        raise ValueError(f"checkpoints must be one of {CHECKPOINT_CHOICES}, got {checkpoints!r}")
-    prof = get_profile(profile)
-    products = book_products(prof, data, seeds)
-    with_ckpt = set(figure_sets(prof, seeds)) if checkpoints == "figures" else None
-    members, entries, matrices, left_out = {}, [], {}, []
-    if runs is None:
-        chosen = bundle_runs(prof, seeds)
-    else:
-        chosen = with_ancestors(runs, prof) if ancestors else list(runs)
-    for run in chosen:
-        plan = key_plan(run, prof, data)
-        run_dir = runs_dir() / plan.key
-        needs = ["val", *products.get(run, [])]
-        if not is_finished(run_dir) or (partial and not all(has_product(run_dir, n) for n in needs)):
-            if not partial:
-                raise BundleError(f"{out}: run {run.label!r} ({run.dataset}, seed {run.seed}, key {plan.key}) is not "
-                                  f"finished in {runs_dir()}: train it first (lipstudy book / lipstudy runs train)")
-            left_out.append(run.label)
-            continue
-        res = _load_result(run, prof, run_dir, plan.root, device, reused=False)
-        for name in needs:
-            product(res, name)
-        files, mats = _run_files(run_dir, checkpoints == "all" or (with_ckpt is not None and run in with_ckpt))
-        prefix = f"runs/{plan.key}/"
-        members.update({prefix + k: v for k, v in files.items()})
-        matrices.update({prefix + k: v for k, v in mats.items()})
-        entries.append({"key": plan.key, "label": run.label, "run": dataclasses.asdict(run), "parent": plan.parent_key,
-                        "finished_ns": (run_dir / "metrics.json").stat().st_mtime_ns,
-                        "checkpoint": prefix + "checkpoint.pt" in members})
-    datasets = {ds: data_fingerprint(data_root(prof, ds, data if ds == "lip" else None))
-                for ds in (profile_datasets(prof) if runs is None else _datasets_of(entries, prof))}
-    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "profile": prof.name,
-                "engine_version": ENGINE_VERSION, "data": "real" if data is not None else "synthetic",
-                "datasets": datasets, "runs": entries, "matrices": matrices,
-                "files": {name: {"sha256": hashlib.sha256(b).hexdigest(), "bytes": len(b)}
-                          for name, b in sorted(members.items())}}
-    with atomic_path(out, suffix=".tar.xz") as tmp, tarfile.open(tmp, "w:xz", preset=6) as tar:
-        for name, blob in [("manifest.json", json.dumps(manifest, indent=1).encode()), *sorted(members.items())]:
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(blob), 0o644, 0
-            tar.addfile(info, io.BytesIO(blob))
-    log(f"[bundle] wrote {out}: {len(entries)} runs of profile {prof.name}, {Path(out).stat().st_size / 2**20:.2f} MiB"
-        + (f"; not finished yet, left out: {', '.join(left_out)}" if left_out else ""))
-    return manifest
 
 
 # ----------------------------------------------------------------------------- import

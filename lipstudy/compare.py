@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from .bundles import SPARSE, bundle_runs, cms_digest
-from .cache import key_plan
+from .bundles import SPARSE, cms_digest
 from .claims.evidence import reference_verdicts
+from .export import bundle_runs
 from .paths import runs_dir
 from .profiles import get_profile
 from .reference import Reference, load_reference, run_cpu
+from .store import key_plan
 from .words import count
 
 RUN_COLUMNS = ["run", "dataset", "seed", "key", "this build (%)", "reference (%)", "difference (pp)"]

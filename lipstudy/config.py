@@ -17,11 +17,19 @@ from pathlib import Path
 import torch
 
 from .labels import DATASETS
+from .losses import MODES
+from .paths import portable, resolve
 
-LOSS_MODES = ("off", "paper", "released", "plus_one")
 # Fields that change how a run executes but not what it computes: a resume may change them.
 EXECUTION_FIELDS = ("device", "workers", "max_steps", "checkpoint_every_steps", "channels_last", "compile", "cache_images")
 AMP_MODES = ("auto", "bf16", "off")
+PATH_FIELDS = ("data_root", "init", "backbone_init", "pretrained")
+"""Fields that name files: a bundle writes them portable (:func:`lipstudy.paths.portable`), the
+trainer resolves them (:meth:`TrainConfig.resolved`)."""
+RETIRED_FIELDS = {"frozen_backbone_steps": 0, "frozen_bn_stats": False}
+"""Fields that configs of earlier versions hold and this one no longer has, with the value that
+meant "off": a saved config (a checkpoint's, a bundle's) holding that value is read without them,
+since it trained what this version trains; another value is refused (this version cannot)."""
 OPTIMIZERS = ("sgd", "adamw")
 DATA_PIPELINES = ("loader", "resident")
 
@@ -57,9 +65,9 @@ class TrainConfig:
     aux_structure_weight: bool = False
     # The data.
     dataset: str = "lip"  # "lip" | "ppp" | "atr" (reader kind; sets the flip pairs)
-    data_root: str = "data/lip"
+    data_root: str = "data/lip"  # a relative "data/..." is in the data folder (lipstudy.paths.resolve)
     split: str = "train"
-    # The loss: "off" = cross-entropy (stage 1); the others: lipstudy.losses modes (stage 2).
+    # The loss (lipstudy.losses.MODES): "off" = cross-entropy (stage 1); the others Eq. 2's modes (stage 2).
     loss: str = "off"
     # Optimisation. Section 5.1: "30 epochs" (stage 1; stage 2 "roughly 20 epochs"),
     # "batch size of 10 images, momentum of 0.9, and weight decay of 0.0005",
@@ -74,19 +82,6 @@ class TrainConfig:
     # linear learning-rate warm-up before the poly decay (0 = none, as the paper).
     optimizer: str = "sgd"
     warmup_steps: int = 0
-    # Steps during which the pretrained backbone is frozen (weights and batch-norm statistics) and
-    # only the new layers train: linear probing before fine-tuning (LP-FT, Kumar et al. 2022), so
-    # the random head's first gradients do not distort the pretrained features. 0 = the paper's
-    # (everything trains from the first step). Applies to a stage that starts from a pretrained
-    # backbone (``backbone_init`` / ``pretrained``), not to one that starts from a whole trained
-    # network (``init``: stage 2, whose head is trained already).
-    frozen_backbone_steps: int = 0
-    # Keep the backbone's batch-norm statistics as the pretrained network left them (its norms
-    # normalise with their running statistics in training too; their scale and shift still
-    # train), as detection and segmentation fine-tuning commonly does with small batches. With a
-    # shared multi-scale backbone (attention-to-scale) batch statistics differ per input scale in
-    # training, while evaluation would use one running average of all scales.
-    frozen_bn_stats: bool = False
     # Released DeepLabV2 recipe: base lr 1e-3, "poly" decay with power 0.9, classifier at 10x,
     # random scale 0.6-1.4 and mirroring.
     lr: float = 1e-3
@@ -125,8 +120,8 @@ class TrainConfig:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.data_pipeline not in DATA_PIPELINES:
             raise ValueError(f"data_pipeline must be one of {DATA_PIPELINES}, got {self.data_pipeline!r}")
-        if self.loss not in LOSS_MODES:
-            raise ValueError(f"loss must be one of {LOSS_MODES}, got {self.loss!r}")
+        if self.loss not in MODES:
+            raise ValueError(f"loss must be one of {MODES}, got {self.loss!r}")
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {tuple(DATASETS)}, got {self.dataset!r}")
         if self.batch_size < 1 or self.epochs < 1 or self.crop < 1:
@@ -141,13 +136,28 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def resolved(self) -> "TrainConfig":
+        """This config with the portable paths of a bundle's config (``data/...``, ``results/...``)
+        resolved on this machine (:func:`lipstudy.paths.resolve`)."""
+        return dataclasses.replace(self, **{f: resolve(v) for f in PATH_FIELDS if (v := getattr(self, f))})
+
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         names = {f.name for f in dataclasses.fields(cls)}
+        used = sorted(k for k, off in RETIRED_FIELDS.items() if k in d and d[k] != off)
+        if used:
+            raise ValueError(f"this config sets {', '.join(f'{k}={d[k]!r}' for k in used)}, an option earlier versions "
+                             f"had and this one no longer has")
+        d = {k: v for k, v in d.items() if k not in RETIRED_FIELDS}
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"unknown TrainConfig fields: {', '.join(unknown)}")
         return cls(**d)
+
+
+def portable_config(d: dict) -> dict:
+    """A TrainConfig's dict with the files it names written portable (:func:`lipstudy.paths.portable`)."""
+    return {k: portable(v) if k in PATH_FIELDS and v else v for k, v in d.items()}
 
 
 def config_changes(old: dict, new: TrainConfig) -> list[str]:

@@ -14,6 +14,8 @@ from .config import TrainConfig
 from .paper import SPLITS as LIP_SPLITS
 from .paper import TABLE1
 from .profiles import get_profile
+from .runs import Run
+from .store import train_config
 
 LIP_IMAGE_SIDE = "up to 640 px (LIP's own photos)"
 JOINT_STRIDE = 8  # lipstudy.losses / joints: the joints see every 8th pixel, as the released code's 41x41 grid
@@ -69,10 +71,6 @@ REASONS = {
               "rates scaled by crop / 321, 17.8% without (operating_point.json: pretrain16-6ep-atrous0.4, "
               "pretrain16-6ep)",
     "dropout": "dropout sized for 1024- and 4096-channel layers, on layers thinned by the width",
-    "frozen": "linear probing before fine-tuning (LP-FT): the random new head's first gradients would "
-              "distort the pretrained features",
-    "frozen_bn": "batch statistics of 10 crops are noisy, and attention-to-scale's shared backbone sees three "
-                 "input scales whose statistics differ in training but are one running average in evaluation",
     "seeds": "run-to-run spread is part of a verdict when runs differ by a few points: a claim is decided "
              "only on runs trained with at least three seeds (claims chapter)",
     "controls": "the paper compares '+ SSL' with the stage-1 network, which trained fewer epochs: a control "
@@ -88,7 +86,7 @@ def deviations(profile, device: str | None = None) -> pd.DataFrame:
     ``device``: where the book runs ("auto" when None), for what depends on it (the precision)."""
     prof = get_profile(profile)
     paper = TrainConfig()  # the paper's defaults
-    cfg = TrainConfig(**prof.run_recipe())  # how the baselines train (the backbone's is its own)
+    cfg = train_config(Run("deeplabv2"), prof, "")  # how the baselines train (the backbone's is its own)
     rows = []
 
     def add(setting, ours, theirs, reason, differs=None):
@@ -144,11 +142,6 @@ def deviations(profile, device: str | None = None) -> pd.DataFrame:
             f"{'/'.join(map(str, ASPP_RATES))}; {LARGEFOV_RATE}", "atrous")
     if cfg.dropout is not None:
         add("dropout", f"{cfg.dropout:g}", "0.5", "dropout")
-    if cfg.frozen_bn_stats:
-        add("batch-norm statistics in fine-tuning", "kept as pretrained (scale and shift train)",
-            "updated (SegNet's; the other networks have no norms)", "frozen_bn")
-    if cfg.frozen_backbone_steps:
-        add("backbone frozen", f"the first {cfg.frozen_backbone_steps} steps of stage 1", "never", "frozen")
     add("warm-up", f"{cfg.warmup_steps} steps, linear" if cfg.warmup_steps else "none", "none", "warmup")
     if cfg.warmup_steps:
         add("stage 2's schedule", f"a new optimiser state and a new {cfg.warmup_steps}-step warm-up",

@@ -15,7 +15,7 @@ CUDA, the peak resident set (``VmHWM``) on a CPU. On CUDA one untimed step and e
 step is representative and is the one timed.
 
 The estimate of a run: steps per epoch (training images // batch) x its epochs x seconds per step,
-plus its evaluations ("val", which every run gets, and :func:`lipstudy.runs.book_evaluations`)
+plus its evaluations ("val", which every run gets, and those of :func:`lipstudy.store.book_products`)
 at the measured seconds per image; Table 6's fixed input sizes are scaled by (size / crop)^2, and
 the other evaluations are counted at the cost of a crop-sized image. Data loading, checkpoints and
 the chapters themselves are not counted.
@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .profiles import get_profile
-from .runs import PRETRAIN, Run, book_evaluations, book_runs, epochs, with_ancestors
+from .data.roots import PRETRAIN
+from .runs import Run, book_runs, epochs, with_ancestors
 
 
 @dataclass(frozen=True)
@@ -76,12 +77,11 @@ def peak_memory_bytes(device) -> int:
 
 
 def _config(run: Run, prof, root: Path, scale: Scale, pretrained: str | None, device: str):
-    """The run's TrainConfig as the cache would write it (cache.train_config), at the dry run's
-    scale, started from nothing but the ImageNet weights (its parent is not trained)."""
-    from .cache import KeyPlan, train_config
+    """The run's TrainConfig as the run store would write it (:func:`lipstudy.store.train_config`),
+    at the dry run's scale, started from nothing but the ImageNet weights (its parent is not trained)."""
+    from .store import train_config
 
-    plan = KeyPlan(run, root, "dry-run", None, pretrained if run.stage == 1 else None, "dry-run")
-    cfg = train_config(plan, prof, device, None)
+    cfg = train_config(run, prof, root, pretrained=pretrained if run.stage == 1 else None, device=device)
     return dataclasses.replace(cfg, width=scale.width, crop=scale.crop, batch_size=scale.batch, workers=0,
                                checkpoint_every_steps=None, pretrained=cfg.pretrained if scale.width == 1.0 else None)
 
@@ -102,28 +102,28 @@ def measure(task: dict) -> dict:
     cfg = _config(task["run"], prof, Path(task["root"]), scale, task["pretrained"], task["device"])
     warm = 1 if cfg.device.startswith("cuda") else 0
     with tempfile.TemporaryDirectory(prefix="lipstudy-dry-") as out:
-        stage = setup(cfg, out)
-        dev = stage.device
+        state = setup(cfg, out)
+        dev = state.device
         sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
-        stage.net.train()
-        n = len(stage.data)
+        state.net.train()
+        n = len(state.data)
         seconds = []
         for step in range(warm + 1):
-            images, labels = collate([stage.data[(0, (step * cfg.batch_size + i) % n)] for i in range(cfg.batch_size)])
+            images, labels = collate([state.data[(0, (step * cfg.batch_size + i) % n)] for i in range(cfg.batch_size)])
             sync()
             t0 = time.perf_counter()
-            loss = train_step(stage, images, labels, cfg.lr)
+            loss = train_step(state, images, labels, cfg.lr)
             sync()
             seconds.append(time.perf_counter() - t0)
-        stage.model.eval()
+        state.model.eval()
         image = torch.randn(3, cfg.crop, cfg.crop, generator=torch.Generator().manual_seed(0)).to(dev)
         eval_seconds = []
         for _ in range(warm + 1):
             sync()
             t0 = time.perf_counter()
-            predict_logits(stage.model, image, (cfg.crop, cfg.crop), amp=cfg.amp, channels_last=cfg.channels_last)
+            predict_logits(state.model, image, (cfg.crop, cfg.crop), amp=cfg.amp, channels_last=cfg.channels_last)
             sync()
             eval_seconds.append(time.perf_counter() - t0)
         return {"seconds_per_step": seconds[-1], "eval_seconds_per_image": eval_seconds[-1], "loss": loss,
@@ -144,13 +144,16 @@ def _images(prof, dataset: str, split: str, data=None) -> int:
     return int(spec.get(split, 0))
 
 
-def evaluation_images(run: Run, name: str, prof, data=None) -> float:
-    """Crop-sized image equivalents of one evaluation of ``run`` (see the module docstring)."""
-    if name.startswith("val@"):
-        return _images(prof, run.dataset, "val", data) * (int(name[4:]) / prof.crop) ** 2
-    if name == "atr":
+def evaluation_images(run: Run, which, prof, data=None) -> float:
+    """Crop-sized image equivalents of one evaluation of ``run`` (a :class:`lipstudy.store.Evaluation`
+    or its name; see the module docstring)."""
+    from .store import Evaluation
+
+    ev = which if isinstance(which, Evaluation) else Evaluation.named(which)
+    if ev.atr:
         return _images(prof, "atr", "test")
-    return _images(prof, run.dataset, "test" if name == "test" else "val", data)
+    images = _images(prof, run.dataset, ev.split, data)
+    return images * (ev.size / prof.crop) ** 2 if ev.size is not None else images
 
 
 def _tiny_data(prof, datasets, folder: Path, scale: Scale, data=None) -> dict[str, Path]:
@@ -181,15 +184,16 @@ def dry_run(profile, data=None, device: str = "auto", seeds=None, scale: Scale =
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from .cache import check_pretrained
-    from .models.imagenet import arch_of
+    from .models.imagenet import arch_of, fetch_all
+    from .store import Evaluation, book_products
     from .runtime import resolve_device
 
     prof = get_profile(profile)
     res = scale.resolve(prof)
-    weights = check_pretrained(prof)  # first: a missing file stops here, before any work
+    weights = fetch_all() if prof.pretrained else {}  # first: a missing file stops here, before any work
     all_runs = with_ancestors(runs if runs is not None else book_runs(prof, seeds), prof)
-    evals = book_evaluations(prof, data, seeds)
+    evals = {run: [p for p in wanted if isinstance(p, Evaluation)]
+             for run, wanted in book_products(prof, data, seeds).items()}
     dev = resolve_device(device)
     log(f"[dry-run] profile {prof.name} on {dev}: {len(all_runs)} runs at width {res.width:g}, crop {res.crop}, "
         f"batch {res.batch}" + (f", images up to {res.max_side} px" if res.max_side else ", images at LIP scale"))
@@ -217,7 +221,7 @@ def dry_run(profile, data=None, device: str = "auto", seeds=None, scale: Scale =
 def _row(run: Run, prof, m: dict, extra_evals: list, data) -> dict:
     dataset = run.dataset
     steps = _images(prof, dataset, "train", data) // prof.batch * epochs(run, prof)
-    names = ["val"] + list(extra_evals)
+    names = ["val"] + list(extra_evals)  # Evaluations, or their names
     images = sum(evaluation_images(run, n, prof, data) for n in names)
     train_h = steps * m["seconds_per_step"] / 3600
     eval_h = images * m["eval_seconds_per_image"] / 3600

@@ -94,8 +94,8 @@ def predict_logits(model: torch.nn.Module, image: torch.Tensor, out_size: tuple[
 
 def class_map(logits: torch.Tensor) -> torch.Tensor:
     """The class of each pixel of ``[C, H, W]`` logits: the first largest, exactly as
-    ``argmax(0)``, whose reduction across the class axis runs about 4x slower on CPU than
-    ``max(0)``'s (1.5 of the 7.6 s of a 61-px validation pass)."""
+    ``argmax(0)``, whose reduction across the class axis is slower on CPU than ``max(0)``'s (the
+    measurement is in DESIGN.md's decisions log)."""
     return logits.max(0).indices
 
 

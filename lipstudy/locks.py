@@ -1,4 +1,4 @@
-"""Advisory file locks between the processes of a build: two chapters, a scheduler worker and a
+"""Advisory file locks between the processes of a build: two chapters, a training worker and a
 kernel may ask for the same run, dataset or evaluation at once, and exactly one must make it."""
 from __future__ import annotations
 

@@ -44,11 +44,12 @@ def compare_training(cfg: TrainConfig, modes=("off", "released", "paper")) -> di
 
 
 def profile_config(profile, data_root, steps: int = 3, model: str = "deeplabv2") -> TrainConfig:
-    """A few steps of ``model`` under ``profile``'s recipe (width, crop, batch, optimiser, batch
-    norm, dropout, warm-up, memory layout) on the profile's LIP data, from a random start."""
-    from .profiles import get_profile
+    """A few steps of ``model`` as the profile's book trains it (:func:`lipstudy.store.train_config`:
+    width, crop, batch, optimiser, batch norm, dropout, warm-up, memory layout) on the LIP data in
+    ``data_root``, from a random start, in this process on the CPU."""
+    from .runs import Run
+    from .store import train_config
 
-    prof = get_profile(profile)
-    return TrainConfig(model=model, width=prof.width, crop=prof.crop, batch_size=prof.batch, lr=prof.lr,
-                       dataset="lip", data_root=str(data_root), epochs=1, max_steps=steps, seed=0, device="cpu",
-                       workers=0, channels_last=prof.channels_last, **prof.run_recipe())
+    cfg = train_config(Run(model), profile, data_root, device="cpu")
+    return dataclasses.replace(cfg, epochs=1, max_steps=steps, workers=0, checkpoint_every_steps=None,
+                               cache_images=False, compile=False)

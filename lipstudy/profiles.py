@@ -17,8 +17,8 @@ class Profile:
     benchmark's image counts per split and ``max_side`` (None = LIP scale). ``eval_sizes``: Table
     6's single input sizes 153 / 321 / 513 scaled by crop / 321 (the profile's image scale).
     ``pretrained``: start the backbones from ImageNet VGG-16 (VGG-16-BN for SegNet), as the paper
-    does: torchvision's published files, fetched into the torch hub cache when missing, or the files
-    named by LIPSTUDY_VGG16 / LIPSTUDY_VGG16_BN (:mod:`lipstudy.models.imagenet`)."""
+    does: torchvision's published files in the torch hub cache, fetched there when missing
+    (:mod:`lipstudy.models.imagenet`)."""
 
     name: str
     width: float
@@ -61,7 +61,7 @@ class Profile:
     # only; the cpu profiles set True, measured faster on CPU for all but SegNet (reproducibility chapter).
     channels_last: bool | None = None
     # Execution settings for a GPU (not part of a run key): torch.compile every training network,
-    # and how many runs train side by side on one device (None = lipstudy.schedule's default).
+    # and how many runs train side by side on one device (None = lipstudy.process_pool's default).
     compile: bool = False
     jobs: int | None = None
     # Reasons for this profile's departures from the paper that differ from the cpu profiles'
@@ -71,7 +71,7 @@ class Profile:
     # run key): for datasets small enough to hold (TrainConfig.cache_images).
     cache_images: bool = False
     # LIP methods whose runs (first seed) the checkout ships, trained once and imported by every
-    # build (lipstudy.shipped; an execution setting, not part of a run key): those that, at this
+    # build (lipstudy.committed; an execution setting, not part of a run key): those that, at this
     # budget, no claim can weigh (every claim comparing them fails the claims' gate or holds by
     # construction; the claims chapter checks it on every build).
     shipped: tuple[str, ...] = ()
@@ -79,25 +79,6 @@ class Profile:
     # about the challenges (lipstudy.data.synth.topup: an evaluation-only split of the short types);
     # None: no top-up. Not part of a run key (no run trains on it).
     challenge_topup: int | None = None
-
-    def training_settings(self, backbone: bool = False) -> dict:
-        """The profile's part of a run key (what changes a trained model); ``backbone``: for the
-        synthetic pretraining run, whose key leaves out the fine-tuning settings."""
-        out = {"width": self.width, "crop": self.crop, "batch": self.batch, "lr": self.lr,
-               "pretrained": self.pretrained}
-        if self.recipe:
-            out["recipe"] = dict(sorted(self.recipe.items()))
-        if self.finetune and not backbone:
-            out["finetune"] = dict(sorted(self.finetune.items()))
-        if self.paper_losses:
-            out["paper_losses"] = dict(sorted(self.paper_losses.items()))
-        return out
-
-    def run_recipe(self, backbone: bool = False) -> dict:
-        """TrainConfig overrides of one run: ``paper_losses`` and ``recipe``, plus ``finetune`` unless
-        it is the backbone."""
-        base = {**self.paper_losses, **self.recipe}
-        return base if backbone else {**base, **self.finetune}
 
 
 def _sizes(crop: int) -> tuple[int, ...]:
@@ -109,16 +90,16 @@ CPU_RECIPE = {"batch_norm": True, "optimizer": "adamw", "weight_decay": 1e-4, "c
               "warmup_steps": 100}
 CPU_LR = 2e-3
 # How the cpu profiles' baselines fine-tune from the pretrained backbone beyond CPU_RECIPE: the
-# atrous rates scaled with the 128-px crop (benchmarks/operating_point.py: +1.3 pp for DeepLabV2).
+# atrous rates scaled with the 128-px crop (measured: results/benchmarks/operating_point.json).
 CPU_FINETUNE = {"atrous_scale": 128 / 321}
-# The synthetic pretraining split and schedule (16 epochs: the backbone alone scores 22.5% val mIoU
-# against 17.2% after 8, and DeepLabV2 fine-tuned from it 17.8% against 15.8%).
+# The synthetic pretraining split and schedule (16 epochs rather than 8: measured in
+# results/benchmarks/operating_point.json, the decision in DESIGN.md's log).
 CPU_PRETRAIN = {"train": 3000, "val": 100, "epochs": 16, "max_side": 192, "lr": 2e-3}
 
-# The cpu profile's shipped runs (lipstudy.shipped): at its budget SegNet and Attention score at least 1%
-# IoU on 5 and 6 of the 20 classes (fewer than half: the claims' gate), so every claim comparing them,
-# FCN-8s (whose claims all compare it with them, or hold by construction) or Attention's SSL runs is
-# untestable; retraining them was 15 of the book's 54 training minutes on 2 AVX2 cores.
+# The cpu profile's shipped runs (lipstudy.committed): at its budget SegNet and Attention learn fewer
+# than half of the classes (the claims' gate), so every claim comparing them, FCN-8s (whose claims all
+# compare it with them, or hold by construction) or Attention's SSL runs is untestable; the claims
+# chapter checks it on every build, and DESIGN.md's log records what retraining them cost.
 CPU_SHIPPED = ("SegNet", "FCN-8s", "Attention", "Attention + SSL", "Attention + stage-2 epochs without SSL")
 
 # The loss as the paper's released training computes it (see Profile.paper_losses): the full profile's.
@@ -133,7 +114,7 @@ PROFILES: dict[str, Profile] = {
         ppp_data={"train": 32, "val": 8, "test": 16, "max_side": 64},
         atr_data={"train": 4, "val": 4, "test": 16, "max_side": 64},
         eval_sizes=_sizes(64), seeds=(0,), workers=0, cache_images=True, challenge_topup=10),
-    # `make book`: within 45 minutes on 2 cores (31 from a fresh clone on an AVX2-only EPYC, training 13 runs: README).
+    # `make book`: the whole book within 45 minutes on 2 cores (the reproducibility chapter shows each build's).
     # Chosen by a measured search (benchmarks/operating_point.py, shown in the reproducibility chapter): thin networks
     # (width 1/16) on 128-px crops of images up to 192 px, batch norm in every backbone, AdamW with
     # warm-up, atrous rates scaled with the crop, and one backbone pretrained (16 epochs) on a
@@ -158,8 +139,8 @@ PROFILES: dict[str, Profile] = {
 
 # The cpu profile at other fine-tuning budgets (same data, same pretrained backbone), for the book's
 # figure of mean IoU against training compute; their summaries (results/budget/<name>.json) are
-# committed, and `lipstudy budget --profile <name> --train` retrains one (cpu-long: about 30 minutes
-# on 2 cores). No extra seeds: the figure compares budgets, not seeds.
+# committed, and `lipstudy budget --profile <name> --train` retrains one. No extra seeds: the figure
+# compares budgets, not seeds.
 PROFILES["cpu-short"] = dataclasses.replace(PROFILES["cpu"], name="cpu-short", epochs_stage1=3, epochs_stage2=2,
                                             ssl_seeds=(), ppp_ssl_seeds=(), shipped=())
 PROFILES["cpu-long"] = dataclasses.replace(PROFILES["cpu"], name="cpu-long", epochs_stage1=12, epochs_stage2=6,
@@ -168,20 +149,16 @@ PROFILES["cpu-long"] = dataclasses.replace(PROFILES["cpu"], name="cpu-long", epo
 
 # The gpu profile: the whole book trained and evaluated on one H200 inside one command of at most
 # 8 minutes, its synthetic data generated there (benchmarks/gpu_book.sh), then built anywhere from
-# its bundle (lipstudy.bundles). Sized from FLOP counts, not from a measurement (no GPU was lent
-# when it was written): FlopCounterMode gives 30 / 62 / 42 / 78 / 114 GFLOP per training image for
-# the backbone / SegNet / FCN-8s / DeepLabV2 / Attention at width 1/2 on 256-px crops, so the
-# book's 16 runs cost 4.4e16 FLOP of training and 7e14 of evaluation (benchmarks/gpu_sizing.py,
-# run by run; results/benchmarks/gpu_sizing.json). At an assumed 150 TFLOP/s for four thin
-# networks side by side (19% of the 790 TFLOP/s bf16 matmul rate measured on this workplace's H200:
-# narrow convolutions and their batch norms at batch 10 fill the chip poorly) that is 4.9 minutes,
-# which leaves the 8-minute command room for its data, its benchmarks and its bundle; the script
-# stops training at its budget and keeps every run finished by then. The recipe is the cpu
+# its bundle (lipstudy.bundles). Sized from FLOP counts, run by run (benchmarks/gpu_sizing.py, its
+# figures in results/benchmarks/gpu_sizing.json and DESIGN.md's log), at an assumed rate for thin
+# networks side by side well below the H200's bf16 matmul rate, leaving the command room for its
+# data, its benchmarks and its bundle; the script stops training at its budget and keeps every run
+# finished by then. The recipe is the cpu
 # profile's, which a measured search chose for networks that start from the synthetic backbone
 # (the paper's SGD recipe assumes ImageNet weights and 30 epochs), with the data pipeline resident
 # on the GPU (lipstudy.resident) and bf16 autocast.
-GPU_SCALE_NOTE = ("sized from FLOP counts for one H200 command of at most 8 minutes (4.5e16 FLOP, 4.9 minutes "
-                  "at an assumed 150 TFLOP/s, 19% of the 790 TFLOP/s bf16 matmul rate measured on the H200)")
+GPU_SCALE_NOTE = ("sized from FLOP counts for one H200 command of at most 8 minutes (benchmarks/gpu_sizing.py; "
+                  "results/benchmarks/gpu_sizing.json)")
 GPU_REASONS = {
     "images": f"a third of LIP's training images: {GPU_SCALE_NOTE}",
     "scale": "images up to 256 px: the network at half width on 256-px crops fits the GPU command's budget",

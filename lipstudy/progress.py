@@ -2,28 +2,26 @@
 model, dataset, stage), epoch and step with loss and images/s, and the time left for the run and
 for the book's training.
 
-Training runs execute inside a chapter's kernel, a subprocess of papermill, whose stderr goes into
-the notebook. They report through one file instead: the book runner sets ``$LIPSTUDY_PROGRESS``
-to a JSON-lines file before it starts a chapter, the trainer appends events to it
-(:class:`RunProgress`), and the runner's :class:`BookProgress` reads the file from a thread and
-prints one line per report on the terminal. The notebook gets one summary line per trained run on
-its stderr (kept in the executed notebook; the pages drop stderr). Without ``$LIPSTUDY_PROGRESS``
-(``lipstudy train``, papermill by hand) the trainer keeps its tqdm bar.
+The book's runs train in worker processes before the chapters execute. They report through one
+file: the book runner names a JSON-lines file (:meth:`BookProgress.watch`), which reaches each run
+as an argument (``lipstudy.process_pool.ensure_all(events=...)`` down to
+``lipstudy.train.train(events=...)``); the trainer appends events to it (:class:`RunProgress`),
+and the runner's :class:`BookProgress` reads the file from a thread and prints one line per report
+on the terminal. A chapter names each run it uses in one line on its stderr (:func:`report_reused`,
+or the trainer's summary line for a run it trains itself; kept in the executed notebook, the pages
+drop stderr). Without a progress file (``lipstudy train``, papermill by hand) the trainer keeps its
+tqdm bar.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import math
-import os
 import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-ENV = "LIPSTUDY_PROGRESS"
-"""Path of the JSON-lines file that training runs report to; the book runner sets it."""
 
 EVERY_S = 15.0
 """A training run reports at most this often, and at the end of every epoch."""
@@ -59,14 +57,14 @@ class RunProgress:
     images/s, time left), ``end``; and one summary line on ``stream`` when the run finishes.
 
     ``cfg`` is the run's ``TrainConfig``; ``out`` its folder (named by the run key; the label is
-    read from the ``config.json`` the run cache writes there). ``path`` defaults to
-    ``$LIPSTUDY_PROGRESS``; without one, events are not written (:attr:`replaces_bar` is False).
+    read from the ``config.json`` the run store writes there). ``path``: the progress file a book
+    runner follows; without one, events are not written (:attr:`replaces_bar` is False).
     """
 
     def __init__(self, cfg, out, step: int, total: int, steps_per_epoch: int, *, path: str | None = None,
                  stream=None, clock=time.monotonic):
         out = Path(out)
-        self.path = path if path is not None else (os.environ.get(ENV) or None)
+        self.path = None if path is None else str(path)
         self.stream, self.clock = stream, clock
         label = cfg.model
         with contextlib.suppress(OSError, ValueError):
@@ -125,11 +123,11 @@ _reported: set[str] = set()
 
 
 def report_reused(run_dir, stream=None) -> None:
-    """Under the book runner, one line on stderr for a finished run a chapter reuses (once per run
-    and process): the runner trains the book's runs before the chapters, so this is how each
-    executed notebook still names every run it used, with how it was trained."""
+    """One line on stderr for a finished run a chapter reuses (once per run and process): the
+    runner trains the book's runs before the chapters, so this is how each executed notebook still
+    names every run it used, with how it was trained."""
     run_dir = Path(run_dir)
-    if not os.environ.get(ENV) or run_dir.name in _reported:
+    if run_dir.name in _reported:
         return
     _reported.add(run_dir.name)
     try:
@@ -174,20 +172,24 @@ class BookProgress:
     """Prints the book's progress: a line per chapter (:meth:`chapter`) and, while a chapter
     runs (:meth:`watch`), a line per event its training runs report.
 
-    ``runs`` is :func:`lipstudy.schedule.progress_plan`'s list: it gives N in "run i of N" (the runs still to train when the
+    ``runs`` is :func:`lipstudy.process_pool.progress_plan`'s list: it gives N in "run i of N" (the runs still to train when the
     build started; a run it missed raises N) and the steps behind the book's time left, at the
     seconds per step measured for each model so far (the mean over models for one not seen yet).
     """
 
     def __init__(self, runs: list[PlannedRun] = (), log=print):
         self.log = log
-        self.pending = {r.ident: r for r in runs if not r.done}
-        self.total = len(self.pending)
+        self.plan(runs)
         self.started: list[tuple] = []
         self.rate: dict[str, float] = {}     # model -> seconds per step
         self.current = ""
-        self.jobs = 1  # runs trained side by side (lipstudy.schedule): the rest takes 1/jobs as long
+        self.jobs = 1  # runs trained side by side (lipstudy.process_pool): the rest takes 1/jobs as long
         self.lock = threading.Lock()
+
+    def plan(self, runs: list[PlannedRun]) -> None:
+        """The book's training runs, of which those not done are left to train (N in "run i of N")."""
+        self.pending = {r.ident: r for r in runs if not r.done}
+        self.total = len(self.pending)
 
     def chapter(self, name: str, i: int, n: int) -> None:
         self.current = name
@@ -225,25 +227,19 @@ class BookProgress:
 
     @contextlib.contextmanager
     def watch(self, path: Path, every: float = 0.5):
-        """Point ``$LIPSTUDY_PROGRESS`` at ``path`` (for the kernels started inside the block)
-        and print the events appended to it until the block ends."""
+        """Print the events appended to the progress file ``path`` until the block ends; yields
+        ``path``, for the training runs started inside the block to report to."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("")
-        before = os.environ.get(ENV)
-        os.environ[ENV] = str(path)
         stop = threading.Event()
         thread = threading.Thread(target=self._follow, args=(path, stop, every), daemon=True)
         thread.start()
         try:
-            yield self
+            yield path
         finally:
             stop.set()
             thread.join()
-            if before is None:
-                os.environ.pop(ENV, None)
-            else:
-                os.environ[ENV] = before
             path.unlink(missing_ok=True)
 
     def _follow(self, path: Path, stop: threading.Event, every: float) -> None:

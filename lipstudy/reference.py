@@ -6,7 +6,7 @@ keys compute other numbers on another CPU, and bit-identity across instruction s
 reach by settings alone).
 
 ``lipstudy runs reference --profile P`` writes it from the finished runs of a results folder
-(:func:`lipstudy.bundles.export`). :func:`read_reference` reads it without importing anything
+(:func:`lipstudy.export.export`). :func:`read_reference` reads it without importing anything
 (every member's hash checked by :func:`lipstudy.bundles.read_bundle`): each run's key, provenance
 (whose ``cpu`` record names the machine, :func:`lipstudy.provenance.cpu_info`) and evaluations.
 :mod:`lipstudy.compare` compares a build with it; :mod:`lipstudy.claims.evidence` measures the
@@ -23,7 +23,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from .bundles import SPARSE, BundleError, export, read_bundle, unpack_cms
+from .bundles import SPARSE, BundleError, read_bundle, unpack_cms
+from .export import export
 from .paths import committed_results
 from .profiles import get_profile
 from .provenance import cpu_label

@@ -143,7 +143,7 @@ class ResidentSet:
             yield self.batch(keys)
 
 
-def attach(stage) -> None:
-    """Give a training stage (lipstudy.train.Stage) its split resident on its device."""
-    stage.resident = ResidentSet(stage.data.base, stage.data.transform, stage.device,
+def attach(state) -> None:
+    """Give a training stage (lipstudy.train.TrainState) its split resident on its device."""
+    state.resident = ResidentSet(state.data.base, state.data.transform, state.device,
                                  threads=max(1, torch.get_num_threads()))

@@ -3,22 +3,23 @@
 A :class:`Run` names one trained model (network, loss, dataset, stage, seed). What it starts from
 is :meth:`Run.parent`: a stage-2 run fine-tunes its stage-1 run; a stage-1 run of a profile with
 synthetic pretraining starts from the pretrained backbone (:data:`BACKBONE`); otherwise it starts
-from ImageNet weights or from scratch. The run cache (:mod:`lipstudy.cache`), the scheduler
-(:mod:`lipstudy.schedule`), the bundles and the progress plan all follow this one method.
+from ImageNet weights or from scratch. The run store (:mod:`lipstudy.store`), training
+(:mod:`lipstudy.train_run`, :mod:`lipstudy.process_pool`), the bundles and the progress plan all
+follow this one method.
 
-The catalogue (:func:`paper_runs`, :func:`control_runs`, :func:`ppp_runs`, :func:`book_runs`,
-:func:`book_evaluations`) is what the book's chapters ask for, by the paper's names.
+The catalogue (:func:`paper_runs`, :func:`control_runs`, :func:`ppp_runs`, :func:`book_runs`)
+is what the book's chapters ask for, by the paper's names (what they read of each run:
+:func:`lipstudy.store.book_products`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .data.roots import PRETRAIN
 from .profiles import Profile, get_profile
 
 MODEL_LABELS = {"segnet": "SegNet", "fcn8s": "FCN-8s", "deeplabv2": "DeepLabV2", "attention": "Attention",
                 "backbone": "VGG-16-BN backbone (synthetic pretraining)"}
-PRETRAIN = "pretrain"
-"""The dataset name of the synthetic pretraining split (a LIP-style split of its own)."""
 TRAIN_DATASETS = ("lip", "ppp", PRETRAIN)
 """What runs train on: the LIP benchmark, PASCAL-Person-Part, and the backbone's pretraining split."""
 
@@ -186,22 +187,6 @@ def book_runs(profile, seeds=None) -> list[Run]:
     Attention trio), whose effects are a few points and need a seed spread."""
     runs = [run for by_seed in method_runs(profile, seeds).values() for run in by_seed.values()]
     return list(dict.fromkeys(sorted(runs, key=lambda r: (r.seed, r.dataset != "lip", r.stage, r.model, r.loss))))
-
-
-def book_evaluations(profile, data=None, seeds=None) -> dict[Run, list[str]]:
-    """The evaluations the chapters ask for beyond "val" (which every run gets when it finishes):
-    the test split (the synthetic benchmark's hidden labels; real LIP's go to its server), ATR
-    (Table 6, left) and the fixed input sizes (Table 6, right) of the paper's six LIP methods and
-    of the LIP controls (the SSL claims compare against them), the challenge top-up of the
-    synthetic validation split (the challenge claims), and PASCAL-Person-Part's test split."""
-    prof = get_profile(profile)
-    lip = (["test"] if data is None else []) + ["atr"] + [f"val@{size}" for size in prof.eval_sizes]
-    lip += ["challenge"] if data is None and prof.challenge_topup else []
-    out: dict = {}
-    for method, by_seed in method_runs(prof, seeds).items():
-        for run in by_seed.values():
-            out[run] = ["test"] if run.dataset == "ppp" else list(lip)
-    return out
 
 
 def with_ancestors(runs, profile) -> list[Run]:

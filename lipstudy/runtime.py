@@ -75,9 +75,9 @@ def keep_freed_memory() -> bool:
     """Make this process's glibc malloc keep freed memory for reuse (blocks under 64 MiB from the
     heap, up to 1 GiB of free heap kept) instead of returning it to the kernel. A CPU training
     step allocates and frees tens of megabytes of activations; by default glibc hands the large
-    blocks back (mmap / heap trimming) and the next step faults every page in again: on the cpu
-    profile about 9,000 page faults and 6% of a step spent in the kernel
-    (``benchmarks/train_profile.py``). Where the memory comes from changes no arithmetic, so runs
+    blocks back (mmap / heap trimming) and the next step faults every page in again
+    (``benchmarks/train_profile.py`` counts the faults and the kernel's share of a step; its figures
+    are in ``results/benchmarks/train_profile.json``). Where the memory comes from changes no arithmetic, so runs
     stay bit-identical. Process-wide, once; forked loader workers inherit it. False where the C
     library has no ``mallopt`` (not glibc)."""
     global _HEAP_KEPT

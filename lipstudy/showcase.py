@@ -104,7 +104,7 @@ def read_maps(path) -> dict[str, np.ndarray]:
 
 def label_maps(res, name: str) -> dict[str, np.ndarray]:
     """The label maps (HxW uint8, at each image's size) that run ``res`` (a finished
-    :class:`~lipstudy.cache.RunResult`) predicts for figure set ``name``, by image id: read from
+    :class:`~lipstudy.store.RunResult`) predicts for figure set ``name``, by image id: read from
     ``figures/<name>.npz``, or predicted once from the run's checkpoint (the inference ``lipstudy
     parse`` uses) and cached there."""
     images = set_images(name, res.data)

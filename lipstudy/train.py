@@ -16,7 +16,6 @@ with the same config ends with exactly the weights of an uninterrupted run.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import random
 import sys
@@ -29,7 +28,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .atomic import atomic_path, atomic_save, atomic_write_json
+from .atomic import atomic_save, atomic_write_json
 from .batches import AugmentedSet, ShardedBatches, StageLoader
 from .config import TrainConfig, build_network, command_line_parser, config_changes, config_from_args
 from .labels import DATASETS
@@ -40,6 +39,7 @@ from .runtime import (CHECKPOINT, PrecisionPlan, dist_env, keep_freed_memory, lo
 from .transforms import TrainTransform
 
 LOG_FIELDS = ("epoch", "step", "loss", "lr", "images_per_s", "seconds")
+"""The fields of a training log's row (one per epoch; ``seconds``: the epoch's training time)."""
 
 
 # ----------------------------------------------------------------------------- optimiser
@@ -82,11 +82,8 @@ def poly_lr(base: float, step: int, total: int, power: float, warmup: int = 0) -
 # ----------------------------------------------------------------------------- checkpoints
 
 def write_log(out: Path, log: list[dict]) -> None:
-    """The per-epoch log as ``train_log.csv`` and ``train_log.json`` (rewritten whole, atomically)."""
-    with atomic_path(out / "train_log.csv") as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
-        w.writeheader()
-        w.writerows(log)
+    """The per-epoch log as ``train_log.json``, one row of :data:`LOG_FIELDS` per epoch (rewritten
+    whole, atomically)."""
     atomic_write_json(out / "train_log.json", log)
 
 
@@ -104,8 +101,8 @@ class EpochStats:
 
 
 @dataclass
-class Stage:
-    """A training stage while it runs: its config and output folder, the process layout, the
+class TrainState:
+    """One training stage while it runs: its config and output folder, the process layout, the
     network (``net`` is ``model`` wrapped for DDP when there are several processes), optimiser,
     data, and the progress so far (``step``, the per-epoch ``log``, the current epoch's stats)."""
 
@@ -121,8 +118,6 @@ class Stage:
     data: AugmentedSet
     steps_per_epoch: int
     total_steps: int
-    backbone: torch.nn.Module
-    freeze_steps: int
     step: int = 0
     log: list = field(default_factory=list)
     stats: EpochStats = field(default_factory=EpochStats)
@@ -134,13 +129,14 @@ class Stage:
         return self.out / CHECKPOINT
 
 
-def setup(cfg: TrainConfig, out) -> Stage:
-    """Everything a stage needs before its first step: processes, data, the seeded network (from
+def setup(cfg: TrainConfig, out) -> TrainState:
+    """Everything a training stage needs before its first step: processes, data, the seeded network (from
     the stage-1 checkpoint ``init``, the pretrained ``backbone_init`` or ImageNet ``pretrained``)
     and its optimiser. Seeding happens before the network is built, so a seed fixes the weights."""
     from .data.datasets import DecodedCache, open_dataset
-    from .models import backbone_of, load_backbone
+    from .models import load_backbone
 
+    cfg = cfg.resolved()  # a bundle's config names its files relative to the data / results folders
     out = Path(out)
     rank, world, local_rank = dist_env()
     device = resolve_device(cfg.device, local_rank)
@@ -183,114 +179,89 @@ def setup(cfg: TrainConfig, out) -> Stage:
     if plan.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
-
-    pretrained_start = bool(cfg.backbone_init or cfg.pretrained) and not cfg.init
-    freeze_steps = cfg.frozen_backbone_steps if pretrained_start else 0
-    if cfg.frozen_bn_stats and not (cfg.backbone_init or cfg.pretrained or cfg.init):
-        raise ValueError("frozen_bn_stats keeps pretrained batch-norm statistics: it needs a pretrained start "
-                         "(backbone_init, pretrained or init), not a random one")
-    if freeze_steps and world > 1:
-        raise ValueError("frozen_backbone_steps needs a single training process (DDP needs every "
-                         "parameter to take part in every step)")
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-    return Stage(cfg, out, device, rank, world, model, net, optimizer, plan, AugmentedSet(base, transform),
-                 steps_per_epoch, steps_per_epoch * cfg.epochs, backbone_of(model), freeze_steps)
+    return TrainState(cfg, out, device, rank, world, model, net, optimizer, plan, AugmentedSet(base, transform),
+                      steps_per_epoch, steps_per_epoch * cfg.epochs)
 
 
-def resume(stage: Stage) -> None:
+def resume(state: TrainState) -> None:
     """Continue from ``out/checkpoint.pt`` when there is one, refusing if the config changed
     (other than its execution settings)."""
-    path = stage.checkpoint
+    path = state.checkpoint
     if not path.exists():
         return
     ckpt = load_checkpoint(path)
-    changes = config_changes(ckpt["config"], stage.cfg)
+    changes = config_changes(ckpt["config"], state.cfg)
     if changes:
         raise ValueError(f"{path}: cannot resume, the config changed: " + "; ".join(changes))
-    stage.model.load_state_dict(ckpt["model"])
-    stage.optimizer.load_state_dict(ckpt["optimizer"])
-    stage.step, stage.log, stage.stats = ckpt["step"], ckpt["log"], EpochStats(**ckpt["epoch_stats"])
+    state.model.load_state_dict(ckpt["model"])
+    state.optimizer.load_state_dict(ckpt["optimizer"])
+    state.step, state.log, state.stats = ckpt["step"], ckpt["log"], EpochStats(**ckpt["epoch_stats"])
     set_rng_state(ckpt["rng"])
 
 
-def save_checkpoint(stage: Stage, finished: bool = False) -> None:
+def save_checkpoint(state: TrainState, finished: bool = False) -> None:
     """Write the whole state (rank 0, atomically), then let every process go on together."""
-    if stage.rank == 0:
-        state = {"model": stage.model.state_dict(), "optimizer": stage.optimizer.state_dict(),
-                 "step": stage.step, "epoch": stage.step // stage.steps_per_epoch,
-                 "step_in_epoch": stage.step % stage.steps_per_epoch, "log": stage.log,
-                 "epoch_stats": dataclasses.asdict(stage.stats), "rng": rng_state(),
-                 "config": stage.cfg.to_dict(), "finished": finished, "world_size": stage.world}
-        atomic_save(stage.checkpoint, lambda tmp: torch.save(state, tmp))
-    if stage.world > 1:
+    if state.rank == 0:
+        ckpt = {"model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
+                "step": state.step, "epoch": state.step // state.steps_per_epoch,
+                "step_in_epoch": state.step % state.steps_per_epoch, "log": state.log,
+                "epoch_stats": dataclasses.asdict(state.stats), "rng": rng_state(),
+                "config": state.cfg.to_dict(), "finished": finished, "world_size": state.world}
+        atomic_save(state.checkpoint, lambda tmp: torch.save(ckpt, tmp))
+    if state.world > 1:
         dist.barrier()
 
 
-def set_backbone_mode(stage: Stage, at_step: int) -> None:
-    """Frozen backbone (weights and norms) before ``freeze_steps``; norms in eval mode with
-    ``frozen_bn_stats``; else everything trains."""
-    frozen = at_step < stage.freeze_steps
-    stage.backbone.requires_grad_(not frozen)
-    stage.backbone.train(not frozen)
-    if stage.cfg.frozen_bn_stats:
-        for m in stage.backbone.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.eval()
-
-
-def train_step(stage: Stage, images: torch.Tensor, labels: torch.Tensor, lr: float) -> float:
+def train_step(state: TrainState, images: torch.Tensor, labels: torch.Tensor, lr: float) -> float:
     """One optimiser step on one batch; the batch's loss (averaged over processes)."""
-    cfg = stage.cfg
-    for g in stage.optimizer.param_groups:
+    cfg = state.cfg
+    for g in state.optimizer.param_groups:
         g["lr"] = lr * g["lr_mult"]
-    images = images.to(stage.device, non_blocking=True)
-    labels = labels.to(stage.device, non_blocking=True)
-    if stage.plan.channels_last:
+    images = images.to(state.device, non_blocking=True)
+    labels = labels.to(state.device, non_blocking=True)
+    if state.plan.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    with stage.plan.autocast_context(stage.device):
-        outputs = stage.net(images)
+    with state.plan.autocast_context(state.device):
+        outputs = state.net(images)
     loss = training_loss(outputs, labels, cfg.loss, cfg.dataset, aux_structure=cfg.aux_structure_weight)
     if not torch.isfinite(loss):
         # Stop rather than write NaN weights into a checkpoint that would be resumed.
-        raise FloatingPointError(f"loss is {loss.item()} at step {stage.step + 1} (lr {lr:.3g}): training "
+        raise FloatingPointError(f"loss is {loss.item()} at step {state.step + 1} (lr {lr:.3g}): training "
                                  f"diverged; lower the learning rate (lr={cfg.lr})")
-    stage.optimizer.zero_grad(set_to_none=True)
+    state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    stage.optimizer.step()
-    stage.step += 1
+    state.optimizer.step()
+    state.step += 1
     loss_value = loss.detach()
-    if stage.world > 1:
+    if state.world > 1:
         dist.all_reduce(loss_value)
-        loss_value /= stage.world
+        loss_value /= state.world
     return float(loss_value)  # one device sync per step, shared by the log, bar and report
 
 
-def train_one_epoch(stage: Stage, last: int, report: RunProgress | None = None, bar=None,
-                    on_step: Callable[[int], None] | None = None, first_step: int = 0) -> None:
-    """The steps of the current epoch up to step ``last``: each step's learning rate, the
-    backbone's mode where it changes, the log row and a checkpoint at the epoch's end (and every
-    ``checkpoint_every_steps``). ``first_step``: where this call of :func:`train` started, the
-    step at which a frozen / norm mode is (re)applied."""
-    cfg = stage.cfg
-    epoch, start = divmod(stage.step, stage.steps_per_epoch)
-    batches = ShardedBatches(len(stage.data), cfg.batch_size, cfg.seed, epoch, stage.rank, stage.world, start)
-    if stage.resident is not None:  # the same batches, augmented on the device
-        loader = stage.resident.epoch_batches(batches)
+def train_one_epoch(state: TrainState, last: int, report: RunProgress | None = None, bar=None,
+                    on_step: Callable[[int], None] | None = None) -> None:
+    """The steps of the current epoch up to step ``last``: each step's learning rate, the log row
+    and a checkpoint at the epoch's end (and every ``checkpoint_every_steps``)."""
+    cfg = state.cfg
+    epoch, start = divmod(state.step, state.steps_per_epoch)
+    batches = ShardedBatches(len(state.data), cfg.batch_size, cfg.seed, epoch, state.rank, state.world, start)
+    if state.resident is not None:  # the same batches, augmented on the device
+        loader = state.resident.epoch_batches(batches)
     else:
-        if stage.loader is None:
-            stage.loader = StageLoader(stage.data, cfg.workers, cfg.seed, pin_memory=stage.device.type == "cuda")
-        loader = stage.loader.epoch(batches)
+        if state.loader is None:
+            state.loader = StageLoader(state.data, cfg.workers, cfg.seed, pin_memory=state.device.type == "cuda")
+        loader = state.loader.epoch(batches)
     t0 = time.perf_counter()
     epoch_done = False
     for images, labels in loader:
-        lr = poly_lr(cfg.lr, stage.step, stage.total_steps, cfg.lr_power, cfg.warmup_steps)
-        if (stage.freeze_steps or cfg.frozen_bn_stats) and stage.step in (first_step, stage.freeze_steps):
-            set_backbone_mode(stage, stage.step)  # the mode changes only here
-        loss = train_step(stage, images, labels, lr)
-        stats = stage.stats
+        lr = poly_lr(cfg.lr, state.step, state.total_steps, cfg.lr_power, cfg.warmup_steps)
+        loss = train_step(state, images, labels, lr)
+        stats = state.stats
         stats.loss_sum += loss
         stats.steps += 1
         stats.images += cfg.batch_size
@@ -298,77 +269,76 @@ def train_one_epoch(stage: Stage, last: int, report: RunProgress | None = None, 
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
         if report is not None:
-            report.step(stage.step, loss)
-        epoch_done = stage.step % stage.steps_per_epoch == 0
+            report.step(state.step, loss)
+        epoch_done = state.step % state.steps_per_epoch == 0
         if epoch_done:
             stats.seconds += time.perf_counter() - t0
-            stage.log.append({"epoch": stage.step // stage.steps_per_epoch, "step": stage.step,
+            state.log.append({"epoch": state.step // state.steps_per_epoch, "step": state.step,
                               "loss": stats.loss_sum / max(stats.steps, 1), "lr": lr,
                               "images_per_s": stats.images / max(stats.seconds, 1e-9), "seconds": stats.seconds})
-            stage.stats = EpochStats()
-            save_checkpoint(stage)
-            if stage.rank == 0:
-                write_log(stage.out, stage.log)
-        elif cfg.checkpoint_every_steps and stage.step % cfg.checkpoint_every_steps == 0:
+            state.stats = EpochStats()
+            save_checkpoint(state)
+            if state.rank == 0:
+                write_log(state.out, state.log)
+        elif cfg.checkpoint_every_steps and state.step % cfg.checkpoint_every_steps == 0:
             stats.seconds += time.perf_counter() - t0
             t0 = time.perf_counter()
-            save_checkpoint(stage)
+            save_checkpoint(state)
         if on_step is not None:
-            on_step(stage.step)
-        if stage.step >= last:
+            on_step(state.step)
+        if state.step >= last:
             break
-    if stage.step >= last and not epoch_done:
-        stage.stats.seconds += time.perf_counter() - t0
+    if state.step >= last and not epoch_done:
+        state.stats.seconds += time.perf_counter() - t0
 
 
-def train(cfg: TrainConfig, out, progress: bool = True,
-          on_step: Callable[[int], None] | None = None, report: bool = True) -> Path:
+def train(cfg: TrainConfig, out, progress: bool = True, on_step: Callable[[int], None] | None = None,
+          report: bool = True, events=None) -> Path:
     """Train one stage into directory ``out`` and return the path of its final checkpoint.
 
     Resumes from ``out/checkpoint.pt`` when present (refusing if the config changed). Under
     ``torchrun`` (env RANK / WORLD_SIZE) each process trains its shard of every global batch with
     DistributedDataParallel; rank 0 writes the files. ``on_step(step)`` is called after each
     optimiser step (tests use it to interrupt a run at a known point). ``report=False``: not a run
-    of the book (a chapter's own few steps), so nothing is reported to a book runner's progress and
-    no summary line is printed.
+    of the book (a chapter's own few steps): no summary line is printed. ``events``: the progress
+    file a book runner follows (:class:`lipstudy.progress.RunProgress`), in place of the tqdm bar.
     """
-    stage = setup(cfg, out)
+    state = setup(cfg, out)
     if cfg.data_pipeline == "resident":
         from .resident import attach
 
-        attach(stage)
+        attach(state)
     if cfg.compile:
-        stage.net = torch.compile(stage.net)
-    if stage.device.type == "cuda":  # one crop size: cuDNN tunes each convolution once (evaluate turns it off)
+        state.net = torch.compile(state.net)
+    if state.device.type == "cuda":  # one crop size: cuDNN tunes each convolution once (evaluate turns it off)
         torch.backends.cudnn.benchmark = True
-    resume(stage)
-    last = stage.total_steps if cfg.max_steps is None else min(stage.total_steps, cfg.max_steps)
+    resume(state)
+    last = state.total_steps if cfg.max_steps is None else min(state.total_steps, cfg.max_steps)
     # Under the book runner, progress goes through lipstudy.progress (lines on the runner's
-    # terminal, one summary line in the notebook) instead of a tqdm bar in the notebook.
-    report = (RunProgress(cfg, stage.out, stage.step, last, stage.steps_per_epoch)
-              if stage.rank == 0 and report else None)
+    # terminal) instead of a tqdm bar.
+    run_progress = (RunProgress(cfg, state.out, state.step, last, state.steps_per_epoch, path=events)
+                    if state.rank == 0 and report else None)
     bar = None
-    if progress and stage.rank == 0 and (report is None or not report.replaces_bar):
+    if progress and state.rank == 0 and (run_progress is None or not run_progress.replaces_bar):
         from tqdm.auto import tqdm
-        bar = tqdm(total=last, initial=min(stage.step, last), desc=f"train {cfg.model}", unit="step",
+        bar = tqdm(total=last, initial=min(state.step, last), desc=f"train {cfg.model}", unit="step",
                    dynamic_ncols=True)
-    stage.net.train()
-    first_step = stage.step
+    state.net.train()
     try:
-        while stage.step < last:
-            train_one_epoch(stage, last, report, bar, on_step, first_step)
+        while state.step < last:
+            train_one_epoch(state, last, run_progress, bar, on_step)
     finally:
-        if stage.loader is not None:
-            stage.loader, loader = None, stage.loader
+        if state.loader is not None:
+            state.loader, loader = None, state.loader
             loader.close()
     if bar is not None:
         bar.close()
-    if report is not None:
-        report.finish(stage.step)
-    save_checkpoint(stage, finished=True)
-    if stage.rank == 0:
-        write_log(stage.out, stage.log)
-    return stage.checkpoint
+    if run_progress is not None:
+        run_progress.finish(state.step)
+    save_checkpoint(state, finished=True)
+    if state.rank == 0:
+        write_log(state.out, state.log)
+    return state.checkpoint
 
 
 # ----------------------------------------------------------------------------- command line

@@ -41,9 +41,9 @@ import pytest
 from bs4 import BeautifulSoup
 from PIL import Image
 
-from lipstudy import progress, schedule
+from lipstudy import process_pool, progress
 from lipstudy.book import keys, pages, runner
-from lipstudy.book.settings import CHAPTERS
+from lipstudy.book.contents import CHAPTERS
 
 sys.path.insert(0, str(Path(__file__).parent))
 from chromium import CHROMIUM, Browser  # noqa: E402
@@ -57,7 +57,7 @@ WIDTHS = {"desktop": 1280, "phone": 390}
 
 def smoke_env(base: Path) -> dict:
     """The smoke profile, with data and runs in the temporary folder."""
-    return {**os.environ, "LIPSTUDY_PROFILE": "smoke", "LIPSTUDY_DEVICE": "cpu",
+    return {**os.environ, "LIPSTUDY_PROFILE": "smoke", "CUDA_VISIBLE_DEVICES": "",
             "LIPSTUDY_RESULTS": str(base / "results"), "LIPSTUDY_DATA": str(base / "data")}
 
 
@@ -133,7 +133,7 @@ def test_progress_on_the_terminal_and_one_line_per_run_in_the_notebooks(smoke_bo
     counts = re.findall(r"\] \w+: run (\d+)/(\d+) ", log)
     n = int(counts[0][1])
     assert n > 0 and {int(i) for i, _ in counts} == set(range(1, n + 1)) and {int(t) for _, t in counts} == {n}
-    # The runs are trained before the chapters (lipstudy.schedule), two side by side.
+    # The runs are trained before the chapters (lipstudy.process_pool), two side by side.
     assert re.search(r"\[book\] training: run \d+/\d+ \S.* \(lip, stage 1\): epoch \d+/\d+ step \d+/\d+ "
                      r"loss \d+\.\d{4} \d+\.\d img/s, run \d+:\d\d left, book training ~\d+:\d\d left", log), log[-3000:]
     assert f"[book] chapter 1/{len(CHAPTERS)} benchmark: executing" in log
@@ -152,16 +152,40 @@ def test_progress_on_the_terminal_and_one_line_per_run_in_the_notebooks(smoke_bo
     # The runner's plan of the book's runs agrees with the run cache: every planned run is finished.
     for var in ("LIPSTUDY_RESULTS", "LIPSTUDY_DATA"):
         monkeypatch.setenv(var, smoke_book["env"][var])
-    plan = schedule.progress_plan("smoke")
+    plan = process_pool.progress_plan("smoke")
     assert len(plan) == n and all(r.done for r in plan), [r for r in plan if not r.done]
+
+
+# Every smoke run's final training loss (4 decimals, as the "[lipstudy] trained" line prints it) and
+# validation mean IoU, by model/loss/dataset/stage/seed, as the build before issue 33's restructuring
+# computed them (commit 9f84214). The smoke networks predict mostly background, so the loss is what
+# moves when a run trains differently. A change of these numbers must be deliberate, like a run key's.
+PINNED_SMOKE_NUMBERS = {
+    "segnet/off/lip/1/0": (1.7954, 0.034494), "fcn8s/off/lip/1/0": (1.9348, 0.034494),
+    "deeplabv2/off/lip/1/0": (1.8193, 0.034494), "attention/off/lip/1/0": (7.3886, 0.034494),
+    "deeplabv2/paper/lip/2/0": (0.7395, 0.034494), "attention/paper/lip/2/0": (5.9831, 0.034494),
+    "deeplabv2/off/lip/2/0": (1.7002, 0.034494), "attention/off/lip/2/0": (6.9493, 0.034494),
+    "deeplabv2/off/ppp/1/0": (1.3485, 0.077627), "attention/off/ppp/1/0": (5.5953, 0.077627),
+    "attention/paper/ppp/2/0": (4.9940, 0.077627), "attention/off/ppp/2/0": (5.5323, 0.077627),
+}
+
+
+def test_the_smoke_runs_numbers_are_pinned(smoke_book):
+    ours = {}
+    for run_dir in (smoke_book["results"] / "runs").iterdir():
+        run = json.loads((run_dir / "config.json").read_text())["run"]
+        loss = json.loads((run_dir / "train_log.json").read_text())[-1]["loss"]
+        miou = json.loads((run_dir / "metrics.json").read_text())["mean_iou"]
+        ours[f"{run['model']}/{run['loss']}/{run['dataset']}/{run['stage']}/{run['seed']}"] = (round(loss, 4),
+                                                                                               round(miou, 6))
+    assert ours == PINNED_SMOKE_NUMBERS
 
 
 def test_lipstudy_book_reuses_every_chapter_and_writes_the_same_pages(smoke_book):
     require_the_same_sources(smoke_book)
     other = smoke_book["base"] / "lipstudy-book"
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "lipstudy.cli", "book", "--results", str(smoke_book["results"]),
-                           "--book-dir", str(other), "--no-build"], cwd=REPO, env=smoke_book["env"],
+    proc = subprocess.run([sys.executable, "-m", "lipstudy.cli", "book", "--book-dir", str(other), "--no-build"], cwd=REPO, env=smoke_book["env"],
                           capture_output=True, text=True, timeout=900)
     print(f"\n[timing] `lipstudy book` with every chapter cached: {time.perf_counter() - t0:.1f} s")
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -503,15 +527,15 @@ def test_the_book_builds_from_a_bundle_without_training(smoke_book, tmp_path, mo
     ours = sorted(p.name for p in (tmp_path / "results" / "runs").iterdir())
     assert ours == theirs
     # Every chapter would find every run and everything it reads of them (evaluations, figures).
-    from lipstudy.cache import book_products
+    from lipstudy.store import book_products
     from lipstudy.runs import book_runs
 
     for var in ("LIPSTUDY_RESULTS", "LIPSTUDY_DATA"):
         monkeypatch.setenv(var, env[var])
-    assert schedule.pending_tasks(book_runs("smoke"), "smoke", evaluations=book_products("smoke")) == ({}, {})
+    assert process_pool.pending_tasks(book_runs("smoke"), "smoke", products=book_products("smoke")) == ({}, {})
     before = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "results" / "runs").rglob("*"))
     chapters = ["baselines", "ssl", "qualitative", "reproducibility"]
-    proc = subprocess.run([*cli, "book", "--profile", "smoke", "--results", str(tmp_path / "results"), "--no-train",
+    proc = subprocess.run([*cli, "book", "--profile", "smoke", "--no-train",
                            "--book-dir", str(tmp_path / "book"), "--no-build", "--chapters", *chapters],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]

@@ -2,16 +2,20 @@
 evaluations, figures and slim checkpoint), and a bundle that does not match this checkout or was
 damaged is refused by name with nothing written. The smoke book built from a bundle is in
 tests/test_book.py; the GPU script's bundle in tests/test_gpu_book.py."""
+import dataclasses
 import io
 import json
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from lipstudy import bundles, cache
-from lipstudy.bundles import BundleError, export, import_bundle, pack_cms, read_bundle, unpack_cms
+from lipstudy import bundles, store, train_run
+from lipstudy.bundles import BundleError, import_bundle, pack_cms, read_bundle, unpack_cms
+from lipstudy.config import TrainConfig
+from lipstudy.export import export
 from lipstudy.evaluate import load_cms
 from lipstudy.profiles import PROFILES, Profile
 from lipstudy.runs import Run
@@ -54,7 +58,7 @@ def trained(tmp_path_factory):
     mp.setitem(PROFILES, TINY.name, TINY)
     mp.setenv("LIPSTUDY_DATA", str(base / "data"))
     mp.setenv("LIPSTUDY_RESULTS", str(base / "results"))
-    res = cache.ensure(RUN, TINY, device="cpu", progress=False)
+    res = train_run.ensure(RUN, TINY, device="cpu", progress=False)
     bundle = base / "tiny.tar.xz"
     manifest = export(TINY, bundle, runs=[RUN], device="cpu")
     yield {"base": base, "res": res, "bundle": bundle, "manifest": manifest, "mp": mp}
@@ -72,7 +76,7 @@ def elsewhere(trained, tmp_path, monkeypatch):
 def test_a_bundle_round_trips_a_run(trained, elsewhere):
     res, manifest = trained["res"], trained["manifest"]
     assert [r["key"] for r in manifest["runs"]] == [res.dir.name] and manifest["runs"][0]["checkpoint"]
-    assert manifest["engine_version"] == cache.ENGINE_VERSION and manifest["profile"] == TINY.name
+    assert manifest["engine_version"] == store.ENGINE_VERSION and manifest["profile"] == TINY.name
     assert set(manifest["datasets"]) == {"lip", "atr"}  # what the bundled LIP run trains and is scored on
     names = set(manifest["files"])
     prefix = f"runs/{res.dir.name}/"
@@ -86,8 +90,22 @@ def test_a_bundle_round_trips_a_run(trained, elsewhere):
         a, b = load_cms(res.dir / "eval" / e / "per_image_cm.npz"), load_cms(here / "eval" / e / "per_image_cm.npz")
         assert a[0] == b[0] and np.array_equal(a[1], b[1])
         assert (res.dir / "eval" / e / "metrics.json").read_bytes() == (here / "eval" / e / "metrics.json").read_bytes()
-    for f in ("config.json", "provenance.json", "metrics.json", "train_log.csv", "figures/fig8.npz"):
+    for f in ("metrics.json", "train_log.json", "figures/fig8.npz"):
         assert (res.dir / f).read_bytes() == (here / f).read_bytes(), f
+    # The configs name files relative to the data and results folders, resolved where they are used.
+    _, members = read_bundle(trained["bundle"])
+    for f in ("config.json", "train_config.json", "provenance.json"):
+        assert (here / f).read_bytes() == members[f"runs/{res.dir.name}/{f}"], f
+        assert not absolute_paths(json.loads((here / f).read_text())), f
+        # (the run folder's configs name this machine's files; its command depends on how pytest runs)
+        assert f == "provenance.json" or absolute_paths(json.loads((res.dir / f).read_text())), f
+    assert json.loads((here / "provenance.json").read_text()) == {
+        **json.loads((res.dir / "provenance.json").read_text()),
+        "command": json.loads((here / "provenance.json").read_text())["command"]}  # the record, but where it ran
+    theirs, ours = (TrainConfig.from_dict(json.loads((d / "train_config.json").read_text())) for d in (res.dir, here))
+    assert ours.data_root.startswith("data/synth-tinybundle-lip-") and ours.data_root != theirs.data_root
+    assert ours.resolved().data_root == str(elsewhere / "data" / Path(ours.data_root).name)
+    assert dataclasses.replace(ours.resolved(), data_root=theirs.data_root, backbone_init=theirs.backbone_init) == theirs
     assert (here / "metrics.json").stat().st_mtime == pytest.approx((res.dir / "metrics.json").stat().st_mtime)
     assert json.loads((here / "imported.json").read_text())["bundle"] == "tiny.tar.xz"
     # The slim checkpoint: weights and config only, the same network.
@@ -101,12 +119,38 @@ def test_a_bundle_round_trips_a_run(trained, elsewhere):
         assert torch.equal(model_from_checkpoint(here / "checkpoint.pt")[0](x),
                            model_from_checkpoint(res.dir / "checkpoint.pt")[0](x))
     # The importing side finds the run finished, and re-exports the same bytes.
-    assert cache.finished_key(RUN, TINY) == res.dir.name
+    assert store.finished_key(RUN, TINY) == res.dir.name
     again = elsewhere / "again.tar.xz"
     export(TINY, again, runs=[RUN], device="cpu")
     assert again.read_bytes() == trained["bundle"].read_bytes()
     # A second import keeps the run as it is.
     assert import_bundle(trained["bundle"]) == {"imported": [], "kept": [res.dir.name]}
+
+
+def absolute_paths(doc) -> list[str]:
+    """Every string of a JSON document that is, or holds (a command line), an absolute path."""
+    if isinstance(doc, dict):
+        return [p for v in doc.values() for p in absolute_paths(v)]
+    if isinstance(doc, list):
+        return [p for v in doc for p in absolute_paths(v)]
+    return [doc] if isinstance(doc, str) and any(w.startswith("/") for w in doc.split()) else []
+
+
+def test_paths_leave_the_machine_relative_and_resolve_where_they_arrive(tmp_path, monkeypatch):
+    from lipstudy.paths import REPO, portable, portable_command, resolve
+
+    monkeypatch.setenv("LIPSTUDY_DATA", str(tmp_path / "d"))
+    monkeypatch.setenv("LIPSTUDY_RESULTS", str(tmp_path / "r"))
+    assert portable(str(tmp_path / "d" / "synth-x-lip-1")) == "data/synth-x-lip-1"
+    assert portable(str(tmp_path / "r" / "runs" / "k" / "checkpoint.pt")) == "results/runs/k/checkpoint.pt"
+    assert portable("/datasets/LIP") == "/datasets/LIP" and portable("relative/x") == "relative/x"
+    monkeypatch.setenv("LIPSTUDY_DATA", str(tmp_path / "elsewhere"))
+    assert resolve("data/synth-x-lip-1") == str(tmp_path / "elsewhere" / "synth-x-lip-1")
+    assert resolve("results/runs/k/checkpoint.pt") == str(tmp_path / "r" / "runs" / "k" / "checkpoint.pt")
+    assert resolve("/datasets/LIP") == "/datasets/LIP"
+    assert portable_command(f"{REPO}/.venv/bin/lipstudy book --data {tmp_path}/elsewhere/x") == \
+        ".venv/bin/lipstudy book --data data/x"
+    assert portable_command("/work/notes/train_shipped.py") == "train_shipped.py"
 
 
 def repack(src, dst, edit_manifest=None, edit_member=None, extra=None):
@@ -194,20 +238,21 @@ def test_without_runs_a_partial_bundle_holds_the_books_finished_runs(trained, el
     assert sorted(manifest["datasets"]) == ["atr", "lip", "ppp"]  # the book's datasets, not the runs'
 
 
-def test_no_train_refuses_to_train_and_names_the_run(trained, elsewhere, monkeypatch):
-    monkeypatch.setenv(cache.NO_TRAIN_ENV, "1")
+def test_no_train_refuses_to_train_and_names_the_run(trained, elsewhere):
     with pytest.raises(RuntimeError, match=r"run 'SegNet' \(lip, seed 0\) of profile tinybundle .* training is off"):
-        cache.ensure(Run("segnet"), TINY, device="cpu", progress=False)
+        train_run.ensure(Run("segnet"), TINY, device="cpu", progress=False, train=False)
     assert not (elsewhere / "results" / "runs").exists()
 
 
 def test_without_checkpoints_the_figures_and_evaluations_come_from_the_bundle(trained, elsewhere, monkeypatch):
     bundle = elsewhere / "slim.tar.xz"
     monkeypatch.setenv("LIPSTUDY_RESULTS", str(trained["base"] / "results"))
+    monkeypatch.setenv("LIPSTUDY_DATA", str(trained["base"] / "data"))
     export(TINY, bundle, runs=[RUN], device="cpu", checkpoints="none")
     monkeypatch.setenv("LIPSTUDY_RESULTS", str(elsewhere / "results"))
+    monkeypatch.setenv("LIPSTUDY_DATA", str(elsewhere / "data"))
     import_bundle(bundle)
-    res = cache.ensure(RUN, TINY, device="cpu", progress=False)  # found, not trained
+    res = train_run.ensure(RUN, TINY, device="cpu", progress=False)  # found, not trained
     assert res.dir.parent == elsewhere / "results" / "runs" and not res.checkpoint.exists()
     original = trained["res"]
     for name in ("fig8", "cihp", "photos"):
@@ -230,9 +275,9 @@ def test_the_runs_whose_figures_the_chapters_draw():
         "Attention": ["fig8", "cihp"], "DeepLabV2 + SSL": ["fig8", "cihp"],
         "Attention + SSL": ["fig8", "cihp", "photos", "ssl"]}
     assert {r.seed for r in sets} == {3}
-    products = cache.book_products("smoke")
-    assert products[Run("attention", "paper", stage=2)][-4:] == ["figures/fig8", "figures/cihp", "figures/photos",
-                                                                 "figures/ssl"]
+    products = store.book_products("smoke")
+    assert products[Run("attention", "paper", stage=2)][-4:] == [store.FigureSet(s) for s in
+                                                                 ("fig8", "cihp", "photos", "ssl")]
 
 
 def test_where_the_runs_were_trained_in_one_sentence():
@@ -252,23 +297,6 @@ def test_where_the_runs_were_trained_in_one_sentence():
     assert "from commit abc1234567, and 4 of them were imported from 4 bundles (lipstudy runs import)" in mixed
     here = training_origin(pd.DataFrame([{**row, "imported from": ""}]))
     assert "imported" not in here and here.startswith("The training run behind these numbers ran on NVIDIA H200")
-
-
-def test_the_book_imports_a_committed_bundle_and_then_never_trains(trained, elsewhere, monkeypatch):
-    """A checkout holding results/bundles/<profile>.tar.xz (the gpu profile's, one day): the runner
-    imports it when runs are missing and turns training off, so a run the bundle lacks fails the
-    build by name instead of training for hours."""
-    from lipstudy.book import runner
-
-    monkeypatch.setattr(runner, "committed_bundle", lambda profile: trained["bundle"])
-    monkeypatch.setenv(cache.NO_TRAIN_ENV, "0")  # and restored (unset) after the test, whatever the runner sets
-    assert runner.import_committed_bundle(TINY.name, log=lambda *a: None)
-    assert cache.finished_key(RUN, TINY) == trained["res"].dir.name
-    assert cache.os.environ[cache.NO_TRAIN_ENV] == "1"
-    with pytest.raises(RuntimeError, match=r"run 'FCN-8s' .* training is off"):
-        cache.ensure(Run("fcn8s"), TINY, device="cpu", progress=False)
-    monkeypatch.setattr(runner, "committed_bundle", lambda profile: elsewhere / "none.tar.xz")
-    assert not runner.import_committed_bundle(TINY.name, log=lambda *a: None)
 
 
 def test_an_import_completes_a_run_that_is_here_without_touching_the_rest(trained, elsewhere):

@@ -32,12 +32,12 @@ def test_every_lock_line_is_exact_and_key_pins_hold():
 
 
 def test_pyproject_dependencies_are_all_pinned():
-    text = (ROOT / "pyproject.toml").read_text()
-    deps = re.search(r"dependencies = \[(.*?)\]", text, re.S).group(1)
-    names = [re.match(r"[A-Za-z0-9_.\-]+", d.strip().strip('",')).group(0).lower()
-             for d in deps.split("\n") if d.strip().strip('",')]
-    env = _pins((ROOT / "environment.yml").read_text().splitlines())
-    lock = _pins((ROOT / "requirements.lock").read_text().splitlines())
+    """The core dependencies and every optional extra's (the server's, the tests'): `make` installs the
+    whole lock, so an extra is installed at its exact pin too."""
+    names = declared_dependencies() | set().union(*optional_dependencies().values())
+    assert {"torch", "starlette", "uvicorn", "pytest"} <= names
+    env = {_normalise(n): v for n, v in _pins((ROOT / "environment.yml").read_text().splitlines()).items()}
+    lock = {_normalise(n): v for n, v in _pins((ROOT / "requirements.lock").read_text().splitlines()).items()}
     for n in names:
         assert n in lock and n in env, f"{n} is a dependency but not pinned in both files"
 
@@ -100,11 +100,27 @@ def distribution_of(module: str) -> str:
     return _normalise(dists[0]) if dists else _normalise(module)
 
 
-def declared_dependencies() -> set[str]:
+def _project() -> dict:
     import tomllib
 
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    return {_normalise(re.match(r"[A-Za-z0-9_.\-]+", d).group(0)) for d in deps}
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def _names(requirements: list[str]) -> set[str]:
+    return {_normalise(re.match(r"[A-Za-z0-9_.\-]+", d).group(0)) for d in requirements}
+
+
+def declared_dependencies() -> set[str]:
+    return _names(_project()["dependencies"])
+
+
+def optional_dependencies() -> dict[str, set[str]]:
+    """{extra: distributions} of pyproject's optional dependencies."""
+    return {extra: _names(reqs) for extra, reqs in _project()["optional-dependencies"].items()}
+
+
+# Package folders that may import an optional extra's distributions as well as the core ones.
+EXTRA_OF_FOLDER = {"lipstudy/server/": "server"}
 
 
 def undeclared(imports: dict[str, set[str]], declared: set[str]) -> list[str]:
@@ -113,13 +129,24 @@ def undeclared(imports: dict[str, set[str]], declared: set[str]) -> list[str]:
 
 
 def test_imported_modules_are_declared_dependencies():
+    """The core package and the chapters import only `dependencies`; lipstudy/server/ may also import
+    the `server` extra's (issue 33: `pip install -e .` without it still gives a working study)."""
     imports = third_party_imports()
     # The scan sees what it must: lazy imports inside functions, and the chapters' imports.
-    assert {"torch", "PIL", "scipy", "nbformat", "IPython", "myst_nb"} <= set(imports)
+    assert {"torch", "PIL", "scipy", "nbformat", "IPython", "myst_nb", "starlette", "uvicorn"} <= set(imports)
     assert "lipstudy/data/synth/scene.py" in imports["scipy"] and "book/intro.md" in imports["myst_nb"]
     assert not {"os", "json", "lipstudy", "__future__"} & set(imports)
-    missing = undeclared(imports, declared_dependencies())
-    assert not missing, "imported but not in pyproject.toml dependencies: " + "; ".join(missing)
+    extras = optional_dependencies()
+    for folder, extra in [(None, None), *EXTRA_OF_FOLDER.items()]:
+        if folder is None:  # the core: every file outside the folders of an extra
+            part = {m: {f for f in files if not f.startswith(tuple(EXTRA_OF_FOLDER))} for m, files in imports.items()}
+            declared = declared_dependencies()
+        else:
+            part = {m: {f for f in files if f.startswith(folder)} for m, files in imports.items()}
+            declared = declared_dependencies() | extras[extra]
+        missing = undeclared({m: files for m, files in part.items() if files}, declared)
+        where = "dependencies" + (f" or the {extra!r} extra" if extra else "")
+        assert not missing, f"imported but not in pyproject.toml {where}: " + "; ".join(missing)
 
 
 def test_undeclared_import_is_reported():

@@ -70,15 +70,15 @@ def test_the_device_and_the_figures(script_run):
 
 def test_the_bundle_imports_elsewhere_and_leaves_nothing_to_train(script_run, tmp_path, monkeypatch):
     from lipstudy.bundles import import_bundle
-    from lipstudy.cache import book_products
+    from lipstudy.store import book_products
     from lipstudy.runs import book_runs
-    from lipstudy.schedule import pending_tasks
+    from lipstudy.process_pool import pending_tasks
 
     monkeypatch.setenv("LIPSTUDY_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("LIPSTUDY_DATA", str(tmp_path / "data"))  # the data is generated again here
     done = import_bundle(script_run["out"] / "gpu-smoke.tar.xz")
     assert len(done["imported"]) == 13
-    tasks, _ = pending_tasks(book_runs("gpu-smoke"), "gpu-smoke", evaluations=book_products("gpu-smoke"))
+    tasks, _ = pending_tasks(book_runs("gpu-smoke"), "gpu-smoke", products=book_products("gpu-smoke"))
     assert tasks == {}
     prov = json.loads(next((tmp_path / "results" / "runs").glob("*/provenance.json")).read_text())
     assert prov["device"].startswith("CPU")  # where the script trained them

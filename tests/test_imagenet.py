@@ -1,6 +1,6 @@
 """ImageNet weights as torchvision fetches them (lipstudy.models.imagenet), without network: a
-cached file where torch.hub looks, a download from a file:// URL with its hash checked, the
-variables that override both, and the offline error that stops `lipstudy book` before any data is
+cached file where torch.hub looks, a download from a file:// URL with its hash checked, a run key
+computed without a download, and the offline error that stops `lipstudy book` before any data is
 generated."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lipstudy import cache
+from lipstudy import store
 from lipstudy.book import runner
 from lipstudy.models import imagenet
 from lipstudy.profiles import get_profile
@@ -21,11 +21,9 @@ TORCHVISION_NAMES = {"vgg16": "vgg16-397923af.pth", "vgg16_bn": "vgg16_bn-6c64b3
 
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
-    """An empty torch cache under TORCH_HOME, no override variables, and published URLs that
-    cannot be reached (file:// of a missing folder, with torchvision's file names)."""
+    """An empty torch cache under TORCH_HOME and published URLs that cannot be reached (file:// of a
+    missing folder, with torchvision's file names)."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    for var in imagenet.ENV_VARS.values():
-        monkeypatch.delenv(var, raising=False)
     offline = tmp_path / "offline"
     monkeypatch.setattr(imagenet, "URLS", {a: (offline / n).as_uri() for a, n in TORCHVISION_NAMES.items()})
     return tmp_path / "torch" / "hub" / "checkpoints"
@@ -48,23 +46,13 @@ def test_a_cached_copy_is_found_where_torch_hub_looks_and_keys_the_run(hub):
     cached = tiny_state_file(hub / "vgg16-397923af.pth")
     assert Path(torch.hub.get_dir()) / "checkpoints" == hub  # TORCH_HOME is followed at every call
     assert imagenet.weights_file("vgg16", download=False) == str(cached)
-    assert cache.pretrained_file("deeplabv2") == str(cached)  # the URL is unreachable: not fetched
+    assert imagenet.weights_for("deeplabv2") == str(cached)  # the URL is unreachable: not fetched
     full, run = get_profile("full"), Run("deeplabv2")
-    key = cache.run_key(run, full, "fp", None, cache.pretrained_file("deeplabv2"))
+    key = store.run_key(run, full, "fp", None, imagenet.weights_for("deeplabv2"))
     tiny_state_file(cached, value=2.0)  # same name and size: same key
-    assert cache.run_key(run, full, "fp", None, str(cached)) == key
+    assert store.run_key(run, full, "fp", None, str(cached)) == key
     torch.save({"features.0.weight": torch.zeros(3, 3, 3, 3)}, cached)  # another size: another key
-    assert cache.run_key(run, full, "fp", None, str(cached)) != key
-
-
-def test_the_variables_override_the_cache(hub, tmp_path, monkeypatch):
-    tiny_state_file(hub / "vgg16_bn-6c64b313.pth")
-    own = tiny_state_file(tmp_path / "mine" / "my_vgg16_bn.pth")
-    monkeypatch.setenv("LIPSTUDY_VGG16_BN", str(own))
-    assert cache.pretrained_file("segnet") == str(own.resolve())
-    monkeypatch.setenv("LIPSTUDY_VGG16_BN", str(tmp_path / "nope.pth"))
-    with pytest.raises(imagenet.WeightsUnavailable, match=r"LIPSTUDY_VGG16_BN=.*nope\.pth.*no such file"):
-        cache.pretrained_file("segnet")
+    assert store.run_key(run, full, "fp", None, str(cached)) != key
 
 
 def test_download_checks_the_hash_and_is_reused(hub, tmp_path, monkeypatch):
@@ -87,15 +75,15 @@ def test_a_file_failing_its_hash_is_not_kept(hub, tmp_path, monkeypatch):
     assert [p.name for p in hub.iterdir()] == [".vgg16-00000000.pth.lock"]  # no file, no .partial
 
 
-def test_offline_with_an_empty_cache_names_url_file_folder_and_variable(hub):
+def test_offline_with_an_empty_cache_names_url_file_and_folder(hub):
     with pytest.raises(imagenet.WeightsUnavailable) as err:
-        cache.pretrained_file("attention")
+        imagenet.fetch_all()
     msg = str(err.value)
-    for part in (imagenet.URLS["vgg16"], "vgg16-397923af.pth", str(hub), "LIPSTUDY_VGG16", "downloading"):
+    for part in (imagenet.URLS["vgg16"], "vgg16-397923af.pth", str(hub), "TORCH_HOME", "downloading"):
         assert part in msg, part
     assert [p.name for p in hub.iterdir()] == [".vgg16-397923af.pth.lock"]  # nothing half-written
     with pytest.raises(imagenet.WeightsUnavailable, match="not in the torch hub cache"):
-        imagenet.weights_file("vgg16_bn", download=False)
+        imagenet.weights_for("segnet")  # a key's lookup never downloads
 
 
 def _no_data(*args, **kwargs):
@@ -105,13 +93,13 @@ def _no_data(*args, **kwargs):
 def test_the_full_book_stops_before_any_data_offline(hub, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(runner, "prepare_data", _no_data)
     monkeypatch.setenv("LIPSTUDY_RESULTS", str(tmp_path / "results"))
-    for var in ("LIPSTUDY_PROFILE", "LIPSTUDY_LIP_ROOT", "LIPSTUDY_SEEDS", "LIPSTUDY_DEVICE"):
+    for var in ("LIPSTUDY_PROFILE", "LIPSTUDY_LIP_ROOT", "LIPSTUDY_SEEDS"):
         monkeypatch.delenv(var, raising=False)
     with pytest.raises(imagenet.WeightsUnavailable, match="vgg16"):
-        runner.execute("full", results=tmp_path / "results", book_dir=tmp_path / "book", log=lambda *a: None)
+        runner.execute("full", book_dir=tmp_path / "book", log=lambda *a: None)
     assert runner.main(["--profile", "full", "--book-dir", str(tmp_path / "book2")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("lipstudy book: ImageNet vgg16") and "LIPSTUDY_VGG16" in err
+    assert err.startswith("lipstudy book: ImageNet vgg16") and "vgg16-397923af.pth" in err
     assert not (tmp_path / "results" / "runs").exists()
 
 
@@ -126,9 +114,8 @@ def test_with_the_files_in_the_cache_the_book_goes_on(hub, tmp_path, monkeypatch
         raise WentOn(profile)
 
     monkeypatch.setattr(runner, "prepare_data", data_next)
+    monkeypatch.setenv("LIPSTUDY_RESULTS", str(tmp_path / "results"))
     lines = []
     with pytest.raises(WentOn):
-        runner.execute("full", results=tmp_path / "results", book_dir=tmp_path / "book", log=lines.append)
+        runner.execute("full", book_dir=tmp_path / "book", log=lines.append)
     assert any(str(hub / "vgg16_bn-6c64b313.pth") in line for line in lines)
-    # A profile without ImageNet weights checks nothing.
-    assert cache.check_pretrained("cpu") == {}

@@ -171,12 +171,16 @@ def test_bad_joint_weights_are_refused():
 
 def test_the_full_profile_trains_with_the_paper_losses_and_the_cpu_profile_does_not():
     full, cpu = get_profile("full"), get_profile("cpu")
-    cfg = TrainConfig(**full.run_recipe())
+    from lipstudy.runs import Run
+    from lipstudy.store import run_settings, train_config
+
+    cfg = train_config(Run("deeplabv2"), full, "")
     assert cfg.score_map_loss and cfg.aux_structure_weight
-    assert full.training_settings()["paper_losses"] == {"aux_structure_weight": True, "score_map_loss": True}
-    cpu_cfg = TrainConfig(**cpu.run_recipe())
+    assert run_settings(Run("deeplabv2"), full)["profile"]["paper_losses"] == {"aux_structure_weight": True,
+                                                                                "score_map_loss": True}
+    cpu_cfg = train_config(Run("deeplabv2"), cpu, "")
     assert not cpu_cfg.score_map_loss and not cpu_cfg.aux_structure_weight
-    assert "paper_losses" not in cpu.training_settings()
+    assert "paper_losses" not in run_settings(Run("deeplabv2"), cpu)["profile"]
     assert TrainConfig().score_map_loss is False  # old configs mean what they meant
     with pytest.raises(ValueError, match=r"attention needs a crop of 16k \+ 1 px.*crop=41"):
         TrainConfig(model="attention", crop=41, score_map_loss=True)

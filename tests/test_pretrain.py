@@ -9,13 +9,14 @@ import pandas as pd
 import pytest
 import torch
 
-from lipstudy import budget, cache, deviations, measurements, schedule
+from lipstudy import budget, deviations, measurements, process_pool, store, train_run
 from lipstudy.data.roots import data_fingerprint, data_root
 from lipstudy.profiles import PROFILES, Profile, get_profile
 from lipstudy.runs import BACKBONE, MODEL_LABELS, PRETRAIN, Run, book_runs, paper_runs
 from lipstudy.models import (MODEL_NAMES, BackbonePretrainNet, backbone_of, build_model, load_backbone,
                              num_parameters)
 from lipstudy.config import TrainConfig
+from lipstudy.store import train_config
 from lipstudy.train import make_optimizer, poly_lr, train
 
 TINY = Profile(name="tinypre", width=0.0625, crop=32, batch=4, lr=2e-3, epochs_stage1=1, epochs_stage2=1,
@@ -111,7 +112,7 @@ def test_deviations_are_computed_from_the_profile():
     # the controls), and what the code itself does differently
     assert list(full["setting"]) == ["data", "SSL on PASCAL-Person-Part", "SSL controls"] + [
         row[0] for row in deviations.code_departures(get_profile("full"),
-                                                      TrainConfig(**get_profile("full").run_recipe()), "cpu")]
+                                                      train_config(Run("deeplabv2"), "full", ""), "cpu")]
     tiny = deviations.deviations(TINY).set_index("setting")
     col = "profile tinypre"
     assert tiny.loc["training images", col] == "8" and tiny.loc["training images", "paper"] == "30,462"
@@ -142,14 +143,14 @@ def test_finetune_settings_leave_the_backbone_key_alone():
     the backbone trains with ``recipe`` alone, every other run with ``recipe`` + ``finetune``."""
     tuned = dataclasses.replace(TINY, finetune={"classifier_lr_mult": 10.0})
     backbone, dl = BACKBONE, Run("deeplabv2")
-    assert cache.run_key(backbone, TINY, "fp") == cache.run_key(backbone, tuned, "fp")
-    assert cache.run_key(dl, TINY, "fp", "bb") != cache.run_key(dl, tuned, "fp", "bb")
-    assert tuned.run_recipe(backbone=True)["classifier_lr_mult"] == 1.0
-    assert tuned.run_recipe()["classifier_lr_mult"] == 10.0 and tuned.run_recipe()["optimizer"] == "adamw"
+    assert store.run_key(backbone, TINY, "fp") == store.run_key(backbone, tuned, "fp")
+    assert store.run_key(dl, TINY, "fp", "bb") != store.run_key(dl, tuned, "fp", "bb")
+    assert train_config(backbone, tuned, "").classifier_lr_mult == 1.0
+    assert train_config(dl, tuned, "").classifier_lr_mult == 10.0 and train_config(dl, tuned, "").optimizer == "adamw"
     # the paper's 10x: no longer a deviation of the baselines' recipe
     assert "classifier learning rate" not in set(deviations.deviations(tuned)["setting"])
     # the memory layout is execution only: same keys
-    assert cache.run_key(dl, dataclasses.replace(TINY, channels_last=True), "fp", "bb") == cache.run_key(dl, TINY, "fp", "bb")
+    assert store.run_key(dl, dataclasses.replace(TINY, channels_last=True), "fp", "bb") == store.run_key(dl, TINY, "fp", "bb")
 
 
 def test_book_runs_lists_every_chapter_run_and_the_ssl_seeds():
@@ -161,14 +162,16 @@ def test_book_runs_lists_every_chapter_run_and_the_ssl_seeds():
 
 def test_plan_lists_missing_dependencies_and_what_each_task_waits_for(dirs):
     runs = [Run("deeplabv2", "paper", stage=2), Run("fcn8s")]
-    tasks, waits = schedule.pending_tasks(runs, TINY, evaluations={Run("fcn8s"): ["test"]})
+    for ds in ("lip", PRETRAIN):  # the keys read the data's fingerprints
+        data_root(TINY, ds)
+    tasks, waits = process_pool.pending_tasks(runs, TINY, products={Run("fcn8s"): [store.TEST]})
     backbone, dl = BACKBONE, Run("deeplabv2")
     # the stage-1 run and the backbone nobody listed are tasks, since the SSL run needs them
     assert set(tasks) == {runs[0], runs[1], dl, backbone}
-    assert tasks[runs[1]] == ["test"] and tasks[dl] == []
+    assert tasks[runs[1]] == [store.TEST] and tasks[dl] == []
     assert waits == {runs[0]: dl, dl: backbone, runs[1]: backbone}
     scratch = dataclasses.replace(TINY, pretrain=None)
-    tasks, waits = schedule.pending_tasks(runs, scratch)
+    tasks, waits = process_pool.pending_tasks(runs, scratch)
     assert set(tasks) == {runs[0], runs[1], dl} and waits == {runs[0]: dl}
 
 
@@ -176,16 +179,16 @@ def test_pretrained_profile_end_to_end_with_two_workers(dirs):
     """The backbone trains once; the stage-1 runs start from it (their keys name it); two
     processes train the stage-1 wave side by side; finished_key finds every run without training."""
     runs = [Run("deeplabv2"), Run("fcn8s"), Run("deeplabv2", "paper", stage=2)]
-    assert all(cache.finished_key(r, TINY) is None for r in runs)
     # workers=1: each run's DataLoader worker is a child of a pool process, which must not be daemonic
     prof = dataclasses.replace(TINY, workers=1)
-    schedule.ensure_all(runs, prof, jobs=2, evaluations={runs[0]: ["test", "val@16"], runs[2]: ["atr"]})
-    keys = [cache.finished_key(r, TINY) for r in runs]
+    process_pool.ensure_all(runs, prof, jobs=2, products={runs[0]: [store.TEST, store.Evaluation(size=16)],
+                                                          runs[2]: [store.ATR]})
+    keys = [store.finished_key(r, TINY) for r in runs]
     assert None not in keys
     for key, names in ((keys[0], ["val", "test", "val@16"]), (keys[2], ["val", "atr"])):
         assert sorted(p.name for p in (dirs / "results" / "runs" / key / "eval").iterdir()
                       if not p.name.startswith(".")) == sorted(names)
-    backbone = cache.finished_key(BACKBONE, TINY)
+    backbone = store.finished_key(BACKBONE, TINY)
     run_dir = dirs / "results" / "runs"
     for key in keys[:2]:
         cfg = json.loads((run_dir / key / "config.json").read_text())
@@ -200,7 +203,7 @@ def test_pretrained_profile_end_to_end_with_two_workers(dirs):
     assert json.loads((pre / "manifest.json").read_text())["seed"] == 1
     # ensure() now reuses everything: same folders, nothing retrained
     mtimes = {k: (run_dir / k / "metrics.json").stat().st_mtime_ns for k in keys}
-    assert [cache.ensure(r, TINY).dir.name for r in runs] == keys
+    assert [train_run.ensure(r, TINY).dir.name for r in runs] == keys
     assert {k: (run_dir / k / "metrics.json").stat().st_mtime_ns for k in keys} == mtimes
 
     # budget: fine-tuning counts the SSL run's stage-1 run; total adds the whole backbone, once

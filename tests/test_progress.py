@@ -67,8 +67,7 @@ def test_a_run_reports_each_epoch_and_every_interval(tmp_path, monkeypatch):
     assert "final loss 38.0000" in line and "4.0 images/s" in line  # steps 36..40, mean 38
 
 
-def test_without_a_runner_nothing_is_written_and_the_bar_stays(tmp_path, monkeypatch):
-    monkeypatch.delenv(progress.ENV, raising=False)
+def test_without_a_runner_nothing_is_written_and_the_bar_stays(tmp_path):
     stream = io.StringIO()
     rp = progress.RunProgress(cfg(), tmp_path, 5, 10, 5, stream=stream, clock=Clock())
     assert not rp.replaces_bar
@@ -110,24 +109,22 @@ def test_book_progress_counts_runs_and_estimates_the_time_left():
     assert lines[6].startswith("[book] baselines: run 4/4 Attention (lip, stage 1)")
 
 
-def test_watch_follows_the_events_file_and_restores_the_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv(progress.ENV, "before")
+def test_watch_follows_the_events_file_and_leaves_nothing(tmp_path):
+    import os
+
+    environ = dict(os.environ)
     lines = []
     bp = progress.BookProgress([], log=lines.append)
     path = tmp_path / "p.jsonl"
-    with bp.watch(path, every=0.01):
-        import os
-
-        assert os.environ[progress.ENV] == str(path)
-        rp = progress.RunProgress(cfg(), tmp_path, 0, 2, 1, stream=io.StringIO(), clock=Clock())
+    with bp.watch(path, every=0.01) as events_file:
+        assert events_file == path  # what the training runs are given (no environment variable)
+        rp = progress.RunProgress(cfg(), tmp_path, 0, 2, 1, path=events_file, stream=io.StringIO(), clock=Clock())
         rp.step(1, 0.5)
         rp.step(2, 0.25)
         rp.finish(2)
         with open(path, "a") as f:
             f.write("not json\n{\"half\": ")  # a torn or foreign line is skipped, never fatal
-    import os
-
-    assert os.environ[progress.ENV] == "before" and not path.exists()
+    assert dict(os.environ) == environ and not path.exists()
     assert [line.split(": ", 2)[-1].split(" ")[0] for line in lines] == ["training", "epoch", "epoch", "trained"]
     assert "run 1/1 deeplabv2" in lines[0]
 

@@ -16,8 +16,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from lipstudy import progress, provenance, schedule, subsets, tables
-from lipstudy.book import keys, pages, runner, settings, sphinx_ext
+from lipstudy import process_pool, progress, provenance, subsets, tables
+from lipstudy import settings
+from lipstudy.book import contents, keys, pages, runner, sphinx_ext
 from lipstudy.data import roots, statistics
 
 HEADER = """---
@@ -39,6 +40,7 @@ profile = "cpu"
 data = None
 device = "auto"
 seeds = None
+train = True
 ```
 """
 
@@ -61,16 +63,18 @@ def outputs_text(nb_path: Path) -> str:
 
 
 def run(src, names, results, book, profile="smoke", **kw):
+    assert runner.results_dir() == results  # where the fixture points $LIPSTUDY_RESULTS
     return runner.execute(profile, src=src, catalogue=tuple(names), manifests=kw.pop("manifests", {}),
-                          results=results, book_dir=book, log=lambda *a: None, **kw)
+                          book_dir=book, log=lambda *a: None, **kw)
 
 
 @pytest.fixture(autouse=True)
-def fixed_sources_and_no_plan(monkeypatch):
+def fixed_sources_and_no_plan(monkeypatch, tmp_path):
     """The toy chapters' keys must not change when someone edits the package while the tests run,
-    and they train nothing, so there are no training runs to plan."""
+    and they train nothing, so there are no training runs to plan; results in ``tmp_path/res``."""
+    monkeypatch.setenv("LIPSTUDY_RESULTS", str(tmp_path / "res"))
     monkeypatch.setattr(runner, "source_digest", lambda: "sources")
-    monkeypatch.setattr(schedule, "progress_plan", lambda *a, **k: [])
+    monkeypatch.setattr(process_pool, "progress_plan", lambda *a, **k: [])
 
 
 def visible_parameter_blocks(nb) -> list[str]:
@@ -100,13 +104,13 @@ def test_parameters_injected_and_cache_reused(tmp_path):
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in page.cells)
 
     # The build records its time per chapter (the toy chapters use no training runs: no training phase).
-    times = runner.build_times("smoke", res)
+    times = runner.build_times("smoke")
     assert set(times) == {"a", "b"} and all(t["seconds"] > 0 and t["finished"] for t in times.values())
     assert times["a"]["seconds"] == pytest.approx(first[0].seconds, abs=0.05)
 
     again = run(src, ["a", "b"], res, book, seeds=[3, 4])
     assert [r.status for r in again] == ["cached", "cached"]
-    assert runner.build_times("smoke", res) == times  # a cached chapter keeps the time it took
+    assert runner.build_times("smoke") == times  # a cached chapter keeps the time it took
 
     # A changed parameter, chapter text or data manifest reruns; the others stay cached.
     assert [r.status for r in run(src, ["a", "b"], res, book, seeds=[5])] == ["ran", "ran"]
@@ -151,9 +155,9 @@ def test_chapter_without_parameters_cell_is_rejected(tmp_path):
 
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="unknown chapters"):
-        run(tmp_path, ["a"], tmp_path / "r", tmp_path / "b", chapters=["zzz"])
+        run(tmp_path, ["a"], tmp_path / "res", tmp_path / "b", chapters=["zzz"])
     with pytest.raises(ValueError, match="unknown profile"):
-        runner.execute("huge", manifests={}, results=tmp_path, book_dir=tmp_path / "b")
+        runner.execute("huge", manifests={}, book_dir=tmp_path / "b")
     with pytest.raises(SystemExit):
         runner.main(["--profile", "smoke", "--data", str(tmp_path / "nope"), "--book-dir", str(tmp_path / "b")])
 
@@ -218,7 +222,7 @@ def test_a_changed_label_file_reruns_the_chapter(tmp_path, monkeypatch):
 
     def again():
         return [r.status for r in runner.execute("smoke", data=str(real), src=src, catalogue=("a",),
-                                                 results=res, book_dir=book, log=lambda *a: None)]
+                                                 book_dir=book, log=lambda *a: None)]
 
     assert again() == ["ran"]
     assert again() == ["cached"]
@@ -279,10 +283,10 @@ def test_stray_reprs_are_found():
 
 def test_table_of_contents_lists_every_chapter():
     listed = pages.toc_chapters(runner.BOOK_SRC)
-    assert set(listed) == set(settings.CHAPTERS) and len(listed) == len(settings.CHAPTERS)
+    assert set(listed) == set(contents.CHAPTERS) and len(listed) == len(contents.CHAPTERS)
     # The front page is the root and runs last: `lipstudy book` and the extension run one order.
-    assert listed[0] == "intro" and pages.execution_order(runner.BOOK_SRC) == list(settings.CHAPTERS)
-    for name in settings.CHAPTERS:
+    assert listed[0] == "intro" and pages.execution_order(runner.BOOK_SRC) == list(contents.CHAPTERS)
+    for name in contents.CHAPTERS:
         assert (runner.BOOK_SRC / f"{name}.md").is_file(), name
 
 
@@ -297,12 +301,9 @@ def test_claim_anchors_are_unique_html_ids():
 
 
 def test_book_settings_from_the_environment(tmp_path):
-    assert settings.book_settings({}) == {"profile": "cpu", "data": None, "device": "auto", "seeds": None}
-    env = {"LIPSTUDY_PROFILE": "smoke", "LIPSTUDY_LIP_ROOT": str(tmp_path), "LIPSTUDY_DEVICE": "cpu",
-           "LIPSTUDY_SEEDS": "0, 2"}
-    got = settings.book_settings(env)
-    assert got == {"profile": "smoke", "data": str(tmp_path), "device": "cpu", "seeds": [0, 2]}
-    assert settings.book_settings(settings.settings_environment(**got)) == {**got, "data": str(tmp_path.resolve())}
+    assert settings.book_settings({}) == settings.BookSettings("cpu", None, None)
+    env = {"LIPSTUDY_PROFILE": "smoke", "LIPSTUDY_LIP_ROOT": str(tmp_path), "LIPSTUDY_SEEDS": "0, 2"}
+    assert settings.book_settings(env) == settings.BookSettings("smoke", str(tmp_path), [0, 2])
     with pytest.raises(ValueError, match="LIPSTUDY_PROFILE='huge'"):
         settings.book_settings({"LIPSTUDY_PROFILE": "huge"})
     with pytest.raises(ValueError, match="LIPSTUDY_LIP_ROOT=.*not a directory"):
@@ -323,23 +324,22 @@ def test_sphinx_extension_executes_missing_chapters_and_flags_stray_reprs(tmp_pa
     monkeypatch.setattr(runner, "prepare_data", lambda profile, data=None: {})
     app = SimpleNamespace(srcdir=str(book))
 
-    sphinx_ext.execute_for_sphinx(app, None)
+    config = SimpleNamespace(lipstudy_execute=True)
+    sphinx_ext.execute_for_sphinx(app, config)
     out = capsys.readouterr().out
     assert "profile smoke" in out and "chapter 1/2 plot: executing" in out and "chapter 2/2 front: executing" in out
     assert "front page smoke" in outputs_text(book / "_executed" / "front.ipynb")
     assert any("plot.ipynb: code cell 2: Text(0.5, 1.0, 'oops')" in r.getMessage() for r in caplog.records)
 
-    sphinx_ext.execute_for_sphinx(app, None)
+    sphinx_ext.execute_for_sphinx(app, config)
     assert capsys.readouterr().out.count("unchanged") == 2
-    # $LIPSTUDY_EXECUTE=0 renders what is there and executes nothing.
+    # The Sphinx option lipstudy_execute: false (lipstudy book's build) renders what is there and executes nothing.
     (book / "_executed" / "front.ipynb").unlink()
-    monkeypatch.setenv("LIPSTUDY_EXECUTE", "0")
-    sphinx_ext.execute_for_sphinx(app, None)
+    sphinx_ext.execute_for_sphinx(app, SimpleNamespace(lipstudy_execute=False))
     assert not (book / "_executed" / "front.ipynb").exists() and "executing" not in capsys.readouterr().out
-    monkeypatch.setenv("LIPSTUDY_EXECUTE", "1")
     monkeypatch.setenv("LIPSTUDY_PROFILE", "huge")
     with pytest.raises(Exception, match="LIPSTUDY_PROFILE='huge'"):
-        sphinx_ext.execute_for_sphinx(app, None)
+        sphinx_ext.execute_for_sphinx(app, config)
 
 
 def test_strict_build_fails_on_a_broken_reference(tmp_path):

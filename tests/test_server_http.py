@@ -1,8 +1,16 @@
 """The evaluation server over HTTP, in-process on loopback: every attack of issue 11 gets a clear 4xx
 answer (or a closed connection, for clients that stop talking) and the server answers the next request.
 Raw sockets send what no well-behaved client would; every wait is bounded by a socket timeout."""
+import errno
+import logging
+import os
 import re
 import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
@@ -10,8 +18,9 @@ import pytest
 from PIL import Image
 
 from lipstudy.server import HiddenTestSet, RunningServer, Settings, Store, create_app
-from lipstudy.server.attacks import (RawEntry, bomb_zip, raw_zip, request, submit, wait_until, write_hidden_set,
-                                     zip_of)
+from server_attacks import (RawEntry, bomb_zip, connect, length_and_chunked, malformed_requests, many_headers,
+                            one_long_header, raw_zip, read_all, request, server_connections,
+                            stalled_readers, submit, upgrade_requests, wait_until, write_hidden_set, zip_of)
 
 FAST = dict(header_timeout_s=1.0, body_idle_timeout_s=1.0, upload_wait_s=0.5)
 
@@ -135,7 +144,7 @@ def test_malformed_headers(bench, serve):
     out = raw(srv, head(token))  # neither Content-Length nor chunked
     assert out.startswith(b"HTTP/1.1 411")
     out = raw(srv, b"POST /submit HTTP/1.1\r\nX-Big: " + b"a" * 20_000)  # a header section past 16 KiB
-    assert out.startswith(b"HTTP/1.1 400")
+    assert out.startswith(b"HTTP/1.1 431") and b"above the 16384 bytes allowed" in out
     # A chunked body passing the cap: 413 as soon as it is passed.
     chunk = b"%x\r\n" % 65536 + b"\0" * 65536 + b"\r\n"
     out = raw(srv, head(token, extra=b"Transfer-Encoding: chunked\r\n") + chunk * 3)
@@ -146,7 +155,7 @@ def test_malformed_headers(bench, serve):
     status, reply = request(srv.url + "/submit?method=%E2%80%8B", "POST", b"x", auth)
     assert status == 400 and "method name contains control or invisible characters (U+200B)" in reply["error"]
     status, reply = request(srv.url + "/submit?method=" + "x" * 60_000, "POST", b"x", auth)
-    assert status == 400  # from h11 (request line past 16 KiB) or from the name check (> 64 characters)
+    assert status == 431  # the request line is part of the header section, past 16 KiB
     assert alive(srv)
 
 
@@ -357,10 +366,6 @@ def test_one_address_cannot_hold_every_connection(bench, serve):
 
 
 def test_upload_files_left_by_a_killed_server_are_removed_at_start(bench, tmp_path):
-    import os
-    import subprocess
-    import sys
-
     root, labels, store, token = bench
     folder = tmp_path / "uploads"
     folder.mkdir()
@@ -377,3 +382,180 @@ def test_upload_files_left_by_a_killed_server_are_removed_at_start(bench, tmp_pa
     with RunningServer(app, settings) as srv:
         assert submit(srv.url, zip_of(labels), token)[0] == 200
     assert sorted(p.name for p in folder.iterdir()) == sorted([live.name, other.name])
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 41: a third red-team round
+
+
+@pytest.mark.parametrize("send_buffer", [None, 0])
+def test_clients_that_never_read_their_answers_are_dropped(bench, serve, send_buffer):
+    """Thousands of pipelined ``GET /`` never read kept connections ESTABLISHED for good, each with
+    megabytes of kernel memory: the header timer was stopped by the first request and nothing timed an
+    answer waiting for its client. Now an answer waits at most ``write_timeout_s`` (10 s by default),
+    also where the kernel's send buffer is left to grow (0): it then takes every answer, the server
+    closes the idle connection, and the kernel's retries of the unread answers have the same deadline."""
+    srv = serve() if send_buffer is None else serve(send_buffer_bytes=send_buffer)
+    if server_connections(srv.port) is None:
+        pytest.skip("the kernel's connections are read from /proc/net/tcp (Linux)")
+    start = time.monotonic()
+    stalled = stalled_readers(srv.url, 3, requests_each=3000)
+    try:
+        assert server_connections(srv.port) == 3
+        # None left on the server's side: not established, no bytes queued (the clients' unread bytes
+        # are theirs).
+        assert wait_until(lambda: server_connections(srv.port) == 0, timeout=30, step=0.2)
+        took = time.monotonic() - start
+        assert took < Settings().write_timeout_s + 10, took  # within seconds of the timeout
+    finally:
+        for s in stalled:
+            s.close()
+    assert alive(srv)
+
+
+def test_protocol_errors_are_logged_at_a_bounded_rate(bench, serve):
+    """One client's malformed requests grew the log by 130-160 KiB/s, and pipelined upgrade requests
+    logged two warnings each. Now one record an address a minute (10 in all), whatever the rate."""
+    srv = serve()
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    loggers = [logging.getLogger(n) for n in ("uvicorn.error", "uvicorn", "lipstudy.server")]
+    for lg in loggers:
+        lg.addHandler(handler)
+    try:
+        for data in malformed_requests(200):  # one connection each: 400 and closed
+            assert raw(srv, data).startswith(b"HTTP/1.1 400")
+        with connect(srv.url) as s:
+            s.sendall(upgrade_requests(300) + b"GET /leaderboard HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            out, closed = read_all(s, timeout=20)
+        assert out.count(b"HTTP/1.1 200") == 301 and closed  # every request was handled
+    finally:
+        for lg in loggers:
+            lg.removeHandler(handler)
+    assert len(records) == 1, [r.getMessage()[:100] for r in records[:5]]
+    assert records[0].getMessage().startswith("127.0.0.1: Invalid HTTP request received")
+    assert alive(srv)
+
+
+def test_a_header_section_is_bounded_however_it_arrives(bench, serve):
+    """h11 bounded a header section only while it was incomplete after a read: 10,000 headers (99 KB),
+    or one 100 KiB header, in one read got 200."""
+    srv = serve()
+    for data in (many_headers(10_000), one_long_header(100 * 1024), one_long_header(17 * 1024)):
+        with connect(srv.url) as s:
+            s.sendall(data)
+            out, closed = read_all(s)
+        assert out.startswith(b"HTTP/1.1 431") and b"above the 16384 bytes allowed" in out, out[:200]
+        assert closed
+    # Just within the limit: answered.
+    fits = one_long_header(16 * 1024 - 200)
+    assert len(fits) <= 16 * 1024
+    with connect(srv.url) as s:
+        s.sendall(fits)
+        assert read_all(s)[0].startswith(b"HTTP/1.1 200")
+    assert alive(srv)
+
+
+def test_content_length_with_transfer_encoding_is_refused_and_closed(bench, serve):
+    """RFC 9112 section 6.3: a request framed both ways must not leave the connection open; the second
+    request pipelined behind it (a smuggled one, for a proxy framing by length) is never answered."""
+    _, _, _, token = bench
+    srv = serve()
+    for data in (length_and_chunked(), length_and_chunked(b"/submit?method=m")):
+        with connect(srv.url) as s:
+            s.sendall(data)
+            out, closed = read_all(s)
+        assert out.startswith(b"HTTP/1.1 400") and b"both Content-Length and Transfer-Encoding" in out, out[:300]
+        assert out.count(b"HTTP/1.1 ") == 1 and closed
+    assert alive(srv)
+
+
+def test_a_token_replaced_during_the_upload_stops_it(bench, serve):
+    """Issue 41: the token was checked only when the headers arrived, so a replaced token's upload in
+    flight (up to the 600 s body timeout) was still scored and recorded."""
+    _, labels, store, token = bench
+    srv = serve()
+    body = zip_of(labels)
+    with connect(srv.url) as s:
+        s.sendall(head(token, len(body)) + body[:10])
+        assert wait_until(lambda: srv.app.state.submissions.uploads.value == Settings().max_uploads - 1, timeout=10)
+        new = store.new_token("team A")
+        s.sendall(body[10:])
+        out = _answer(s, 10)
+    assert out.startswith(b"HTTP/1.1 401") and b"token was replaced while the submission was uploading" in out
+    assert store.submissions() == []  # neither scored nor held against the team
+    assert submit(srv.url, body, token)[0] == 401 and submit(srv.url, body, new)[0] == 200
+
+
+def test_uploads_go_to_a_private_folder_beside_the_database(bench, serve):
+    """Issue 41: the default upload folder was the shared /tmp, where other users can squat names."""
+    _, labels, store, token = bench
+    srv = serve()
+    folder = store.path.parent / "uploads"
+    assert folder.is_dir() and stat.S_IMODE(folder.stat().st_mode) == 0o700
+    body = zip_of(labels)
+    with connect(srv.url) as s:
+        s.sendall(head(token, len(body)) + body[:10])
+        assert wait_until(lambda: len(list(folder.iterdir())) == 1, timeout=10)
+        (upload,) = folder.iterdir()
+        assert upload.name.startswith(f"lipstudy-upload-{os.getpid()}-")
+        assert stat.S_IMODE(upload.stat().st_mode) == 0o600
+        s.sendall(body[10:])
+        assert _answer(s, 10).startswith(b"HTTP/1.1 200")
+    assert list(folder.iterdir()) == []
+
+
+def test_files_the_start_up_sweep_cannot_remove_do_not_stop_the_server(bench, tmp_path, monkeypatch):
+    """Issue 41: in a shared sticky folder (/tmp) another user's file named like a stale upload made the
+    start-up sweep raise PermissionError, and the server never started. It is skipped now, and files
+    of other users are never touched at all."""
+    root, labels, store, token = bench
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    squatted = shared / f"lipstudy-upload-{gone.pid}-squat1.zip"
+    stale = shared / f"lipstudy-upload-{gone.pid}-stale1.zip"
+    for p in (squatted, stale):
+        p.write_bytes(b"PK")
+    unlink = os.unlink
+
+    def sticky_unlink(path, *args, **kwargs):  # what the sticky bit does to another user's file
+        if Path(path).name == squatted.name:
+            raise PermissionError(errno.EPERM, "Operation not permitted", str(path))
+        return unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", sticky_unlink)
+    settings = Settings(**FAST, upload_dir=str(shared))
+    app = create_app(HiddenTestSet.from_root(root), store, settings)
+    assert squatted.exists() and not stale.exists()
+    with RunningServer(app, settings) as srv:
+        assert submit(srv.url, zip_of(labels), token)[0] == 200
+    monkeypatch.setattr(os, "unlink", unlink)
+    if os.geteuid() == 0:  # root can make a file of another user: the sweep leaves it alone
+        other = shared / f"lipstudy-upload-{gone.pid}-other1.zip"
+        other.write_bytes(b"PK")
+        os.chown(other, 65534, 65534)
+        create_app(HiddenTestSet.from_root(root), store, settings)
+        assert other.exists()
+
+
+def test_the_default_upload_folder_is_made_private_or_refused(bench, tmp_path):
+    """An existing uploads/ beside the database loses group and other access; one of another user is
+    refused with a sentence naming it, and `lipstudy serve` says so instead of a traceback."""
+    from lipstudy.server import main
+
+    root, _, store, _ = bench
+    folder = store.path.parent / "uploads"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)
+    create_app(HiddenTestSet.from_root(root), store, Settings(**FAST))
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    if os.geteuid() != 0:
+        pytest.skip("making a folder of another user needs root")
+    os.chown(folder, 65534, 65534)
+    with pytest.raises(PermissionError, match="the upload folder belongs to another user"):
+        create_app(HiddenTestSet.from_root(root), store, Settings(**FAST))
+    assert main(["--data", str(root), "--db", str(store.path), "--port", "0"]) == 1

@@ -15,8 +15,8 @@ from lipstudy import metrics
 from lipstudy.data.decode import DataError
 from lipstudy.labels import LIP_PALETTE
 from lipstudy.server import HiddenTestSet, Limits, SubmissionError, main, read_prediction, score_submission
-from lipstudy.server.attacks import (RawEntry, bomb_zip, deflate, png, png_chunk, png_declaring, png_with_chunks,
-                                     raw_zip, text_bombs, write_hidden_set, zip64_directory, zip_of)
+from server_attacks import (RawEntry, bomb_zip, deflate, png, png_chunk, png_declaring, png_with_chunks,
+                            raw_zip, text_bombs, write_hidden_set, zip64_directory, zip_of)
 
 
 @pytest.fixture

@@ -252,3 +252,70 @@ def test_backup_refuses_folders_other_files_and_the_database_itself(tmp_path, ca
     assert main(["backup", str(copy), "--db", str(db)]) == 0  # an earlier backup is replaced
     assert [t["name"] for t in Store(copy, create=False).teams()] == ["a", "b"]
     assert sorted(p.name for p in copy.parent.iterdir()) == ["b.db"]  # no temporary file left
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 41
+
+
+def test_ranks_follow_the_score_shown_and_ties_the_submission_time(tmp_path):
+    """Ranking on the unrounded mean IoU put a later submission one pixel better above an earlier one
+    showing the same score: one bit about a hidden label per submission."""
+    now = [1_800_000_000.0]
+    store = Store(tmp_path / "s.db", clock=lambda: now[0])
+    a, _ = store.add_team("a")
+    b, _ = store.add_team("b")
+    store.record(a, "earlier", "0" * 64, 1, result=_result(0.500011))
+    now[0] += 60
+    store.record(b, "later, one pixel better", "0" * 64, 1, result=_result(0.500049))  # both show 0.5000
+    now[0] += 60
+    store.record(b, "better as shown", "0" * 64, 1, result=_result(0.50006))  # shows 0.5001
+    board = store.leaderboard()
+    assert [r["method"] for r in board] == ["better as shown", "earlier", "later, one pixel better"]
+    from lipstudy.server.store import shown_score
+
+    assert shown_score(0.500011) == shown_score(0.500049) == 0.5 and shown_score(0.50006) == 0.5001
+    # The stored scores stay unrounded, for the organisers.
+    assert sorted(r["mean_iou"] for r in store.submissions()) == [0.500011, 0.500049, 0.50006]
+
+
+def test_a_replaced_token_records_nothing(tmp_path):
+    """Issue 41: a token replaced mid-upload still finished that upload. The store checks the token a
+    submission was authenticated with in the transaction that records it."""
+    from lipstudy.server.store import TokenReplaced
+
+    store = Store(tmp_path / "s.db")
+    _, token = store.add_team("a")
+    team = store.team_for_token(token)
+    assert store.token_current(team)
+    store.record(team, "m", "0" * 64, 1, result=_result(0.3))
+    store.new_token("a")
+    assert not store.token_current(team)
+    for kw in (dict(result=_result(0.9)), dict(message="refused: not a zip")):
+        with pytest.raises(TokenReplaced, match="token of team 'a' was replaced"):
+            store.record(team, "m", "0" * 64, 1, **kw)
+    assert len(store.submissions()) == 1
+
+
+def test_the_database_is_this_users_alone(tmp_path):
+    """Issue 41: the database (per-class scores withheld from teams, token hashes) was created 0644."""
+    import os
+    import stat
+
+    db = tmp_path / "server" / "s.db"
+    store = Store(db)
+    team, _ = store.add_team("a")
+    with sqlite3.connect(db) as reader:  # an open reader keeps the -wal and -shm files
+        reader.execute("SELECT COUNT(*) FROM teams").fetchone()
+        store.record(team, "m", "0" * 64, 1, result=_result(0.3))
+        files = [db, db.with_name("s.db-wal"), db.with_name("s.db-shm")]
+        assert all(p.exists() for p in files)
+        assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {"0o600"}
+    assert stat.S_IMODE(db.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(store.backup(tmp_path / "backup.db").stat().st_mode) == 0o600
+    # A database made by an earlier version (SQLite's default mode) is made private when opened.
+    old = tmp_path / "old.db"
+    sqlite3.connect(old).close()
+    os.chmod(old, 0o644)
+    Store(old)
+    assert stat.S_IMODE(old.stat().st_mode) == 0o600

@@ -1,10 +1,11 @@
 """The one setup call every chapter makes.
 
 A chapter's parameters cell names a profile, a real LIP root (or None for the synthetic
-benchmark), a device and seeds. :func:`setup` turns them into a :class:`Chapter`: the profile, the
-seeds, the data roots, the runs (trained only if missing: the book runner trains them before the
-chapters), the caption that says where "ours" came from, and the closing provenance block. The
-chapter itself keeps its narrative, one or two calls into ``lipstudy`` and its plots.
+benchmark), a device, seeds, and whether a missing run may be trained. :func:`setup` turns them
+into a :class:`Chapter`: the profile, the seeds, the data roots, the runs (the book runner makes
+them before the chapters and turns training off; a chapter run by hand trains what is missing),
+the caption that says where "ours" came from, and the closing provenance block. The chapter
+itself keeps its narrative, one or two calls into ``lipstudy`` and its plots.
 """
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..shipped import install as install_shipped
-from ..cache import RunResult, ensure
 from ..data.roots import data_root
+from ..progress import report_reused
+from ..store import RunResult
+from ..train_run import ensure
 from ..profiles import Profile, get_profile
 from ..runs import Run, paper_runs, profile_seeds
 from ..tables import is_synthetic, ours_caption
@@ -28,6 +30,7 @@ class Chapter:
     data: str | None
     device: str
     seeds: list[int]
+    train: bool = True
     started: float = field(default_factory=time.perf_counter)
     used: list = field(default_factory=list, repr=False)
 
@@ -42,10 +45,12 @@ class Chapter:
         return is_synthetic(self.root("lip"))
 
     def ensure(self, run: Run) -> RunResult:
-        """The finished run (trained now only if the runner has not trained it already)."""
-        if not self.used:  # a chapter executed alone: the committed runs, as the runner would
-            install_shipped(self.profile, self.data)
-        res = ensure(run, self.profile, data=self.data if run.dataset == "lip" else None, device=self.device)
+        """The finished run (trained now, when it is missing and the chapter may train). A run found
+        finished is named in one line of the notebook's stderr, as a trained one is by the trainer."""
+        res = ensure(run, self.profile, data=self.data if run.dataset == "lip" else None, device=self.device,
+                     train=self.train)
+        if not res.trained:
+            report_reused(res.dir)
         self.used.append(res)
         return res
 
@@ -70,10 +75,10 @@ class Chapter:
                                 profile=self.profile.name, seconds=time.perf_counter() - self.started)
 
 
-def setup(profile: str = "cpu", data=None, device: str = "auto", seeds=None) -> Chapter:
+def setup(profile: str = "cpu", data=None, device: str = "auto", seeds=None, train: bool = True) -> Chapter:
     """A chapter's settings from its parameters cell, with the book's plotting style applied."""
     from .. import figures
 
     figures.setup()
     prof = get_profile(profile)
-    return Chapter(prof, None if data is None else str(data), device, profile_seeds(prof, seeds))
+    return Chapter(prof, None if data is None else str(data), device, profile_seeds(prof, seeds), bool(train))

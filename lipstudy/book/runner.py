@@ -30,12 +30,12 @@ from pathlib import Path
 
 from .. import progress
 from ..atomic import atomic_path, atomic_write, atomic_write_json
-from ..paths import REPO, RESULTS_ENV, committed_results, results_dir
+from ..paths import REPO, results_dir
 from ..profiles import PROFILES
+from ..settings import book_settings
 from . import pages
+from .contents import CHAPTERS, RUN_CHAPTERS, STATIC_FILES, chapter_parameters
 from .keys import EXTRA_INPUTS, cache_key, prepare_data, source_digest
-from .settings import (CHAPTERS, EXECUTE_ENV, RUN_CHAPTERS, SETTINGS_ENV, STATIC_FILES, book_settings,
-                       chapter_parameters, settings_environment)
 
 BOOK_SRC = REPO / "book"
 
@@ -58,9 +58,9 @@ class ChapterResult:
     notebook: Path       # the executed notebook in the cache
 
 
-def chapter_cache_dir(profile: str, results: str | os.PathLike | None = None) -> Path:
+def chapter_cache_dir(profile: str) -> Path:
     """Where a profile's executed chapters are cached: ``<results>/chapters/<profile>/``."""
-    return results_dir(results) / "chapters" / profile
+    return results_dir() / "chapters" / profile
 
 
 def load_chapter(name: str, src: Path = BOOK_SRC):
@@ -137,19 +137,21 @@ def say(*parts) -> None:
 
 
 def execute(profile: str, chapters: list[str] | None = None, data: str | None = None,
-            device: str = "auto", seeds: list[int] | None = None,
-            results: str | os.PathLike | None = None, book_dir: str | os.PathLike | None = None,
+            device: str = "auto", seeds: list[int] | None = None, book_dir: str | os.PathLike | None = None,
             force: bool = False, src: Path = BOOK_SRC, catalogue: tuple[str, ...] = CHAPTERS,
-            manifests: dict | None = None, log=say) -> list[ChapterResult]:
+            manifests: dict | None = None, train: bool = True, train_committed: bool = False,
+            log=say) -> list[ChapterResult]:
     """Run (or reuse) the chapters and place their pages in ``<book_dir>/_executed``.
 
     ``catalogue`` is every chapter of the book (``chapters`` a subset to run; chapters not
     selected keep their last executed notebook for this profile, and a chapter never executed for
     this profile has no page, so the build says so rather than show another profile's).
     ``manifests`` (the data part of the cache key) defaults to :func:`prepare_data`, which
-    generates missing synthetic data. While chapters execute, the training runs' progress is
-    printed through ``log`` (:mod:`lipstudy.progress`). Raises :class:`ChapterError` listing
-    every chapter that failed (the others still run).
+    generates missing synthetic data. Before the first chapter that reads runs, every run the
+    chapters read is made (:func:`train_book_runs`: the committed runs imported, unless
+    ``train_committed``; nothing trained when ``train`` is False), with its progress printed through
+    ``log`` (:mod:`lipstudy.progress`); the chapters then train nothing. Raises
+    :class:`ChapterError` listing every chapter that failed (the others still run).
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r} (choose from {', '.join(PROFILES)})")
@@ -157,10 +159,8 @@ def execute(profile: str, chapters: list[str] | None = None, data: str | None = 
     unknown = [c for c in selected if c not in catalogue]
     if unknown:
         raise ValueError(f"unknown chapters {unknown} (chapters: {', '.join(catalogue)})")
-    results = results_dir(results)
-    # Chapters run in a kernel subprocess; the environment carries the results location to them.
-    os.environ[RESULTS_ENV] = str(results)
-    cache_dir = chapter_cache_dir(profile, results)
+    results = results_dir()
+    cache_dir = chapter_cache_dir(profile)
     book = Path(book_dir).resolve() if book_dir is not None else src
     executed_dir = book / "_executed"
     executed_dir.mkdir(parents=True, exist_ok=True)
@@ -168,10 +168,10 @@ def execute(profile: str, chapters: list[str] | None = None, data: str | None = 
     if PROFILES[profile].pretrained:
         # Before any data is generated (LIP scale takes hours) or any run trains: a missing ImageNet
         # file must stop the build now, not when the first run starts.
-        from ..cache import check_pretrained
+        from ..models.imagenet import fetch_all
 
         log(f"[book] profile {profile}: checking the ImageNet weights")
-        for arch, path in check_pretrained(profile).items():
+        for arch, path in fetch_all().items():
             log(f"[book] ImageNet {arch}: {path}")
     if manifests is None:
         log(f"[book] profile {profile}: preparing data")
@@ -191,21 +191,18 @@ def execute(profile: str, chapters: list[str] | None = None, data: str | None = 
         return (not force and (cache_dir / f"{name}.ipynb").is_file() and key_file.is_file()
                 and key_file.read_text() == key)
 
-    if any(name in RUN_CHAPTERS for name in selected) and not import_committed_bundle(profile, data, seeds, log):
-        from ..shipped import install
-
-        install(profile, data, log)  # before the progress plan: an imported run is not a run left to train
     if any(name in RUN_CHAPTERS and not is_cached(name, key_of(name)) for name in selected):
-        # Train every run the chapters will ask for first, several side by side where that is
-        # faster (schedule.ensure_all); the chapters then find them finished.
-        tracker = _book_progress(profile, data, seeds, log)
-        tracker.current = "training"  # progress lines read "[book] training: run i/N ..."
-        from ..schedule import training_jobs
+        # Make every run the chapters will ask for first, several side by side where that is
+        # faster (process_pool.ensure_all); the chapters then find them finished.
+        from ..process_pool import training_jobs
 
+        tracker = progress.BookProgress(log=log)
+        tracker.current = "training"  # progress lines read "[book] training: run i/N ..."
         tracker.jobs = training_jobs(device)
         t0 = time.perf_counter()
-        with tracker.watch(cache_dir / f".progress-{os.getpid()}.jsonl"):
-            trained = train_book_runs(profile, data, device, seeds, log)
+        with tracker.watch(cache_dir / f".progress-{os.getpid()}.jsonl") as events:
+            trained = train_book_runs(profile, data, device, seeds, train, train_committed, events,
+                                      on_plan=lambda: tracker.plan(_planned_runs(profile, data, seeds, log)), log=log)
         if trained:
             record_time(cache_dir, "training", time.perf_counter() - t0)
     for i, name in enumerate(selected, 1):
@@ -216,11 +213,10 @@ def execute(profile: str, chapters: list[str] | None = None, data: str | None = 
             done.append(ChapterResult(name, "cached", 0.0, cached))
             continue
         if tracker is None:
-            tracker = _book_progress(profile, data, seeds, log)
+            tracker = progress.BookProgress(log=log)
         tracker.chapter(name, i, len(selected))
         try:
-            with tracker.watch(cache_dir / f".progress-{os.getpid()}.jsonl"):
-                res = run_chapter(name, params, cache_dir, key, src=src)
+            res = run_chapter(name, params, cache_dir, key, src=src)
         except ChapterError as err:
             log(f"[book] {err}")
             errors.append(str(err))
@@ -253,67 +249,43 @@ def record_time(cache_dir: Path, what: str, seconds: float) -> None:
     atomic_write_json(path, times)
 
 
-def build_times(profile: str, results=None) -> dict:
+def build_times(profile: str) -> dict:
     """What :func:`record_time` recorded for ``profile``'s builds ({} before the first)."""
-    path = chapter_cache_dir(profile, results) / BUILD_TIMES
+    path = chapter_cache_dir(profile) / BUILD_TIMES
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def committed_bundle(profile: str) -> Path:
-    """Where the checkout keeps a profile's runs trained elsewhere (e.g. the gpu profile's, trained
-    by benchmarks/gpu_book.sh): ``results/bundles/<profile>.tar.xz``."""
-    return committed_results("bundles") / f"{profile}.tar.xz"
-
-
-def import_committed_bundle(profile: str, data=None, seeds=None, log=say) -> bool:
-    """When the checkout holds a bundle of ``profile``'s runs, import it if the results folder lacks
-    any of what the chapters read, and turn training off (``$LIPSTUDY_NO_TRAIN``): a run the
-    bundle lacks then fails the build by name instead of training for hours on a machine not
-    meant to. Returns whether there is such a bundle."""
-    path = committed_bundle(profile)
-    if not path.is_file():
-        return False
-    from ..bundles import import_bundle
-    from ..cache import NO_TRAIN_ENV, book_products
-    from ..runs import book_runs
-    from ..schedule import pending_tasks
-
-    tasks, _ = pending_tasks(book_runs(profile, seeds), profile, data, book_products(profile, data, seeds))
-    if tasks:
-        log(f"[book] importing the runs of profile {profile} from {path}")
-        import_bundle(path, data, log=log)
-    os.environ[NO_TRAIN_ENV] = "1"
-    return True
-
-
-def train_book_runs(profile: str, data=None, device: str = "auto", seeds=None, log=say) -> int:
-    """Train (or find finished) every run of :func:`lipstudy.runs.book_runs`, with everything the
-    chapters read of them (:func:`lipstudy.cache.book_products`), before the chapters run; the number
+def train_book_runs(profile: str, data=None, device: str = "auto", seeds=None, train: bool = True,
+                    train_committed: bool = False, events=None, on_plan=None, log=say) -> int:
+    """Make every run of :func:`lipstudy.runs.book_runs`, with everything the chapters read of them
+    (:func:`lipstudy.store.book_products`), before the chapters run
+    (:func:`lipstudy.process_pool.ensure_all`, which imports the committed runs first); the number
     of runs and products that had to be done."""
-    from .. import schedule
-    from ..cache import book_products
+    from .. import process_pool
     from ..runs import book_runs
+    from ..store import book_products
 
-    jobs = schedule.training_jobs(device)
+    jobs = process_pool.training_jobs(device)
     log(f"[book] training the book's runs, {jobs} at a time")
-    return schedule.ensure_all(book_runs(profile, seeds), profile, data, device, jobs=jobs,
-                               evaluations=book_products(profile, data, seeds))
+    return process_pool.ensure_all(book_runs(profile, seeds), profile, data, device, jobs=jobs,
+                                   products=book_products(profile, data, seeds), train=train,
+                                   train_committed=train_committed, events=events, on_plan=on_plan, log=log)
 
 
-def _book_progress(profile, data, seeds, log) -> progress.BookProgress:
-    """The progress printer, with the book's training runs planned (N in "run i of N")."""
+def _planned_runs(profile, data, seeds, log) -> list:
+    """The book's training runs, planned (N in "run i of N"), logged with those left to train."""
     try:
-        from ..schedule import progress_plan
+        from ..process_pool import progress_plan
 
         runs = progress_plan(profile, data, seeds)
     except Exception as err:  # noqa: BLE001  a count of runs must never stop a build
         log(f"[book] (cannot plan the training runs: {err}; progress shows no totals)")
-        runs = []
+        return []
     todo = [r for r in runs if not r.done]
     if runs:
         log(f"[book] {len(todo)} of the book's {len(runs)} training runs to do"
             + (": " + ", ".join(f"{r.label} ({r.dataset}, seed {r.seed})" for r in todo) if todo else ""))
-    return progress.BookProgress(runs, log)
+    return runs
 
 
 def install_page(executed: Path, page: Path) -> None:
@@ -330,22 +302,31 @@ def install_page(executed: Path, page: Path) -> None:
         atomic_write(page, text)
 
 
-def build(book_dir: str | os.PathLike | None = None, require: tuple[str, ...] = CHAPTERS, log=say,
-          env: dict | None = None) -> Path:
-    """``jupyter-book build`` of the executed pages as they are (``$LIPSTUDY_EXECUTE=0``), with
-    warnings as errors (broken references fail); returns the HTML folder. ``env``: further
-    environment variables for the builder. Raises RuntimeError with the builder's output when the
-    build fails, or before it when a chapter in ``require`` was never executed."""
+def build(book_dir: str | os.PathLike | None = None, require: tuple[str, ...] = CHAPTERS, log=say) -> Path:
+    """``jupyter-book build`` of the executed pages as they are, with warnings as errors (broken
+    references fail); returns the HTML folder. The book's config is given with the Sphinx option
+    ``lipstudy_execute: false`` (:mod:`lipstudy.book.sphinx_ext`), so the builder executes nothing.
+    Raises RuntimeError with the builder's output when the build fails, or before it when a chapter
+    in ``require`` was never executed."""
+    import tempfile
+
+    import yaml
+
     book = Path(book_dir).resolve() if book_dir is not None else BOOK_SRC
     missing = [c for c in require if not (book / "_executed" / f"{c}.ipynb").is_file()]
     if missing:
         raise RuntimeError(f"{book}: chapters never executed: {', '.join(missing)} "
                            f"(run `lipstudy book` without --chapters first)")
+    config = yaml.safe_load((book / "_config.yml").read_text())
+    config.setdefault("sphinx", {}).setdefault("config", {})["lipstudy_execute"] = False
     exe = Path(sys.executable).with_name("jupyter-book")
-    cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(book), "-W", "--keep-going"]
-    log(f"[book] {' '.join(cmd)}")
-    proc = subprocess.run(cmd, capture_output=True, text=True,
-                          env={**os.environ, **(env or {}), EXECUTE_ENV: "0"})
+    with tempfile.TemporaryDirectory(prefix="lipstudy-build-") as tmp:
+        rendering = Path(tmp) / "_config.yml"
+        rendering.write_text(yaml.safe_dump(config, sort_keys=False))
+        cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(book), "--config", str(rendering),
+               "-W", "--keep-going"]
+        log(f"[book] {' '.join(cmd)}")
+        proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"jupyter-book build failed ({proc.returncode}):\n"
                            f"{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}")
@@ -366,15 +347,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lipstudy book: {err}", file=sys.stderr)
         return 2
     p = argparse.ArgumentParser(prog="lipstudy book", description=__doc__.split("\n\n")[0])
-    p.add_argument("--profile", default=default["profile"], choices=PROFILES,
-                   help=f"default ${SETTINGS_ENV['profile']} or cpu")
+    p.add_argument("--profile", default=default.profile, choices=PROFILES, help="default $LIPSTUDY_PROFILE or cpu")
     p.add_argument("--chapters", nargs="+", metavar="NAME", help=f"subset of: {' '.join(CHAPTERS)}")
-    p.add_argument("--data", default=default["data"],
-                   help=f"a real LIP root (default ${SETTINGS_ENV['data']}, else the synthetic benchmark)")
-    p.add_argument("--device", default=default["device"], help="auto, cpu, cuda, cuda:1, ...")
-    p.add_argument("--seeds", nargs="+", type=int, default=default["seeds"], help="default: the profile's seeds")
-    p.add_argument("--results", default=None,
-                   help="results folder (runs, executed chapters); default $LIPSTUDY_RESULTS or results/")
+    p.add_argument("--data", default=default.data,
+                   help="a real LIP root (default $LIPSTUDY_LIP_ROOT, else the synthetic benchmark)")
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:1, ...")
+    p.add_argument("--seeds", nargs="+", type=int, default=default.seeds,
+                   help="default $LIPSTUDY_SEEDS, else the profile's seeds")
     p.add_argument("--book-dir", default=None,
                    help="build the book in this folder instead of book/ (sources are read from book/)")
     p.add_argument("--force", action="store_true", help="rerun chapters even when cached")
@@ -382,14 +361,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-train", action="store_true",
                    help="never train: every run must be in the results folder (e.g. imported with `lipstudy runs "
                         "import`); a missing one fails the build by name")
+    p.add_argument("--train-committed", action="store_true",
+                   help="train the runs the checkout commits (results/backbones/, results/shipped/, "
+                        "results/bundles/) here instead of importing them")
     from .. import dryrun
 
     dryrun.add_arguments(p)
     args = p.parse_args(argv)
-    if args.no_train:
-        from ..cache import NO_TRAIN_ENV
-
-        os.environ[NO_TRAIN_ENV] = "1"
     if args.data is not None and not Path(args.data).is_dir():
         p.error(f"--data {args.data}: not a directory")
     dryrun.check_args(p, args)
@@ -400,8 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     from ..bundles import BundleError
 
     try:
-        execute(args.profile, args.chapters, args.data, args.device, args.seeds, args.results,
-                book, force=args.force)
+        execute(args.profile, args.chapters, args.data, args.device, args.seeds, book, force=args.force,
+                train=not args.no_train, train_committed=args.train_committed)
     except (ChapterError, BundleError) as err:
         print(f"lipstudy book: {err}", file=sys.stderr)
         return 1
@@ -411,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_build:
         return 0
     try:
-        build(book, env=settings_environment(args.profile, args.data, args.device, args.seeds))
+        build(book)
     except RuntimeError as err:
         print(f"lipstudy book: {err}", file=sys.stderr)
         return 1

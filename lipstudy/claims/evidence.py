@@ -20,7 +20,6 @@ import pandas as pd
 
 from ..atomic import atomic_write_json
 from ..bundles import BundleError
-from ..cache import ensure, key_plan
 from ..data.roots import data_fingerprint, data_root
 from ..data.statistics import image_attributes
 from ..data.synth.topup import topped_up
@@ -28,7 +27,9 @@ from ..paths import results_dir, runs_dir
 from ..profiles import get_profile
 from ..reference import Reference, load_reference, run_cpu
 from ..runs import method_runs
+from ..store import CHALLENGE, VAL, key_plan
 from ..tables import is_synthetic
+from ..train_run import ensure
 from .catalogue import all_claims
 from .engine import Evidence, Verdict
 
@@ -58,7 +59,7 @@ def experiment_evidence(profile: str, data=None, device: str = "auto", seeds=Non
     def evaluation(method: str, split: str, seed: int):
         run = runs[method][seed]
         if split == CHALLENGE_SPLIT:
-            parts = [opener(run, "val"), opener(run, "challenge")]
+            parts = [opener(run, VAL.name), opener(run, CHALLENGE.name)]
             return SimpleNamespace(ids=[i for p in parts for i in p.ids],
                                    cms=np.concatenate([np.asarray(p.cms) for p in parts]))
         return opener(run, split.removeprefix("ppp-") if run.dataset == "ppp" else split)

@@ -1,6 +1,10 @@
 """Where a profile's datasets are: a real dataset folder the user names, or the synthetic
-benchmark generated on first use under ``data/synth-<profile>-<dataset>-<spec digest>/``; and the
-fingerprint that stands for a dataset's contents in every run key and chapter cache key."""
+benchmark generated under ``data/synth-<profile>-<dataset>-<spec digest>/``; and the fingerprint
+that stands for a dataset's contents in every run key and chapter cache key.
+
+:func:`data_root` generates a missing synthetic dataset (the steps that make things: the book
+runner's data step, ``lipstudy runs data``, training a run); :func:`existing_root` only finds one
+(what a run key reads), and says which command generates it when it is absent."""
 from __future__ import annotations
 
 import hashlib
@@ -12,12 +16,17 @@ from ..labels import DATASETS as LABEL_SETS
 from ..locks import file_lock
 from ..paths import data_dir
 from ..profiles import get_profile
-from ..runs import PRETRAIN
 
 DATASETS = tuple(LABEL_SETS)
 """The benchmarks a book reads: LIP (or its synthetic stand-in), PASCAL-Person-Part, ATR."""
+PRETRAIN = "pretrain"
+"""The dataset name of the synthetic pretraining split (a LIP-style split of its own)."""
 CHALLENGE = "challenge"
 """The challenge top-up of the synthetic LIP validation split (:mod:`lipstudy.data.synth.topup`)."""
+
+
+class DataMissing(FileNotFoundError):
+    """A profile's synthetic dataset has not been generated; the message names the command that does."""
 
 
 def profile_datasets(profile) -> tuple[str, ...]:
@@ -48,14 +57,27 @@ def synthetic_root(profile, dataset: str = "lip") -> Path:
     return data_dir() / f"synth-{prof.name}-{dataset}-{digest}"
 
 
-def data_root(profile, dataset: str = "lip", data=None) -> Path:
-    """The dataset a profile uses: the real dataset folder ``data`` if given, else the synthetic
-    benchmark (generated, under a lock, if missing)."""
+def existing_root(profile, dataset: str = "lip", data=None) -> Path:
+    """The dataset a profile uses, which must exist: the real dataset folder ``data`` if given, else
+    the synthetic benchmark (:class:`DataMissing` when it has not been generated)."""
     if data is not None:
         root = Path(data)
         if not root.is_dir():
             raise FileNotFoundError(f"{root}: dataset folder not found")
         return root
+    prof = get_profile(profile)
+    root = synthetic_root(prof, dataset)
+    if not (root / "manifest.json").is_file():
+        raise DataMissing(f"{root}: the {prof.name} profile's {dataset} data has not been generated; generate it "
+                          f"with `lipstudy runs data --profile {prof.name}` (the book runner does so before it trains)")
+    return root
+
+
+def data_root(profile, dataset: str = "lip", data=None) -> Path:
+    """The dataset a profile uses: the real dataset folder ``data`` if given, else the synthetic
+    benchmark (generated, under a lock, if missing)."""
+    if data is not None:
+        return existing_root(profile, dataset, data)
     prof = get_profile(profile)
     spec = _spec(prof, dataset)
     root = synthetic_root(prof, dataset)

@@ -8,15 +8,15 @@ torchvision's published files, read by :func:`lipstudy.models.vgg.read_torchvisi
 - ``vgg16``    -> ``vgg16-397923af.pth``    (DeepLabV2, Attention, FCN-8s)
 - ``vgg16_bn`` -> ``vgg16_bn-6c64b313.pth`` (SegNet)
 
-:func:`weights_file` looks, in order, at the file named by ``LIPSTUDY_VGG16`` /
-``LIPSTUDY_VGG16_BN`` (a torchvision-format state dict the user saved), then at the torch hub
-cache (``torch.hub.get_dir()/checkpoints``, i.e. ``$TORCH_HOME/hub/checkpoints``, where
-torchvision, timm and mmsegmentation keep the same files), and otherwise downloads the file there
-with ``torch.hub.download_url_to_file``, checking the sha256 prefix that the file name carries (as
-``load_state_dict_from_url(check_hash=True)`` does). The download goes to a temporary name and is
-renamed when complete and verified, so a cut connection or a wrong file leaves nothing behind. A
-cached copy is reused without rehashing it (as torchvision does): the run key records its name and
-size.
+:func:`weights_file` looks in the torch hub cache (``torch.hub.get_dir()/checkpoints``, i.e.
+``$TORCH_HOME/hub/checkpoints``, where torchvision, timm and mmsegmentation keep the same files)
+and otherwise downloads the file there with ``torch.hub.download_url_to_file``, checking the
+sha256 prefix that the file name carries (as ``load_state_dict_from_url(check_hash=True)`` does).
+The download goes to a temporary name and is renamed when complete and verified, so a cut
+connection or a wrong file leaves nothing behind. A cached copy is reused without rehashing it (as
+torchvision does): the run key records its name and size. Weights of one's own go in the same
+place under torchvision's name. :func:`weights_for` only looks (a run key is computed without a
+download); :func:`fetch_all` fetches, before a build generates data or trains.
 """
 from __future__ import annotations
 
@@ -29,13 +29,8 @@ URLS: dict[str, str] = {
 }
 """torchvision's published ImageNet weights, by architecture: the one place the URLs are written."""
 
-ENV_VARS: dict[str, str] = {"vgg16": "LIPSTUDY_VGG16", "vgg16_bn": "LIPSTUDY_VGG16_BN"}
-"""The variables that name a local file in place of the published one."""
-
-
 class WeightsUnavailable(FileNotFoundError):
-    """The ImageNet weights are neither named, nor cached, nor downloadable; the message says
-    where to put them."""
+    """The ImageNet weights are neither cached nor downloadable; the message says where to put them."""
 
 
 def arch_of(model: str) -> str:
@@ -64,23 +59,15 @@ def cached_path(arch: str) -> Path:
 def _instructions(arch: str) -> str:
     path = cached_path(arch)
     return (f"download {URLS[arch]} and place it as {path.name} in {path.parent} (the torch hub cache, "
-            f"$TORCH_HOME/hub/checkpoints), or set {ENV_VARS[arch]} to a torchvision-format {arch} state "
-            f"dict file (torch.save(torchvision.models.{arch}(weights='IMAGENET1K_V1').state_dict(), path))")
+            f"$TORCH_HOME/hub/checkpoints); weights of your own go there under that name, as a torchvision-format "
+            f"{arch} state dict (torch.save(torchvision.models.{arch}(weights='IMAGENET1K_V1').state_dict(), path))")
 
 
 def weights_file(arch: str, download: bool = True, progress: bool = False) -> str:
-    """The file of ``arch``'s ImageNet weights (``"vgg16"`` or ``"vgg16_bn"``): the one named by its
-    variable, else torchvision's file in the torch hub cache, downloaded there first when missing
-    (``download``). Raises :class:`WeightsUnavailable` naming the URL, the file name, the cache
-    folder and the variable when there is none; nothing is left half-written."""
-    _check_arch(arch)
-    var = ENV_VARS[arch]
-    named = os.environ.get(var)
-    if named:
-        if not Path(named).is_file():
-            raise WeightsUnavailable(f"{var}={named!r}: no such file; it must name a torchvision-format "
-                                     f"{arch} state dict file (or unset it to use {URLS[arch]})")
-        return str(Path(named).resolve())
+    """The file of ``arch``'s ImageNet weights (``"vgg16"`` or ``"vgg16_bn"``): torchvision's file
+    in the torch hub cache, downloaded there first when missing (``download``). Raises
+    :class:`WeightsUnavailable` naming the URL, the file name and the cache folder when there is
+    none; nothing is left half-written."""
     path = cached_path(arch)
     if path.is_file():
         return str(path)
@@ -88,6 +75,19 @@ def weights_file(arch: str, download: bool = True, progress: bool = False) -> st
         raise WeightsUnavailable(f"ImageNet {arch} weights: not in the torch hub cache; {_instructions(arch)}")
     _download(arch, path, progress)
     return str(path)
+
+
+def weights_for(model: str) -> str:
+    """The cached ImageNet weights file network ``model`` starts from (:func:`arch_of`), without
+    downloading it (:class:`WeightsUnavailable` when it is not cached): what a run key records."""
+    return weights_file(arch_of(model), download=False)
+
+
+def fetch_all(progress: bool = True) -> dict[str, str]:
+    """Every ImageNet weights file the paper's networks start from, fetched now when missing:
+    ``{architecture: path}``. A build calls it before it generates data or trains anything, so a
+    missing file stops it at once."""
+    return {arch: weights_file(arch, download=True, progress=progress) for arch in URLS}
 
 
 def _download(arch: str, path: Path, progress: bool) -> None:

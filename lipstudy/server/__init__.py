@@ -13,7 +13,8 @@ attacker would send it, scores it against labels it never serves, and records it
 
 ``ROOT`` is a LIP-layout benchmark whose hidden labels are in ``ROOT/server/test_segmentations/`` (the
 synthetic benchmark writes them there), or give ``--labels DIR``. The database (teams, hashed tokens,
-every submission) defaults to ``results/server/lipstudy.db``.
+every submission) defaults to ``results/server/lipstudy.db`` (mode 0600), uploads are streamed to
+``uploads/`` beside it (mode 0700).
 
 What a submitter learns: pixel accuracy, mean accuracy and mean IoU, rounded to 0.01 percentage points;
 per-class IoU only when the hidden set has at least ``PER_CLASS_MIN_IMAGES`` (500) images, because on a
@@ -23,9 +24,9 @@ daily quota of scored submissions (5 by default).
 Modules: :mod:`.hidden` (the hidden labels), :mod:`.entries` (the zip's directory and bounded reads),
 :mod:`.submission` (PNG checks and scoring), :mod:`.names` (team and method names), :mod:`.store`
 (SQLite: teams, tokens, submissions), :mod:`.app` (the Starlette app: the submission endpoint and its
-limits, the pages), :mod:`.run` (uvicorn: its limits and timeouts), :mod:`.cli` (``lipstudy serve``),
-:mod:`.attacks` (hostile submissions and a server subprocess, for the tests and
-``benchmarks/server_*.py``).
+limits, the pages), :mod:`.run` (uvicorn: its limits and timeouts), :mod:`.log` (what clients provoke,
+logged at a bounded rate and size), :mod:`.cli` (``lipstudy serve``).
+The attacks the tests and ``benchmarks/server_*.py`` throw at it are ``tests/server_attacks.py``.
 """
 from .app import PER_CLASS_MIN_IMAGES, Settings, create_app, leaderboard_html
 from .cli import DEFAULT_DB, main

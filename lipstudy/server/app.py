@@ -4,20 +4,23 @@
 leaderboard), ``GET /leaderboard`` (JSON). A submission goes through, in order:
 
 1. the token (401 before a byte of the body is read), the method name (400), ``Content-Length``
-   (411 if absent and not chunked, 400 if not a number, 413 if above the cap);
+   (411 if absent and not chunked, 400 if not a number, 413 if above the cap; with
+   ``Transfer-Encoding`` too, :mod:`.run` has already answered 400 and closed);
 2. the team's own upload slot (429 while another submission of the team is in progress) and its
    daily quota and attempts (429);
 3. an upload slot (at most ``max_uploads`` bodies on disk at once; 503 after ``upload_wait_s``);
 4. the body, streamed to a temporary file with a hard byte cap (413 as soon as it is passed), a
    longest pause, a minimum rate and a total deadline (408: :mod:`.uploads`); a body cut short is
    never scored, and is recorded as a refused attempt;
-5. scoring in a worker thread, at most ``scoring_threads`` at once; the answer is sent only after the
-   submission is committed to the database, with the attempt cap counted in that same transaction.
+5. the token again (401, nothing recorded, if it was replaced meanwhile), scoring in a worker thread
+   (at most ``scoring_threads`` at once); the answer is sent only after the submission is committed to
+   the database, with the attempt cap and the token checked in that same transaction.
 
 Every refusal is a JSON ``{"error": ...}`` (422 adds ``"problems"``, one message per zip entry). A
 submission is named to its team by a random id, which says nothing about other teams' activity. What
 uvicorn itself refuses, the security headers of every answer and the timeouts of a connection are in
-:mod:`.run`.
+:mod:`.run`; what clients provoke is logged through one :class:`.log.ClientLog` (``app.state.client_log``,
+shared with :mod:`.run`).
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import anyio
 from starlette.applications import Starlette
@@ -42,8 +46,9 @@ from lipstudy.data.decode import DataError
 from . import uploads
 from .entries import Limits, SubmissionError
 from .hidden import HiddenTestSet
+from .log import ClientLog
 from .names import BadName, normalise_name
-from .store import QuotaExceeded, Store
+from .store import QuotaExceeded, Store, TokenReplaced, shown_score
 from .submission import score_submission
 from .uploads import Refusal, TeamUploads, Upload
 
@@ -56,7 +61,6 @@ log = logging.getLogger("lipstudy.server")
 # same recovery needs far more answers than the rounding and the daily quota let through. 500 is a
 # judgement, not a proof; LIP's own test set has 10,000 images.
 PER_CLASS_MIN_IMAGES = 500
-SCORE_DECIMALS = 4  # fractions to 0.01 percentage points, as the leaderboard shows them
 
 _CSS = ("body{font-family:sans-serif;margin:2em;max-width:60em}table{border-collapse:collapse}"
         "th,td{padding:.3em .8em;border-bottom:1px solid #ccc;text-align:left}td.n{text-align:right}")
@@ -80,6 +84,8 @@ class Settings:
     upload_wait_s: float = 30.0  # how long a submission waits for an upload slot before a 503
     scoring_threads: int = 2
     header_timeout_s: float = 10.0  # from connecting (or the last answer) to a complete header section
+    write_timeout_s: float = 10.0  # longest time an answer may wait for the client to read it
+    send_buffer_bytes: int = 64 * 1024  # the kernel's send buffer of a connection (0: its autotuning)
     body_idle_timeout_s: float = 10.0  # longest pause between two chunks of a body
     # After the grace, a body must average this rate: a 100 MB submission (10,000 LIP predictions) then
     # has 25 minutes, past body_timeout_s anyway, while a trickle loses its slot within seconds.
@@ -89,28 +95,35 @@ class Settings:
     keep_alive_s: int = 5
     limit_concurrency: int = 128  # connections + tasks; uvicorn answers 503 beyond
     max_connections_per_address: int = 32  # open connections from one client address; 0: no limit
-    max_header_bytes: int = 16 * 1024
+    max_header_bytes: int = 16 * 1024  # request line and headers, as received
     per_class_min_images: int = PER_CLASS_MIN_IMAGES
-    upload_dir: str | None = None  # default: the system's temporary folder
+    upload_dir: str | None = None  # default: uploads/ beside the database, mode 0700
+    # What clients provoke (malformed requests, refused connections, bugs), logged at most once an
+    # address each interval and log_records times in all, each record at most log_chars (:mod:`.log`).
+    log_interval_s: float = 60.0
+    log_records: int = 10
+    log_chars: int = 1000
     limits: Limits = field(default_factory=Limits)
-
-
-def _rounded(x):
-    return None if x is None else round(float(x), SCORE_DECIMALS)
 
 
 class Submissions:
     """The submission endpoint and its shared state (test set, store, limits)."""
 
-    def __init__(self, test_set: HiddenTestSet, store: Store, settings: Settings):
-        self.test_set, self.store, self.settings = test_set, store, settings
+    def __init__(self, test_set: HiddenTestSet, store: Store, settings: Settings, client_log: ClientLog):
+        self.test_set, self.store, self.settings, self.client_log = test_set, store, settings, client_log
         self.upload_cap = settings.max_upload_bytes or settings.limits.upload_cap(test_set)
         self.uploads = anyio.Semaphore(settings.max_uploads)
         self.team_uploads = TeamUploads(settings.uploads_per_team)
         self.scoring = anyio.CapacityLimiter(settings.scoring_threads)
-        removed = uploads.sweep(settings.upload_dir)
-        if removed:
-            log.warning("removed %d upload files left by servers that are no longer running", removed)
+        if settings.upload_dir:  # the organisers' choice, even a shared folder: made if missing
+            self.upload_dir = Path(settings.upload_dir)
+            self.upload_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        else:
+            self.upload_dir = uploads.private_folder(store.path.parent / "uploads")
+        removed, skipped = uploads.sweep(self.upload_dir)
+        if removed or skipped:
+            log.warning("%s: removed %d upload files left by servers that are no longer running%s", self.upload_dir,
+                        removed, f"; {skipped} could not be removed and were left" if skipped else "")
 
     async def submit(self, request: Request) -> JSONResponse:
         try:
@@ -118,7 +131,7 @@ class Submissions:
         except Refusal as r:
             return r.response()
         except Exception:  # a bug: log it, answer, keep serving
-            log.exception("submission failed")
+            self.client_log.log(logging.ERROR, _address(request), "submission failed", exc_info=True)
             return JSONResponse({"error": "internal error while handling the submission"}, 500)
 
     async def _submit(self, request: Request) -> JSONResponse:
@@ -137,7 +150,7 @@ class Submissions:
             if not acquired:
                 raise Refusal(503, "the server is busy with other uploads; try again shortly", close=True,
                               headers={"Retry-After": "10"})
-            upload = Upload(self.settings.upload_dir)
+            upload = Upload(self.upload_dir)
             try:
                 return await self._receive_and_score(request, team, method, upload, declared)
             finally:
@@ -156,12 +169,13 @@ class Submissions:
         return await self._score(team, method, upload)
 
     async def _record_refusal(self, team, method: str, upload: Upload, message: str) -> None:
-        """Record a body that was not received as a refused attempt (none past the daily attempts)."""
+        """Record a body that was not received as a refused attempt (none past the daily attempts, none
+        for a token replaced meanwhile: its holder may not be the team)."""
         try:
             await anyio.to_thread.run_sync(functools.partial(
                 self.store.record, team, method, upload.digest(), upload.nbytes, message=message,
                 attempts=self.settings.daily_attempts))
-        except QuotaExceeded:
+        except (QuotaExceeded, TokenReplaced):
             pass
 
     async def _authenticate(self, request: Request):
@@ -205,6 +219,10 @@ class Submissions:
         record = functools.partial(self.store.record, team, method, upload.digest(), upload.nbytes,
                                    attempts=self.settings.daily_attempts)
         retry = {"Retry-After": str(_seconds_to_utc_midnight())}
+        # A token replaced during the upload (the body may take minutes) stops the submission here, before
+        # it is scored; store.record checks again in the transaction that records it.
+        if not await anyio.to_thread.run_sync(self.store.token_current, team):
+            raise _replaced()
         try:
             result = await anyio.to_thread.run_sync(score, limiter=self.scoring)
         except SubmissionError as e:
@@ -212,24 +230,37 @@ class Submissions:
                 row = await anyio.to_thread.run_sync(functools.partial(record, message="\n".join(e.problems)))
             except QuotaExceeded as q:  # past the attempts: not recorded, so not answered either
                 raise Refusal(429, str(q), headers=retry) from None
+            except TokenReplaced:
+                raise _replaced() from None
             raise Refusal(422, "submission refused", problems=e.problems, submission=row["public_id"]) from None
         except DataError as e:  # a hidden label is broken: the organisers' problem, not the team's
-            log.error("hidden labels: %s", e)
+            self.client_log.log(logging.ERROR, None, f"hidden labels: {e}")
             raise Refusal(500, "the server could not read its hidden labels; the organisers must fix them") from None
         try:
             row = await anyio.to_thread.run_sync(functools.partial(
                 record, result=result, quota=self.settings.daily_quota))
         except QuotaExceeded as e:
             raise Refusal(429, str(e), headers=retry) from None
+        except TokenReplaced:
+            raise _replaced() from None
         answer = {"submission": row["public_id"], "team": team.name, "method": method, "time": row["time"],
                   "n_images": result["n_images"],
-                  **{k: _rounded(result["metrics"][k]) for k in ("overall_acc", "mean_acc", "mean_iou")}}
+                  **{k: shown_score(result["metrics"][k]) for k in ("overall_acc", "mean_acc", "mean_iou")}}
         if len(self.test_set.ids) >= self.settings.per_class_min_images:
-            answer["per_class_iou"] = {c: _rounded(v) for c, v in result["metrics"]["per_class_iou"].items()}
+            answer["per_class_iou"] = {c: shown_score(v) for c, v in result["metrics"]["per_class_iou"].items()}
         else:
             answer["per_class_iou"] = (f"withheld: the hidden test set has {len(self.test_set.ids)} images, "
                                        f"fewer than {self.settings.per_class_min_images}")
         return JSONResponse(answer)
+
+
+def _replaced() -> Refusal:
+    return Refusal(401, "this team's token was replaced while the submission was uploading; nothing was scored "
+                        "or recorded", headers={"WWW-Authenticate": 'Bearer realm="lipstudy"'})
+
+
+def _address(request: Request) -> str | None:
+    return request.client.host if request.client else None
 
 
 def _seconds_to_utc_midnight() -> int:
@@ -238,7 +269,7 @@ def _seconds_to_utc_midnight() -> int:
 
 def _board(store: Store) -> list[dict]:
     return [{"rank": k + 1, "team": r["team"], "method": r["method"], "time": r["time"],
-             **{m: _rounded(r[m]) for m in ("mean_iou", "overall_acc", "mean_acc")}}
+             **{m: shown_score(r[m]) for m in ("mean_iou", "overall_acc", "mean_acc")}}
             for k, r in enumerate(store.leaderboard())]
 
 
@@ -266,7 +297,8 @@ def leaderboard_html(rows: list[dict], test_set: HiddenTestSet, settings: Settin
 def create_app(test_set: HiddenTestSet, store: Store, settings: Settings | None = None) -> Starlette:
     """The ASGI application (:mod:`.run` serves it with uvicorn)."""
     settings = settings or Settings()
-    submissions = Submissions(test_set, store, settings)
+    client_log = ClientLog(log, settings.log_interval_s, settings.log_records, settings.log_chars)
+    submissions = Submissions(test_set, store, settings, client_log)
 
     async def index(request: Request) -> HTMLResponse:
         rows = await anyio.to_thread.run_sync(_board, store)
@@ -283,4 +315,5 @@ def create_app(test_set: HiddenTestSet, store: Store, settings: Settings | None 
                             Route("/submit", submissions.submit, methods=["POST"])],
                     exception_handlers={HTTPException: http_error})
     app.state.submissions = submissions
+    app.state.client_log = client_log
     return app

@@ -34,7 +34,8 @@ def _serve_parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-upload-mb", type=float,
                     help="largest upload (default: what the test set's PNGs can need, at most 512 MiB)")
     ap.add_argument("--scoring-threads", type=int, default=2)
-    ap.add_argument("--upload-dir", help="where uploads are streamed (default: the system temp folder)")
+    ap.add_argument("--upload-dir", help="where uploads are streamed (default: uploads/ beside the database, "
+                                         "made private to this user, mode 0700)")
     ap.add_argument("--max-connections-per-address", type=int, default=32, metavar="N",
                     help="open connections from one client address (default %(default)s); 0 for none, behind "
                          "a reverse proxy, where every connection comes from the proxy")
@@ -100,15 +101,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args, test_set, store) -> int:
+    import logging
+
     import uvicorn
 
     from .app import Settings, create_app
     from .run import bind, uvicorn_config
 
+    # The app's records (what clients provoke, rate-limited: .log) with their time; uvicorn's own loggers
+    # keep uvicorn's format.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings(daily_quota=args.quota, scoring_threads=args.scoring_threads, upload_dir=args.upload_dir,
                         max_upload_bytes=int(args.max_upload_mb * 2 ** 20) if args.max_upload_mb else None,
                         max_connections_per_address=args.max_connections_per_address)
-    app = create_app(test_set, store, settings)
+    try:
+        app = create_app(test_set, store, settings)
+    except OSError as e:  # the upload folder: another user's, or not writable
+        print(f"lipstudy serve: {e}", file=sys.stderr)
+        return 1
     sock = bind(args.host, args.port)
     port = sock.getsockname()[1]
     print(f"serving {len(test_set.ids)} hidden test images on http://{args.host}:{port}/ "

@@ -8,7 +8,18 @@ Teams authenticate with a token: ``secrets.token_urlsafe(32)`` (256 random bits)
 ``lipstudy serve add-team NAME`` and stored only as its SHA-256. A slow hash would add nothing: the
 token is random, not a password someone could guess from a dictionary.
 
-Team names are normalised so that look-alikes are one team (:mod:`.names`).
+Team names are normalised so that look-alikes are one team (:mod:`.names`). A token replaced while a
+submission is in flight stops that submission too: it is recorded only if the team's token is still the
+one it came with, checked in the transaction that records it (issue 41: a replaced token's upload was
+still scored and recorded).
+
+The leaderboard ranks by the score it shows (:func:`shown_score`), earlier first on a tie: ranking on
+the unrounded mean IoU put a later submission one pixel better above an earlier one showing the same
+score, which told its team one bit about a hidden label per submission (issue 41).
+
+The database holds per-class scores withheld from teams: it is created with mode 0600 (SQLite gives its
+``-wal`` and ``-shm`` files the database's mode), and an existing one of this user loses any group or
+other access when opened.
 """
 from __future__ import annotations
 
@@ -19,8 +30,8 @@ import os
 import secrets
 import sqlite3
 import time
-from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from contextlib import closing, contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -29,6 +40,7 @@ from lipstudy.atomic import atomic_path
 from .names import BadName, normalise_name
 
 MAX_TOKEN_CHARS = 128
+SCORE_DECIMALS = 4  # fractions to 0.01 percentage points, as the leaderboard shows them
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS teams (
@@ -63,6 +75,10 @@ class QuotaExceeded(Exception):
     """The team has used its submissions for the day."""
 
 
+class TokenReplaced(Exception):
+    """The team's token was replaced after the submission was authenticated."""
+
+
 class StoreError(Exception):
     """A database path that cannot be used (missing, a folder, another program's file); the message
     names it."""
@@ -70,12 +86,21 @@ class StoreError(Exception):
 
 @dataclass(frozen=True)
 class Team:
+    """A team as authenticated: ``token_sha256`` is the hash of the token it came with (None: not
+    authenticated by a token)."""
+
     id: int
     name: str
+    token_sha256: str | None = field(default=None, compare=False, repr=False)
 
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def shown_score(x: float | None) -> float | None:
+    """A score as the leaderboard and the answers show it (a fraction to ``SCORE_DECIMALS`` places)."""
+    return None if x is None else round(float(x), SCORE_DECIMALS)
 
 
 def utc_time(t: float) -> tuple[str, str]:
@@ -105,9 +130,13 @@ class Store:
             if not create:
                 raise StoreError(f"{self.path}: no such database (`lipstudy serve add-team NAME --db "
                                  f"{self.path}` creates one)")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Empty, and this user's alone, before SQLite makes a database of it (with its default 0644).
+            with suppress(FileExistsError):  # another process made it first
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         elif not _is_sqlite(self.path):
             raise StoreError(f"{self.path}: not an SQLite database")
+        _private(self.path)
         try:
             with self._connect() as conn:
                 tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -131,6 +160,7 @@ class Store:
     def _connect(self) -> Iterator[sqlite3.Connection]:
         with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as conn:
             conn.row_factory = sqlite3.Row
+            conn.create_function("shown_score", 1, shown_score, deterministic=True)
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             yield conn
@@ -158,7 +188,7 @@ class Store:
                 raise BadName(f"team {shown!r} is already registered (as {old['name']!r})")
             cur = conn.execute("INSERT INTO teams (name, name_key, token_sha256, created) VALUES (?, ?, ?, ?)",
                                (shown, key, hash_token(token), utc_time(self.clock())[0]))
-            return Team(cur.lastrowid, shown), token
+            return Team(cur.lastrowid, shown, hash_token(token)), token
 
     def new_token(self, name: str) -> str:
         """Replace a team's token (a lost or leaked one stops working); returns the new token."""
@@ -182,7 +212,12 @@ class Store:
         # comparison is constant-time all the same.
         if row is None or not hmac.compare_digest(row["token_sha256"], digest):
             return None
-        return Team(row["id"], row["name"])
+        return Team(row["id"], row["name"], digest)
+
+    def token_current(self, team: Team) -> bool:
+        """Whether ``team``'s token is still the one it was authenticated with."""
+        with self._connect() as conn:
+            return _token_current(conn, team)
 
     def teams(self) -> list[dict]:
         with self._connect() as conn:
@@ -204,12 +239,17 @@ class Store:
         commit it. A scored one past the team's daily ``quota`` is stored as refused and raises
         QuotaExceeded; past the daily ``attempts`` (every stored submission counts) nothing is stored
         and QuotaExceeded is raised. Both are counted in the transaction that inserts: checks made
-        before it race (issue 24: 60 concurrent refusals against a cap of 50 were all stored).
-        Returns the stored row; ``public_id`` is the id the team is told."""
+        before it race (issue 24: 60 concurrent refusals against a cap of 50 were all stored). A team
+        whose token was replaced since it was authenticated (``team.token_sha256``) records nothing:
+        TokenReplaced, checked in the same transaction. Returns the stored row; ``public_id`` is the id
+        the team is told."""
         now, day = utc_time(self.clock())
         status = "scored" if result is not None else "refused"
         over_quota = False
         with self._transaction() as conn:
+            if not _token_current(conn, team):
+                raise TokenReplaced(f"the token of team {team.name!r} was replaced after this submission "
+                                    f"began; nothing was recorded")
             if attempts is not None:
                 (used,) = conn.execute("SELECT COUNT(*) FROM submissions WHERE team_id = ? AND day = ?",
                                        (team.id, day)).fetchone()
@@ -235,12 +275,14 @@ class Store:
         return row
 
     def leaderboard(self, limit: int = 1000) -> list[dict]:
-        """Scored submissions, best mean IoU first (earlier first on a tie)."""
+        """Scored submissions, best mean IoU as shown (:func:`shown_score`) first, earlier first on a tie
+        (ids follow the commits, so the times)."""
         with self._connect() as conn:
             rows = conn.execute(
                 "SELECT s.id, t.name AS team, s.method, s.time, s.n_images, s.overall_acc, s.mean_acc, s.mean_iou "
                 "FROM submissions s JOIN teams t ON t.id = s.team_id WHERE s.status = 'scored' "
-                "ORDER BY s.mean_iou DESC, s.id ASC LIMIT ?", (limit,)).fetchall()
+                "ORDER BY shown_score(s.mean_iou) IS NULL, shown_score(s.mean_iou) DESC, s.time, s.id "
+                "LIMIT ?", (limit,)).fetchall()
         return [dict(r) for r in rows]
 
     def submissions(self) -> list[dict]:
@@ -268,6 +310,25 @@ class Store:
         """``"ok"`` when SQLite's integrity check finds nothing wrong."""
         with self._connect() as conn:
             return conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def _token_current(conn: sqlite3.Connection, team: Team) -> bool:
+    if team.token_sha256 is None:
+        return True
+    row = conn.execute("SELECT token_sha256 FROM teams WHERE id = ?", (team.id,)).fetchone()
+    return row is not None and hmac.compare_digest(row["token_sha256"], team.token_sha256)
+
+
+def _private(path: Path) -> None:
+    """No group or other access to this user's database and its -wal / -shm files (an earlier version
+    made them with SQLite's default 0644)."""
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            continue
+        if st.st_uid == os.geteuid() and st.st_mode & 0o077:
+            p.chmod(st.st_mode & 0o700)
 
 
 def _is_sqlite(path: Path) -> bool:

@@ -9,14 +9,19 @@ for ten minutes with eight connections sending a byte every 4 s: each met the pa
 rate. An upload that fails, or whose client goes away, is recorded as a refused attempt by the caller:
 holding a slot costs one of the team's daily attempts.
 
-Temporary files are named ``lipstudy-upload-<pid>-*.zip``; a server starting removes those of processes
-that are no longer running (a killed server cannot remove its own).
+Uploads are files ``lipstudy-upload-<pid>-*.zip`` (mode 0600, from :func:`tempfile.mkstemp`) in a folder
+private to the server: by default ``uploads/`` beside the database, made with mode 0700 (issue 41: in
+the shared ``/tmp`` any local user could squat the names). A server starting removes the files of
+processes that are no longer running (a killed server cannot remove its own); it never touches another
+user's files, and skips a file it cannot remove: in a shared folder such as ``/tmp`` with its sticky
+bit, another user's file named like a stale upload stopped the server from starting.
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import re
+import stat
 import tempfile
 import time
 from contextlib import aclosing, contextmanager
@@ -35,7 +40,7 @@ class Refusal(Exception):
     """An answer other than 200. ``close`` when the request cannot be finished (a body cut short, too
     slow, or past the cap mid-stream). Answers sent before the body is read leave the connection open:
     uvicorn then discards the body as it comes, for at most ``header_timeout_s``
-    (``run.HeaderTimeoutH11``), so a client that writes its whole body before reading still gets the
+    (``run.GuardedH11``), so a client that writes its whole body before reading still gets the
     answer instead of a connection reset."""
 
     def __init__(self, status: int, message: str, close: bool = False, headers: dict | None = None, **extra):
@@ -72,9 +77,9 @@ class TeamUploads:
 
 
 class Upload:
-    """A body being received: its temporary file, SHA-256 and size so far (also when it fails)."""
+    """A body being received: its temporary file (mode 0600), SHA-256 and size so far (also when it fails)."""
 
-    def __init__(self, folder: str | None):
+    def __init__(self, folder):
         fd, name = tempfile.mkstemp(prefix=f"{PREFIX}{os.getpid()}-", suffix=".zip", dir=folder)
         os.close(fd)
         self.path, self.sha, self.nbytes = Path(name), hashlib.sha256(), 0
@@ -86,17 +91,42 @@ class Upload:
         self.path.unlink(missing_ok=True)
 
 
-def sweep(folder: str | None) -> int:
-    """Remove the upload files in ``folder`` (default: the temporary folder) of processes no longer
-    running; how many were removed."""
-    removed = 0
-    with os.scandir(folder or tempfile.gettempdir()) as entries:
+def private_folder(path) -> Path:
+    """``path`` as the server's own upload folder: made with mode 0700 if missing (its parents as usual);
+    an existing one of this user loses any group or other access. A folder of another user is refused
+    (:class:`PermissionError` naming it)."""
+    path = Path(path)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = path.stat()
+    if st.st_uid != os.geteuid():
+        raise PermissionError(f"{path}: the upload folder belongs to another user (uid {st.st_uid}); give "
+                              f"--upload-dir a folder of your own")
+    if st.st_mode & 0o077:
+        path.chmod(0o700)
+    return path
+
+
+def sweep(folder) -> tuple[int, int]:
+    """Remove the upload files in ``folder`` of processes no longer running; (removed, skipped). Only
+    this user's regular files are touched; one that cannot be removed (a sticky shared folder, a
+    read-only one) is skipped, never an error."""
+    removed = skipped = 0
+    with os.scandir(folder) as entries:
         for entry in entries:
             m = _STALE.fullmatch(entry.name)
-            if m and entry.is_file(follow_symlinks=False) and not _alive(int(m.group(1))):
-                Path(entry.path).unlink(missing_ok=True)
+            if not m:
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+                if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or _alive(int(m.group(1))):
+                    continue
+                os.unlink(entry.path)
                 removed += 1
-    return removed
+            except FileNotFoundError:  # another server removed it first
+                pass
+            except OSError:
+                skipped += 1
+    return removed, skipped
 
 
 def _alive(pid: int) -> bool:

@@ -11,6 +11,7 @@ import http.client
 import io
 import json
 import os
+import socket
 import struct
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from urllib.parse import urlsplit
 import numpy as np
 from PIL import Image
 
-from .submission import PNG_SIGNATURE
+from lipstudy.server.submission import PNG_SIGNATURE
 
 
 def png(arr: np.ndarray, mode: str = "L", fmt: str = "PNG") -> bytes:
@@ -249,3 +250,210 @@ def wait_until(predicate, timeout: float = 30, step: float = 0.02) -> bool:
             return True
         time.sleep(step)
     return False
+
+
+# ---------------------------------------------------------------------------------------------
+# attacks on the connection (issue 41), and what the kernel holds for them
+
+
+def connect(url: str, timeout: float = 10) -> socket.socket:
+    u = urlsplit(url)
+    return socket.create_connection((u.hostname, u.port), timeout=timeout)
+
+
+def pipelined_gets(n: int, path: bytes = b"/") -> bytes:
+    """``n`` keep-alive requests in one write: a client that sends them and never reads the answers
+    keeps the server writing until the kernel's buffers are full (issue 41)."""
+    return (b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n") * n
+
+
+def stalled_readers(url: str, n: int, requests_each: int = 3000, path: bytes = b"/") -> list[socket.socket]:
+    """``n`` connections, each pipelining ``requests_each`` GETs and never reading an answer."""
+    socks = []
+    for _ in range(n):
+        s = connect(url)
+        s.setblocking(False)
+        data = pipelined_gets(requests_each, path)
+        sent = 0
+        deadline = time.monotonic() + 10
+        while sent < len(data) and time.monotonic() < deadline:  # until the server stops reading
+            try:
+                sent += s.send(data[sent:])
+            except BlockingIOError:
+                time.sleep(0.01)
+            except OSError:
+                break
+        socks.append(s)
+    return socks
+
+
+def malformed_request(k: int = 0) -> bytes:
+    """A request h11 cannot parse (a NUL in its target): uvicorn answers 400 and closes."""
+    return b"GET /\x00%d HTTP/1.1\r\nHost: x\r\n\r\n" % k
+
+
+def malformed_requests(n: int) -> list[bytes]:
+    """``n`` requests h11 cannot parse, each for its own connection."""
+    return [malformed_request(k) for k in range(n)]
+
+
+def upgrade_requests(n: int) -> bytes:
+    """``n`` pipelined ``Upgrade: websocket`` requests: uvicorn logged two warnings for each (issue 41)."""
+    return (b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n") * n
+
+
+def many_headers(n: int = 10_000, path: bytes = b"/leaderboard") -> bytes:
+    """One request with ``n`` headers (about 10 bytes each), meant to arrive in one read."""
+    return (b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: y\r\n" % k for k in range(n))
+            + b"Connection: close\r\n\r\n")
+
+
+def one_long_header(nbytes: int = 100 * 1024, path: bytes = b"/leaderboard") -> bytes:
+    return b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * nbytes + b"\r\nConnection: close\r\n\r\n"
+
+
+def length_and_chunked(path: bytes = b"/leaderboard") -> bytes:
+    """A request framed two ways (Content-Length and Transfer-Encoding), then a second one pipelined
+    behind it: a proxy that frames by length and a server that frames by chunks disagree on where the
+    second request starts (request smuggling; RFC 9112 section 6.3: the server must close)."""
+    return (b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"0\r\n\r\nGET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+
+
+def read_all(sock: socket.socket, timeout: float = 10) -> tuple[bytes, bool]:
+    """Everything ``sock`` receives within ``timeout`` s; and whether the server closed it by then."""
+    sock.setblocking(True)
+    deadline = time.monotonic() + timeout
+    out = b""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return out, False
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            return out, False
+        except ConnectionResetError:
+            return out, True
+        if not chunk:
+            return out, True
+        out += chunk
+
+
+def _tcp_table():
+    """Linux's TCP sockets: (local port, remote port, state, tx queue bytes, rx queue bytes) each."""
+    rows = []
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(name).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            tx, rx = (int(x, 16) for x in f[4].split(":"))
+            rows.append((int(f[1].rsplit(":", 1)[1], 16), int(f[2].rsplit(":", 1)[1], 16), int(f[3], 16), tx, rx))
+    return rows
+
+
+def server_connections(port: int) -> int | None:
+    """Connections the kernel holds on the server's side of ``port``: established, or closing with data
+    still queued (TIME_WAIT and the like hold nothing); None where /proc/net/tcp is missing (not Linux)."""
+    if not Path("/proc/net/tcp").exists():
+        return None
+    return sum(1 for local, _, state, tx, rx in _tcp_table()
+               if local == port and state != 0x0A and (state == 0x01 or tx or rx))  # 0x0A LISTEN, 0x01 ESTABLISHED
+
+
+def queued_bytes(port: int) -> int | None:
+    """Bytes the kernel holds queued on the connections of ``port``: the server's unsent answers (its
+    send queues) and the clients' unread ones (their receive queues, on loopback the same machine)."""
+    if not Path("/proc/net/tcp").exists():
+        return None
+    return sum(tx + rx for local, remote, _, tx, rx in _tcp_table() if port in (local, remote))
+
+
+def tcp_memory() -> int | None:
+    """The kernel's memory for all TCP sockets of the machine (``/proc/net/sockstat``, pages), in bytes."""
+    try:
+        for line in Path("/proc/net/sockstat").read_text().splitlines():
+            if line.startswith("TCP:"):
+                f = line.split()
+                return int(f[f.index("mem") + 1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class Probe:
+    """A legitimate client during an attack: ``GET path`` on a new connection every ``every_s`` seconds,
+    in a thread, until :meth:`stop`, which returns how it fared (latencies in seconds)."""
+
+    def __init__(self, url: str, path: str = "/leaderboard", every_s: float = 0.25, timeout: float = 30):
+        self.url, self.path, self.every_s, self.timeout = url, path, every_s, timeout
+        self.latencies: list[float] = []
+        self.failed: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            t0 = time.perf_counter()
+            try:
+                status, _ = request(self.url + self.path, timeout=self.timeout)
+                (self.latencies if status == 200 else self.failed).append(
+                    time.perf_counter() - t0 if status == 200 else f"status {status}")
+            except OSError as e:
+                self.failed.append(type(e).__name__)
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> "Probe":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(self.timeout + 5)
+
+    def summary(self) -> dict:
+        lat = sorted(self.latencies)
+
+        def q(p):
+            return round(lat[min(len(lat) - 1, int(p * len(lat)))], 4) if lat else None
+
+        return {"requests": len(lat) + len(self.failed), "answered": len(lat), "failed": sorted(set(self.failed)),
+                "p50_s": q(0.5), "p99_s": q(0.99), "max_s": round(lat[-1], 4) if lat else None}
+
+
+class KernelSampler:
+    """What the kernel holds for a server's port while an attack runs, sampled every ``every_s`` seconds
+    in a thread: the server's connections, the bytes queued on them (server and clients, both on this
+    machine on loopback) and the machine's TCP memory above what it was at the start."""
+
+    def __init__(self, port: int, every_s: float = 0.1):
+        self.port, self.every_s = port, every_s
+        self.base = tcp_memory()
+        self.peak = {"server_connections": 0, "queued_bytes": 0, "tcp_memory_bytes": 0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self) -> dict:
+        mem = tcp_memory()
+        return {"server_connections": server_connections(self.port), "queued_bytes": queued_bytes(self.port),
+                "tcp_memory_bytes": None if mem is None or self.base is None else max(0, mem - self.base)}
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for k, v in self.sample().items():
+                if v is not None:
+                    self.peak[k] = max(self.peak[k], v)
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> "KernelSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(5)

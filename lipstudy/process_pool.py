@@ -1,23 +1,24 @@
-"""Training the book's runs ahead of its chapters, several side by side.
+"""The book's runs trained ahead of its chapters, several side by side in a pool of processes.
 
-A chapter asks :func:`lipstudy.cache.ensure` for each run it needs, one after another in its
-kernel. Before the chapters execute, the book runner trains every run they will ask for
-(:func:`lipstudy.runs.book_runs`) and computes their evaluations
-(:func:`lipstudy.runs.book_evaluations`) with :func:`ensure_all`, in separate processes where that
-is faster; the chapters then find everything in the cache. :func:`progress_plan` tells the
-progress printer what is left to train.
+A chapter asks for each run it needs, one after another in its kernel. Before the chapters
+execute, the book runner trains every run they will ask for (:func:`lipstudy.runs.book_runs`) and
+makes what they read of them (:func:`lipstudy.store.book_products`) with :func:`ensure_all`, in
+separate processes where that is faster (each run through :func:`lipstudy.train_run.ensure`); the
+chapters then find everything in the store. :func:`progress_plan` tells the progress printer what
+is left to train.
 """
 from __future__ import annotations
 
 import os
 
-from .cache import ensure, finished_key, has_product, product, run_data
-from .data.roots import data_root
+from . import committed
+from .data.roots import PRETRAIN, data_root
 from .paths import runs_dir
 from .profiles import get_profile
 from .progress import PlannedRun
-from .runs import BACKBONE, PRETRAIN, Run, book_runs, epochs, with_ancestors
-from .shipped import install as install_shipped
+from .runs import Run, book_runs, epochs, with_ancestors
+from .store import ATR, finished_key, run_data
+from .train_run import ensure
 
 # Relative cost of one epoch per model (images/s of DeepLabV2 / of the model, width 0.0625, 1
 # thread): the longest runs start first so that two workers finish together.
@@ -25,8 +26,8 @@ _COST = {"backbone": 0.9, "segnet": 1.1, "fcn8s": 0.9, "deeplabv2": 1.0, "attent
 
 
 def training_jobs(device: str = "auto") -> int:
-    """Runs trained side by side: two one-thread runs on a CPU (about 20% more images per second
-    than one two-thread run on 2 cores, benchmarks/operating_point.py), one at a time on a GPU."""
+    """Runs trained side by side: two one-thread runs on a CPU (more images per second than one
+    two-thread run on 2 cores: DESIGN.md's log, benchmarks/operating_point.py), one at a time on a GPU."""
     from .runtime import resolve_device
 
     cores = os.cpu_count() or 1
@@ -34,26 +35,26 @@ def training_jobs(device: str = "auto") -> int:
 
 
 def _ensure_in_worker(args) -> str:
-    run, profile, data, device, threads, evaluations = args
+    run, profile, data, device, threads, products, train, events = args
     import torch
 
     torch.set_num_threads(threads)
-    res = ensure(run, profile, data, device, progress=False)
-    for name in evaluations:
-        product(res, name)
+    res = ensure(run, profile, data, device, progress=False, train=train, events=events)
+    for p in products:
+        p.make(res)
     return res.dir.name
 
 
-def _cost(run: Run, prof, n_evaluations: int) -> float:
-    """Rough minutes of a task (training + its evaluations), to order the ready tasks."""
+def _cost(run: Run, prof, n_products: int) -> float:
+    """Rough minutes of a task (training + its products), to order the ready tasks."""
     per_epoch = _COST.get(run.model, 1.0) * {"lip": 1.0, "ppp": 0.4, PRETRAIN: 1.5}[run.dataset]
-    return per_epoch * epochs(run, prof) + 0.3 * n_evaluations
+    return per_epoch * epochs(run, prof) + 0.3 * n_products
 
 
-def pending_tasks(runs, profile, data=None, evaluations=None) -> tuple[dict, dict]:
-    """The tasks left to do: ``{run: [evaluation names]}`` for every run not yet finished (with
-    the evaluations it will need, computed right after it trains) and every finished run that
-    lacks an evaluation, and ``{run: the run it waits for}`` among those tasks."""
+def pending_tasks(runs, profile, data=None, products=None) -> tuple[dict, dict]:
+    """The tasks left to do: ``{run: [products]}`` for every run not yet finished (with the
+    products it will need, made right after it trains) and every finished run that lacks a
+    product, and ``{run: the run it waits for}`` among those tasks. The runs' data must exist."""
     prof = get_profile(profile)
     tasks: dict = {}
     for r in runs:
@@ -63,42 +64,49 @@ def pending_tasks(runs, profile, data=None, evaluations=None) -> tuple[dict, dic
             while dep is not None and dep not in tasks and finished_key(dep, prof, data) is None:
                 tasks[dep] = []  # a missing dependency (the backbone) is a task too
                 dep = dep.parent(prof)
-    for r, names in (evaluations or {}).items():
+    for r, wanted in (products or {}).items():
         key = finished_key(r, prof, data)
-        names = [n for n in names if key is None or not has_product(runs_dir() / key, n)]
-        if names:
-            tasks.setdefault(r, []).extend(names)
+        wanted = [p for p in wanted if key is None or not p.made(runs_dir() / key)]
+        if wanted:
+            tasks.setdefault(r, []).extend(wanted)
     waits = {r: d for r in tasks if (d := r.parent(prof)) in tasks}
     return tasks, waits
 
 
-def ensure_all(runs, profile, data=None, device: str = "auto", jobs: int = 1, evaluations=None,
-               on_done=None) -> int:
-    """Train every missing run of ``runs`` and compute ``evaluations`` ({run: [evaluation name,
-    ...]}, e.g. :func:`lipstudy.runs.book_evaluations`, or any product of
-    :func:`lipstudy.cache.product`), ``jobs`` at a time in separate processes of
-    ``cpu_count // jobs`` threads each; ``on_done(run)`` is called after each task (a run with its
+def ensure_all(runs, profile, data=None, device: str = "auto", jobs: int = 1, products=None, on_done=None,
+               train: bool = True, train_committed: bool = False, events=None, on_plan=None, log=print) -> int:
+    """Train every missing run of ``runs`` and make ``products`` ({run: [Evaluation or FigureSet]},
+    e.g. :func:`lipstudy.store.book_products`), ``jobs`` at a time in separate processes of
+    ``cpu_count // jobs`` threads each: the one place where a build's runs are made. First the data
+    they need is generated and the committed runs are imported (:func:`lipstudy.committed.install`;
+    ``train_committed``: trained here instead); then ``on_plan()`` is called (what is left to train
+    is known), and the tasks run. ``train=False`` (or a committed book) trains nothing: a missing
+    run fails by name. ``events``: the progress file the training runs report to
+    (:mod:`lipstudy.progress`). ``on_done(run)`` is called after each task (a run with its
     products), e.g. to write a bundle of what is finished. On 2 CPU cores two one-thread runs side
-    by side train ~20% more images per second than one run on two threads
+    by side train more images per second than one run on two threads
     (benchmarks/operating_point.py measures both).
 
     A task starts as soon as the run it starts from is finished (a stage-2 run waits for its
     stage-1 run only, not for every stage-1 run), longest chain first, so no core idles at the end
     of a "wave". The pretrained backbone, which every stage-1 run waits for, trains alone with
-    every thread. Runs and evaluations already finished cost nothing; the cache's locks make this
+    every thread. Runs and products already made cost nothing; the store's locks make this
     safe beside a chapter asking for the same. Returns the number of tasks it had to do."""
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     prof = get_profile(profile)
-    if BACKBONE in with_ancestors(runs, prof):
-        install_shipped(prof, data)  # the committed backbone and shipped runs, rather than training them
-    tasks, waits = pending_tasks(runs, prof, data, evaluations)
+    everything = with_ancestors(runs, prof)
+    datasets = {r.dataset for r in everything} | {"atr" for wanted in (products or {}).values() if ATR in wanted}
+    for ds in sorted(datasets):  # data first, once, with every core: the runs' keys are computed from it
+        data_root(prof, ds, data if ds == "lip" else None)
+    installed = committed.install(prof, data, everything, products, train_here=train_committed, log=log)
+    train = train and "book" not in installed  # a profile's committed book: nothing trains here
+    tasks, waits = pending_tasks(runs, prof, data, products)
+    if on_plan is not None:
+        on_plan()
     if not tasks:
         return 0
-    datasets = {r.dataset for r in tasks} | {"atr" for names in tasks.values() if "atr" in names}
-    for ds in sorted(datasets):  # data first, once, with every core
-        data_root(prof, ds, data if ds == "lip" else None)
 
     # Priority: the task's own cost plus the longest chain of tasks waiting on it.
     children: dict = {}
@@ -115,9 +123,9 @@ def ensure_all(runs, profile, data=None, device: str = "auto", jobs: int = 1, ev
         done: set = set()
         while len(done) < len(order):  # the dependencies first, else longest chain first
             r = next(r for r in order if r not in done and (waits.get(r) is None or waits[r] in done))
-            res = ensure(r, prof, data, device, progress=False)
-            for name in tasks[r]:
-                product(res, name)
+            res = ensure(r, prof, data, device, progress=False, train=train, events=events)
+            for p in tasks[r]:
+                p.make(res)
             done.add(r)
             if on_done is not None:
                 on_done(r)
@@ -136,7 +144,7 @@ def ensure_all(runs, profile, data=None, device: str = "auto", jobs: int = 1, ev
                         v.dataset == PRETRAIN for v in running.values()):
                     break
                 threads = cores if alone else max(1, cores // jobs)
-                running[pool.submit(_ensure_in_worker, (r, prof, data, device, threads, tasks[r]))] = r
+                running[pool.submit(_ensure_in_worker, (r, prof, data, device, threads, tasks[r], train, events))] = r
             finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for f in finished:
                 f.result()  # a failed run stops the book here, with its error

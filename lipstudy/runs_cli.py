@@ -7,10 +7,10 @@ Train where the accelerator is, build the book where the reader is::
     lipstudy runs export --profile gpu -o OUT.tar.xz    # bundle the finished runs
     lipstudy runs import OUT.tar.xz                     # verify and move them into results/runs
     lipstudy book --profile gpu --no-train              # build the book from them
-    lipstudy runs backbone --profile cpu                # the finished synthetic backbone, committed
-                                                        # as results/backbones/<key>.tar.xz (lipstudy.backbones)
-    lipstudy runs ship --profile cpu                    # the profile's finished shipped runs, committed
-                                                        # as results/shipped/<key>.tar.xz (lipstudy.shipped)
+    lipstudy runs commit --profile cpu                  # the profile's committed runs (its synthetic backbone,
+                                                        # its shipped runs) written from the finished ones
+                                                        # here into results/backbones/ and results/shipped/
+                                                        # (lipstudy.committed)
     lipstudy runs reference --profile cpu               # the finished book, evaluations only, committed
                                                         # as results/reference/<profile>.tar.xz (lipstudy.reference)
     lipstudy runs compare BUNDLE                        # this build against a reference build (lipstudy.compare)
@@ -31,8 +31,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .bundles import CHECKPOINT_CHOICES, BundleError, export, import_bundle
-from .cache import is_finished, prepare_runs
+from .bundles import CHECKPOINT_CHOICES, BundleError, import_bundle
+from .export import export
+from .store import is_finished
+from .train_run import prepare_runs
 from .locks import is_locked
 from .paths import runs_dir
 from .profiles import PROFILES, get_profile
@@ -71,16 +73,17 @@ class BundleWriter:
 
 
 def train_and_bundle(profile, bundle=None, data=None, device: str = "auto", jobs: int | None = None, seeds=None,
-                     checkpoints: str = "figures", log=print) -> None:
+                     checkpoints: str = "figures", train_committed: bool = False, log=print) -> None:
     """Train every run of ``profile``'s book with everything its chapters read
-    (:func:`lipstudy.cache.book_products`), ``jobs`` side by side, rewriting ``bundle`` after each
-    finished run, and once more, complete, at the end."""
-    from . import schedule
-    from .cache import book_products
+    (:func:`lipstudy.store.book_products`), ``jobs`` side by side, rewriting ``bundle`` after each
+    finished run, and once more, complete, at the end. The committed runs are imported unless
+    ``train_committed``."""
+    from . import process_pool
+    from .store import book_products
     from .runs import book_runs
 
     prof = get_profile(profile)
-    jobs = jobs or prof.jobs or schedule.training_jobs(device)
+    jobs = jobs or prof.jobs or process_pool.training_jobs(device)
     t0 = time.perf_counter()
     log(f"[runs] training the {prof.name} profile's book, {jobs} runs at a time")
     writer = BundleWriter(lambda: export(prof, bundle, data, seeds, checkpoints, partial=True, device=device, log=log))
@@ -90,8 +93,9 @@ def train_and_bundle(profile, bundle=None, data=None, device: str = "auto", jobs
         if bundle is not None:
             writer.request()
 
-    schedule.ensure_all(book_runs(prof, seeds), prof, data, device, jobs=jobs,
-                        evaluations=book_products(prof, data, seeds), on_done=finished)
+    process_pool.ensure_all(book_runs(prof, seeds), prof, data, device, jobs=jobs,
+                            products=book_products(prof, data, seeds), on_done=finished,
+                            train_committed=train_committed, log=log)
     writer.wait()
     if writer.error is not None:
         log(f"[runs] a rewrite of the bundle failed (written again now): {writer.error}")
@@ -166,23 +170,20 @@ def list_main(argv: list[str]) -> int:
 
 
 def runs_main(argv: list[str]) -> int:
-    commands = ("data", "train", "export", "import", "backbone", "ship", "reference", "compare")
+    commands = ("data", "train", "export", "import", "commit", "reference", "compare")
     if not argv or argv[0] not in commands:
         return list_main(argv)
     p = argparse.ArgumentParser(prog=f"lipstudy runs {argv[0]}", description=__doc__.split("\n\n")[0])
-    if argv[0] == "backbone":  # results/backbones/<key>.tar.xz, from the finished backbone here
-        p.add_argument("--profile", default="cpu", choices=[n for n, q in PROFILES.items() if q.pretrain])
+    if argv[0] == "commit":  # results/backbones/<key>.tar.xz and results/shipped/<key>.tar.xz
+        p.add_argument("--profile", default="cpu", choices=[n for n, q in PROFILES.items() if q.pretrain or q.shipped])
         a = p.parse_args(argv[1:])
-        from .backbones import export_backbone
+        from .committed import export as export_committed
 
-        export_backbone(a.profile)
-        return 0
-    if argv[0] == "ship":  # results/shipped/<key>.tar.xz, one per shipped run finished here
-        p.add_argument("--profile", default="cpu", choices=[n for n, q in PROFILES.items() if q.shipped])
-        a = p.parse_args(argv[1:])
-        from .shipped import export_shipped
-
-        export_shipped(a.profile)
+        try:
+            export_committed(a.profile)
+        except (BundleError, ValueError) as e:
+            print(f"lipstudy runs commit: {e}", file=sys.stderr)
+            return 2
         return 0
     if argv[0] == "compare":  # this build against a reference build (lipstudy.compare)
         p.add_argument("bundle", help="a reference build (`lipstudy runs reference`), e.g. results/reference/cpu.tar.xz")
@@ -212,8 +213,11 @@ def runs_main(argv: list[str]) -> int:
         p.add_argument("--partial", action="store_true", help="leave out unfinished runs instead of refusing")
     if argv[0] == "train":
         p.add_argument("--bundle", help="rewrite this bundle as runs finish")
-        p.add_argument("--jobs", type=int, help="runs side by side (default: the profile's, else the scheduler's)")
+        p.add_argument("--jobs", type=int, help="runs side by side (default: the profile's, else the process pool's)")
         p.add_argument("--compile", action="store_true", help="torch.compile every network (an execution setting)")
+        p.add_argument("--train-committed", action="store_true",
+                       help="train the runs the checkout commits (its backbone, shipped runs or book) instead of "
+                            "importing them")
     a = p.parse_args(argv[1:])
     try:
         if argv[0] == "import":
@@ -228,7 +232,8 @@ def runs_main(argv: list[str]) -> int:
             write_reference(a.profile, a.data, a.seeds)
         else:
             prof = dataclasses.replace(get_profile(a.profile), compile=True) if a.compile else a.profile
-            train_and_bundle(prof, a.bundle and Path(a.bundle), a.data, a.device, a.jobs, a.seeds, a.checkpoints)
+            train_and_bundle(prof, a.bundle and Path(a.bundle), a.data, a.device, a.jobs, a.seeds, a.checkpoints,
+                             a.train_committed)
     except (BundleError, ValueError, FileNotFoundError) as e:
         print(f"lipstudy runs {argv[0]}: {e}", file=sys.stderr)
         return 2

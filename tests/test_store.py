@@ -1,4 +1,4 @@
-"""lipstudy.cache: run keys (pinned), training once and reusing, resume, evaluations, data roots."""
+"""lipstudy.store and lipstudy.train_run: run keys (pinned, without side effects), training once and reusing, resume, evaluations, data roots."""
 import dataclasses
 import json
 
@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import pytest
 
-from lipstudy import cache, produce
+from lipstudy import runs_cli, store, train_run
 from lipstudy.data import roots
 from lipstudy.labels import ATR_LIP_SHARED, LIP_CLASSES
 from lipstudy.locks import file_lock, is_locked
@@ -73,46 +73,79 @@ PINNED_KEYS = {
 
 
 def test_run_keys_are_pinned(monkeypatch):
-    monkeypatch.setattr(cache, "run_data", lambda run, profile, data=None: run.dataset)
-    monkeypatch.setattr(cache, "data_fingerprint", lambda root: f"fp-{root}")
+    monkeypatch.setattr(store, "run_data", lambda run, profile, data=None: run.dataset)
+    monkeypatch.setattr(store, "data_fingerprint", lambda root: f"fp-{root}")
     for name, pinned in PINNED_KEYS.items():
         prof = get_profile(name)
-        ours = {f"{r.model}/{r.loss}/{r.dataset}/{r.stage}/{r.seed}": cache.key_plan(r, prof).key
+        ours = {f"{r.model}/{r.loss}/{r.dataset}/{r.stage}/{r.seed}": store.key_plan(r, prof).key
                 for r in book_runs(prof)}
         assert ours == pinned, name
 
 
 def test_run_key_depends_on_what_determines_the_result():
     r = Run("deeplabv2")
-    k = cache.run_key(r, TINY, "abc")
-    assert k == cache.run_key(r, TINY, "abc") and len(k) == 16
-    assert k != cache.run_key(r, TINY, "abd")
-    assert k != cache.run_key(Run("deeplabv2", seed=1), TINY, "abc")
-    assert k != cache.run_key(r, TINY, "abc", parent_key="0123")
-    assert k != cache.run_key(r, dataclasses.replace(TINY, lr=0.02), "abc")
-    assert k == cache.run_key(r, dataclasses.replace(TINY, workers=3, seeds=(0, 1)), "abc")
+    k = store.run_key(r, TINY, "abc")
+    assert k == store.run_key(r, TINY, "abc") and len(k) == 16
+    assert k != store.run_key(r, TINY, "abd")
+    assert k != store.run_key(Run("deeplabv2", seed=1), TINY, "abc")
+    assert k != store.run_key(r, TINY, "abc", parent_key="0123")
+    assert k != store.run_key(r, dataclasses.replace(TINY, lr=0.02), "abc")
+    assert k == store.run_key(r, dataclasses.replace(TINY, workers=3, seeds=(0, 1)), "abc")
+
+
+def test_a_run_key_changes_exactly_when_what_the_run_computes_changes():
+    """What identifies a run is defined once (store.run_settings): a profile change that changes a
+    run's TrainConfig beyond the execution fields a resume may change (config.config_changes)
+    changes its key, and a change the key ignores changes nothing a resume compares."""
+    from lipstudy.config import config_changes
+    from lipstudy.runs import BACKBONE
+
+    base = get_profile("cpu")
+    changes = {"width": 0.125, "crop": 96, "batch": 5, "lr": 1e-3, "epochs_stage1": 7, "epochs_stage2": 4,
+               "recipe": {**base.recipe, "warmup_steps": 7}, "finetune": {"atrous_scale": 0.5},
+               "paper_losses": {"aux_structure_weight": True}, "pretrain": {**base.pretrain, "lr": 1e-3},
+               "workers": 3, "channels_last": False, "compile": True, "cache_images": False,
+               "checkpoint_every_steps": 9, "seeds": (0, 1), "ssl_seeds": (), "jobs": 3, "shipped": ()}
+    for run in (BACKBONE, Run("deeplabv2"), Run("attention", "paper", stage=2)):
+        cfg = store.train_config(run, base, "root", "start")
+        key = store.run_key(run, base, "fp", "parent")
+        for name, value in changes.items():
+            other = dataclasses.replace(base, **{name: value})
+            changed = config_changes(cfg.to_dict(), store.train_config(run, other, "root", "start"))
+            assert bool(changed) == (store.run_key(run, other, "fp", "parent") != key), (run.label, name, changed)
+
+
+def test_a_key_has_no_side_effect(dirs):
+    """A key is read off the data's manifest: without the data it is an error naming the command
+    that generates it, and nothing is generated or written."""
+    with pytest.raises(roots.DataMissing, match="lipstudy runs data --profile tiny"):
+        store.key_plan(Run("deeplabv2"), TINY)
+    with pytest.raises(roots.DataMissing):
+        store.finished_key(Run("deeplabv2", "paper", stage=2), TINY)
+    assert not (dirs / "data").exists() and not (dirs / "results").exists()
 
 
 def test_a_key_is_known_before_its_parent_is_trained(dirs):
     """key_plan derives a stage-2 key through its stage-1 key without training anything, and
     that key is the folder ensure() then trains into."""
     ssl = Run("deeplabv2", "paper", stage=2)
-    plan = cache.key_plan(ssl, TINY)
-    assert plan.parent_key == cache.key_plan(ssl.stage1(), TINY).key
+    roots.data_root(TINY, "lip")  # the data first: the key reads its fingerprint
+    plan = store.key_plan(ssl, TINY)
+    assert plan.parent_key == store.key_plan(ssl.stage1(), TINY).key
     assert not (dirs / "results" / "runs").exists()  # nothing trained
-    assert cache.finished_key(ssl, TINY) is None
-    res = cache.ensure(ssl, TINY, device="cpu", progress=False)
-    assert res.dir.name == plan.key and cache.finished_key(ssl, TINY) == plan.key
+    assert store.finished_key(ssl, TINY) is None
+    res = train_run.ensure(ssl, TINY, device="cpu", progress=False)
+    assert res.dir.name == plan.key and store.finished_key(ssl, TINY) == plan.key
 
 
 def test_ensure_trains_once_and_caches(dirs, monkeypatch):
     run = Run("deeplabv2", "paper", stage=2)
-    res = cache.ensure(run, TINY, device="cpu", progress=False)
-    first = cache.ensure(run.stage1(), TINY, device="cpu", progress=False)
+    res = train_run.ensure(run, TINY, device="cpu", progress=False)
+    first = train_run.ensure(run.stage1(), TINY, device="cpu", progress=False)
     assert res.dir != first.dir and res.dir.parent == dirs / "results" / "runs"
     assert res.config["init_run"] == first.dir.name and res.config["label"] == "DeepLabV2 + SSL"
     assert res.config["run"] == {"model": "deeplabv2", "loss": "paper", "dataset": "lip", "stage": 2, "seed": 0}
-    for f in ("config.json", "train_config.json", "provenance.json", "metrics.json", "train_log.csv",
+    for f in ("config.json", "train_config.json", "provenance.json", "metrics.json", "train_log.json",
               "checkpoint.pt", "eval/val/per_image_cm.npz"):
         assert (res.dir / f).is_file(), f
     prov = res.provenance
@@ -127,28 +160,28 @@ def test_ensure_trains_once_and_caches(dirs, monkeypatch):
     # Cached: no training happens again.
     import lipstudy.train
     monkeypatch.setattr(lipstudy.train, "train", lambda *a, **k: pytest.fail("retrained a finished run"))
-    again = cache.ensure(run, TINY, device="cpu", progress=False)
+    again = train_run.ensure(run, TINY, device="cpu", progress=False)
     assert again.dir == res.dir and again.evaluation("val").metrics == res.evaluation("val").metrics
 
 
 def test_interrupted_run_is_not_finished_and_resumes(dirs, capsys):
     run = Run("deeplabv2")
-    res = cache.ensure(run, TINY, device="cpu", progress=False)
+    res = train_run.ensure(run, TINY, device="cpu", progress=False)
     weights = load_checkpoint(res.checkpoint)["model"]
     (res.dir / "metrics.json").unlink()  # as if killed before the end
-    produce.runs_main([])
+    runs_cli.runs_main([])
     out = capsys.readouterr().out
     assert res.dir.name in out and "interrupted" in out
-    again = cache.ensure(run, TINY, device="cpu", progress=False)
+    again = train_run.ensure(run, TINY, device="cpu", progress=False)
     assert (again.dir / "metrics.json").is_file()
     after = load_checkpoint(again.checkpoint)["model"]
     assert all((weights[k] == after[k]).all() for k in weights)  # resumed a finished checkpoint: unchanged
-    produce.runs_main(["--profile", "tiny"])
+    runs_cli.runs_main(["--profile", "tiny"])
     assert "finished" in capsys.readouterr().out
 
 
 def test_evaluations(dirs):
-    res = cache.ensure(Run("deeplabv2"), TINY, device="cpu", progress=False)
+    res = train_run.ensure(Run("deeplabv2"), TINY, device="cpu", progress=False)
     val = res.evaluation("val")
     assert val.name == "val" and val.classes == LIP_CLASSES and len(val.ids) == 4
     assert val.cms.shape == (4, 20, 20) and val.cms.dtype == np.int64
@@ -164,7 +197,7 @@ def test_evaluations(dirs):
     with pytest.raises(ValueError, match="unknown evaluation"):
         res.evaluation("train")
     # A fresh RunResult reads the cached evaluation instead of recomputing it.
-    again = cache.ensure(Run("deeplabv2"), TINY, device="cpu", progress=False)
+    again = train_run.ensure(Run("deeplabv2"), TINY, device="cpu", progress=False)
     (res.dir / "checkpoint.pt").rename(res.dir / "moved.pt")
     assert np.array_equal(again.evaluation("val-flip").cms, res.evaluation("val-flip").cms)
 
@@ -231,7 +264,7 @@ def test_ppp_ssl_run_trains_with_the_structure_loss_on_six_joints(dirs, monkeypa
         return out[0]
 
     monkeypatch.setattr(losses, "structure_sensitive_loss", spy)
-    res = cache.ensure(ppp_runs()["Attention + SSL"], TINY, device="cpu", progress=False)
+    res = train_run.ensure(ppp_runs()["Attention + SSL"], TINY, device="cpu", progress=False)
     assert res.config["train"]["num_classes"] == 7 and res.config["train"]["loss"] == "paper"
     assert res.evaluation("test").cms.shape[1:] == (7, 7)
     stage1 = [c for c in calls if c[0] == "off"]
@@ -251,24 +284,24 @@ def test_prepared_run_folders_train_under_the_cli_and_the_book_finishes_them(dir
     from lipstudy.runs import with_ancestors
     from lipstudy.train import main as train_main
 
-    folders = cache.prepare_runs(TINY)
+    folders = train_run.prepare_runs(TINY)
     order = with_ancestors(book_runs(TINY), TINY)
-    assert [f.name for f in folders] == [cache.key_plan(r, TINY).key for r in order]
+    assert [f.name for f in folders] == [store.key_plan(r, TINY).key for r in order]
     dl, ssl = Run("deeplabv2"), Run("deeplabv2", "paper", stage=2)
-    folder = dirs / "results" / "runs" / cache.key_plan(dl, TINY).key
+    folder = dirs / "results" / "runs" / store.key_plan(dl, TINY).key
     cfg = json.loads((folder / "train_config.json").read_text())
     assert cfg["device"] == "auto" and cfg["init"] is None and cfg["loss"] == "off"
-    ssl_cfg = json.loads((dirs / "results" / "runs" / cache.key_plan(ssl, TINY).key / "train_config.json").read_text())
+    ssl_cfg = json.loads((dirs / "results" / "runs" / store.key_plan(ssl, TINY).key / "train_config.json").read_text())
     assert ssl_cfg["init"] == str(folder / "checkpoint.pt") and ssl_cfg["loss"] == "paper"
 
     assert train_main(["--config", str(folder / "train_config.json"), "--out", str(folder), "--no-progress"]) == 0
-    log = (folder / "train_log.csv").read_text()
+    log = (folder / "train_log.json").read_text()
     weights = load_checkpoint(folder / "checkpoint.pt")["model"]
-    res = cache.ensure(dl, TINY, device="cpu", progress=False)
-    assert res.dir == folder and cache.is_finished(folder)
-    assert (folder / "train_log.csv").read_text() == log  # not trained again
+    res = train_run.ensure(dl, TINY, device="cpu", progress=False)
+    assert res.dir == folder and store.is_finished(folder)
+    assert (folder / "train_log.json").read_text() == log  # not trained again
     after = load_checkpoint(folder / "checkpoint.pt")["model"]
     assert all(torch.equal(weights[k], after[k]) for k in weights)
-    assert folder not in cache.prepare_runs(TINY)  # finished: not prepared again
+    assert folder not in train_run.prepare_runs(TINY)  # finished: not prepared again
     with pytest.raises(SystemExit):
-        produce.runs_main(["--prepare"])  # which profile?
+        runs_cli.runs_main(["--prepare"])  # which profile?
