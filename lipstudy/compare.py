@@ -107,7 +107,8 @@ def verdict_changes(ours: list[dict], theirs: list[dict]) -> pd.DataFrame:
             continue
         if mine["verdict"] != other["verdict"]:
             rows.append({"claim": mine["claim"], "bin": "", "this build": mine["verdict"],
-                         "reference": other["verdict"], "ours here (pp)": mine["ours"], "ours there (pp)": other["ours"]})
+                         "reference": other["verdict"], "ours here (pp)": mine["ours"],
+                         "ours there (pp)": other["ours"]})
         their_bins = {b["bin"]: b for b in other.get("bins") or []}
         for b in mine.get("bins") or []:
             t = their_bins.get(b["bin"])

@@ -186,7 +186,8 @@ def runs_main(argv: list[str]) -> int:
             return 2
         return 0
     if argv[0] == "compare":  # this build against a reference build (lipstudy.compare)
-        p.add_argument("bundle", help="a reference build (`lipstudy runs reference`), e.g. results/reference/cpu.tar.xz")
+        p.add_argument("bundle",
+                       help="a reference build (`lipstudy runs reference`), e.g. results/reference/cpu.tar.xz")
         p.add_argument("--data", help="a real LIP root, as the runs were trained with")
         a = p.parse_args(argv[1:])
         from .compare import compare, report

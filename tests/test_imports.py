@@ -147,3 +147,8 @@ def test_every_module_has_a_step_and_imports_none_of_a_later_one():
 def test_progress_imports_nothing_above_it():
     """The progress lines are a leaf: the trainer and the runner import them, never the other way."""
     assert import_graph()["lipstudy.progress"] == set()
+
+
+def test_words_imports_nothing_of_the_package():
+    """The sentences' counts and lists are a leaf: claims, tables and chapters import them."""
+    assert import_graph()["lipstudy.words"] == set()
