@@ -75,7 +75,7 @@ def test_the_committed_shipped_files_are_the_cpu_profiles_shipped_runs(monkeypat
     assert set(manifests) == set(keys), "results/shipped/ should hold exactly the cpu profile's shipped runs"
     products = store.book_products(cpu)
     for key, (manifest, members) in manifests.items():
-        assert manifest["profile"] == "cpu" and set(manifest["datasets"]) == {"lip", "atr"}
+        assert manifest["profile"] == "cpu" and set(manifest["datasets"]) == {"lip", "atr", "challenge"}
         assert [r["key"] for r in manifest["runs"]] == [key], keys[key]
         run = method_runs(cpu)[keys[key]][0]
         for p in [store.VAL, *products[run]]:
