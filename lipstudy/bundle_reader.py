@@ -71,7 +71,7 @@ REAL_LIP_IMAGES, FULL_SCALE_SIDE = 10_000, 1024
 XZ_MEMLIMIT = 128 << 20
 CHUNK = 1 << 20
 
-_EVAL = r"eval/(?:val|val-flip|val-ms|test|atr|val@\d{1,5})"
+_EVAL = r"eval/(?:val|val-flip|val-ms|test|atr|challenge|val@\d{1,5})"
 _KINDS = {"text": re.compile(rf"(?:{'|'.join(map(re.escape, RUN_FILES + OLD_RUN_FILES))}|metrics\.json|"
                             rf"{_EVAL}/metrics\.json)"),
           "checkpoint": re.compile(r"checkpoint\.pt"),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -82,7 +83,11 @@ class Reference:
 def read_reference(path) -> Reference:
     """A reference bundle, every member's hash checked (:func:`lipstudy.bundles.read_bundle`)."""
     path = Path(path)
-    manifest, members = read_bundle(path)
+    # read_bundle streams each member, checked, into a folder; a reference holds no checkpoint (a few
+    # MiB of matrices and JSON in all, each member within the reader's limits), so it is kept in memory.
+    with tempfile.TemporaryDirectory(prefix="lipstudy-reference-") as tmp:
+        manifest, files = read_bundle(path, Path(tmp) / "members")
+        members = {name: file.read_bytes() for name, file in files.items()}
     return Reference(path, hashlib.sha256(path.read_bytes()).hexdigest(), manifest,
                      {r["key"]: r for r in manifest["runs"]}, members)
 
