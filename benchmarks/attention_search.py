@@ -199,7 +199,6 @@ def book_config(seed: int):
 
 def builder(v: Variant):
     def build(cfg):
-        from lipstudy.models import load_backbone  # noqa: F401 - the trainer loads the backbone itself
         return SearchNet(v, cfg.num_classes, cfg.width, 0.5 if cfg.dropout is None else cfg.dropout,
                          bool(cfg.batch_norm), cfg.atrous_scale)
     return build

@@ -75,7 +75,9 @@ def pair(package: Path, cfg: dict, out: Path) -> list[dict]:
 
 
 def same_weights(a: Path, b: Path) -> bool:
-    x, y = torch.load(a, map_location="cpu", weights_only=False), torch.load(b, map_location="cpu", weights_only=False)
+    from lipstudy.checkpoints import load_checkpoint
+
+    x, y = load_checkpoint(a), load_checkpoint(b)
     return x["model"].keys() == y["model"].keys() and all(torch.equal(x["model"][k], y["model"][k]) for k in x["model"])
 
 

@@ -65,14 +65,14 @@ def environment() -> dict:
 
 def report(profile, bundle) -> dict:
     """Every run of the profile's book: finished here or not, in the bundle or not, its times."""
-    from lipstudy.bundles import read_bundle
+    from lipstudy.bundles import read_manifest
     from lipstudy.export import bundle_runs
     from lipstudy.store import is_finished, key_plan
     from lipstudy.paths import runs_dir
 
     in_bundle = set()
     if bundle and Path(bundle).is_file():
-        manifest, _ = read_bundle(bundle)
+        manifest = read_manifest(bundle)
         in_bundle = {r["key"] for r in manifest["runs"]}
     rows = []
     for run in bundle_runs(profile):

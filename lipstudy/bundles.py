@@ -1,6 +1,7 @@
 """Run bundles: a profile's finished runs in one file, trained on one machine (a GPU server), read
 on another (a laptop) that builds the book from them without training anything. This module holds
-the format and the reading side; :mod:`lipstudy.export` writes them.
+the format and the import; :mod:`lipstudy.bundle_reader` reads the file within bounds, and
+:mod:`lipstudy.export` writes them.
 
 A bundle is a ``.tar.xz`` archive (the standard library's lzma; members sorted, times and owners
 zeroed, so one set of runs always makes the same bytes) holding ``manifest.json`` and, per run,
@@ -14,13 +15,17 @@ and each run's key. The files a run's configs name are written relative to the d
 (``data/...``) and the results folder (``results/...``) and resolved where they are used, so a
 bundle names nothing of the machine that made it beyond its provenance (:func:`portable_run_file`).
 
-:func:`import_bundle` verifies everything before it writes anything: every hash, that no file is
-missing or extra, the engine version, the data fingerprints (the synthetic data is generated here,
-deterministically, and must be the data the runs trained on), each run's key recomputed here with
-:func:`lipstudy.store.key_plan`, and each evaluation's matrices decoded back to the exact arrays
-that were exported. A mismatch is refused with the run and what differs named. Then each run
-folder is assembled in a temporary folder beside ``results/runs`` and moved in by one rename: an
-import stopped at any moment leaves whole runs or none.
+:func:`import_bundle` trusts nothing in the file. It reads the bundle through
+:mod:`lipstudy.bundle_reader` (sizes and counts bounded by the profile's limits before any member is
+read, members streamed into a temporary folder and hashed), then verifies everything before it
+writes anything: every hash, that no file is missing or extra, the engine version, the data
+fingerprints (the synthetic data is generated here, deterministically, and must be the data the runs
+trained on), each run's key recomputed here with :func:`lipstudy.store.key_plan`, each checkpoint
+read without running code (:func:`lipstudy.checkpoints.load_checkpoint`) and holding exactly the
+tensors of the network this checkout's config of the run builds, each evaluation's matrices decoded
+back to the exact arrays that were exported, each figure set's label maps. A mismatch is refused
+with the run and what differs named, and the temporary folder removed. Then each run folder is
+moved in by one rename: an import stopped at any moment leaves whole runs or none.
 """
 from __future__ import annotations
 
@@ -28,32 +33,24 @@ import hashlib
 import io
 import json
 import os
-import re
 import shutil
-import tarfile
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from .bundle_reader import SPARSE, BundleError, Limits, limits, read_bundle
+# The format's names, where the writing side (lipstudy.export) and callers listing a bundle's runs find them.
+from .bundle_reader import FORMAT, FORMAT_VERSION, RUN_FILES, read_manifest  # noqa: F401
 from .data.roots import data_fingerprint, data_root
 from .locks import is_locked
 from .paths import runs_dir
-from .profiles import PROFILES, get_profile
+from .profiles import get_profile
 from .runs import Run
-from .store import ENGINE_VERSION, is_finished, key_plan
+from .store import ENGINE_VERSION, is_finished, key_plan, train_config
 
-FORMAT, FORMAT_VERSION = "lipstudy-bundle", 1
-RUN_FILES = ("config.json", "train_config.json", "provenance.json", "train_log.json")
-SPARSE = "per_image_cm.sparse.npz"
 CHECKPOINT_CHOICES = ("figures", "none", "all")
-MANIFEST_FIELDS = {"profile": str, "engine_version": str, "data": str, "datasets": dict, "runs": list,
-                   "matrices": dict, "files": dict}
-_MEMBER = re.compile(r"runs/[0-9a-f]{16}/[A-Za-z0-9_.@-]+(/[A-Za-z0-9_.@-]+)*")
-
-
-class BundleError(ValueError):
-    """A bundle that cannot be written or read; the message names the file, the run and the problem."""
 
 
 # ----------------------------------------------------------------------------- compact matrices
@@ -109,71 +106,81 @@ def _npz_bytes(arrays: dict, compressed: bool = False) -> bytes:
 
 # ----------------------------------------------------------------------------- import
 
-def read_bundle(path) -> tuple[dict, dict[str, bytes]]:
-    """The manifest and every member of a bundle, with each member's hash and size checked
-    against the manifest and no member missing or extra (nothing is written)."""
-    path = Path(path)
-    if not path.is_file():
-        raise BundleError(f"{path}: no such bundle")
-    members: dict[str, bytes] = {}
+def _npz(file: Path, limit: int, max_arrays: int) -> dict[str, np.ndarray]:
+    """The arrays of an .npz member (none pickled), refused when it holds more than ``max_arrays``
+    or they declare more than ``limit`` bytes: numpy reads the size an entry declares."""
+    from .checkpoints import zip_records
+
+    declared = sum(i.file_size for i in zip_records(file, max_arrays))
+    if declared > limit:
+        raise ValueError(f"its arrays declare {declared:,} bytes, more than {limit:,}")
+    with np.load(file, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _matrices(file: Path, lim: Limits) -> tuple[list[str], np.ndarray]:
+    """An evaluation's sparse matrices decoded, their image count and classes bounded by the
+    profile's before the dense array is allocated."""
+    from .labels import DATASETS
+
+    arrays = _npz(file, lim.matrices, 5)
+    if set(arrays) != {"ids", "shape", "counts", "cells", "values"} or arrays["shape"].shape != (2,) \
+            or not all(arrays[k].dtype.kind == "u" for k in ("counts", "cells", "values")):
+        raise ValueError("not the sparse matrices an export writes")
+    n, c = (int(v) for v in arrays["shape"])
+    if not (0 <= n <= lim.images and 0 < c <= max(len(d["classes"]) for d in DATASETS.values())):
+        raise ValueError(f"{n} images of {c} classes, more than an evaluation of profile {lim.profile} scores")
+    return unpack_cms(arrays)
+
+
+def _check_figures(file: Path, lim: Limits) -> None:
+    """A figure set's label maps: uint8 images, within the profile's limit."""
+    maps = _npz(file, lim.figures, 64)
+    if not all(a.dtype == np.uint8 and a.ndim == 2 for a in maps.values()):
+        raise ValueError("not label maps (2-D uint8 arrays)")
+
+
+def _check_checkpoint(file: Path, plan, prof, where: str) -> None:
+    """Refuse a bundled checkpoint unless it reads as every checkpoint must (no code runs), is a
+    slim one, was trained with this checkout's config of its run (but for the paths of the machine
+    that trained it), and holds exactly the tensors (names, shapes, dtypes) of the network that
+    config builds."""
+    from .checkpoints import SLIM_FIELDS, check_weights, expected_tensors, load_checkpoint
+    from .config import PATH_FIELDS, config_changes
+
     try:
-        with tarfile.open(path, "r:*") as tar:
-            for info in tar:
-                name = info.name
-                if not info.isfile() or name in members or not (name == "manifest.json" or _MEMBER.fullmatch(name)) \
-                        or ".." in name.split("/"):
-                    raise BundleError(f"{path}: unexpected member {name!r} (a bundle holds manifest.json and "
-                                      f"runs/<key>/ files only)")
-                members[name] = tar.extractfile(info).read()
-    except (tarfile.TarError, EOFError, OSError) as e:
-        raise BundleError(f"{path}: not a readable bundle ({e})") from None
+        ckpt = load_checkpoint(file)
+    except ValueError as e:
+        raise BundleError(f"{where} is refused: {str(e).removeprefix(f'{file}: ')}") from None
+    if set(ckpt) != SLIM_FIELDS:
+        raise BundleError(f"{where} is not a slim checkpoint (fields {', '.join(sorted(map(str, ckpt)))})")
+    # The files a config names (data root, start checkpoint, ImageNet file) are the trainer's
+    # machine's, written portable (``data/...``, ``results/...``: TrainConfig.resolved): where they
+    # point is no part of what the run computes, which its key and data fingerprint already pin.
+    ours = train_config(plan.run, prof, plan.root, None, plan.pretrained, device="cpu")
+    changed = [c for c in config_changes(ckpt["config"], ours) if c.split(":")[0] not in PATH_FIELDS]
+    if changed:
+        raise BundleError(f"{where} was trained with another config than this checkout's run: {'; '.join(changed[:3])}")
     try:
-        manifest = json.loads(members.pop("manifest.json"))
-    except (KeyError, json.JSONDecodeError) as e:
-        raise BundleError(f"{path}: no readable manifest.json ({e})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT \
-            or manifest.get("format_version") != FORMAT_VERSION:
-        raise BundleError(f"{path}: not a {FORMAT} of version {FORMAT_VERSION} (manifest says "
-                          f"{manifest.get('format')!r} {manifest.get('format_version')!r})")
-    missing = [k for k, t in MANIFEST_FIELDS.items() if not isinstance(manifest.get(k), t)]
-    missing += [f"runs[{i}]" for i, r in enumerate(manifest.get("runs") or [])
-                if not isinstance(r, dict) or not {"key", "label", "run", "finished_ns"} <= set(r)
-                or not re.fullmatch(r"[0-9a-f]{16}", str(r["key"]))]
-    if missing:
-        raise BundleError(f"{path}: its manifest lacks or garbles {', '.join(missing)}")
-    owner = {f"runs/{r['key']}/": r["label"] for r in manifest["runs"]}
-
-    def whose(name):
-        return next((f"run {label!r} ({prefix[5:-1]})" for prefix, label in owner.items() if name.startswith(prefix)),
-                    "no run of the manifest")
-
-    listed = manifest["files"]
-    for name in sorted(set(members) | set(listed)):
-        if not any(name.startswith(prefix) for prefix in owner):
-            raise BundleError(f"{path}: {name} belongs to no run of the manifest")
-        if name not in listed:
-            raise BundleError(f"{path}: {name} ({whose(name)}) is not listed in the manifest")
-        if name not in members:
-            raise BundleError(f"{path}: {name} ({whose(name)}) is missing")
-        blob = members[name]
-        if len(blob) != listed[name]["bytes"] or hashlib.sha256(blob).hexdigest() != listed[name]["sha256"]:
-            raise BundleError(f"{path}: {name} ({whose(name)}) is corrupt: its sha256 differs from the manifest's")
-    return manifest, members
+        check_weights(ckpt["model"], expected_tensors(ours), ours, where)
+    except ValueError as e:
+        raise BundleError(str(e)) from None
 
 
-def _verify(path: Path, manifest: dict, members: dict, data) -> dict:
-    """Every check of an import that needs this machine (nothing is written): engine, profile,
-    data fingerprints, run keys, matrices. Returns ``{key: {relative name: bytes to write}}``."""
+def _verify(path: Path, manifest: dict, files: dict[str, Path], data) -> dict[str, Path]:
+    """Every check of an import that needs this machine: engine, profile, data fingerprints, run
+    keys, checkpoints, matrices, figure maps. The members (``files``, streamed by
+    :func:`lipstudy.bundle_reader.read_bundle` under ``runs/<key>/``) become run folders in place:
+    each evaluation's sparse matrices are replaced by the ``per_image_cm.npz`` a run holds. Returns
+    ``{key: run folder}``."""
     label = {r["key"]: f"run {r['label']!r} ({r['key']})" for r in manifest["runs"]}
     if manifest.get("engine_version") != ENGINE_VERSION:
         which = ", ".join(label.values()) or "none"
         raise BundleError(f"{path}: its runs ({which}) were trained by engine version "
                           f"{manifest.get('engine_version')!r}; this checkout's is {ENGINE_VERSION!r}, whose runs "
                           f"would compute other numbers")
-    if manifest.get("profile") not in PROFILES:
-        raise BundleError(f"{path}: its runs are of profile {manifest.get('profile')!r}, unknown to this checkout "
-                          f"(profiles: {', '.join(PROFILES)})")
     prof = get_profile(manifest["profile"])
+    lim = limits(prof, manifest["data"] == "real")
     if manifest.get("data") == "real" and data is None:
         raise BundleError(f"{path}: its LIP runs trained on a real LIP folder: give that folder (--data)")
     lip = data if manifest.get("data") == "real" else None
@@ -183,7 +190,7 @@ def _verify(path: Path, manifest: dict, members: dict, data) -> dict:
             users = [r["label"] for r in manifest["runs"] if r["run"].get("dataset") == ds] or ["its evaluations"]
             raise BundleError(
                 f"{path}: dataset {ds!r} of profile {prof.name} differs: the bundle's runs ({', '.join(users[:4])}"
-                f"{', ...' if len(users) > 4 else ''}) trained on data with fingerprint {theirs[:16]}..., this "
+                f"{', ...' if len(users) > 4 else ''}) trained on data with fingerprint {str(theirs)[:16]}..., this "
                 f"machine's is {ours[:16]}... (another numpy or Pillow renders "
                 f"other synthetic images; numpy's AVX-512 paths can be turned off with "
                 f"NPY_DISABLE_CPU_FEATURES='X86_V4 AVX512_ICL AVX512_SPR')")
@@ -199,55 +206,67 @@ def _verify(path: Path, manifest: dict, members: dict, data) -> dict:
             raise BundleError(f"{path}: {who}: its key here is {plan.key}, the bundle's {key}: the profile's settings "
                               f"or the run graph differ from those of the checkout that trained it")
         prefix = f"runs/{key}/"
-        files = {n[len(prefix):]: b for n, b in members.items() if n.startswith(prefix)}
-        if "metrics.json" not in files or "config.json" not in files:
+        mine = {n[len(prefix):]: f for n, f in files.items() if n.startswith(prefix)}
+        if "metrics.json" not in mine or "config.json" not in mine:
             raise BundleError(f"{path}: {who}: no metrics.json / config.json (an unfinished run)")
-        cfg = json.loads(files["config.json"])
-        if (cfg.get("key"), cfg.get("engine_version"), cfg.get("data", {}).get("fingerprint")) != \
+        try:
+            cfg = json.loads(mine["config.json"].read_text())
+        except (ValueError, RecursionError) as e:
+            raise BundleError(f"{path}: {who}: config.json is not readable ({str(e)[:200]})") from None
+        data_cfg = cfg.get("data") if isinstance(cfg, dict) else None
+        if not isinstance(cfg, dict) or not isinstance(data_cfg, dict) or \
+                (cfg.get("key"), cfg.get("engine_version"), data_cfg.get("fingerprint")) != \
                 (key, ENGINE_VERSION, plan.fingerprint):
-            theirs = str(cfg.get("data", {}).get("fingerprint"))[:16]
-            raise BundleError(f"{path}: {who}: its config.json (key {cfg.get('key')}, engine "
-                              f"{cfg.get('engine_version')!r}, data {theirs}...) disagrees with this checkout's "
-                              f"key, engine and data")
-        for name in [n for n in files if n.endswith("/" + SPARSE)]:
+            theirs = str((data_cfg or {}).get("fingerprint"))[:16]
+            raise BundleError(f"{path}: {who}: its config.json (key {cfg.get('key') if isinstance(cfg, dict) else None}, "
+                              f"engine {cfg.get('engine_version') if isinstance(cfg, dict) else None!r}, data "
+                              f"{theirs}...) disagrees with this checkout's key, engine and data")
+        if "checkpoint.pt" in mine:
+            _check_checkpoint(mine["checkpoint.pt"], plan, prof, f"{path}: {who}: its checkpoint.pt")
+        for name, file in mine.items():
             try:
-                with np.load(io.BytesIO(files.pop(name)), allow_pickle=False) as z:
-                    ids, cms = unpack_cms({k: z[k] for k in z.files})
-            except (ValueError, KeyError, OSError) as e:
-                raise BundleError(f"{path}: {who}: {name} is not readable ({e})") from None
-            if cms_digest(ids, cms) != manifest["matrices"].get(prefix + name, {}).get("sha256"):
-                raise BundleError(f"{path}: {who}: {name} does not decode to the matrices that were exported")
-            files[name.replace(SPARSE, "per_image_cm.npz")] = _npz_bytes(dict(zip(ids, cms)), compressed=True)
+                if name.endswith("/" + SPARSE):
+                    ids, cms = _matrices(file, lim)
+                    if cms_digest(ids, cms) != manifest["matrices"].get(prefix + name, {}).get("sha256"):
+                        raise BundleError(f"{path}: {who}: {name} does not decode to the matrices that were exported")
+                    np.savez_compressed(file.parent / "per_image_cm.npz", **dict(zip(ids, cms)))
+                    file.unlink()
+                elif name.startswith("figures/"):
+                    _check_figures(file, lim)
+            except BundleError:
+                raise
+            except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as e:
+                raise BundleError(f"{path}: {who}: {name} is not readable ({str(e)[:200]})") from None
         target = runs_dir() / key
         if target.exists() and not is_finished(target) and is_locked(target / ".lock"):
             raise BundleError(f"{path}: {who} is being trained in {target} right now; import when it stops")
-        out[key] = files
+        out[key] = mine["metrics.json"].parent
     return out
 
 
 def import_bundle(path, data=None, log=print) -> dict:
-    """Verify bundle ``path`` (:func:`read_bundle`, then engine, data and keys here) and move its
-    runs into ``results/runs``; a run already finished here keeps its folder and gains the
-    evaluations and figures it lacked. Returns ``{"imported": [keys], "kept": [keys]}``."""
+    """Verify bundle ``path`` (:func:`lipstudy.bundle_reader.read_bundle`, then engine, data, keys,
+    checkpoints and matrices here) and move its runs into ``results/runs``; a run already finished
+    here keeps its folder and gains the evaluations and figures it lacked. A refused bundle leaves
+    nothing behind. Returns ``{"imported": [keys], "kept": [keys]}``."""
     from .provenance import now
 
     path = Path(path)
-    manifest, members = read_bundle(path)
-    runs = _verify(path, manifest, members, data)
-    record = json.dumps({"bundle": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-                         "imported": now(), "profile": manifest["profile"]}, indent=1).encode()
-    finished_at = {r["key"]: r["finished_ns"] for r in manifest["runs"]}
     folder = runs_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".bundle-import-", dir=folder.parent))
     done = {"imported": [], "kept": []}
     try:
-        for key, files in runs.items():
-            new = staging / key
-            files = {**files, "imported.json": record}
-            for name, blob in sorted(files.items(), key=lambda kv: kv[0] == "metrics.json"):  # metrics.json last
-                (new / name).parent.mkdir(parents=True, exist_ok=True)
-                (new / name).write_bytes(blob)
+        manifest, files = read_bundle(path, staging)
+        runs = _verify(path, manifest, files, data)
+        with open(path, "rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+        record = json.dumps({"bundle": path.name, "sha256": digest, "imported": now(),
+                             "profile": manifest["profile"]}, indent=1).encode()
+        finished_at = {r["key"]: r["finished_ns"] for r in manifest["runs"]}
+        folder.mkdir(parents=True, exist_ok=True)
+        for key, new in runs.items():
+            (new / "imported.json").write_bytes(record)
             os.utime(new / "metrics.json", ns=(finished_at[key], finished_at[key]))
             target = folder / key
             if is_finished(target):  # keep what is here; add what it lacks, one whole folder or file at a time

@@ -44,6 +44,10 @@ class TrainConfig:
     width: float = 1.0  # channel multiplier; 1.0 = the paper's networks
     num_classes: int = 20
     dropout: float | None = None  # None = the model's own default
+    # The fewest channels of fc6 / fc7 (FCN-8s, DeepLabV2's ASPP branches, Attention's LargeFOV);
+    # 0 = width x the paper's (1024 or 4096). The cpu profiles set 128: at width 1/16 DeepLab's
+    # 1024-channel fc6 / fc7 would be 64 wide while FCN-8s' 4096 are 256 (models/__init__.py).
+    head_min: int = 0
     pretrained: str | None = None  # torchvision-format ImageNet VGG-16 file
     init: str | None = None  # checkpoint whose weights start this stage (stage 2)
     # Deviations the from-scratch cpu profiles make (the book lists them): a VGG-16-BN backbone for
@@ -176,7 +180,7 @@ def build_network(cfg: TrainConfig) -> torch.nn.Module:
     kw = {} if cfg.dropout is None else {"dropout": cfg.dropout}
     return build_model(cfg.model, num_classes=cfg.num_classes, width=cfg.width,
                        pretrained=cfg.pretrained, batch_norm=cfg.batch_norm, atrous_scale=cfg.atrous_scale,
-                       score_map_loss=cfg.score_map_loss, **kw)
+                       score_map_loss=cfg.score_map_loss, head_min=cfg.head_min, **kw)
 
 
 BOOL_WORDS = {"true": True, "1": True, "yes": True, "on": True,

@@ -247,7 +247,8 @@ def evaluate_checkpoint(checkpoint, data, split: str = "val", kind: str = "auto"
     flip pairs are the training dataset's; the data may be of another kind when ``settings``
     maps its labels (a LIP model on ATR with ``label_map="atr_to_lip"``)."""
     from .data.datasets import open_dataset
-    from .runtime import model_from_checkpoint, resolve_device
+    from .checkpoints import model_from_checkpoint
+    from .runtime import resolve_device
 
     dev = resolve_device(device)
     model, cfg = model_from_checkpoint(checkpoint, dev)

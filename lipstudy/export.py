@@ -15,7 +15,7 @@ from .atomic import atomic_path
 from .bundles import (CHECKPOINT_CHOICES, FORMAT, FORMAT_VERSION, RUN_FILES, SPARSE, BundleError, _npz_bytes,
                       cms_digest, pack_cms)
 from .config import portable_config
-from .data.roots import DataMissing, data_fingerprint, data_root, profile_datasets
+from .data.roots import CHALLENGE, DataMissing, data_fingerprint, data_root, profile_datasets
 from .paths import portable, portable_command, runs_dir
 from .profiles import get_profile
 from .runs import Run, book_runs, with_ancestors
@@ -30,14 +30,12 @@ def bundle_runs(profile, seeds=None) -> list[Run]:
 
 def slim_checkpoint(path: Path) -> bytes:
     """A training checkpoint reduced to what rebuilds the network (weights and config, the files
-    it names made portable)."""
-    import torch
-
-    from .runtime import load_checkpoint
+    it names made portable), read as every checkpoint is (:func:`lipstudy.checkpoints.load_checkpoint`)."""
+    from .checkpoints import load_checkpoint, save_slim
 
     ckpt = load_checkpoint(path)
     buf = io.BytesIO()
-    torch.save({"model": ckpt["model"], "config": portable_config(ckpt["config"]), "slim": True}, buf)
+    save_slim(ckpt["model"], portable_config(ckpt["config"]), buf)
     return buf.getvalue()
 
 
@@ -79,11 +77,13 @@ def _run_files(run_dir: Path, with_checkpoint: bool) -> tuple[dict[str, bytes], 
     return files, matrices
 
 
-def _datasets_of(entries: list[dict]) -> list[str]:
-    """The datasets the bundled runs train or are evaluated on (a LIP run is also scored on ATR), so
-    that a bundle of some runs (the committed backbone) asks an importer for no other dataset."""
+def _datasets_of(entries: list[dict], prof) -> list[str]:
+    """The datasets the bundled runs train or are evaluated on (a LIP run is also scored on ATR and,
+    when the profile has one, on the challenge top-up), so that a bundle of some runs (the committed
+    backbone) asks an importer for no other dataset."""
     used = {e["run"]["dataset"] for e in entries}
-    return sorted(used | ({"atr"} if "lip" in used else set()))
+    scored = {"atr", CHALLENGE} if prof.challenge_topup else {"atr"}
+    return sorted(used | (scored if "lip" in used else set()))
 
 
 def export(profile, out, data=None, seeds=None, checkpoints: str = "figures", partial: bool = False,
@@ -130,7 +130,7 @@ def export(profile, out, data=None, seeds=None, checkpoints: str = "figures", pa
                         "finished_ns": (run_dir / "metrics.json").stat().st_mtime_ns,
                         "checkpoint": prefix + "checkpoint.pt" in members})
     datasets = {ds: data_fingerprint(data_root(prof, ds, data if ds == "lip" else None))
-                for ds in (profile_datasets(prof) if runs is None else _datasets_of(entries))}
+                for ds in (profile_datasets(prof) if runs is None else _datasets_of(entries, prof))}
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "profile": prof.name,
                 "engine_version": ENGINE_VERSION, "data": "real" if data is not None else "synthetic",
                 "datasets": datasets, "runs": entries, "matrices": matrices,

@@ -169,7 +169,8 @@ def predict_label_maps(checkpoint, images: list[np.ndarray], device: str = "cpu"
     scores of every table come from ``lipstudy.evaluate``'s per-image confusion matrices), by the
     inference ``lipstudy parse`` uses."""
     from lipstudy.parse import parse_image
-    from lipstudy.runtime import model_from_checkpoint, resolve_device
+    from lipstudy.checkpoints import model_from_checkpoint
+    from lipstudy.runtime import resolve_device
 
     model, _ = model_from_checkpoint(checkpoint, resolve_device(device))
     return [parse_image(model, img, input_size=input_size) for img in images]

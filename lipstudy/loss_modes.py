@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from .config import TrainConfig
-from .runtime import load_checkpoint
+from .checkpoints import load_checkpoint
 
 
 def trained_weights(cfg: TrainConfig, folder) -> dict[str, torch.Tensor]:

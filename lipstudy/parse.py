@@ -34,8 +34,9 @@ def _save(array: np.ndarray, path: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
+    from .checkpoints import model_from_checkpoint
     from .data.decode import DataError, read_image
-    from .runtime import model_from_checkpoint, resolve_device
+    from .runtime import resolve_device
 
     p = argparse.ArgumentParser(prog="lipstudy parse", description=__doc__.split("\n\n")[0])
     p.add_argument("images", nargs="+", metavar="IMAGE")

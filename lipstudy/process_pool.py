@@ -17,7 +17,7 @@ from .paths import runs_dir
 from .profiles import get_profile
 from .progress import PlannedRun
 from .runs import Run, book_runs, epochs, with_ancestors
-from .store import ATR, finished_key, run_data
+from .store import ATR, CHALLENGE, finished_key, run_data
 from .train_run import ensure
 
 # Relative cost of one epoch per model (images/s of DeepLabV2 / of the model, width 0.0625, 1
@@ -97,7 +97,9 @@ def ensure_all(runs, profile, data=None, device: str = "auto", jobs: int = 1, pr
 
     prof = get_profile(profile)
     everything = with_ancestors(runs, prof)
-    datasets = {r.dataset for r in everything} | {"atr" for wanted in (products or {}).values() if ATR in wanted}
+    wanted = [p for ps in (products or {}).values() for p in ps]
+    datasets = {r.dataset for r in everything} | {"atr" for p in wanted if p == ATR} \
+        | {"challenge" for p in wanted if p == CHALLENGE}
     for ds in sorted(datasets):  # data first, once, with every core: the runs' keys are computed from it
         data_root(prof, ds, data if ds == "lip" else None)
     installed = committed.install(prof, data, everything, products, train_here=train_committed, log=log)

@@ -26,6 +26,10 @@ PACKAGES = ("torch", "numpy", "scipy", "pandas", "pillow", "scikit-image", "matp
             "papermill", "jupytext", "jupyter-book", "myst-nb", "lipstudy")
 """The packages a run's or a page's numbers depend on."""
 
+KERNEL_FLAGS = ("avx2", "avx512f", "avx512_bf16")
+"""Instruction-set flags of /proc/cpuinfo by which PyTorch's CPU kernels differ (with every ``amx_*``
+flag): the same run key computes other numbers on a CPU with another set (issue 36)."""
+
 
 def now() -> str:
     """The current UTC time, as provenance records write it."""
@@ -68,13 +72,43 @@ def device_name(device) -> str:
     return f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
 
 
+def cpu_info(cpuinfo: str | None = None) -> dict:
+    """The CPU a number was computed on, as far as it changes the number: the model name, the
+    instruction-set flags that select PyTorch's kernels (:data:`KERNEL_FLAGS` and every ``amx_*``)
+    and ``torch.backends.cpu.get_cpu_capability()``. ``cpuinfo``: the text of /proc/cpuinfo (read
+    here when None; absent on macOS and Windows, where model and flags are left empty)."""
+    import torch
+
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())  # the first processor's
+    flags = set(fields.get("flags", "").split())
+    kernel = [f for f in KERNEL_FLAGS if f in flags] + sorted(f for f in flags if f.startswith("amx"))
+    return {"model": fields.get("model name") or platform.processor() or platform.machine(), "flags": kernel,
+            "capability": str(torch.backends.cpu.get_cpu_capability())}
+
+
+def cpu_label(cpu: dict | None) -> str:
+    """A CPU record (:func:`cpu_info`) in one line: ``Intel(R) Xeon(R) ... (AVX512; avx2 avx512f)``."""
+    if not cpu:
+        return "an unrecorded CPU"
+    flags = " ".join(cpu.get("flags") or []) or "no AVX2"
+    return f"{cpu.get('model') or 'unknown model'} ({cpu.get('capability') or '?'}; {flags})"
+
+
 def environment() -> dict:
     """Where this process runs: Python, platform, CPU count, accelerator, package versions."""
     import torch
 
     env = {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count(),
            "device": ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
-           if torch.cuda.is_available() else "cpu", "torch_threads": torch.get_num_threads()}
+           if torch.cuda.is_available() else "cpu", "torch_threads": torch.get_num_threads(), "cpu": cpu_info()}
     env["packages"] = package_versions()
     return env
 
@@ -82,7 +116,7 @@ def environment() -> dict:
 def run_record(device, started: str, wall_time_s: float, resumed: bool, train_seconds: float) -> dict:
     """A finished run's ``provenance.json``."""
     return {"git": git_state(), "python": platform.python_version(), "packages": package_versions(),
-            "device": device_name(device), "start": started, "end": now(), "wall_time_s": wall_time_s,
+            "device": device_name(device), "cpu": cpu_info(), "start": started, "end": now(), "wall_time_s": wall_time_s,
             "resumed": resumed, "train_seconds": train_seconds, "command": " ".join(sys.argv)}
 
 
@@ -97,14 +131,15 @@ def imported_from(run_dir: Path) -> str:
 
 
 def run_row(run_dir: Path, config: dict, provenance: dict) -> dict:
-    """One run's provenance as a flat row (key, what it is, commit, dirty, device, duration, and
-    the bundle it was imported from, if any)."""
+    """One run's provenance as a flat row (key, what it is, commit, dirty, device, CPU, duration,
+    and the bundle it was imported from, if any)."""
     run, git = config.get("run", {}), provenance.get("git") or {}
     wall = provenance.get("wall_time_s")
     return {"run": Path(run_dir).name, "model": run.get("model", ""), "loss": run.get("loss", ""),
             "dataset": run.get("dataset", ""), "stage": run.get("stage", ""), "seed": run.get("seed", ""),
             "commit": str(git.get("commit") or "")[:10], "dirty": git.get("dirty", ""),
             "device": provenance.get("device", ""),
+            "CPU": cpu_label(provenance["cpu"]) if provenance.get("cpu") else "",
             "wall time (s)": round(float(wall), 1) if wall is not None else float("nan"),
             "started": provenance.get("start", ""), "finished": provenance.get("end", ""),
             "imported from": imported_from(run_dir)}
@@ -113,8 +148,9 @@ def run_row(run_dir: Path, config: dict, provenance: dict) -> dict:
 def _rows(rows: list[dict]) -> pd.DataFrame:
     """Rows as a frame; the "imported from" column only when some run was imported."""
     frame = pd.DataFrame(rows)
-    if "imported from" in frame and not frame["imported from"].astype(bool).any():
-        frame = frame.drop(columns="imported from")
+    for column in ("imported from", "CPU"):  # runs recorded before the column existed have none
+        if column in frame and not frame[column].astype(bool).any():
+            frame = frame.drop(columns=column)
     return frame
 
 

@@ -11,6 +11,9 @@ Train where the accelerator is, build the book where the reader is::
                                                         # its shipped runs) written from the finished ones
                                                         # here into results/backbones/ and results/shipped/
                                                         # (lipstudy.committed)
+    lipstudy runs reference --profile cpu               # the finished book, evaluations only, committed
+                                                        # as results/reference/<profile>.tar.xz (lipstudy.reference)
+    lipstudy runs compare BUNDLE                        # this build against a reference build (lipstudy.compare)
 
 ``runs train`` rewrites its bundle after every finished run (in a background thread, so the
 device keeps training), so a job stopped at any moment leaves a bundle of every run finished
@@ -167,7 +170,7 @@ def list_main(argv: list[str]) -> int:
 
 
 def runs_main(argv: list[str]) -> int:
-    commands = ("data", "train", "export", "import", "commit")
+    commands = ("data", "train", "export", "import", "commit", "reference", "compare")
     if not argv or argv[0] not in commands:
         return list_main(argv)
     p = argparse.ArgumentParser(prog=f"lipstudy runs {argv[0]}", description=__doc__.split("\n\n")[0])
@@ -180,6 +183,20 @@ def runs_main(argv: list[str]) -> int:
             export_committed(a.profile)
         except (BundleError, ValueError) as e:
             print(f"lipstudy runs commit: {e}", file=sys.stderr)
+            return 2
+        return 0
+    if argv[0] == "compare":  # this build against a reference build (lipstudy.compare)
+        p.add_argument("bundle",
+                       help="a reference build (`lipstudy runs reference`), e.g. results/reference/cpu.tar.xz")
+        p.add_argument("--data", help="a real LIP root, as the runs were trained with")
+        a = p.parse_args(argv[1:])
+        from .compare import compare, report
+        from .reference import read_reference
+
+        try:
+            print(report(compare(read_reference(a.bundle).manifest["profile"], a.bundle, a.data)))
+        except (BundleError, ValueError, KeyError, FileNotFoundError) as e:
+            print(f"lipstudy runs compare: {e}", file=sys.stderr)
             return 2
         return 0
     if argv[0] == "import":
@@ -210,6 +227,10 @@ def runs_main(argv: list[str]) -> int:
             generate_data(a.profile, a.data)
         elif argv[0] == "export":
             export(a.profile, Path(a.out), a.data, a.seeds, a.checkpoints, a.partial, a.device)
+        elif argv[0] == "reference":  # results/reference/<profile>.tar.xz: the finished book, evaluations only
+            from .reference import write_reference
+
+            write_reference(a.profile, a.data, a.seeds)
         else:
             prof = dataclasses.replace(get_profile(a.profile), compile=True) if a.compile else a.profile
             train_and_bundle(prof, a.bundle and Path(a.bundle), a.data, a.device, a.jobs, a.seeds, a.checkpoints,

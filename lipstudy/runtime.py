@@ -1,5 +1,6 @@
 """Where and how a network runs: the device, the precision and memory layout, the processes of a
-``torchrun`` job, and a trained network loaded back from its checkpoint.
+``torchrun`` job. A trained network loaded back from its checkpoint, and the RNG state a checkpoint
+keeps, are :mod:`lipstudy.checkpoints`' (re-exported here, where callers have always found them).
 
 Training, evaluation, parsing photos, the figures and the benchmarks all need these, and they must
 agree (a model evaluated in another precision than the one the book's tables claim would be a
@@ -7,19 +8,13 @@ different model), so each is decided here once.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
-import random
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import torch
 
-from .config import AMP_MODES, TrainConfig, build_network
-
-CHECKPOINT = "checkpoint.pt"
-"""A run folder's checkpoint file (weights, optimiser, step, RNG states, log, config)."""
+from .checkpoints import CHECKPOINT, load_checkpoint, model_from_checkpoint, rng_state, set_rng_state  # noqa: F401
+from .config import AMP_MODES
 
 
 def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
@@ -96,43 +91,3 @@ def keep_freed_memory() -> bool:
         return False
     _HEAP_KEPT = bool(mallopt(_M_MMAP_THRESHOLD, 64 << 20)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
     return _HEAP_KEPT
-
-
-def load_checkpoint(path, map_location="cpu") -> dict:
-    """A lipstudy checkpoint as a dict; ValueError naming the file when it is not one."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise ValueError(f"{path}: not a readable checkpoint ({e})") from e
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
-        raise ValueError(f"{path}: not a lipstudy checkpoint (no 'model' / 'config')")
-    return ckpt
-
-
-def model_from_checkpoint(path, device="cpu") -> tuple[torch.nn.Module, TrainConfig]:
-    """Rebuild the network a checkpoint was trained as, with its weights, in eval mode."""
-    ckpt = load_checkpoint(path)
-    cfg = TrainConfig.from_dict(ckpt["config"])
-    model = build_network(dataclasses.replace(cfg, pretrained=None, backbone_init=None))
-    model.load_state_dict(ckpt["model"])
-    return model.to(device).eval(), cfg
-
-
-def rng_state() -> dict:
-    """Every random generator a run draws from (torch, CUDA, numpy, Python), for a checkpoint."""
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    """Restore :func:`rng_state`'s generators (a resumed run draws what the uninterrupted one drew)."""
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])

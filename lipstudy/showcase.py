@@ -28,6 +28,9 @@ FIG8_PANELS = {"(a) upper-body": "upper_body", "(b) back-view": "back_view", "(c
                "(d) occlusion": "occlusion", "(e) full-body": "full_body"}
 """Fig. 8's panels (Sections 3.4 and 5.3) and the attribute that selects each one's image."""
 
+SSL_IMAGES = 4
+"""How many validation images Figs. 6-7 show."""
+
 CIHP_IMAGE = REAL_SAMPLES / "image_0000002.jpg"
 CIHP_LABEL = REAL_SAMPLES / "label_0000002.png"
 
@@ -54,7 +57,7 @@ def fig8_picks(root) -> dict[str, int]:
     return chosen
 
 
-def ssl_picks(root, n: int = 4) -> list[int]:
+def ssl_picks(root, n: int = SSL_IMAGES) -> list[int]:
     """Figs. 6-7's images: ``n`` validation images with a visible body, full-body ones first."""
     _, attrs = _val(root)
     order = attrs["full_body"].fillna(0).astype(int).to_numpy().argsort(kind="stable")[::-1]

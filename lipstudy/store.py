@@ -47,6 +47,12 @@ ENGINE_VERSION = "1"
 
 # ----------------------------------------------------------------------------- what identifies a run
 
+STAGE2_SCHEDULE = {"lr_power": 0.0, "warmup_steps": 0}
+"""Stage 2's schedule in every profile, as the released LIP_SSL solver fine-tunes (``lr_policy: "step"``
+with a step size past its last iteration): constant, no warm-up, from :attr:`Profile.stage2_lr` x the
+base rate."""
+
+
 def run_settings(run: Run, profile) -> dict:
     """What identifies ``run`` under ``profile``, apart from its data and what it starts from: the
     run, the profile's settings it trains with (width, crop, batch, lr, ImageNet start, the recipe's
@@ -67,7 +73,9 @@ def run_settings(run: Run, profile) -> dict:
     if run.model in ARCHITECTURE_VERSIONS:
         settings["architecture"] = ARCHITECTURE_VERSIONS[run.model]
     if run.stage == 2:  # the released fine-tuning: a fraction of the base rate, constant, no warm-up
-        settings.update(lr=prof.lr * prof.stage2_lr, stage2={"lr_power": 0.0, "warmup_steps": 0})
+        settings.update(lr=prof.lr * prof.stage2_lr, stage2=dict(STAGE2_SCHEDULE))
+        if "recipe" in settings:  # what stage 2's schedule replaces does not identify the run
+            settings["recipe"] = {k: v for k, v in settings["recipe"].items() if k not in STAGE2_SCHEDULE}
     return {"run": dataclasses.asdict(run), "profile": settings, "epochs": epochs(run, prof)}
 
 
@@ -159,7 +167,9 @@ def finished_key(run: Run, profile, data=None) -> str | None:
 class Evaluation:
     """One evaluation of a run, kept in ``eval/<name>/``: the ``split`` ("val" or "test") of its
     own dataset, or with ``atr`` a LIP model on ATR's test split, labels mapped to LIP and scored on
-    the shared classes (Table 6, left); on "val" one of: a fixed input ``size`` (Table 6, right),
+    the shared classes (Table 6, left), or with ``challenge`` a LIP model on the challenge top-up of
+    the synthetic validation split (its one split, "val": :mod:`lipstudy.data.synth.topup`, for the
+    claims about the challenges); on its own "val" one of: a fixed input ``size`` (Table 6, right),
     ``flip``, or ``multiscale`` (scales 0.75 / 1 / 1.25)."""
 
     split: str = "val"
@@ -167,18 +177,22 @@ class Evaluation:
     flip: bool = False
     multiscale: bool = False
     atr: bool = False
+    challenge: bool = False
 
     def __post_init__(self):
         variants = sum((self.size is not None, self.flip, self.multiscale))
-        if self.split not in ("val", "test") or variants > 1 or (variants and self.split != "val") \
-                or (self.atr and self.split != "test") or (self.size is not None and self.size < 1):
+        if self.split not in ("val", "test") or variants > 1 or (variants and (self.split != "val" or self.challenge)) \
+                or (self.atr and self.split != "test") or (self.challenge and (self.split != "val" or self.atr)) \
+                or (self.size is not None and self.size < 1):
             raise ValueError(f"not an evaluation of this study: {self}")
 
     @property
     def name(self) -> str:
-        """The folder's name: val, val@<size>, val-flip, val-ms, test or atr."""
+        """The folder's name: val, val@<size>, val-flip, val-ms, test, atr or challenge."""
         if self.atr:
             return "atr"
+        if self.challenge:
+            return "challenge"
         if self.split == "test":
             return "test"
         return ("val" + (f"@{self.size}" if self.size is not None else "") + ("-flip" if self.flip else "")
@@ -187,13 +201,13 @@ class Evaluation:
     @classmethod
     def named(cls, name: str) -> "Evaluation":
         """The evaluation of folder ``name`` (:attr:`name`'s inverse)."""
-        fixed = {e.name: e for e in (VAL, TEST, ATR, VAL_FLIP, VAL_MS)}
+        fixed = {e.name: e for e in (VAL, TEST, ATR, VAL_FLIP, VAL_MS, CHALLENGE)}
         if name in fixed:
             return fixed[name]
         prefix, _, size = name.partition("@")
         if prefix == "val" and size.isdigit():
             return cls(size=int(size))
-        raise ValueError(f"unknown evaluation {name!r}; use val, test, val-flip, val-ms, val@<size> or atr")
+        raise ValueError(f"unknown evaluation {name!r}; use val, test, val-flip, val-ms, val@<size>, atr or challenge")
 
     def made(self, run_dir: Path) -> bool:
         return (Path(run_dir) / "eval" / self.name / "metrics.json").is_file()
@@ -204,6 +218,7 @@ class Evaluation:
 
 VAL, TEST, ATR = Evaluation(), Evaluation("test"), Evaluation("test", atr=True)
 VAL_FLIP, VAL_MS = Evaluation(flip=True), Evaluation(multiscale=True)
+CHALLENGE = Evaluation(challenge=True)
 
 
 @dataclass(frozen=True)
@@ -242,8 +257,9 @@ SCALE_WEIGHTS = ScaleWeights()
 def book_products(profile, data=None, seeds=None) -> dict[Run, list]:
     """What the chapters read of the book's runs beyond "val" (which every run gets when it
     finishes), ``{run: [Evaluation, FigureSet or ScaleWeights]}``: for the LIP methods and SSL controls
-    the test split (the synthetic benchmark's hidden labels; real LIP's go to its server) and ATR
-    (Table 6, left), the fixed input sizes (Table 6, right) but for Attention's runs (the paper's "-":
+    the test split (the synthetic benchmark's hidden labels; real LIP's go to its server), ATR (Table 6,
+    left), the challenge top-up of the synthetic validation split when the profile has one (the
+    challenge claims), the fixed input sizes (Table 6, right) but for Attention's runs (the paper's "-":
     their attention is over input scales), Attention's weights (stage 1); nothing more for the
     shuffled-weight controls; PASCAL-Person-Part's test split; the figure sets of
     :func:`lipstudy.showcase.figure_sets`."""
@@ -251,6 +267,7 @@ def book_products(profile, data=None, seeds=None) -> dict[Run, list]:
 
     prof = get_profile(profile)
     whole = ([TEST] if data is None else []) + [ATR]
+    whole += [CHALLENGE] if data is None and prof.challenge_topup else []
     sizes = [Evaluation(size=s) for s in prof.eval_sizes]
     out: dict = {}
     for by_seed in method_runs(prof, seeds).values():
@@ -346,6 +363,10 @@ def _eval_plan(res: RunResult, ev: Evaluation):
             raise ValueError("the ATR evaluation is for LIP models (Table 6)")
         return (data_root(res.profile, "atr"), "test", "atr", None,
                 EvalSettings(label_map="atr_to_lip", classes_subset=labels.ATR_LIP_SHARED))
+    if ev.challenge:
+        if kind != "lip":
+            raise ValueError("the challenge top-up is for LIP models")
+        return data_root(res.profile, "challenge"), "val", "lip", None, EvalSettings()
     settings = EvalSettings(flip=ev.flip, scales=(0.75, 1.0, 1.25) if ev.multiscale else (1.0,), input_size=ev.size)
     if ev.split == "test" and kind == "lip":
         hidden = res.data / "server" / "test_segmentations"

@@ -148,3 +148,44 @@ def seed_spread(metrics_list, key: str = "mean_iou") -> float:
     """Max - min over seeds of one score, in percent (NaN with one seed)."""
     vals = [m[key] for m in metrics_list]
     return percent(max(vals) - min(vals)) if len(vals) > 1 else float("nan")
+
+
+def seed_summary(values: dict[str, dict]) -> pd.DataFrame:
+    """One row per method of ``{method: {seed: score}}``: ``mean`` over its seeds, ``sd`` (the
+    standard deviation over them, n - 1; NaN with one seed), ``n`` and ``seeds`` (which), in the
+    unit given."""
+    rows = {}
+    for method, by_seed in values.items():
+        v = np.array([by_seed[s] for s in sorted(by_seed)], dtype=float)
+        rows[method] = {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else np.nan,
+                        "n": len(v), "seeds": ", ".join(str(s) for s in sorted(by_seed))}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["mean", "sd", "n", "seeds"])
+
+
+def with_controls(methods, control_of) -> list[str]:
+    """``methods`` with each SSL method's control (``control_of(base)``) placed right after it,
+    when the control is among ``methods``; the other controls are left where they are."""
+    methods = list(methods)
+    controls = {control_of(m[:-len(" + SSL")]): m for m in methods if m.endswith(" + SSL")}
+    out = []
+    for m in methods:
+        if m in controls and controls[m] in methods:
+            continue
+        out.append(m)
+        if m.endswith(" + SSL") and control_of(m[:-len(" + SSL")]) in methods:
+            out.append(control_of(m[:-len(" + SSL")]))
+    return out
+
+
+def headline(summary: pd.DataFrame, paper_scores: pd.Series, rows: dict[str, str]) -> pd.DataFrame:
+    """The front page's table: per method (our names, renamed by ``rows`` to the paper's), the
+    paper's score, ours as mean +- SD over its seeds with how many, and the difference of the means.
+    Controls (methods the paper has not) show no paper number."""
+    out = pd.DataFrame({
+        "paper (%)": [paper_scores.get(rows.get(m, m), np.nan) for m in summary.index],
+        "ours, mean (%)": summary["mean"].to_numpy(),
+        "\u00b1 SD (pp)": summary["sd"].to_numpy(),
+        "seeds": [f"{n} ({s})" for n, s in zip(summary["n"], summary["seeds"])]},
+        index=pd.Index([rows.get(m, m) for m in summary.index], name="method"))
+    out["difference (pp)"] = out["ours, mean (%)"] - out["paper (%)"]
+    return out

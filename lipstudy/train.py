@@ -30,12 +30,12 @@ import torch.distributed as dist
 
 from .atomic import atomic_save, atomic_write_json
 from .batches import AugmentedSet, ShardedBatches, StageLoader
+from .checkpoints import CHECKPOINT, load_checkpoint, rng_state, set_rng_state
 from .config import TrainConfig, build_network, command_line_parser, config_changes, config_from_args
 from .labels import DATASETS
 from .losses import training_loss
 from .progress import RunProgress
-from .runtime import (CHECKPOINT, PrecisionPlan, dist_env, keep_freed_memory, load_checkpoint, precision_plan,
-                      resolve_device, rng_state, set_rng_state)
+from .runtime import PrecisionPlan, dist_env, keep_freed_memory, precision_plan, resolve_device
 from .transforms import TrainTransform
 
 LOG_FIELDS = ("epoch", "step", "loss", "lr", "images_per_s", "seconds")
@@ -134,7 +134,7 @@ def setup(cfg: TrainConfig, out) -> TrainState:
     the stage-1 checkpoint ``init``, the pretrained ``backbone_init`` or ImageNet ``pretrained``)
     and its optimiser. Seeding happens before the network is built, so a seed fixes the weights."""
     from .data.datasets import DecodedCache, open_dataset
-    from .models import load_backbone
+    from .checkpoints import load_backbone
 
     cfg = cfg.resolved()  # a bundle's config names its files relative to the data / results folders
     out = Path(out)

@@ -264,8 +264,8 @@ def test_front_page_answers_at_a_glance(smoke_book):
         assert method in rows and miou in rows, (method, rows)
     assert any("_images/" in img.get("src", "") for img in front.find_all("img")), "no figure on the front page"
     # The tally adds up to the claims chapter's, and every claim links to its row there.
-    tally = re.search(r"Of\s+(\d+)\s+claims tested,\s+(\d+)\s+are supported\s+by this build\.\s+All verdicts:"
-                      r"\s+([^.]*)\.", text)
+    tally = re.search(r"Of\s+(\d+)\s+claims?\s+tested,\s+(\d+)\s+(?:is|are)\s+supported\s+by this build\.\s+"
+                      r"All verdicts:\s+([^.]*)\.", text)
     assert tally, text[:4000]
     n, supported, verdicts = int(tally.group(1)), int(tally.group(2)), tally.group(3)
     counts = dict((v.strip(), int(k)) for k, v in re.findall(r"(\d+)\s+([a-z][a-z ]*)", verdicts))
@@ -279,6 +279,7 @@ def test_front_page_answers_at_a_glance(smoke_book):
     assert all(h.split("#", 1)[1] in claims_ids for h in links)
     claims_page = soup(smoke_book["pages"]["claims"])
     assert re.search(rf"Of\s+{n}\s+claims tested", claims_page.get_text(" "))
+    assert not re.search(r"\b1 are\b|\bseeds 0\b(?!,| and)", text + claims_page.get_text(" "))  # counts read right
     # The claims chapter shows what the build wrote to results/claims/<profile>.json, claim by claim.
     records = json.loads((smoke_book["results"] / "claims" / "smoke.json").read_text())["claims"]
     blocks = claims_page.select(".lipstudy-claim")

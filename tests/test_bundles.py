@@ -93,7 +93,7 @@ def test_a_bundle_round_trips_a_run(trained, elsewhere):
     for f in ("metrics.json", "train_log.json", "figures/fig8.npz"):
         assert (res.dir / f).read_bytes() == (here / f).read_bytes(), f
     # The configs name files relative to the data and results folders, resolved where they are used.
-    _, members = read_bundle(trained["bundle"])
+    _, members = members_of(trained["bundle"], elsewhere / "members")
     for f in ("config.json", "train_config.json", "provenance.json"):
         assert (here / f).read_bytes() == members[f"runs/{res.dir.name}/{f}"], f
         assert not absolute_paths(json.loads((here / f).read_text())), f
@@ -153,9 +153,15 @@ def test_paths_leave_the_machine_relative_and_resolve_where_they_arrive(tmp_path
     assert portable_command("/work/notes/train_shipped.py") == "train_shipped.py"
 
 
+def members_of(bundle, folder) -> tuple[dict, dict[str, bytes]]:
+    """A bundle's manifest and members (streamed by read_bundle into ``folder``)."""
+    manifest, files = read_bundle(bundle, folder)
+    return manifest, {name: f.read_bytes() for name, f in files.items()}
+
+
 def repack(src, dst, edit_manifest=None, edit_member=None, extra=None):
     """A copy of bundle ``src`` with its manifest or one member changed."""
-    manifest, members = read_bundle(src)
+    manifest, members = members_of(src, dst.parent / f"{dst.name}.members")
     if edit_manifest:
         edit_manifest(manifest)
     if edit_member:
@@ -190,6 +196,8 @@ def nothing_written(root):
      r"run 'DeepLabV2' \([0-9a-f]{16}\): its key here is [0-9a-f]{16}, the bundle's"),
     ({"edit_manifest": lambda m: m.update(profile="nosuch")}, r"profile 'nosuch', unknown to this checkout"),
     ({"edit_manifest": lambda m: m.pop("matrices")}, r"its manifest lacks or garbles matrices"),
+    ({"edit_manifest": lambda m: m["datasets"].update(mars="0" * 64)},
+     r"its manifest garbles datasets or matrices \(datasets 'mars' are not profile tinybundle's\)"),
     ({"extra": {"runs/0123456789abcdef/x.json": b"{}"}}, r"x\.json belongs to no run of the manifest"),
 ])
 def test_a_bundle_that_does_not_match_is_refused_and_nothing_written(trained, elsewhere, damage, message):
@@ -207,8 +215,9 @@ def test_an_extra_file_and_a_missing_one_are_refused(trained, elsewhere):
     with pytest.raises(BundleError, match=rf"runs/{key}/notes\.txt .* is not listed in the manifest"):
         import_bundle(extra)
     missing = repack(trained["bundle"], elsewhere / "missing.tar.xz",
-                     edit_manifest=lambda m: m["files"].update({f"runs/{key}/gone.json": {"sha256": "0", "bytes": 1}}))
-    with pytest.raises(BundleError, match=rf"runs/{key}/gone\.json \(run 'DeepLabV2' .*\) is missing"):
+                     edit_manifest=lambda m: m["files"].update({f"runs/{key}/eval/val-ms/metrics.json":
+                                                                {"sha256": "0" * 64, "bytes": 1}}))
+    with pytest.raises(BundleError, match=rf"runs/{key}/eval/val-ms/metrics\.json \(run 'DeepLabV2' .*\) is missing"):
         import_bundle(missing)
     (elsewhere / "junk.tar.xz").write_bytes(b"not an archive at all")
     with pytest.raises(BundleError, match="not a readable bundle"):

@@ -43,13 +43,6 @@ def fake_evidence(quality: dict[str, float], attributes=None, seeds=THREE, per_s
     return engine.Evidence(evaluation, {m: list(seeds) for m in quality}, attributes, n_boot=200, **kw)
 
 
-def test_decide():
-    assert engine.decide(0.1, 2.0) == "supported"
-    assert engine.decide(-2.0, -0.1) == "contradicted"
-    assert engine.decide(-0.1, 0.1) == "undecided"
-    assert engine.decide(np.nan, np.nan) == "undecided"
-
-
 def test_attention_best_known_answer_and_paper_value():
     evd = fake_evidence({"SegNet": 0.5, "FCN-8s": 0.6, "DeepLabV2": 0.8, "Attention": 0.9})
     v = catalogue.attention_best_baseline(evd, "mean_iou", "val")
@@ -123,10 +116,14 @@ def test_seeds_are_averaged_and_their_spread_is_in_the_interval():
     sd = float(np.std(v.per_seed, ddof=1))
     assert v.image_low == pytest.approx(v.estimate) and v.image_high == pytest.approx(v.estimate)
     assert v.seed_sd == pytest.approx(sd) and "measured over 3 seeds" in v.seed_sd_source
-    assert v.high - v.estimate == pytest.approx(4.302653 * sd / np.sqrt(3), rel=1e-5)
-    assert v.detectable == pytest.approx(v.high - v.estimate)
-    # The gains are all >= 0 but spread widely: the interval reaches below 0, so no verdict.
+    half = 4.302653 * sd / np.sqrt(3)
+    assert v.high - v.estimate == pytest.approx(half, rel=1e-5)
+    # 80% power, by hand: margin 0.5 + the half-width + z_0.80 (0.841621) x the standard error sd / sqrt(3)
+    assert v.margin == 0.5 and v.detectable == pytest.approx(0.5 + half + 0.841621 * sd / np.sqrt(3), rel=1e-5)
+    # The gains are all >= 0 but spread widely: the interval reaches below 0, so no verdict; seed 0's
+    # gain is 0, not above it.
     assert v.low < 0 < v.high and v.verdict == "undecided" and "contains 0" in v.reason
+    assert "(b) seed 0 (+0.00) is not above 0" in v.reason and v.seeds_used == (0, 1, 2)
 
 
 def test_paired_bootstrap_interval_covers_noisy_difference():
@@ -183,8 +180,8 @@ def test_verdict_table_columns():
     evd = fake_evidence({"Attention": 0.8, "Attention + SSL": 0.85, "Attention + stage-2 epochs without SSL": 0.8})
     t = catalogue.verdict_table([catalogue.ssl_improves(evd), catalogue.ssl_improves_small_labels(evd)])
     assert list(t["verdict"]) == ["supported", "supported"]
-    assert {"paper (pp)", "ours (pp)", "CI low", "CI high", "detectable (pp)", "seed spread", "control",
-            "reason"} <= set(t.columns)
+    assert {"paper (pp)", "ours (pp)", "CI low", "CI high", "margin (pp)", "detectable at 80% power (pp)",
+            "seed spread", "control", "reason"} <= set(t.columns)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -581,6 +578,7 @@ def test_the_claims_chapter_tests_every_claim(monkeypatch, tmp_path):
     for name, f in functions.items():
         monkeypatch.setattr(catalogue, name, lambda *a, _n=name, _f=f, **k: called.append(_n) or _f(*a, **k))
     monkeypatch.setattr(evidence, "experiment_evidence", lambda *a, **k: world(lambda m, s, i: 0.8, n_boot=20))
+    monkeypatch.setattr(evidence, "load_reference", lambda profile: None)  # a committed reference is not this test's
     for profile in PROFILES:
         called.clear()
         _, verdicts = evidence.book_verdicts(profile)
@@ -707,6 +705,7 @@ def test_the_claims_file_is_what_the_verdicts_say(monkeypatch, tmp_path):
 
     monkeypatch.setenv("LIPSTUDY_RESULTS", str(tmp_path))
     monkeypatch.setattr(evidence, "experiment_evidence", lambda *a, **k: world(lambda m, s, i: 0.8, n_boot=20))
+    monkeypatch.setattr(evidence, "load_reference", lambda profile: None)
     _, verdicts = evidence.book_verdicts("smoke")
     records = evidence.load_claims("smoke")
     assert evidence.claims_file("smoke") == tmp_path / "claims" / "smoke.json"
@@ -724,7 +723,7 @@ def test_the_claims_file_is_what_the_verdicts_say(monkeypatch, tmp_path):
         evidence.load_claims("cpu")
 
 
-def test_across_budgets_applies_the_same_noise_to_the_summaries():
+def test_across_budgets_applies_the_same_noise_and_rule_to_the_summaries():
     from lipstudy.claims import budgets
 
     rows = []
@@ -732,11 +731,23 @@ def test_across_budgets_applies_the_same_noise_to_the_summaries():
         for method, v in {"DeepLabV2": dl, "DeepLabV2 + SSL": ssl, "Attention": 0.1, "Attention + SSL": 0.1,
                           "SegNet": 0.05, "FCN-8s": 0.06}.items():
             rows.append({"profile": profile, "method": method, "seed": 0, "val_miou": v})
-    t = budgets.across_budgets(pd.DataFrame(rows), ["short", "long"], run_sd=0.005, df=10)
+    # three seeds of the SSL pair at another budget: gains +2, +3, +4 pp
+    for seed, gain in enumerate((0.02, 0.03, 0.04)):
+        rows += [{"profile": "three", "method": "DeepLabV2", "seed": seed, "val_miou": 0.1},
+                 {"profile": "three", "method": "DeepLabV2 + SSL", "seed": seed, "val_miou": 0.1 + gain}]
+    t = budgets.across_budgets(pd.DataFrame(rows), ["short", "long", "three"], run_sd=0.005, df=10)
     ssl = t[t["claim"].str.startswith("SSL improves DeepLabV2")].set_index("profile")
     half = 100 * 2.228139 * 0.005 * np.sqrt(2)  # t_0.975 with 10 degrees of freedom, two methods, one seed
     assert ssl.loc["short", "ours (pp)"] == pytest.approx(3.0) and ssl.loc["long", "ours (pp)"] == pytest.approx(0.5)
-    assert ssl["half-width (pp)"].tolist() == pytest.approx([half, half], rel=1e-5)
-    assert ssl.loc["short", "sign"] == "supported" and ssl.loc["long", "sign"] == "undecided"  # 0.5 < 2.23
-    assert set(t["verdict"]) == {"undecided"}  # one seed: never decided
-    assert list(budgets.wide(t).columns) == ["short", "long"]
+    assert ssl.loc[["short", "long"], "half-width (pp)"].tolist() == pytest.approx([half, half], rel=1e-5)
+    # One seed is never decided, whatever the side of 0 (+3.0 +- 1.6 would clear the margin): condition (a).
+    assert ssl.loc["short", "verdict"] == "undecided" and ssl.loc["short", "reason"].startswith("(a)")
+    assert "(c)" in ssl.loc["long", "reason"]  # 0.5 +- 1.6 contains 0
+    # Three seeds: the seed noise is measured on the three gains (SD 1, t_0.975(2) = 4.303): +3 +- 2.48
+    assert ssl.loc["three", "half-width (pp)"] == pytest.approx(4.302653 / np.sqrt(3), rel=1e-5)
+    assert ssl.loc["three", "verdict"] == "supported" and ssl.loc["three", "seeds"] == 3
+    assert set(t.loc[t["profile"] != "three", "verdict"]) == {"undecided"}
+    wide = budgets.wide(t)
+    assert list(wide.columns) == ["short", "long", "three"]
+    claim = "SSL improves DeepLabV2 (val), against the stage-1 network"
+    assert wide.loc[claim, "short"].endswith("1 seed: undecided") and wide.loc[claim, "three"] == "+3.00 \u00b1 2.48, 3 seeds: supported"

@@ -14,13 +14,13 @@ import pytest
 import torch
 
 from lipstudy import committed, process_pool, store, train_run
-from lipstudy.bundles import read_bundle
+from lipstudy.bundles import read_bundle, read_manifest
+from lipstudy.checkpoints import load_backbone, load_checkpoint
 from lipstudy.export import export
 from lipstudy.data.roots import data_root, synthetic_root
-from lipstudy.models import build_model, load_backbone
+from lipstudy.models import build_model
 from lipstudy.profiles import PROFILES, get_profile
 from lipstudy.runs import BACKBONE, Run, method_runs
-from lipstudy.runtime import load_checkpoint
 from test_pretrain import TINY as PRETRAIN_TINY
 
 TINY = dataclasses.replace(PRETRAIN_TINY, name="tinycommitted", shipped=("DeepLabV2 + SSL", "DeepLabV2"))
@@ -31,13 +31,13 @@ def _committed_files(kind):
     return sorted(kind.file("x").parent.glob("*.tar.xz"))
 
 
-def test_the_committed_backbone_is_the_one_the_cpu_profiles_start_from(monkeypatch):
+def test_the_committed_backbone_is_the_one_the_cpu_profiles_start_from(monkeypatch, tmp_path):
     """Its key, recomputed from this checkout's settings and engine (with the pretraining split's
     fingerprint it records, so that nothing is generated here), is the one its file is named by:
     a change to the cpu pretraining settings makes it stale, and this test says so."""
     files = _committed_files(committed.BACKBONE_FILE)
     assert len(files) == 1, f"expected one committed backbone, found {files}"
-    manifest, members = read_bundle(files[0])
+    manifest, members = read_bundle(files[0], tmp_path)  # streamed into tmp_path, within the cpu profile's limits
     assert manifest["profile"] == "cpu" and set(manifest["datasets"]) == {"pretrain"}
     assert [r["run"]["dataset"] for r in manifest["runs"]] == ["pretrain"]
     recorded = manifest["datasets"]["pretrain"]
@@ -48,25 +48,23 @@ def test_the_committed_backbone_is_the_one_the_cpu_profiles_start_from(monkeypat
         assert committed.BACKBONE_FILE.file(key) == files[0], name
     assert manifest["runs"][0]["key"] == files[0].name.removesuffix(".tar.xz")
     # Its weights fit the cpu profile's networks (width 1/16, batch norm).
-    blob = members[f"runs/{manifest['runs'][0]['key']}/checkpoint.pt"]
-    ckpt = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=False)
+    file = members[f"runs/{manifest['runs'][0]['key']}/checkpoint.pt"]
+    ckpt = load_checkpoint(file)
     assert ckpt["slim"] and set(ckpt) == {"model", "config", "slim"}
     net = build_model("deeplabv2", width=get_profile("cpu").width, batch_norm=True)
-    tmp = io.BytesIO()
-    torch.save(ckpt, tmp)
-    tmp.seek(0)
-    load_backbone(net, tmp)  # raises when it does not fit
+    load_backbone(net, file)  # raises when it does not fit
 
 
-def test_the_committed_shipped_files_are_the_cpu_profiles_shipped_runs(monkeypatch):
+def test_the_committed_shipped_files_are_the_cpu_profiles_shipped_runs(monkeypatch, tmp_path):
     """One file per shipped method, named by the key this checkout computes for it (with the data
     fingerprints the files record, so nothing is generated here), holding that one run with its
     slim weights and every product the chapters read: a change to the cpu settings or the run
     graph makes a file stale, and this test says which."""
     cpu = get_profile("cpu")
-    manifests = {p.name.removesuffix(".tar.xz"): read_bundle(p) for p in _committed_files(committed.SHIPPED)}
+    manifests = {p.name.removesuffix(".tar.xz"): read_bundle(p, tmp_path / p.name)
+                 for p in _committed_files(committed.SHIPPED)}
     fingerprints = {}
-    for manifest, _ in [*manifests.values(), read_bundle(_committed_files(committed.BACKBONE_FILE)[0])]:
+    for manifest in [*(m for m, _ in manifests.values()), read_manifest(_committed_files(committed.BACKBONE_FILE)[0])]:
         fingerprints.update(manifest["datasets"])
     roots = {synthetic_root(cpu, ds): fp for ds, fp in fingerprints.items()}
     monkeypatch.setattr(store, "run_data", lambda run, profile, data=None: synthetic_root(profile, run.dataset))
@@ -77,17 +75,17 @@ def test_the_committed_shipped_files_are_the_cpu_profiles_shipped_runs(monkeypat
     assert set(manifests) == set(keys), "results/shipped/ should hold exactly the cpu profile's shipped runs"
     products = store.book_products(cpu)
     for key, (manifest, members) in manifests.items():
-        assert manifest["profile"] == "cpu" and set(manifest["datasets"]) == {"lip", "atr"}
+        assert manifest["profile"] == "cpu" and set(manifest["datasets"]) == {"lip", "atr", "challenge"}
         assert [r["key"] for r in manifest["runs"]] == [key], keys[key]
         run = method_runs(cpu)[keys[key]][0]
         for p in [store.VAL, *products[run]]:
             where = f"eval/{p.name}/metrics.json" if isinstance(p, store.Evaluation) else f"figures/{p.name}.npz"
             assert f"runs/{key}/{where}" in members, (keys[key], p)
-        ckpt = torch.load(io.BytesIO(members[f"runs/{key}/checkpoint.pt"]), map_location="cpu", weights_only=False)
+        ckpt = load_checkpoint(members[f"runs/{key}/checkpoint.pt"])
         assert set(ckpt) == {"model", "config", "slim"} and ckpt["config"]["width"] == cpu.width
 
 
-def test_no_committed_file_names_the_machine_that_made_it():
+def test_no_committed_file_names_the_machine_that_made_it(tmp_path):
     """Every path a committed bundle's files hold is relative to the data or results folder
     (issue 33): nothing absolute in any JSON member or checkpoint config."""
     from test_bundles import absolute_paths
@@ -95,12 +93,12 @@ def test_no_committed_file_names_the_machine_that_made_it():
     files = _committed_files(committed.BACKBONE_FILE) + _committed_files(committed.SHIPPED)
     assert files
     for path in files:
-        _, members = read_bundle(path)
-        for name, blob in members.items():
+        _, members = read_bundle(path, tmp_path / path.name)
+        for name, file in members.items():
             if name.endswith(".json"):
-                assert not absolute_paths(json.loads(blob)), (path.name, name)
+                assert not absolute_paths(json.loads(file.read_bytes())), (path.name, name)
             elif name.endswith(".pt"):
-                config = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=False)["config"]
+                config = load_checkpoint(file)["config"]
                 assert not absolute_paths(config) and config["data_root"].startswith("data/synth-cpu-"), path.name
         assert not any(name.endswith("train_log.csv") for name in members)  # one training log
 
@@ -141,7 +139,7 @@ def test_export_writes_one_file_per_committed_run(built):
     assert list(built["runs"]) == ["backbone", "DeepLabV2", "DeepLabV2 + SSL"]  # each after what it starts from
     assert [p.parent.name for p in built["paths"]] == ["backbones", "shipped", "shipped"]
     assert [p.name for p in built["paths"]] == [f"{Path(built['trained'][n]).name}.tar.xz" for n in built["runs"]]
-    assert all(len(read_bundle(p)[0]["runs"]) == 1 for p in built["paths"])  # no ancestors inside
+    assert all(len(read_manifest(p)["runs"]) == 1 for p in built["paths"])  # no ancestors inside
 
 
 def test_a_build_imports_the_committed_runs_instead_of_training_them(built, monkeypatch):

@@ -134,7 +134,7 @@ def test_imported_modules_are_declared_dependencies():
     imports = third_party_imports()
     # The scan sees what it must: lazy imports inside functions, and the chapters' imports.
     assert {"torch", "PIL", "scipy", "nbformat", "IPython", "myst_nb", "starlette", "uvicorn"} <= set(imports)
-    assert "lipstudy/data/synth/scene.py" in imports["scipy"] and "book/claims.md" in imports["myst_nb"]
+    assert "lipstudy/data/synth/scene.py" in imports["scipy"] and "book/intro.md" in imports["myst_nb"]
     assert not {"os", "json", "lipstudy", "__future__"} & set(imports)
     extras = optional_dependencies()
     for folder, extra in [(None, None), *EXTRA_OF_FOLDER.items()]:

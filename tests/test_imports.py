@@ -87,18 +87,19 @@ def test_no_import_cycle_in_lipstudy():
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("files, settings, labels, the paper, the profiles",
-     ("atomic", "locks", "settings", "paths", "progress", "labels", "paper", "profiles")),
+     ("atomic", "locks", "settings", "paths", "progress", "words", "labels", "paper", "profiles")),
     ("data", ("data",)),
     ("augmentation and batches", ("transforms", "batches", "resident")),
     ("networks", ("models",)),
     ("joints, losses, confusion matrices", ("joints", "losses", "metrics")),
-    ("one stage's settings, where it runs", ("config", "runtime")),
+    ("one stage's settings, where it runs, checkpoints", ("config", "runtime", "checkpoints")),
     ("trainer", ("train",)),
     ("evaluator", ("evaluate", "parse", "figures")),
     ("scores and records", ("subsets", "tables", "provenance")),
     ("the run graph and the run store", ("runs", "store", "showcase")),
-    ("making runs: training, committed runs, bundles", ("train_run", "process_pool", "committed", "bundles", "export")),
-    ("analyses", ("loss_modes", "deviations", "measurements", "budget", "claims")),
+    ("making runs: training, committed runs, bundles",
+     ("train_run", "process_pool", "committed", "bundles", "bundle_reader", "export", "reference")),
+    ("analyses", ("loss_modes", "deviations", "measurements", "budget", "claims", "compare")),
     ("commands and the book", ("dryrun", "runs_cli", "book", "cli")),
     ("the evaluation server", ("server",)),
 ]
@@ -146,3 +147,8 @@ def test_every_module_has_a_step_and_imports_none_of_a_later_one():
 def test_progress_imports_nothing_above_it():
     """The progress lines are a leaf: the trainer and the runner import them, never the other way."""
     assert import_graph()["lipstudy.progress"] == set()
+
+
+def test_words_imports_nothing_of_the_package():
+    """The sentences' counts and lists are a leaf: claims, tables and chapters import them."""
+    assert import_graph()["lipstudy.words"] == set()

@@ -13,7 +13,8 @@ from lipstudy import budget, deviations, measurements, process_pool, store, trai
 from lipstudy.data.roots import data_fingerprint, data_root
 from lipstudy.profiles import PROFILES, Profile, get_profile
 from lipstudy.runs import BACKBONE, MODEL_LABELS, PRETRAIN, Run, book_runs, paper_runs
-from lipstudy.models import (MODEL_NAMES, BackbonePretrainNet, backbone_of, build_model, load_backbone,
+from lipstudy.checkpoints import load_backbone
+from lipstudy.models import (MODEL_NAMES, BackbonePretrainNet, backbone_of, build_model,
                              num_parameters)
 from lipstudy.config import TrainConfig
 from lipstudy.store import train_config
@@ -108,9 +109,10 @@ def test_adamw_optimizer_groups():
 
 def test_deviations_are_computed_from_the_profile():
     full = deviations.deviations("full", device="cpu")
-    # the full profile: the paper's recipe on other data, with the study's own additions (PPP's joints,
-    # the controls), and what the code itself does differently
-    assert list(full["setting"]) == ["data", "SSL on PASCAL-Person-Part", "SSL controls"] + [
+    # the full profile: the paper's recipe on other data, with the study's own additions (stage 2's schedule,
+    # PPP's joints, the seeds, the controls), and what the code itself does differently
+    assert list(full["setting"]) == ["data", "stage 2's schedule", "SSL on PASCAL-Person-Part", "seeds",
+                                     "SSL controls"] + [
         row[0] for row in deviations.code_departures(get_profile("full"),
                                                       train_config(Run("deeplabv2"), "full", ""), "cpu")]
     tiny = deviations.deviations(TINY).set_index("setting")
@@ -132,6 +134,17 @@ def test_deviations_are_computed_from_the_profile():
     assert tiny.loc["warm-up", col] == "2 steps, linear"
     assert "trained 1 epochs on 8 other synthetic images" in tiny.loc["initialisation", col]
     assert tiny["reason"].str.len().min() > 20
+    # stage 2 in every profile: a tenth of the base rate (2e-3), constant, with the measurement behind it
+    assert tiny.loc["stage 2's schedule", col] == "a new optimiser state at 0.1 x the base rate (0.0002), constant, no warm-up"
+    assert "1e-4, constant" in tiny.loc["stage 2's schedule", "paper"]
+    cpu = deviations.deviations("cpu").set_index("setting")
+    assert cpu.loc["fc6 / fc7 channels", "profile cpu"] == "at least 128 (DeepLabV2 and Attention: 128; FCN-8s: 256)"
+    assert cpu.loc["dropout", "profile cpu"] == "0 in fc6 / fc7; 0.5 in Attention's attention model"
+    from lipstudy.measurements import search_rows
+    cited = ["stage 2's schedule", "dropout", "fc6 / fc7 channels", "Attention's attention model at the start",
+             "loss of DeepLabV2 and Attention"]
+    if search_rows():  # every setting they cite is in the committed search
+        assert not any("not measured" in cpu.loc[s, "reason"] for s in cited), cpu.loc[cited, "reason"]
     scratch = deviations.deviations(dataclasses.replace(TINY, pretrain=None, recipe={})).set_index("setting")
     assert scratch.loc["initialisation", "profile tinypre"] == "random (from scratch)"
     assert "optimiser" in scratch.index  # lr 0.002 differs from the paper's 0.001
@@ -153,11 +166,12 @@ def test_finetune_settings_leave_the_backbone_key_alone():
     assert store.run_key(dl, dataclasses.replace(TINY, channels_last=True), "fp", "bb") == store.run_key(dl, TINY, "fp", "bb")
 
 
-def test_book_runs_lists_every_chapter_run_and_the_ssl_seeds():
-    runs = book_runs(dataclasses.replace(TINY, ssl_seeds=(1,)))
-    assert len(runs) == len(set(runs)) == 6 + 2 + 4 + 3  # paper, LIP controls, PPP (with its control), trio
-    assert Run("deeplabv2", seed=1) in runs and Run("deeplabv2", "off", stage=2, seed=1) in runs
-    assert Run("attention", seed=1) not in runs
+def test_book_runs_lists_every_chapter_run_at_every_seed():
+    runs = book_runs(dataclasses.replace(TINY, seeds=(0, 1), ppp_seeds=(0,)))
+    # per LIP seed: paper, controls, the shuffled-weight control; PPP (with its control) at seed 0
+    assert len(runs) == len(set(runs)) == 2 * (6 + 2 + 1) + 4
+    assert Run("attention", seed=1) in runs and Run("deeplabv2", "unit", stage=2, seed=1) in runs
+    assert Run("attention", dataset="ppp", seed=1) not in runs
 
 
 def test_plan_lists_missing_dependencies_and_what_each_task_waits_for(dirs):

@@ -14,12 +14,13 @@ def test_run_labels_and_named_sets():
     assert runs.paper_runs()["Attention + SSL"] == Run("attention", "paper", "lip", 2, 0)
     assert list(runs.control_runs(3)) == ["DeepLabV2 + stage-2 epochs without SSL",
                                           "Attention + stage-2 epochs without SSL"]
-    assert all(r.seed == 3 and r.stage == 2 and r.loss == "off" for r in runs.control_runs(3).values())
+    assert all(r.seed == 3 and r.stage == 2 and r.loss == "unit" for r in runs.control_runs(3).values())
+    assert runs.shuffled_runs(3) == {"DeepLabV2 + SSL with shuffled L_joint": Run("deeplabv2", "shuffled", "lip", 2, 3)}
     assert runs.control_label("DeepLabV2") == "DeepLabV2 + stage-2 epochs without SSL"
     ppp = runs.ppp_runs()
     assert list(ppp) == ["DeepLab-LargeFOV", "Attention", "Attention + SSL", "Attention + stage-2 epochs without SSL"]
     assert all(r.dataset == "ppp" for r in ppp.values())
-    assert ppp["Attention + stage-2 epochs without SSL"] == Run("attention", "off", "ppp", 2)
+    assert ppp["Attention + stage-2 epochs without SSL"] == Run("attention", "unit", "ppp", 2)
     assert Run("deeplabv2", "paper", stage=2).stage1() == Run("deeplabv2")
     with pytest.raises(ValueError, match="unknown model"):
         Run("unet")
@@ -57,26 +58,35 @@ def test_what_a_run_starts_from():
 def test_book_runs_and_evaluations():
     cpu = get_profile("cpu")
     book = runs.book_runs(cpu)
-    # 6 paper methods + 2 LIP controls + 4 PPP runs, + the DeepLabV2 trio for each of 2 extra seeds
-    assert len(book) == len(set(book)) == 12 + 3 * len(cpu.ssl_seeds) == 18
-    trio = {Run("deeplabv2", seed=1), Run("deeplabv2", "paper", stage=2, seed=1), Run("deeplabv2", "off", stage=2, seed=1)}
-    assert {r for r in book if r.seed == 1} == trio
-    with_ppp = runs.book_runs(dataclasses.replace(cpu, ppp_ssl_seeds=(1,)))
-    assert set(with_ppp) - set(book) == set(runs.ppp_trio(1).values())
+    # at each of 3 seeds: 6 paper methods + 2 controls + DeepLabV2's shuffled-weight control; 4 PPP runs at seed 0
+    assert cpu.seeds == (0, 1, 2) and cpu.ppp_seeds == (0,)
+    assert len(book) == len(set(book)) == 3 * (6 + 2 + 1) + 4 == 31
+    seed1 = {Run(m, seed=1) for m in ("segnet", "fcn8s", "deeplabv2", "attention")}
+    seed1 |= {Run(m, loss, stage=2, seed=1) for m in ("deeplabv2", "attention") for loss in ("paper", "unit")}
+    assert {r for r in book if r.seed == 1} == seed1 | {Run("deeplabv2", "shuffled", stage=2, seed=1)}
+    with_ppp = runs.book_runs(dataclasses.replace(cpu, ppp_seeds=(0, 1)))
+    assert set(with_ppp) - set(book) == set(runs.ppp_runs(1).values())
     methods = runs.method_runs(cpu)
-    assert sorted(methods["DeepLabV2 + SSL"]) == [0, 1, 2] and list(methods["SegNet"]) == [0]
+    assert sorted(methods["DeepLabV2 + SSL"]) == sorted(methods["SegNet"]) == [0, 1, 2]
+    assert sorted(methods[runs.shuffled_label("DeepLabV2")]) == [0, 1, 2]
     assert set(methods["ppp/Attention + stage-2 epochs without SSL"]) == {0}
-    from lipstudy.store import ATR, TEST, Evaluation, FigureSet, book_products
+    from lipstudy.store import ATR, CHALLENGE, SCALE_WEIGHTS, TEST, Evaluation, FigureSet, book_products
 
     ev = book_products(cpu)
-    # 153, 321, 513 x 128 / 321, rounded
-    assert ev[Run("segnet")] == [TEST, ATR, Evaluation(size=61), Evaluation(size=128), Evaluation(size=205),
+    # 153, 321, 513 x 128 / 321, rounded; the challenge top-up (synthetic data only)
+    assert ev[Run("segnet")] == [TEST, ATR, CHALLENGE, Evaluation(size=61), Evaluation(size=128), Evaluation(size=205),
                                  FigureSet("fig8"), FigureSet("cihp")]
-    assert [e.name for e in ev[Run("segnet")][:5]] == ["test", "atr", "val@61", "val@128", "val@205"]
+    assert [e.name for e in ev[Run("segnet")][:6]] == ["test", "atr", "challenge", "val@61", "val@128", "val@205"]
     assert ev[Run("attention", dataset="ppp")] == [TEST]
-    # the controls are evaluated as the methods they stand beside (Table 6's input sizes included)
-    assert ev[Run("deeplabv2", "off", stage=2, seed=2)] == ev[Run("segnet")][:5]
-    assert TEST not in book_products(cpu, data="/real/LIP")[Run("segnet")]  # LIP's test labels are hidden
+    # the controls are evaluated as the methods they stand beside (Table 6's input sizes included); the
+    # shuffled-weight control on the validation split only; Attention without single input sizes (Table
+    # 6's "-") but with its attention weights at stage 1
+    assert set(ev[Run("deeplabv2", "unit", stage=2, seed=2)]) == set(ev[Run("segnet")][:6])
+    assert ev[Run("deeplabv2", "shuffled", stage=2, seed=2)] == []
+    assert ev[Run("attention", seed=1)] == [TEST, ATR, CHALLENGE, SCALE_WEIGHTS]
+    assert ev[Run("attention", "paper", stage=2, seed=1)] == [TEST, ATR, CHALLENGE]
+    real = book_products(cpu, data="/real/LIP")[Run("segnet")]
+    assert TEST not in real and CHALLENGE not in real  # LIP's test labels are hidden; no top-up of real data
     assert runs.epochs(BACKBONE, cpu) == 16 and runs.epochs(Run("fcn8s"), cpu) == 6
     assert runs.epochs(Run("fcn8s", "paper", stage=2), cpu) == 3 and runs.base_lr(BACKBONE, cpu) == 2e-3
 
@@ -91,5 +101,5 @@ def test_the_profiles_table_is_read_off_the_profiles():
                                                        f"{smoke.lip_data['test']} synthetic images, up to "
                                                        f"{smoke.lip_data['max_side']} px")
     assert t.loc["cpu", "epochs (stage 1 + 2)"] == f"{cpu.epochs_stage1} + {cpu.epochs_stage2}"
-    assert t.loc["cpu", "seeds"] == f"1 ({1 + len(cpu.ssl_seeds)} for the SSL comparisons)"
+    assert t.loc["cpu", "seeds"] == "3 (PASCAL-Person-Part: 1)"
     assert "from ImageNet VGG-16" in t.loc["full", "networks"] and "LIP-scale" in t.loc["full", "LIP train / val / test"]

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import pytest
 
-from lipstudy import runs_cli, store, train_run
+from lipstudy import process_pool, runs_cli, store, train_run
 from lipstudy.data import roots
 from lipstudy.labels import ATR_LIP_SHARED, LIP_CLASSES
 from lipstudy.locks import file_lock, is_locked
@@ -29,45 +29,62 @@ def dirs(tmp_path, monkeypatch):
 
 
 # The key of every book run of the smoke and cpu profiles, with the data fingerprints replaced by
-# "fp-<dataset>". The runs the book had before issue 19's restructuring keep the keys commit 1e251f8
-# derived for them; the controls and seeds issue 20 added (Attention's controls on LIP and PPP,
-# DeepLabV2's third seed) were recorded when they were added, and the released-code and 1 + L_joint
-# runs it dropped are gone. A run key names a folder of trained weights: a change that alters one
-# must be deliberate (it retrains the run), so it must also change this table, with its reason.
+# "fp-<dataset>". Recorded anew by the fidelity work (issues 34 and 35), which changed every fine-tuning
+# run: no dropout and fc6 / fc7 of at least 128 channels in the cpu heads (no dropout in smoke's),
+# Attention without pool5a and with its attention at equal weights, DeepLabV2 and Attention resizing by
+# matrix products (models.ARCHITECTURE_VERSIONS), stage 2 at a tenth of the base rate, constant, the
+# controls on loss "unit", every method at 3 seeds and DeepLabV2's shuffled-weight control. The
+# backbone's key (aef6fb604e613c2e, committed in results/backbones/) is unchanged. A run key names a
+# folder of trained weights: a change that alters one must be deliberate (it retrains the run), so it
+# must also change this table, with its reason.
 PINNED_KEYS = {
     "smoke": {
-        "segnet/off/lip/1/0": "3e47018931905582",
-        "fcn8s/off/lip/1/0": "689e4930f9e7a0e0",
-        "deeplabv2/off/lip/1/0": "f67d4f6be798e104",
-        "attention/off/lip/1/0": "70cf2a078124a5f0",
-        "deeplabv2/paper/lip/2/0": "663f5e04c8ca2b36",
-        "attention/paper/lip/2/0": "8252255a93e91dfd",
-        "deeplabv2/off/lip/2/0": "49ed8f6750bc2820",
-        "attention/off/lip/2/0": "dba40b2748a2f16c",
-        "attention/off/ppp/2/0": "12beb5161062d3de",
-        "deeplabv2/off/ppp/1/0": "66733eae86a9dd10",
-        "attention/off/ppp/1/0": "a7e841167cc6140c",
-        "attention/paper/ppp/2/0": "8dbe7b62d76903f8",
+        "attention/off/lip/1/0": "c7c23cda52385b46",
+        "deeplabv2/off/lip/1/0": "42b20d02cf720caf",
+        "fcn8s/off/lip/1/0": "8a443bbc81f3b948",
+        "segnet/off/lip/1/0": "c72167e34d2c126f",
+        "attention/paper/lip/2/0": "54f1d145546adf8b",
+        "attention/unit/lip/2/0": "3603017dda8f6705",
+        "deeplabv2/paper/lip/2/0": "b12843a5a0edd2e5",
+        "deeplabv2/shuffled/lip/2/0": "0e376d004272e9c9",
+        "deeplabv2/unit/lip/2/0": "b344f5d605bd80d8",
+        "attention/off/ppp/1/0": "aea2789a9e7bc664",
+        "deeplabv2/off/ppp/1/0": "a094bfad40b4706c",
+        "attention/paper/ppp/2/0": "d21abb8766dbd39a",
+        "attention/unit/ppp/2/0": "39189eac8000f9c0",
     },
     "cpu": {
-        "segnet/off/lip/1/0": "25e7a4fef39a30d5",
-        "fcn8s/off/lip/1/0": "968d2ae73ee0600f",
-        "deeplabv2/off/lip/1/0": "1d038ddd89d4409c",
-        "attention/off/lip/1/0": "734551b844b8ba03",
-        "deeplabv2/paper/lip/2/0": "483b35ee8cd44403",
-        "attention/paper/lip/2/0": "d094f7ace26c8cdb",
-        "deeplabv2/off/lip/2/0": "2cc2f6aa55d823e7",
-        "attention/off/lip/2/0": "0a27ef8d57851794",
-        "attention/off/ppp/2/0": "1e76b9a03f91615f",
-        "deeplabv2/off/ppp/1/0": "3954925ec3192f5b",
-        "attention/off/ppp/1/0": "884386a19b6c91cf",
-        "attention/paper/ppp/2/0": "a883d497d96c6e12",
-        "deeplabv2/off/lip/1/1": "391f2f7204986afb",
-        "deeplabv2/paper/lip/2/1": "5095d33e0f4bbc57",
-        "deeplabv2/off/lip/2/1": "d3c5afe31af54bfa",
-        "deeplabv2/off/lip/1/2": "14d0b8aca8f2f929",
-        "deeplabv2/paper/lip/2/2": "8fa3cfe1c3d52c41",
-        "deeplabv2/off/lip/2/2": "39c55ee0d37af7f0",
+        "attention/off/lip/1/0": "830a6d14447197ea",
+        "deeplabv2/off/lip/1/0": "ac0e9d12b4f74cc6",
+        "fcn8s/off/lip/1/0": "ad3a9c6223d11c78",
+        "segnet/off/lip/1/0": "2cef3bcec17a1bd3",
+        "attention/paper/lip/2/0": "47a5bfe2f5a2f24f",
+        "attention/unit/lip/2/0": "952d19ebbb9beeaa",
+        "deeplabv2/paper/lip/2/0": "ab61e012a3a202e0",
+        "deeplabv2/shuffled/lip/2/0": "5b298b4b7921e4df",
+        "deeplabv2/unit/lip/2/0": "9baac156535e83c2",
+        "attention/off/ppp/1/0": "74fef42faf960262",
+        "deeplabv2/off/ppp/1/0": "b7138a2ea47d81fb",
+        "attention/paper/ppp/2/0": "24ef4422fea9dc94",
+        "attention/unit/ppp/2/0": "6341ac3bf9a52584",
+        "attention/off/lip/1/1": "a9141e76066c3169",
+        "deeplabv2/off/lip/1/1": "c87216094a3a110a",
+        "fcn8s/off/lip/1/1": "3071cbf8ec3f04d3",
+        "segnet/off/lip/1/1": "9aacc5fbaca5bc41",
+        "attention/paper/lip/2/1": "931fda75b50b8bac",
+        "attention/unit/lip/2/1": "4452ca6ea95dc61a",
+        "deeplabv2/paper/lip/2/1": "0500eb26baad5a89",
+        "deeplabv2/shuffled/lip/2/1": "60ee72bd71fff257",
+        "deeplabv2/unit/lip/2/1": "d7612939b1f30562",
+        "attention/off/lip/1/2": "b65003221343e67f",
+        "deeplabv2/off/lip/1/2": "45aa7efa9ca401fb",
+        "fcn8s/off/lip/1/2": "6a2237785384d525",
+        "segnet/off/lip/1/2": "263b0d7fec0fc2e1",
+        "attention/paper/lip/2/2": "88d8dcf7df3b5f01",
+        "attention/unit/lip/2/2": "2306e9edb3a1ded5",
+        "deeplabv2/paper/lip/2/2": "99bbff4511b71765",
+        "deeplabv2/shuffled/lip/2/2": "8e0ea69be38f0ec8",
+        "deeplabv2/unit/lip/2/2": "50faaa862c4eb0d1",
     },
 }
 
@@ -105,7 +122,8 @@ def test_a_run_key_changes_exactly_when_what_the_run_computes_changes():
                "recipe": {**base.recipe, "warmup_steps": 7}, "finetune": {"atrous_scale": 0.5},
                "paper_losses": {"aux_structure_weight": True}, "pretrain": {**base.pretrain, "lr": 1e-3},
                "workers": 3, "channels_last": False, "compile": True, "cache_images": False,
-               "checkpoint_every_steps": 9, "seeds": (0, 1), "ssl_seeds": (), "jobs": 3, "shipped": ()}
+               "checkpoint_every_steps": 9, "seeds": (0, 1), "ppp_seeds": (0, 1), "jobs": 3, "shipped": (),
+               "stage2_lr": 0.5, "shuffled": ("attention",), "challenge_topup": 7}
     for run in (BACKBONE, Run("deeplabv2"), Run("attention", "paper", stage=2)):
         cfg = store.train_config(run, base, "root", "start")
         key = store.run_key(run, base, "fp", "parent")
@@ -196,10 +214,48 @@ def test_evaluations(dirs):
     assert set(atr.metrics["per_class_iou"]) == {LIP_CLASSES[i] for i in ATR_LIP_SHARED}
     with pytest.raises(ValueError, match="unknown evaluation"):
         res.evaluation("train")
+    # The challenge top-up (an evaluation-only split of its own; not in a run key): the same run.
+    topped = dataclasses.replace(TINY, challenge_topup=2)
+    challenge = train_run.ensure(Run("deeplabv2"), topped, device="cpu", progress=False).evaluation(store.CHALLENGE)
+    top = roots.data_root(topped, "challenge")
+    assert challenge.name == "challenge" and challenge.ids
+    assert challenge.ids == (top / "TrainVal_images" / "val_id.txt").read_text().split()
+    assert set(challenge.ids).isdisjoint(val.ids) and challenge.cms.shape == (len(challenge.ids), 20, 20)
     # A fresh RunResult reads the cached evaluation instead of recomputing it.
     again = train_run.ensure(Run("deeplabv2"), TINY, device="cpu", progress=False)
     (res.dir / "checkpoint.pt").rename(res.dir / "moved.pt")
     assert np.array_equal(again.evaluation("val-flip").cms, res.evaluation("val-flip").cms)
+
+
+def test_evaluations_are_named_by_their_folder():
+    """Every evaluation of the study and the folder it is kept in, both ways; a combination that is
+    no evaluation of the study is refused."""
+    named = {store.VAL: "val", store.TEST: "test", store.ATR: "atr", store.VAL_FLIP: "val-flip",
+             store.VAL_MS: "val-ms", store.Evaluation(size=61): "val@61", store.CHALLENGE: "challenge"}
+    for ev, name in named.items():
+        assert ev.name == name and store.Evaluation.named(name) == ev
+    for bad in ({"split": "test", "challenge": True}, {"split": "test", "atr": True, "challenge": True},
+                {"challenge": True, "size": 64}, {"challenge": True, "flip": True}, {"split": "train"}):
+        with pytest.raises(ValueError, match="not an evaluation of this study"):
+            store.Evaluation(**bad)
+
+
+def test_the_data_step_generates_what_the_products_read(dirs, monkeypatch):
+    """process_pool.ensure_all generates, before anything else, the data of the products it is asked
+    for (the challenge top-up, after the LIP split it tops up, as ATR's test split), then makes them."""
+    topped = dataclasses.replace(TINY, challenge_topup=2)
+    made = []
+
+    def install(prof, *args, **kwargs):  # the step after the data's: what is generated by then
+        made.extend(ds for ds in ("challenge", "atr") if (roots.synthetic_root(prof, ds) / "manifest.json").is_file())
+        return {}
+
+    monkeypatch.setattr(process_pool.committed, "install", install)
+    run = Run("deeplabv2")
+    assert process_pool.ensure_all([run], topped, device="cpu", products={run: [store.CHALLENGE, store.ATR]},
+                                   log=lambda *a: None) == 1
+    assert made == ["challenge", "atr"]  # both there before the committed runs and the tasks
+    assert store.CHALLENGE.made(store.load_result(run, topped).dir)
 
 
 def _lip_layout_digest(root) -> str:

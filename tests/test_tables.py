@@ -6,6 +6,7 @@ import math
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -73,3 +74,26 @@ def test_real_data_attributes_are_cached_atomically(tmp_path, monkeypatch):
                         lambda *a, **k: pytest.fail("derived again instead of reading the cache"))
     again = statistics.image_attributes(root)
     assert list(again.index) == ["a", "b"] and list(again["person_area"]) == [96, 12]
+
+
+def test_the_headline_shows_seed_means_with_their_spread_and_each_control_beside_its_ssl_row():
+    from lipstudy.runs import control_label
+
+    values = {"DeepLabV2": {0: 16.77, 1: 18.54, 2: 18.45}, "DeepLabV2 + SSL": {2: 18.0, 0: 19.0, 1: 18.65},
+              control_label("DeepLabV2"): {0: 19.5, 1: 19.4, 2: 19.54}, "SegNet": {0: 10.49}}
+    summary = tables.seed_summary(values)
+    assert summary.loc["DeepLabV2", "mean"] == pytest.approx((16.77 + 18.54 + 18.45) / 3)
+    assert summary.loc["DeepLabV2", "sd"] == pytest.approx(np.std([16.77, 18.54, 18.45], ddof=1))
+    assert summary.loc["DeepLabV2 + SSL", "seeds"] == "0, 1, 2" and summary.loc["DeepLabV2", "n"] == 3
+    assert math.isnan(summary.loc["SegNet", "sd"]) and summary.loc["SegNet", "n"] == 1
+    order = tables.with_controls([control_label("DeepLabV2"), "SegNet", "DeepLabV2", "DeepLabV2 + SSL"], control_label)
+    assert order == ["SegNet", "DeepLabV2", "DeepLabV2 + SSL", control_label("DeepLabV2")]
+    head = tables.headline(summary.loc[order], pd.Series({"SegNet [3]": 18.17, "DeepLabV2 [4]": 41.64,
+                                                          "DeepLabV2 + SSL": 42.44}),
+                           {"SegNet": "SegNet [3]", "DeepLabV2": "DeepLabV2 [4]"})
+    assert list(head.index) == ["SegNet [3]", "DeepLabV2 [4]", "DeepLabV2 + SSL", control_label("DeepLabV2")]
+    assert head.loc["DeepLabV2 [4]", "seeds"] == "3 (0, 1, 2)" and head.loc["SegNet [3]", "seeds"] == "1 (0)"
+    assert head.loc["DeepLabV2 [4]", "difference (pp)"] == pytest.approx(summary.loc["DeepLabV2", "mean"] - 41.64)
+    assert math.isnan(head.loc[control_label("DeepLabV2"), "paper (%)"])  # the paper has no control
+    # the best model by its mean over seeds is the control here, not DeepLabV2 + SSL (its seed 0 is its best)
+    assert summary["mean"].idxmax() == control_label("DeepLabV2")

@@ -52,10 +52,18 @@ def reproducibility_inputs(results: Path) -> dict:
 
     runs = sorted((p.parent.name, p.stat().st_mtime_ns) for p in (results / "runs").glob("*/metrics.json"))
     return {"runs": runs, "benchmarks": digest(committed_results("benchmarks")), "budget": digest(results / "budget"),
-            "machine": [platform.python_version(), platform.platform(), os.cpu_count()]}
+            "machine": [platform.python_version(), platform.platform(), os.cpu_count()], **reference_inputs(results)}
 
 
-EXTRA_INPUTS = {"reproducibility": reproducibility_inputs}
+def reference_inputs(results: Path) -> dict:
+    """The committed reference builds (``results/reference/``, :mod:`lipstudy.reference`), which the
+    verdicts' margins and the reproducibility chapter's comparison read: each file's sha256."""
+    folder = committed_results("reference")
+    files = sorted(folder.glob("*.tar.xz")) if folder.is_dir() else []
+    return {"reference": {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files}}
+
+
+EXTRA_INPUTS = {"reproducibility": reproducibility_inputs, "claims": reference_inputs, "intro": reference_inputs}
 """Chapters that read more than their runs and data: name -> function of the results folder
 returning those inputs (part of the chapter's cache key)."""
 

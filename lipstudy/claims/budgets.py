@@ -1,12 +1,14 @@
-"""The claims about whole validation mean IoU across training budgets: the same statistics and the
-same seed noise, applied to the committed budget summaries (``results/budget/``), so a reader sees
-which claims would turn with more training.
+"""The claims about whole validation mean IoU across training budgets: the same statistics, the
+same seed noise and the same decision rule (:func:`lipstudy.claims.engine.rule`), applied to the
+committed budget summaries (``results/budget/``), so a reader sees which claims would turn with
+more training.
 
 The summaries keep each method's validation mean IoU per seed, not per-image matrices: the interval
-here has the seed noise only (the build's pooled run-to-run standard deviation, as
-:meth:`lipstudy.claims.engine.Evidence.run_noise` measures it, times sqrt(k) for k compared methods),
-and the budgets' runs have no SSL controls, so their SSL statistics compare with the stage-1 network
-(confounded with the extra epochs, as the paper's own numbers are).
+here has the seed noise only (measured over the seeds with at least ``MIN_SEEDS`` of them, else the
+build's pooled run-to-run standard deviation, as :meth:`lipstudy.claims.engine.Evidence.run_noise`
+measures it, times sqrt(k) for k compared methods), and the budgets' runs have no SSL controls, so
+their SSL statistics compare with the stage-1 network (confounded with the extra epochs, as the
+paper's own numbers are). A profile with fewer seeds than the rule needs reads *undecided*.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .engine import MIN_SEEDS, decide
+from .engine import DEFAULT_MARGIN_PP, MIN_SEEDS, rule
 
 # (claim, methods compared, statistic of {method: val mean IoU})
 WHOLE_MIOU_CLAIMS = (
@@ -33,34 +35,45 @@ WHOLE_MIOU_CLAIMS = (
 )
 
 
-def across_budgets(summaries: pd.DataFrame, profiles, run_sd: float, df: int, alpha: float = 0.05) -> pd.DataFrame:
-    """One row per claim and profile of ``profiles`` (fewest epochs first): the statistic (pp, mean
-    over the profile's seeds), the half-width of its seed-noise interval and the verdict that
-    interval gives by the claims chapter's rule (undecided with fewer than ``MIN_SEEDS`` seeds:
-    then "sign" shows which side it would fall on). ``run_sd`` (a fraction) and ``df``: the pooled
-    run-to-run noise."""
-    t = float(stats.t.ppf(1 - alpha / 2, df)) if df > 0 else math.nan
+def across_budgets(summaries: pd.DataFrame, profiles, run_sd: float, df: int, alpha: float = 0.05,
+                   margin: float = DEFAULT_MARGIN_PP) -> pd.DataFrame:
+    """One row per claim and profile of ``profiles`` (fewest epochs first): the statistic (pp, the
+    mean over the seeds every compared method has of its value per seed), the half-width of its
+    seed-noise interval, the seeds, and the verdict and reason by the claims' decision rule with
+    ``margin`` (pp). ``run_sd`` (a fraction) and ``df``: the pooled run-to-run noise, used when a
+    profile has fewer than ``MIN_SEEDS`` seeds."""
     rows = []
     for claim, methods, statistic in WHOLE_MIOU_CLAIMS:
         for profile in profiles:
             sub = summaries[(summaries["profile"] == profile) & summaries["method"].isin(methods)]
-            by_method = sub.groupby("method")["val_miou"].agg(["mean", "count"])
-            if set(by_method.index) != set(methods):
+            if set(sub["method"]) != set(methods):
                 continue
-            value = 100 * statistic(by_method["mean"].to_dict())
-            seeds = int(by_method["count"].min())
-            half = 100 * t * run_sd * math.sqrt(len(methods)) / math.sqrt(seeds)
-            sign = decide(value - half, value + half)
+            by_seed = sub.pivot_table(index="seed", columns="method", values="val_miou").dropna()
+            if by_seed.empty:
+                continue
+            per_seed = [100 * statistic(by_seed.loc[s].to_dict()) for s in by_seed.index]
+            n, value = len(per_seed), float(np.mean(per_seed))
+            if n >= MIN_SEEDS:
+                sd, dof = float(np.std(per_seed, ddof=1)), n - 1
+            else:
+                sd, dof = 100 * run_sd * math.sqrt(len(methods)), df
+            half = float(stats.t.ppf(1 - alpha / 2, dof)) * sd / math.sqrt(n) if dof > 0 else math.nan
+            seeds = {m: sorted(sub.loc[sub["method"] == m, "seed"]) for m in methods}
+            verdict, reason = rule(value - half, value + half, per_seed, seeds, margin, list(by_seed.index))
             rows.append({"claim": claim, "profile": profile, "ours (pp)": value, "half-width (pp)": half,
-                         "seeds": seeds, "sign": sign, "verdict": sign if seeds >= MIN_SEEDS else "undecided"})
-    return pd.DataFrame(rows, columns=["claim", "profile", "ours (pp)", "half-width (pp)", "seeds", "sign", "verdict"])
+                         "seeds": n, "verdict": verdict, "reason": reason})
+    columns = ["claim", "profile", "ours (pp)", "half-width (pp)", "seeds", "verdict", "reason"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def wide(table: pd.DataFrame) -> pd.DataFrame:
-    """:func:`across_budgets` with one row per claim and a column per profile: "value +- half (sign)"."""
+    """:func:`across_budgets` with one row per claim and a column per profile: "value +- half,
+    n seeds: verdict"."""
     if table.empty:
         return table
-    cell = table.assign(cell=[f"{v:+.2f} \u00b1 {h:.2f} ({s})" if np.isfinite(h) else f"{v:+.2f}"
-                              for v, h, s in zip(table["ours (pp)"], table["half-width (pp)"], table["sign"])])
+    cell = table.assign(cell=[(f"{v:+.2f} \u00b1 {h:.2f}" if np.isfinite(h) else f"{v:+.2f}")
+                              + f", {n} seed{'s' if n != 1 else ''}: {verdict}"
+                              for v, h, n, verdict in zip(table["ours (pp)"], table["half-width (pp)"],
+                                                          table["seeds"], table["verdict"])])
     out = cell.pivot(index="claim", columns="profile", values="cell")
     return out[list(dict.fromkeys(table["profile"]))].loc[list(dict.fromkeys(table["claim"]))]

@@ -1,94 +1,145 @@
-"""A claim of the paper as one statistic, its interval with image and seed noise, and its verdict.
+"""A claim of the paper as one statistic, and the rule that gives its verdict.
 
 A claim is turned into one number whose sign decides it, in percentage points of a score (e.g.
 "Attention is the best baseline" -> mIoU(Attention) - mIoU(the best other baseline)). The same
-statistic is computed on the paper's own tables where they print what it needs (``paper_value``)
-and on this build's per-image confusion matrices (``estimate``: the mean over seeds).
+statistic is computed on the paper's own tables where they print what it needs (``paper_value``;
+a claim whose paper value is negative is flagged: the paper's own numbers contradict that reading
+of its sentence) and on this build's per-image confusion matrices (``estimate``: the mean over the
+seeds every compared run has), with a 95% interval over images and seeds
+(:mod:`lipstudy.claims.interval`).
 
-**The interval** adds two sources of noise, as independent variances:
+**The decision rule** (:func:`rule`; one rule for every verdict the book prints, the budget table
+of :mod:`lipstudy.claims.budgets` included). A claim is *supported* (or *contradicted*) only when
 
-- *images*: a paired percentile bootstrap over the evaluated images. One draw of images per
-  population (the validation set, ATR, ...) is shared by every method, subset and input size the
-  statistic compares, and the statistic is averaged over seeds inside each draw;
-- *seeds*: how much the statistic moves when the same runs are trained again. With at least
-  :data:`MIN_SEEDS` seeds of every compared run it is the spread of the per-seed values (standard
-  deviation, Student's t with n - 1 degrees of freedom, divided by sqrt(n) for the mean). With
-  fewer, it is borrowed (:meth:`Evidence.run_noise`): the pooled run-to-run standard deviation of
-  validation mean IoU over the build's methods trained with several seeds, times sqrt(k) for a
-  statistic comparing k methods, with the pooled degrees of freedom.
+(a) every compared run has at least :data:`MIN_SEEDS` seeds;
+(b) every seed's paired estimate has the sign: above 0 for supported, below 0 for contradicted;
+(c) the interval clears 0 by the margin: ``low > margin`` (or ``high < -margin``). The margin is
+    at least the change of that statistic between two machines with different CPUs: the same run
+    keys compute other numbers on another instruction set (issue 36 measured 0.07-0.42 pp of
+    validation mean IoU per run between an AVX2 EPYC and an AVX-512 Xeon). It is
+    :data:`DEFAULT_MARGIN_PP` until a reference build on another CPU measures it (:func:`margin_of`:
+    the larger of the default and |this build - the reference| for that statistic).
 
-``low`` / ``high`` = estimate -+ sqrt(image half-width^2 + seed half-width^2), and ``detectable``
-is that half-width: the smallest effect this build can tell from zero.
+Otherwise *undecided*, with the reason (every condition that fails).
+
+**Power.** ``detectable`` is the smallest true effect the build detects with 80% probability:
+the estimate falls above ``margin + h`` (h the interval's half-width) with probability 0.8 when the
+effect is ``margin + h + z_0.80 * se``, ``se`` the interval's standard error. For a normal interval
+h = z_{1-a/2} * se, so ``detectable = (z_{1-a/2} + z_{0.80}) * se + margin``; here h is the
+interval's own half-width (Student's t for the seed term, the bootstrap's percentiles), which is
+wider with few seeds. Condition (b) is not counted in it: the power is at most this.
+
+**"At every X" claims** (object sizes, input sizes, challenge types; ``Claim.bins``) are decided
+per bin: each bin's estimate, interval and verdict by the rule, and the claim is *contradicted*
+when any bin is, *supported* when every bin is, *undecided* otherwise, never from a minimum or
+maximum alone. The claim's own numbers are its weakest bin's (the smallest estimate).
 
 **The verdict** (:func:`verdict_of`), in this order:
 
 1. ``untestable`` when a subset the claim needs has fewer than :data:`MIN_IMAGES` images, or when a
-   compared method is too weak for the claim: it scores IoU of at least :data:`GATE_IOU` on fewer
-   than half the classes of the ground truth, or under :data:`GATE_IOU` on a class the claim
-   averages over (the number would measure the model's weakness, not the claim);
+   model is too weak for the claim (:meth:`Evidence.gate`: it scores IoU of at least
+   :data:`GATE_IOU` on fewer than half the classes of the ground truth, or under :data:`GATE_IOU`
+   on a class the claim averages over). A claim that one group of methods beats another
+   (``Claim.better``) is refused only when a method it says is *better* fails the gate: a weak
+   method said to be worse is what the claim predicts. Other claims gate every compared method;
 2. ``by construction`` for a claim about the data (``Claim.construction``) on synthetic data: the
-   renderer's rule that makes it hold is named;
+   renderer's rule that makes it hold is named, beside what was observed (the rule's reading of
+   the interval, and whether the renderer produced an effect this build detects);
 3. ``undecided`` for an SSL claim whose control (the same network trained the same extra epochs
    without SSL) is not in the build: it is confounded with training length;
-4. ``supported`` / ``contradicted`` when the interval lies above / below 0 and every compared run
-   has at least :data:`MIN_SEEDS` seeds; otherwise ``undecided``, with the reason (the interval
-   contains 0, or too few seeds to decide).
+4. the decision rule.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
-import pandas as pd
 from scipy import stats
 
-from .. import metrics
-from ..labels import DATASETS
-from ..subsets import subset_mask
+from ..words import and_list, count, plural
+from .interval import GATE_IOU, MIN_SEEDS, Evidence, Term  # noqa: F401  (the engine's vocabulary)
 
 BASELINES = ("SegNet", "FCN-8s", "DeepLabV2", "Attention")
 CHALLENGES = ("occlusion", "full_body", "upper_body", "head_missed", "back_view")
 SIZE_BINS = ("small", "medium", "large")
 VERDICTS = ("supported", "contradicted", "undecided", "untestable", "by construction")
+DECIDED = ("supported", "contradicted")
 MIN_IMAGES = 10
 """A subset with fewer images says little, whatever its interval."""
-MIN_SEEDS = 3
-"""Seeds of every compared run before a verdict is decided (the seed spread needs them)."""
-GATE_IOU = 0.01
-"""IoU under which a method is taken not to predict a class at all."""
+DEFAULT_MARGIN_PP = 0.5
+"""The margin of condition (c) until a reference build on another CPU measures it (pp)."""
+POWER = 0.8
+"""The probability with which ``detectable`` is detected."""
 
 
 @dataclass(frozen=True)
-class Term:
-    """One score of one method: ``stat`` (a ``metrics.stat_fn`` name) on evaluation ``split``
-    (``val``, ``test``, ``val@<size>``, ``atr``, ...), optionally on a subset of its images
-    (an attribute column of attributes.csv such as ``back_view``, or ``size:<bin>``)."""
+class Bin:
+    """One bin of an "at every X" claim: its name (``small``, ``128 px``, ``back_view``), its
+    statistic (``terms`` combined by ``combine``, positive when the claim holds in the bin) and the
+    paper's value of it."""
 
-    method: str
-    split: str = "val"
-    subset: str | None = None
-    stat: str = "mean_iou"
+    name: str
+    terms: dict = field(compare=False)
+    combine: Callable = field(compare=False)
+    paper_value: float | None = None
 
 
 @dataclass(frozen=True)
 class Claim:
     """A claim as data: what the paper says (``claim``, ``section``), the statistic that tests it
-    (``terms`` combined by ``combine`` into a number whose positive sign supports the claim), the
-    same statistic on the paper's numbers, the control an SSL claim is measured against, and, for a
-    claim about the data, the renderer's rule that makes it hold on synthetic data."""
+    (``terms`` combined by ``combine`` into a number whose positive sign supports the claim, or
+    per bin: ``bins``), the same statistic on the paper's numbers, the control an SSL claim is
+    measured against, the methods a comparison says are better (``better``: only they are gated;
+    None: every compared method is), and, for a claim about the data, the renderer's rule that
+    makes it hold on synthetic data."""
 
     section: str
     claim: str
     statistic: str
     terms: dict = field(compare=False)
-    combine: Callable = field(compare=False)
+    combine: Callable | None = field(default=None, compare=False)
     paper_value: float | None = None
     control: str | None = None
     construction: str | None = None
     ssl: bool = False
     note: str = ""
+    better: tuple[str, ...] | None = None
+    bins: tuple[Bin, ...] = ()
+
+
+def binned(bins: tuple[Bin, ...]) -> dict:
+    """Every term of ``bins`` by name (a binned claim's ``terms``, which the gate reads)."""
+    return {name: t for b in bins for name, t in b.terms.items()}
+
+
+def _num(x):
+    return None if x is None or not np.isfinite(x) else round(float(x), 4)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One statistic read by the rule: a claim's, or one bin's of a binned claim (pp)."""
+
+    name: str | None
+    paper_value: float | None
+    estimate: float
+    low: float
+    high: float
+    per_seed: tuple[float, ...]
+    margin: float
+    margin_source: str
+    detectable: float
+    verdict: str
+    reason: str
+    n_images: int
+
+    def as_record(self) -> dict:
+        return {"bin": self.name, "paper": _num(self.paper_value), "ours": _num(self.estimate), "low": _num(self.low),
+                "high": _num(self.high), "per_seed": [_num(v) for v in self.per_seed], "margin": _num(self.margin),
+                "detectable": _num(self.detectable), "verdict": self.verdict, "reason": self.reason,
+                "images": self.n_images}
 
 
 @dataclass(frozen=True)
@@ -97,11 +148,11 @@ class Verdict:
     claim: str
     statistic: str
     paper_value: float | None       # the statistic on the paper's numbers (pp), None if not printed
-    estimate: float                 # this build, mean over seeds (pp)
+    estimate: float                 # this build, mean over seeds (pp); a binned claim's weakest bin
     low: float                      # interval with image and seed noise (pp)
     high: float
-    detectable: float               # the interval's half-width: the smallest effect this build resolves (pp)
-    per_seed: tuple[float, ...]
+    detectable: float               # the smallest effect detected with 80% probability (pp)
+    per_seed: tuple[float, ...]     # the statistic per seed, in the order of seeds_used
     seeds: dict                     # method -> the seeds it was trained with in this build
     control: str | None
     verdict: str
@@ -112,6 +163,17 @@ class Verdict:
     seed_sd: float = math.nan       # seed standard deviation of the statistic (pp), and where it came from
     seed_sd_source: str = ""
     note: str = ""
+    seeds_used: tuple[int, ...] = ()  # the seeds every compared method has: those of per_seed
+    margin: float = DEFAULT_MARGIN_PP
+    margin_source: str = ""
+    observed: str = ""              # the rule's reading of the numbers (a by-construction claim's observation)
+    bins: tuple[Reading, ...] = ()
+    weakest_bin: str | None = None
+
+    @property
+    def paper_opposite(self) -> bool:
+        """The paper's own value of the statistic has the opposite sign to its sentence."""
+        return self.paper_value is not None and self.paper_value < 0
 
     @property
     def seed_spread(self) -> float:
@@ -120,211 +182,109 @@ class Verdict:
 
     def as_record(self) -> dict:
         """The claim as ``results/claims/<profile>.json`` stores it."""
-        def num(x):
-            return None if x is None or not np.isfinite(x) else round(float(x), 4)
-
         return {"claim": self.claim, "section": self.section, "statistic": self.statistic,
-                "paper": num(self.paper_value), "ours": num(self.estimate), "low": num(self.low),
-                "high": num(self.high), "seeds": {m: list(s) for m, s in self.seeds.items()},
-                "control": self.control, "detectable": num(self.detectable), "verdict": self.verdict,
-                "reason": self.reason, "per_seed": [num(v) for v in self.per_seed], "images": self.n_images,
-                "image_low": num(self.image_low), "image_high": num(self.image_high),
-                "seed_sd": num(self.seed_sd), "seed_sd_source": self.seed_sd_source, "note": self.note}
+                "paper": _num(self.paper_value), "paper_opposite": self.paper_opposite, "ours": _num(self.estimate),
+                "low": _num(self.low), "high": _num(self.high), "seeds": {m: list(s) for m, s in self.seeds.items()},
+                "seeds_used": list(self.seeds_used), "per_seed": [_num(v) for v in self.per_seed],
+                "control": self.control, "margin": _num(self.margin), "margin_source": self.margin_source,
+                "detectable": _num(self.detectable), "detectable_power": POWER, "verdict": self.verdict,
+                "observed": self.observed, "reason": self.reason, "images": self.n_images,
+                "bins": [b.as_record() for b in self.bins], "weakest_bin": self.weakest_bin,
+                "image_low": _num(self.image_low), "image_high": _num(self.image_high),
+                "seed_sd": _num(self.seed_sd), "seed_sd_source": self.seed_sd_source, "note": self.note}
 
     def as_row(self) -> dict:
         return {"section": self.section, "claim": self.claim, "statistic": self.statistic,
                 "paper (pp)": self.paper_value, "ours (pp)": self.estimate, "CI low": self.low,
-                "CI high": self.high, "detectable (pp)": self.detectable,
+                "CI high": self.high, "margin (pp)": self.margin, "detectable at 80% power (pp)": self.detectable,
                 "seeds": ", ".join(f"{v:.2f}" for v in self.per_seed), "seed spread": self.seed_spread,
                 "control": self.control or "-", "verdict": self.verdict, "reason": self.reason,
                 "images": self.n_images, "note": self.note}
 
 
-def decide(low: float, high: float) -> str:
-    """The sign the interval of a statistic (claimed positive) shows: "supported" above 0,
-    "contradicted" below, "undecided" across it or when it is not finite."""
+# ---------------------------------------------------------------------------------------------
+# the rule
+
+
+def _pp(x: float) -> str:
+    return f"{x:+.2f}"
+
+
+def rule(low: float, high: float, per_seed, seeds: dict, margin: float, seeds_used=None) -> tuple[str, str]:
+    """(verdict, reason) of a statistic claimed positive, all in pp: its interval ``low`` /
+    ``high``, its value per seed (``per_seed``, of ``seeds_used``), the seeds each compared method
+    has (``seeds``) and the ``margin`` (conditions (a), (b), (c) of the module docstring)."""
+    per_seed = [float(v) for v in per_seed]
+    used = list(seeds_used) if seeds_used is not None else list(range(len(per_seed)))
     if not (np.isfinite(low) and np.isfinite(high)):
-        return "undecided"
-    if low > 0:
-        return "supported"
-    if high < 0:
-        return "contradicted"
-    return "undecided"
+        return "undecided", "no interval"
+    interval = f"the interval [{_pp(low)}, {_pp(high)}]"
+    side = "supported" if low > margin else "contradicted" if high < -margin else None
+    why = []
+    few = {m: len(s) for m, s in seeds.items() if len(s) < MIN_SEEDS}
+    if few:
+        why.append(f"(a) a decided verdict needs {MIN_SEEDS} seeds of every compared run ("
+                   + ", ".join(f"{m.removeprefix('ppp/')}: {k}" for m, k in few.items()) + ")")
+    if side is None:
+        where = "contains 0" if low <= 0 <= high else f"clears 0 by less than the {margin:.2f} pp margin"
+        why.append(f"(c) {interval} {where}")
+    sign = 1.0 if (side == "supported" or (side is None and np.mean(per_seed or [0]) >= 0)) else -1.0
+    against = [(s, v) for s, v in zip(used, per_seed) if not sign * v > 0]
+    if against:
+        want = "above" if sign > 0 else "below"
+        why.append(f"(b) {plural(len(against), 'seed')} {and_list(s for s, _ in against)} "
+                   f"({', '.join(_pp(v) for _, v in against)}) {plural(len(against), 'is', 'are')} not {want} 0")
+    if why:
+        return "undecided", "; ".join(why)
+    return side, (f"{interval} clears 0 by more than the {margin:.2f} pp margin, and "
+                  + ("the one seed's estimate" if len(per_seed) == 1 else f"all {len(per_seed)} seeds' estimates")
+                  + f" ({', '.join(_pp(v) for v in per_seed)}) {'lie' if len(per_seed) > 1 else 'lies'} "
+                  + ("above" if side == "supported" else "below") + " 0")
 
 
-def _population(split: str) -> str:
-    """Evaluations over the same images share bootstrap draws: val, val-flip and val@<size> are
-    the validation set."""
-    return split.split("@")[0].removesuffix("-flip")
+def detectable(half: float, se: float, margin: float, alpha_power: float = POWER) -> float:
+    """The smallest effect detected with probability ``alpha_power``: ``margin + half +
+    z_power * se`` (module docstring), in the unit of its arguments."""
+    return margin + half + float(stats.norm.ppf(alpha_power)) * se
 
 
-def _val_split(method: str) -> str:
-    return "ppp-val" if method.startswith("ppp/") else "val"
+def margin_of(evidence: Evidence, claim: str, bin_name: str | None, estimate: float) -> tuple[float, str]:
+    """The margin of condition (c) for one statistic (pp), and where it came from: the default
+    until a reference build on another CPU measures the change of that statistic, then the larger
+    of the default and |this build - the reference|."""
+    default = 100 * evidence.margin
+    ref = evidence.reference.get((claim, bin_name))
+    if ref is None or not np.isfinite(ref):
+        return default, f"{default:.2f} pp, the default until a reference build on another CPU measures the change"
+    change = abs(estimate - ref)
+    where = evidence.reference_cpu or "another CPU"
+    return max(default, change), (f"this statistic moved by {change:.2f} pp against the reference build on "
+                                  f"{where} (the margin is at least {default:.2f} pp)")
 
 
-@dataclass
-class Evidence:
-    """A build's evaluations, the image attributes, and the settings of the intervals.
+def aggregate(readings) -> tuple[str, str]:
+    """A binned claim's verdict from its bins' (:class:`Reading`): contradicted when any bin is,
+    supported when every bin is, undecided otherwise."""
+    by = {v: [r.name for r in readings if r.verdict == v] for v in ("supported", "contradicted", "undecided")}
+    n = len(readings)
+    if by["contradicted"]:
+        return "contradicted", (f"{plural(len(by['contradicted']), 'bin')} {and_list(by['contradicted'])} "
+                                f"{plural(len(by['contradicted']), 'is', 'are')} contradicted")
+    if len(by["supported"]) == n:
+        return "supported", f"every one of the {count(n, 'bin')} ({and_list(by['supported'])}) is supported"
+    parts = [f"{and_list(names)} {v}" for v, names in by.items() if names]
+    return "undecided", f"not every bin is supported: {'; '.join(parts)}"
 
-    ``evaluation(method, split, seed)`` returns an object with ``ids`` (image ids) and ``cms``
-    (per-image confusion matrices ``[N, C, C]``), e.g. the run cache's evaluations.
-    ``method_seeds`` lists the seeds each method was trained with (a statistic uses the seeds
-    every method it compares has). ``attributes`` is indexed by image id (columns of
-    attributes.csv). ``synthetic``: whether the data is the synthetic benchmark (claims about the
-    data then hold by construction).
-    """
 
-    evaluation: Callable[[str, str, int], object]
-    method_seeds: dict
-    attributes: pd.DataFrame | None = None
-    synthetic: bool = False
-    n_boot: int = 1000
-    alpha: float = 0.05
-    boot_seed: int = 0
-    _cache: dict = field(default_factory=dict, repr=False)
-
-    def seeds_of(self, method: str) -> list[int]:
-        if method not in self.method_seeds:
-            raise KeyError(f"{method!r} is not a method of this build ({', '.join(self.method_seeds)})")
-        return list(self.method_seeds[method])
-
-    def seeds_for(self, methods) -> list[int]:
-        """The seeds every one of ``methods`` was trained with."""
-        common = None
-        for m in methods:
-            s = self.seeds_of(m)
-            common = s if common is None else [x for x in common if x in s]
-        return common or []
-
-    def ev(self, method: str, split: str, seed: int):
-        key = (method, split, seed)
-        if key not in self._cache:
-            self._cache[key] = self.evaluation(method, split, seed)
-        return self._cache[key]
-
-    def mask(self, ids: Sequence[str], subset: str | None) -> np.ndarray:
-        """Boolean mask of the images in ``subset`` (all when None)."""
-        if subset is None:
-            return np.ones(len(ids), dtype=bool)
-        if self.attributes is None:
-            raise ValueError(f"subset {subset!r} needs image attributes, none were given")
-        if self.attributes.reindex(list(ids)).isna().all(axis=None):
-            raise ValueError(f"none of the {len(ids)} evaluated images has attributes")
-        return subset_mask(ids, self.attributes, subset)
-
-    # -- how good the compared models are (the gate) ---------------------------------------------
-
-    def class_iou(self, method: str, split: str) -> np.ndarray:
-        """Per-class IoU of ``method`` on ``split`` (mean over its seeds), NaN for classes absent
-        from both ground truth and prediction."""
-        per_seed = []
-        for seed in self.seeds_of(method):
-            cm = np.asarray(self.ev(method, split, seed).cms, dtype=np.float64).sum(0)
-            tp, gt, pr = np.diag(cm), cm.sum(1), cm.sum(0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                per_seed.append(np.where(gt > 0, tp / (gt + pr - tp), np.nan))
-        with np.errstate(invalid="ignore"):
-            return np.nanmean(np.stack(per_seed), axis=0) if len(per_seed) > 1 else per_seed[0]
-
-    def gate(self, terms: dict[str, Term], classes) -> str | None:
-        """Why the compared methods are too weak for a claim (None when they are not): a method
-        that scores IoU >= GATE_IOU on fewer than half the ground truth's classes, or under
-        GATE_IOU on one of ``classes`` (the classes the claim averages over)."""
-        reasons = []
-        for method, split in dict.fromkeys((t.method, t.split) for t in terms.values()):
-            iou = self.class_iou(method, split)
-            drawn = np.isfinite(iou)
-            learned = int((iou[drawn] >= GATE_IOU).sum())
-            if learned < drawn.sum() / 2:
-                reasons.append(f"{method} scores IoU >= {100 * GATE_IOU:g}% on only {learned} of its "
-                               f"{int(drawn.sum())} classes")
-                continue
-            weak = [int(c) for c in classes if not (iou[c] >= GATE_IOU)]
-            if weak:
-                names = DATASETS["ppp" if method.startswith("ppp/") else "lip"]["classes"]
-                reasons.append(f"{method} scores IoU under {100 * GATE_IOU:g}% on " + ", ".join(names[c] for c in weak))
-        return "; ".join(dict.fromkeys(reasons)) or None
-
-    # -- seed noise ------------------------------------------------------------------------------
-
-    def run_noise(self) -> tuple[float, int, list[str]]:
-        """(pooled run-to-run standard deviation of validation mean IoU as a fraction, its degrees
-        of freedom, the methods pooled) over the methods trained with at least two seeds; (NaN, 0,
-        []) when there are none."""
-        ss, df, pooled = 0.0, 0, []
-        for method, seeds in self.method_seeds.items():
-            if len(seeds) < 2:
-                continue
-            split = _val_split(method)
-            values = [float(metrics.stat_fn("mean_iou")(np.asarray(self.ev(method, split, s).cms, np.float64).sum(0)))
-                      for s in seeds]
-            ss += float(np.var(values, ddof=1)) * (len(values) - 1)
-            df += len(values) - 1
-            pooled.append(method)
-        return (math.sqrt(ss / df) if df else math.nan), df, pooled
-
-    # -- the statistic ---------------------------------------------------------------------------
-
-    def measure(self, terms: dict[str, Term], combine: Callable[[dict], np.ndarray]) -> dict:
-        """The statistic ``combine({name: score})`` (fractions) over the common seeds, with its
-        image interval and its seed noise. Returns value, image_low / image_high, per_seed values,
-        the smallest subset size, seed_sd (of the mean over seeds) with its degrees of freedom and
-        source, and low / high / detectable with both noises."""
-        methods = list(dict.fromkeys(t.method for t in terms.values()))
-        seeds = self.seeds_for(methods)
-        if not seeds:
-            raise ValueError(f"the compared methods {methods} share no seed")
-        pops = sorted({_population(t.split) for t in terms.values()})
-        rng = np.random.default_rng(self.boot_seed)
-        weights, ref_ids = {}, {}
-        for pop in pops:
-            t = next(t for t in terms.values() if _population(t.split) == pop)
-            ids = list(self.ev(t.method, t.split, seeds[0]).ids)
-            n = len(ids)
-            draws = rng.integers(0, n, size=(self.n_boot, n))
-            w = np.zeros((self.n_boot, n))
-            np.add.at(w, (np.repeat(np.arange(self.n_boot), n), draws.ravel()), 1.0)
-            weights[pop], ref_ids[pop] = w, ids
-        points, boots, n_min = [], [], None
-        for seed in seeds:
-            vals, bvals = {}, {}
-            for name, t in terms.items():
-                pop = _population(t.split)
-                ev = self.ev(t.method, t.split, seed)
-                cms = np.asarray(ev.cms, dtype=np.float64)
-                if list(ev.ids) != ref_ids[pop]:
-                    cms = cms[metrics.select(list(ev.ids), ref_ids[pop])]
-                m = self.mask(ref_ids[pop], t.subset)
-                n_min = int(m.sum()) if n_min is None else min(n_min, int(m.sum()))
-                f = metrics.stat_fn(t.stat)
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    vals[name] = f(cms[m].sum(0)) if m.any() else np.float64(np.nan)
-                    bvals[name] = (f(np.einsum("bn,ncd->bcd", weights[pop][:, m], cms[m])) if m.any()
-                                   else np.full(self.n_boot, np.nan))
-            points.append(float(combine(vals)))
-            boots.append(np.asarray(combine(bvals), dtype=np.float64))
-        value = float(np.mean(points))
-        boot = np.mean(boots, axis=0)
-        with np.errstate(invalid="ignore"):
-            img_lo, img_hi = (np.nanquantile(boot, [self.alpha / 2, 1 - self.alpha / 2])
-                              if np.isfinite(boot).any() else (np.nan, np.nan))
-        n = len(seeds)
-        if n >= MIN_SEEDS:
-            sd, df, source = float(np.std(points, ddof=1)), n - 1, f"measured over {n} seeds"
-        else:
-            run_sd, df, pooled = self.run_noise()
-            sd = run_sd * math.sqrt(len(methods))
-            source = (f"borrowed: the pooled run-to-run SD of val mean IoU of {', '.join(pooled)} "
-                      f"x sqrt({len(methods)}) compared methods" if pooled else "no method has several seeds")
-        t = float(stats.t.ppf(1 - self.alpha / 2, df)) if df > 0 else math.nan
-        seed_half = t * sd / math.sqrt(n)
-        below, above = value - float(img_lo), float(img_hi) - value
-        low = value - math.hypot(below, seed_half)
-        high = value + math.hypot(above, seed_half)
-        return {"value": value, "image_low": float(img_lo), "image_high": float(img_hi),
-                "per_seed": tuple(points), "n": n_min or 0, "seeds": seeds, "seed_sd": sd, "seed_df": df,
-                "seed_sd_source": source, "low": low, "high": high,
-                "detectable": math.hypot(max(below, above), seed_half)}
+def _read(evidence: Evidence, claim: Claim, b: Bin | None, r: dict, seeds: dict) -> Reading:
+    pp = 100.0
+    value, low, high = r["value"] * pp, r["low"] * pp, r["high"] * pp
+    margin, source = margin_of(evidence, claim.claim, b.name if b else None, value)
+    per_seed = tuple(v * pp for v in r["per_seed"])
+    verdict, reason = rule(low, high, per_seed, seeds, margin, r["seeds"])
+    paper = (b.paper_value if b else claim.paper_value)
+    return Reading(b.name if b else None, None if paper is None else round(float(paper), 2), value, low, high,
+                   per_seed, margin, source, detectable(r["half"] * pp, r["se"] * pp, margin), verdict, reason, r["n"])
 
 
 def _classes_of(terms: dict[str, Term]) -> list[int]:
@@ -338,45 +298,46 @@ def _classes_of(terms: dict[str, Term]) -> list[int]:
     return sorted(ids)
 
 
+def _observation(verdict: str, reason: str, low: float, high: float, margin: float) -> str:
+    cleared = low > margin or high < -margin
+    effect = ("the renderer's rule produced an effect this build detects" if cleared and low > 0 else
+              "the effect observed goes against the rule" if cleared else
+              "the renderer's rule produced no effect this build can detect at this size")
+    return f"observed here: {verdict} ({reason}): {effect}"
+
+
 def verdict_of(evidence: Evidence, claim: Claim) -> Verdict:
     """The verdict of ``claim`` on ``evidence`` (see the module docstring for the rule)."""
-    r = evidence.measure(claim.terms, claim.combine)
-    pp = 100.0
     methods = list(dict.fromkeys(t.method for t in claim.terms.values()))
     seeds = {m: evidence.seeds_of(m) for m in methods}
-    lo, hi = r["low"] * pp, r["high"] * pp
-    if 0 <= r["n"] < MIN_IMAGES:
-        verdict, reason = "untestable", (f"a subset the statistic needs has {r['n']} images "
+    parts = claim.bins or (None,)
+    measured = [evidence.measure(b.terms, b.combine) if b else evidence.measure(claim.terms, claim.combine)
+                for b in parts]
+    readings = tuple(_read(evidence, claim, b, r, seeds) for b, r in zip(parts, measured))
+    i = int(np.argmin([x.estimate if np.isfinite(x.estimate) else np.inf for x in readings]))
+    head, r = readings[i], measured[i]
+    observed, why = aggregate(readings) if claim.bins else (head.verdict, head.reason)
+    n = min(x.n_images for x in readings)
+    if 0 <= n < MIN_IMAGES:
+        verdict, reason = "untestable", (f"a subset the statistic needs has {count(n, 'image')} "
                                          f"(fewer than {MIN_IMAGES})")
     elif claim.construction and evidence.synthetic:
-        verdict, reason = "by construction", f"on the synthetic benchmark this follows from the renderer: {claim.construction}"
-    elif (why := evidence.gate(claim.terms, _classes_of(claim.terms))) is not None:
-        verdict, reason = "untestable", f"a compared model is too weak for this claim: {why}"
+        verdict = "by construction"
+        reason = (f"on the synthetic benchmark this follows from the renderer: {claim.construction}; "
+                  + _observation(observed, why, head.low, head.high, head.margin))
+    elif (gate := evidence.gate(claim.terms, _classes_of(claim.terms), claim.better)) is not None:
+        said = "a method it says is better" if claim.better is not None else "a compared model"
+        verdict, reason = "untestable", f"{said} is too weak for this claim: {gate}"
     elif claim.ssl and claim.control is None:
         verdict, reason = "undecided", "confounded with training length: this build has no control run"
     else:
-        sign = decide(lo, hi)
-        few = {m: len(s) for m, s in seeds.items() if len(s) < MIN_SEEDS}
-        if sign == "undecided":
-            verdict = "undecided"
-            reason = (f"the interval [{lo:.2f}, {hi:.2f}] contains 0: an effect of {abs(r['value']) * pp:.2f} pp "
-                      f"is below the {r['detectable'] * pp:.2f} pp this build can detect")
-            if not np.isfinite(lo):
-                reason = f"no interval: {r['seed_sd_source']}"
-        elif few:
-            verdict = "undecided"
-            reason = (f"the interval [{lo:.2f}, {hi:.2f}] excludes 0 with seed noise {r['seed_sd_source']}, but a "
-                      f"decided verdict needs {MIN_SEEDS} seeds of every compared run ("
-                      + ", ".join(f"{m}: {k}" for m, k in few.items()) + ")")
-        else:
-            verdict = sign
-            reason = (f"the interval [{lo:.2f}, {hi:.2f}] (images and seeds, seed noise {r['seed_sd_source']}) "
-                      f"lies {'above' if sign == 'supported' else 'below'} 0")
+        verdict, reason = observed, why
     return Verdict(claim.section, claim.claim, claim.statistic,
                    None if claim.paper_value is None else round(float(claim.paper_value), 2),
-                   r["value"] * pp, lo, hi, r["detectable"] * pp, tuple(v * pp for v in r["per_seed"]), seeds,
-                   claim.control, verdict, reason, r["n"], r["image_low"] * pp, r["image_high"] * pp,
-                   r["seed_sd"] * pp, r["seed_sd_source"], claim.note)
+                   head.estimate, head.low, head.high, head.detectable, head.per_seed, seeds, claim.control,
+                   verdict, reason, n, r["image_low"] * 100, r["image_high"] * 100, r["seed_sd"] * 100,
+                   r["seed_sd_source"], claim.note, tuple(r["seeds"]), head.margin, head.margin_source, observed,
+                   readings if claim.bins else (), head.name)
 
 
 def stack_min(d: dict, names) -> np.ndarray:

@@ -21,6 +21,8 @@ DATASETS = tuple(LABEL_SETS)
 """The benchmarks a book reads: LIP (or its synthetic stand-in), PASCAL-Person-Part, ATR."""
 PRETRAIN = "pretrain"
 """The dataset name of the synthetic pretraining split (a LIP-style split of its own)."""
+CHALLENGE = "challenge"
+"""The challenge top-up of the synthetic LIP validation split (:mod:`lipstudy.data.synth.topup`)."""
 
 
 class DataMissing(FileNotFoundError):
@@ -28,16 +30,21 @@ class DataMissing(FileNotFoundError):
 
 
 def profile_datasets(profile) -> tuple[str, ...]:
-    """Every dataset a profile's book uses: the three benchmarks, and the pretraining split when
-    the profile pretrains a synthetic backbone."""
-    return DATASETS + ((PRETRAIN,) if get_profile(profile).pretrain else ())
+    """Every dataset a profile's book uses: the three benchmarks, the pretraining split when the
+    profile pretrains a synthetic backbone, and the challenge top-up when it has one."""
+    prof = get_profile(profile)
+    return DATASETS + ((PRETRAIN,) if prof.pretrain else ()) + ((CHALLENGE,) if prof.challenge_topup else ())
 
 
 def _spec(prof, dataset: str) -> dict:
-    if dataset not in DATASETS + (PRETRAIN,):
-        raise ValueError(f"unknown dataset {dataset!r}; expected {', '.join(DATASETS)} or {PRETRAIN}")
+    if dataset not in DATASETS + (PRETRAIN, CHALLENGE):
+        raise ValueError(f"unknown dataset {dataset!r}; expected {', '.join(DATASETS)}, {PRETRAIN} or {CHALLENGE}")
     if dataset == PRETRAIN and not prof.pretrain:
         raise ValueError(f"profile {prof.name!r} has no synthetic pretraining split")
+    if dataset == CHALLENGE:
+        if not prof.challenge_topup:
+            raise ValueError(f"profile {prof.name!r} has no challenge top-up")
+        return {"target": prof.challenge_topup, "lip": _spec(prof, "lip")}
     spec = {"lip": prof.lip_data, "ppp": prof.ppp_data, "atr": prof.atr_data, PRETRAIN: prof.pretrain}[dataset]
     return {k: v for k, v in spec.items() if k not in ("epochs", "lr")}  # training settings, not data
 
@@ -78,6 +85,15 @@ def data_root(profile, dataset: str = "lip", data=None) -> Path:
         return root
     from .synth import generate
 
+    if dataset == CHALLENGE:  # rendered from the LIP validation split's shortfall, so after it
+        lip = data_root(prof, "lip")
+        with file_lock(root.parent / f".{root.name}.lock"):
+            if not (root / "manifest.json").is_file():
+                from .synth.topup import generate_topup
+
+                generate_topup(root, lip, prof.challenge_topup, prof.lip_data["max_side"],
+                               workers=max(1, os.cpu_count() or 1))
+        return root
     # The pretraining split is rendered from another seed, so it shares no scene with the benchmark.
     seed, style = (1, "lip") if dataset == PRETRAIN else (0, dataset)
     with file_lock(root.parent / f".{root.name}.lock"):

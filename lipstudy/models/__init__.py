@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 
-import torch
 from torch import nn
 
 from .attention import LARGEFOV_RATE, AttentionToScale
@@ -31,11 +30,12 @@ MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
 DEEPLAB_DERIVED: tuple[str, ...] = ("deeplabv2", "attention")
 """The networks whose released training is DeepLab's Caffe training (loss on the stride-8 score map
 against shrunk labels): DeepLabV2, and Attention (a DeepLab-LargeFOV; the LIP_SSL prototxt)."""
-ARCHITECTURE_VERSIONS: dict[str, int] = {"attention": 2}
+ARCHITECTURE_VERSIONS: dict[str, int] = {"deeplabv2": 2, "attention": 2}
 """The version of a network's definition, for the networks whose definition changed after runs of them
 were trained (a run's key holds it, so a changed network is trained again): Attention 2 has no
-LargeFOV-v1 ``pool5a`` and starts its attention at equal weights (models/attention.py). A network not
-listed is at its first definition."""
+LargeFOV-v1 ``pool5a`` and starts its attention at equal weights (models/attention.py); both resize
+their score maps by matrix products (:func:`lipstudy.models.vgg.resize`: the same values up to float
+rounding, not the same bits). A network not listed is at its first definition."""
 # Not a baseline: the cpu profiles' synthetic stand-in for ImageNet pretraining (models/pretrain.py).
 PRETRAIN_MODEL = "backbone"
 
@@ -43,7 +43,7 @@ PRETRAIN_MODEL = "backbone"
 def build_model(name: str, num_classes: int = 20, width: float = 1.0,
                 pretrained: str | os.PathLike | None = None, dropout: float = 0.5,
                 batch_norm: bool | None = None, atrous_scale: float = 1.0,
-                score_map_loss: bool = False) -> nn.Module:
+                score_map_loss: bool = False, head_min: int = 0) -> nn.Module:
     """Build baseline ``name`` (one of :data:`MODEL_NAMES`).
 
     ``width`` thins every layer (channels = max(8, round(c * width))); ``dropout`` is the rate of
@@ -61,6 +61,11 @@ def build_model(name: str, num_classes: int = 20, width: float = 1.0,
     ``score_map_loss``: DeepLabV2 and Attention give their score maps in train mode (the loss then
     shrinks the labels to them, as DeepLab's Caffe training); FCN-8s and SegNet, whose released
     training scores their input-size output, ignore it.
+    ``head_min``: the fewest channels of fc6 / fc7 (FCN-8s' 4096, DeepLabV2's and Attention's 1024,
+    thinned by ``width``). Thinning every layer alike leaves DeepLab's heads four times narrower than
+    FCN-8s' (64 against 256 channels at width 1/16), and at 64 channels a validation search found them
+    the bottleneck: DeepLabV2 18.79 -> 19.35 and Attention 13.96 -> 16.51 mean IoU at 128
+    (results/benchmarks/attention_search.json). SegNet has no fc layers.
     """
     if name == PRETRAIN_MODEL:
         return BackbonePretrainNet(num_classes=num_classes, width=width)
@@ -77,6 +82,10 @@ def build_model(name: str, num_classes: int = 20, width: float = 1.0,
             kw["rate"] = rate(LARGEFOV_RATE)
     if score_map_loss and name in DEEPLAB_DERIVED:
         kw["score_map_loss"] = True
+    if head_min < 0:
+        raise ValueError(f"head_min must be >= 0, got {head_min}")
+    if head_min and name != "segnet":
+        kw["head_min"] = head_min
     model = MODELS[name](num_classes=num_classes, width=width, dropout=dropout, **kw)
     if pretrained is not None:
         model.load_pretrained(pretrained)
@@ -88,27 +97,11 @@ def backbone_of(model: nn.Module) -> nn.Module:
     return model.encoder if isinstance(model, SegNet) else model.backbone
 
 
-def load_backbone(model: nn.Module, path: str | os.PathLike) -> None:
-    """Copy the backbone of a pretraining checkpoint (``lipstudy.train`` format, model
-    ``"backbone"``) into ``model``'s VGG-16, which must have the same width and batch norms.
-    Raises ValueError naming the file when it does not fit."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        weights = {k[len("backbone."):]: v for k, v in ckpt["model"].items() if k.startswith("backbone.")}
-    except Exception as e:  # noqa: BLE001 - a missing / corrupt / foreign file: say which
-        raise ValueError(f"{os.fspath(path)}: not a readable pretraining checkpoint ({e})") from e
-    try:
-        backbone_of(model).load_state_dict(weights)
-    except RuntimeError as e:
-        raise ValueError(f"{os.fspath(path)}: its backbone does not fit this model (same width and "
-                         f"batch_norm=True needed): {' '.join(str(e).split())[:300]}") from e
-
-
 def num_parameters(model: nn.Module) -> int:
     """Number of learnable parameters (BN running statistics are buffers, not counted)."""
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["MODELS", "MODEL_NAMES", "ARCHITECTURE_VERSIONS", "DEEPLAB_DERIVED", "PRETRAIN_MODEL", "ASPP_RATES", "LARGEFOV_RATE", "build_model", "load_backbone", "backbone_of",
+__all__ = ["MODELS", "MODEL_NAMES", "ARCHITECTURE_VERSIONS", "DEEPLAB_DERIVED", "PRETRAIN_MODEL", "ASPP_RATES", "LARGEFOV_RATE", "build_model", "backbone_of",
            "num_parameters", "BackbonePretrainNet",
            "SegNet", "FCN8s", "DeepLabV2", "AttentionToScale"]

@@ -54,14 +54,14 @@ class AttentionToScale(nn.Module):
 
     def __init__(self, num_classes: int = 20, width: float = 1.0, dropout: float = 0.5,
                  scales: tuple[float, ...] = SCALES, batch_norm: bool = False, rate: int = LARGEFOV_RATE,
-                 score_map_loss: bool = False, attention_dropout: float = ATTENTION_DROPOUT):
+                 score_map_loss: bool = False, attention_dropout: float = ATTENTION_DROPOUT, head_min: int = 0):
         super().__init__()
         self.score_map_loss = score_map_loss
         if not scales or scales[0] != 1.0:
             raise ValueError(f"scales must start with 1.0 (the reference resolution), got {scales}")
         self.scales = tuple(scales)
         self.backbone = VGG16(width, batch_norm=batch_norm, atrous=True)
-        channels = scaled(HEAD_CHANNELS, width)
+        channels = max(scaled(HEAD_CHANNELS, width), head_min)
         self.head = FCHead(self.backbone.out_channels, channels, num_classes, rate, dropout)
         hidden = scaled(ATTENTION_CHANNELS, width)
         self.attention = nn.Sequential(

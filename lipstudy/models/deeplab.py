@@ -70,11 +70,12 @@ class DeepLabV2(nn.Module):
     ``out`` at the input size, or the stride-8 score map with ``score_map_loss`` (module docstring)."""
 
     def __init__(self, num_classes: int = 20, width: float = 1.0, dropout: float = 0.5,
-                 rates: tuple[int, ...] = ASPP_RATES, batch_norm: bool = False, score_map_loss: bool = False):
+                 rates: tuple[int, ...] = ASPP_RATES, batch_norm: bool = False, score_map_loss: bool = False,
+                 head_min: int = 0):
         super().__init__()
         self.score_map_loss = score_map_loss
         self.backbone = VGG16(width, batch_norm=batch_norm, atrous=True)
-        channels = scaled(HEAD_CHANNELS, width)
+        channels = max(scaled(HEAD_CHANNELS, width), head_min)
         self.aspp = nn.ModuleList(FCHead(self.backbone.out_channels, channels, num_classes, r, dropout)
                                   for r in rates)
         init_weights(self)

@@ -44,11 +44,11 @@ class FCN8s(nn.Module):
     """FCN-8s on a (thinned) VGG-16. Eval: logits [B,C,H,W]; train: {"out", "aux": []}."""
 
     def __init__(self, num_classes: int = 20, width: float = 1.0, dropout: float = 0.5,
-                 batch_norm: bool = False):
+                 batch_norm: bool = False, head_min: int = 0):
         super().__init__()
         self.backbone = VGG16(width, batch_norm=batch_norm)
         c3, c4, c5 = (s[-1] for s in self.backbone.stage_channels[2:])
-        fc = scaled(FC_CHANNELS, width)
+        fc = max(scaled(FC_CHANNELS, width), head_min)
         self.fc6 = nn.Conv2d(c5, fc, 7, padding=3)
         self.drop6 = dropout_layer(dropout)
         self.fc7 = nn.Conv2d(fc, fc, 1)

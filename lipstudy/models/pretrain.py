@@ -6,7 +6,7 @@ their LIP training on fine-tuning. ImageNet weights cannot be downloaded on the 
 study is built on, and twelve networks trained from scratch would each pay for "learning to see"
 out of a CPU budget of minutes. So the cpu profile trains this network once, on a synthetic split
 disjoint from the benchmark's train / val / test images, and copies its ``backbone`` (conv1_1 ...
-conv5_3 with their batch norms) into each baseline (:func:`lipstudy.models.load_backbone`).
+conv5_3 with their batch norms) into each baseline (:func:`lipstudy.checkpoints.load_backbone`).
 
 It is a deviation, stated in the book: unlike ImageNet classification this pretraining task is
 the parsing task itself (per-pixel labels of other synthetic people), so it is closer to "more
