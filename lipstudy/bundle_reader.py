@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .data.roots import profile_datasets
+from .data.synth.topup import CHALLENGE_TYPES
 from .labels import DATASETS
 from .profiles import PROFILES, get_profile
 from .runs import MODEL_LABELS, book_runs, with_ancestors
@@ -141,6 +142,8 @@ def limits(profile, real_data: bool = False) -> Limits:
     prof = get_profile(profile)
     specs = (prof.lip_data, prof.ppp_data, prof.atr_data)
     images = max(max(d.get("val", 0), d.get("test", 0)) for d in specs)
+    # the challenge top-up keeps an image only while a type it shows is short of its target
+    images = max(images, len(CHALLENGE_TYPES) * (prof.challenge_topup or 0))
     if real_data or prof.lip_data.get("max_side") is None:
         images = max(images, REAL_LIP_IMAGES)
     classes = max(len(d["classes"]) for d in DATASETS.values())

@@ -1,5 +1,5 @@
 """The challenge top-up (lipstudy.data.synth.topup): it reaches the target of every short challenge
-type, keeps every candidate of a topped-up type and no other (rejection sampling, so a kept image
+type, keeps every candidate of a type still short and no other (rejection sampling, so a kept image
 of a type is distributed as the validation images of that type), reads as a LIP validation split,
 and renders the same bytes whatever the number of workers."""
 from __future__ import annotations
@@ -24,6 +24,8 @@ def base(tmp_path_factory):
 
 
 def test_the_top_up_keeps_every_candidate_of_a_short_type_and_no_other(base, tmp_path):
+    """A candidate is kept while a type it shows is still short: once a type has its images, its
+    candidates stop counting (a rare type would otherwise keep every image of a common one)."""
     need = shortfall(base, 4)
     val = read_attributes(base)
     assert need == {k: max(0, 4 - int(val[k].sum())) for k in CHALLENGE_TYPES}
@@ -38,8 +40,12 @@ def test_the_top_up_keeps_every_candidate_of_a_short_type_and_no_other(base, tmp
     # Rendered again, candidate by candidate: kept exactly those of a short type, in index order.
     rendered = manifest["topup"]["candidates"]
     candidates = [_render_item((SEED, "lip", "val", i, SIDE)) for i in range(rendered)]
-    expect = [f"synth_challenge_{i:06d}" for i, c in enumerate(candidates) if any(c[4][k] for k in short)]
-    assert list(top["id"]) == expect and len(expect) == manifest["counts"]["val"]
+    found, expect = {k: 0 for k in short}, []
+    for i, c in enumerate(candidates):
+        if any(c[4][k] and found[k] < need[k] for k in short):
+            expect.append(f"synth_challenge_{i:06d}")
+            found = {k: found[k] + int(c[4][k]) for k in short}
+    assert list(top["id"]) == expect and len(expect) == manifest["counts"]["val"] <= sum(need.values())
     # ... and the last candidate rendered is the one that completed the last short type.
     counts = {k: sum(c[4][k] for c in candidates[:-1]) for k in short}
     assert any(counts[k] < need[k] for k in short)

@@ -74,7 +74,7 @@ def generate_topup(out, base_root, target: int, max_side: int | None, workers: i
             tasks = [(int(seed), "lip", "val", i, max_side) for i in range(rendered, rendered + CHUNK)]
             for _, _, jpg, png, attrs in (pool.imap(_render_item, tasks) if pool else map(_render_item, tasks)):
                 rendered += 1
-                if any(attrs[k] for k in topped):
+                if any(attrs[k] and found[k] < need[k] for k in topped):  # of a type still short
                     kept.append((f"synth_{SPLIT}_{rendered - 1:06d}", jpg, png, attrs))
                     for k in topped:
                         found[k] += int(attrs[k])
