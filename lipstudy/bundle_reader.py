@@ -35,6 +35,8 @@ from pathlib import Path
 
 from .data.roots import profile_datasets
 from .data.synth.topup import CHALLENGE_TYPES
+from .evaluate import JOINT_TERMS
+from .models.attention import SCALES
 from .labels import DATASETS
 from .profiles import PROFILES, get_profile
 from .runs import MODEL_LABELS, book_runs, with_ancestors
@@ -46,6 +48,8 @@ RUN_FILES = ("config.json", "train_config.json", "provenance.json", "train_log.j
 OLD_RUN_FILES = ("train_log.csv",)
 """What bundles written before the training log was JSON only also hold: read, within the text limit."""
 SPARSE = "per_image_cm.sparse.npz"
+# An evaluation's per-image joint terms (9 squared distances and two presence flags per image) are far
+# under a confusion matrix's bytes, so they are bounded as the matrices are.
 MANIFEST_FIELDS = {"profile": str, "engine_version": str, "data": str, "datasets": dict, "runs": list,
                    "matrices": dict, "files": dict}
 
@@ -76,7 +80,8 @@ _EVAL = r"eval/(?:val|val-flip|val-ms|test|atr|challenge|val@\d{1,5})"
 _KINDS = {"text": re.compile(rf"(?:{'|'.join(map(re.escape, RUN_FILES + OLD_RUN_FILES))}|metrics\.json|"
                             rf"{_EVAL}/metrics\.json)"),
           "checkpoint": re.compile(r"checkpoint\.pt"),
-          "matrices": re.compile(rf"{_EVAL}/{re.escape(SPARSE)}"),
+          "matrices": re.compile(rf"{_EVAL}/(?:{re.escape(SPARSE)}|{re.escape(JOINT_TERMS)})"),
+          "attention": re.compile(r"attention/(?:val|maps)\.npz"),
           "figures": re.compile(rf"figures/(?:{'|'.join(FIGURE_SETS)})\.npz")}
 _RUN_MEMBER = re.compile(r"runs/([0-9a-f]{16})/([A-Za-z0-9_.@-]+(?:/[A-Za-z0-9_.@-]+){0,2})")
 
@@ -116,17 +121,18 @@ class Limits:
     figures: int
     images: int  # the most images one evaluation scores
     runs: int
+    attention: int = 0  # an Attention run's weights: the validation summary, the Fig. 8 weight maps
     text: int = TEXT_LIMIT
     evaluations: int = MAX_EVALUATIONS
 
     @property
     def files_per_run(self) -> int:
-        return len(RUN_FILES + OLD_RUN_FILES) + 2 + 2 * self.evaluations + len(FIGURE_SETS)
+        return len(RUN_FILES + OLD_RUN_FILES) + 2 + 2 * self.evaluations + 1 + len(FIGURE_SETS) + 2
 
     @property
     def run_bytes(self) -> int:
-        return (self.checkpoint + self.evaluations * (self.matrices + self.text) + len(FIGURE_SETS) * self.figures
-                + (len(RUN_FILES + OLD_RUN_FILES) + 1) * self.text)
+        return (self.checkpoint + self.evaluations * (self.matrices + self.text) + self.matrices
+                + len(FIGURE_SETS) * self.figures + 2 * self.attention + (len(RUN_FILES + OLD_RUN_FILES) + 1) * self.text)
 
     @property
     def members(self) -> int:
@@ -134,7 +140,7 @@ class Limits:
 
     def of(self, kind: str) -> int:
         return {"text": self.text, "checkpoint": self.checkpoint, "matrices": self.matrices,
-                "figures": self.figures}[kind]
+                "figures": self.figures, "attention": self.attention}[kind]
 
 
 def limits(profile, real_data: bool = False) -> Limits:
@@ -156,8 +162,11 @@ def limits(profile, real_data: bool = False) -> Limits:
         side = max([side] + [max(Image.open(p).size) for p in photos])
     per_set = max(len(FIG8_PANELS), SSL_IMAGES, len(photos), 1)  # fig8, ssl, photos, cihp
     figures = per_set * side * side + (64 << 10)
+    # float16 weights per scale and pixel of each Fig. 8 image; per validation image a few numbers per scale
+    attention = len(FIG8_PANELS) * len(SCALES) * side * side * 2 + images * (8 * (len(SCALES) + 4) + 4 * ID_CHARS)
     runs = len(with_ancestors(book_runs(prof, range(MAX_SEEDS)), prof))
-    return Limits(prof.name, largest_checkpoint(prof.width), matrices, figures, images, runs)
+    return Limits(prof.name, largest_checkpoint(prof.width), matrices, figures, images, runs,
+                  attention + (64 << 10))
 
 
 def member_kind(relative: str) -> str | None:

@@ -16,6 +16,7 @@ from .bundles import (CHECKPOINT_CHOICES, FORMAT, FORMAT_VERSION, RUN_FILES, SPA
                       cms_digest, pack_cms)
 from .config import portable_config
 from .data.roots import CHALLENGE, DataMissing, data_fingerprint, data_root, profile_datasets
+from .evaluate import JOINT_TERMS
 from .paths import portable, portable_command, runs_dir
 from .profiles import get_profile
 from .runs import Run, book_runs, with_ancestors
@@ -69,6 +70,10 @@ def _run_files(run_dir: Path, with_checkpoint: bool) -> tuple[dict[str, bytes], 
         ids, cms = load_cms(ev / "per_image_cm.npz")
         files[f"{name}/{SPARSE}"] = _npz_bytes(pack_cms(ids, cms))
         matrices[f"{name}/{SPARSE}"] = {"sha256": cms_digest(ids, cms), "images": len(ids)}
+        if (ev / JOINT_TERMS).is_file():  # the validation split's joint terms (the SSL chapter's L_joint)
+            files[f"{name}/{JOINT_TERMS}"] = (ev / JOINT_TERMS).read_bytes()
+    for part in sorted(run_dir.glob("attention/*.npz")):  # an Attention run's weights (baselines chapter)
+        files[f"attention/{part.name}"] = part.read_bytes()
     for fig in sorted(run_dir.glob("figures/*.npz")):
         files[f"figures/{fig.name}"] = fig.read_bytes()
     if with_checkpoint and (run_dir / "checkpoint.pt").is_file():

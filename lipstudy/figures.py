@@ -114,6 +114,27 @@ def line_plot(df: pd.DataFrame, x: str, y: str, hue: str, *, title: str = "", yl
     return fig
 
 
+def paired_differences(df: pd.DataFrame, *, title: str = "", width: float = 6.0):
+    """One row per comparison, one dot per seed (``df``: columns ``comparison``, ``seed``,
+    ``difference (pp)``), the seeds' mean as a bar, and 0 marked: a paired per-seed plot."""
+    names = list(dict.fromkeys(df["comparison"]))
+    fig, ax = plt.subplots(figsize=(width, 0.6 + 0.55 * max(1, len(names))))
+    ax.axvline(0.0, color="#444444", lw=1)
+    for i, name in enumerate(names):
+        d = df[df["comparison"] == name]
+        ax.plot([d["difference (pp)"].mean()] * 2, [i - 0.3, i + 0.3], color="#d62728", lw=2)
+        ax.scatter(d["difference (pp)"], [i] * len(d), color="#1f77b4", zorder=3)
+        for _, row in d.iterrows():
+            ax.annotate(f"s{int(row['seed'])}", (row["difference (pp)"], i), textcoords="offset points",
+                        xytext=(0, 6), ha="center", fontsize=7)
+    ax.set_yticks(range(len(names)), names)
+    ax.invert_yaxis()
+    ax.set_xlabel("difference in validation mean IoU (pp); red: mean over seeds")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
 def image_grid(rows: list[list[np.ndarray]], row_titles=(), col_titles=(), *, size: float = 1.7,
                legend_classes=None, palette=LIP_PALETTE, classes=LIP_CLASSES):
     """A grid of RGB images (rows x columns), titled, optionally with a colour legend of classes."""

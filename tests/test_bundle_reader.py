@@ -359,4 +359,4 @@ def test_the_committed_bundles_still_import(tmp_path, monkeypatch):
             assert start == f"results/runs/{entry['parent']}/checkpoint.pt", f.name
             starts.append(Path(here.init or here.backbone_init))
             assert starts[-1] == tmp_path / "results" / "runs" / entry["parent"] / CHECKPOINT, f.name
-    assert starts and all(p.is_file() for p in starts)  # every parent was imported too
+    assert files and all(p.is_file() for p in starts)  # every parent was imported too

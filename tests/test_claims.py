@@ -415,6 +415,25 @@ def test_ssl_improves_deeplab_against_its_control_known_answers():
     assert v.estimate == pytest.approx(100 * (miou(0.9) - miou(0.5)))
 
 
+def test_structure_not_reweighting_is_ssl_against_its_shuffled_weights_known_answers():
+    """SSL minus the shuffled-weight control: supported when SSL leads it, contradicted when the
+    shuffled weights do as well or better; absent (None) from a build without that control."""
+    shuffled = "DeepLabV2 + SSL with shuffled L_joint"
+    methods = (*METHODS, shuffled)
+    def q(ssl, shuf):  # every other method at 0.1
+        return lambda method, split, i: {"DeepLabV2 + SSL": ssl, shuffled: shuf}.get(method, 0.1)
+
+    v = catalogue.structure_not_reweighting(world(q(0.9, 0.8), methods=methods))
+    check(v, "supported", 100 * (miou(0.9) - miou(0.8)))  # against the shuffled control, not the 0.1 one
+    assert v.control == shuffled and v.paper_value is None and v.section == "5.1"
+    check(catalogue.structure_not_reweighting(world(q(0.8, 0.85), methods=methods)), "contradicted",
+          100 * (miou(0.8) - miou(0.85)))
+    assert catalogue.structure_not_reweighting(world(q(0.9, 0.8))) is None
+    names = [v.claim for v in catalogue.all_claims(world(q(0.9, 0.8), methods=methods))]
+    assert "the structure term, not the reweighting, gives SSL's effect (DeepLabV2)" in names
+    assert "the structure term, not the reweighting, gives SSL's effect (Attention)" not in names  # no such control
+
+
 def test_ssl_improves_every_challenge_known_answers():
     def q(ssl_back_view):
         def quality(m, s, i):
@@ -612,10 +631,10 @@ def test_experiment_evidence_routes_methods_to_runs(monkeypatch, tmp_path):
     evd = evidence.experiment_evidence("smoke", data="real/LIP", device="cpu", seeds=["1", 2], n_boot=7)
     assert evd.method_seeds["SegNet"] == [1, 2]
     evd.evaluation("Attention + SSL", "val@64", 1)
-    evd.evaluation("ppp/Attention + SSL", "ppp-test", 2)
+    evd.evaluation("ppp/Attention + SSL", "ppp-test", 0)  # PASCAL-Person-Part at the profile's ppp_seeds
     evd.evaluation("SegNet", "atr", 1)
     assert asked == [(paper_runs(1)["Attention + SSL"], "real/LIP", "val@64"),
-                     (ppp_runs(2)["Attention + SSL"], None, "test"),   # PPP runs use their own data
+                     (ppp_runs(0)["Attention + SSL"], None, "test"),   # PPP runs use their own data
                      (paper_runs(1)["SegNet"], "real/LIP", "atr")]
     with pytest.raises(KeyError):
         evd.evaluation("SegNet", "val", 0)  # not a seed of this build

@@ -96,10 +96,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("trainer", ("train",)),
     ("evaluator", ("evaluate", "parse", "figures")),
     ("scores and records", ("subsets", "tables", "provenance")),
-    ("the run graph and the run store", ("runs", "store", "showcase")),
+    ("the run graph and the run store", ("runs", "store", "showcase", "scale_attention")),
     ("making runs: training, committed runs, bundles",
      ("train_run", "process_pool", "committed", "bundles", "bundle_reader", "export", "reference")),
-    ("analyses", ("loss_modes", "deviations", "measurements", "budget", "claims", "compare")),
+    ("analyses", ("loss_modes", "deviations", "measurements", "budget", "claims", "compare", "ssl_effect")),
     ("commands and the book", ("dryrun", "runs_cli", "book", "cli")),
     ("the evaluation server", ("server",)),
 ]

@@ -29,7 +29,7 @@ import pandas as pd
 from .. import paper
 from ..labels import ATR_LIP_SHARED, LIP_CLASSES, LIP_ID, LIP_TABLE4_NAMES
 from ..metrics import miou_of
-from ..runs import control_label
+from ..runs import control_label, shuffled_label
 from ..words import and_list
 from .engine import (BASELINES, CHALLENGES, SIZE_BINS, Bin, Claim, Evidence, Term, Verdict, binned, stack_max,
                      stack_mean, stack_min, verdict_of)
@@ -267,6 +267,24 @@ def ssl_improves(evidence: Evidence, base: str = "Attention", split: str = "val"
         better=(ssl,)))
 
 
+def structure_not_reweighting(evidence: Evidence, base: str = "DeepLabV2") -> Verdict | None:
+    """5.1: the structure-sensitive loss weights each image by "the structure consistency between the
+    predicted and ground-truth joints" (Eq. 2). That the structure, not the reweighting of images,
+    gives SSL its effect is the paper's reading; it makes no test of it. "+ SSL" against the
+    shuffled-weight control (each image's L_joint taken from another image of its batch: the same
+    weights, their link to the image's structure broken) tests it. None when the build lacks that
+    control."""
+    shuffled = shuffled_label(base)
+    if shuffled not in evidence.method_seeds:
+        return None
+    ssl = f"{base} + SSL"
+    return verdict_of(evidence, Claim(
+        "5.1", f"the structure term, not the reweighting, gives SSL's effect ({base})",
+        f"mIoU({ssl}) - mIoU({shuffled}), val", {"ssl": Term(ssl), "ref": Term(shuffled)},
+        lambda d: d["ssl"] - d["ref"], None, control=shuffled, ssl=True,
+        note="the paper's reading of Eq. 2; it compares with no shuffled weights", better=(ssl,)))
+
+
 def attention_ssl_beats_deeplab(evidence: Evidence) -> Verdict:
     """5.2: "3.09% better than DeepLabV2" (val): Attention + SSL against DeepLabV2. Attention + SSL
     has trained its stage-2 epochs more; it is compared with DeepLabV2 trained as long (its control)."""
@@ -423,6 +441,8 @@ def all_claims(evidence: Evidence, sizes: Sequence[int] = (), with_ppp: bool = T
         ssl_improves(evidence, "Attention", "val"),
         ssl_improves(evidence, "DeepLabV2", "val"),
         ssl_improves(evidence, "Attention", "test"),
+        structure_not_reweighting(evidence, "DeepLabV2"),
+        structure_not_reweighting(evidence, "Attention"),
         attention_ssl_beats_deeplab(evidence),
         ssl_improves_every_challenge(evidence),
         ssl_improves_arms_legs_shoes(evidence, "Attention"),
@@ -437,7 +457,7 @@ def all_claims(evidence: Evidence, sizes: Sequence[int] = (), with_ppp: bool = T
     out += [ssl_better_every_size(evidence, "Attention"), ssl_better_every_size(evidence, "DeepLabV2")]
     if len(sizes) >= 2:
         out += [ssl_better_every_input_size(evidence, sizes), ssl_smaller_input_size_range(evidence, sizes)]
-    return out
+    return [v for v in out if v is not None]  # the shuffled-control claims where the build has the control
 
 
 def verdict_table(verdicts: Sequence[Verdict]) -> pd.DataFrame:
