@@ -161,6 +161,33 @@ def image_grid(rows: list[list[np.ndarray]], row_titles=(), col_titles=(), *, si
     return fig
 
 
+def scale_weight_grid(images: dict, maps: dict, scales, *, size: float = 1.8, title: str = ""):
+    """Chen et al.'s Fig. 4: per image (``{id: HxWx3 uint8}``), the image and its attention weight map
+    for each input scale (``maps``: ``{id: [S, H, W]}`` in [0, 1]), one shared colour scale 0-1."""
+    ids = [i for i in images if i in maps]
+    n_cols = 1 + len(scales)
+    fig, axes = plt.subplots(len(ids), n_cols, figsize=(size * n_cols + 0.6, size * len(ids) * 1.1), squeeze=False)
+    shown = None
+    for i, key in enumerate(ids):
+        panels = [images[key]] + [np.asarray(maps[key][k], dtype=np.float32) for k in range(len(scales))]
+        for j, panel in enumerate(panels):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.imshow(panel)
+                ax.set_ylabel(key, fontsize=7)
+            else:
+                shown = ax.imshow(panel, vmin=0.0, vmax=1.0, cmap="magma")
+            if i == 0:
+                ax.set_title("image" if j == 0 else f"weight of scale {scales[j - 1]:g}", fontsize=8)
+    if shown is not None:
+        fig.colorbar(shown, ax=axes, fraction=0.02, pad=0.01, label="attention weight")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
+
+
 def present_classes(*label_maps, ignore=(0, 255)) -> list[int]:
     """Class ids that occur in any of the maps (for a legend), background and ignore left out."""
     ids = set()

@@ -22,6 +22,9 @@ from .atomic import atomic_save
 
 HARD = 0.9
 """A pixel whose largest scale weight exceeds this is "switched" to one scale rather than attending."""
+MIN_WEIGHT, MAX_HARD = 0.05, 0.5
+"""Attention that has not collapsed (issue "Attention-to-scale that attends"): every scale's mean weight
+above ``MIN_WEIGHT`` and under ``MAX_HARD`` of the pixels switched to one scale."""
 
 
 @torch.no_grad()
@@ -122,6 +125,29 @@ def of_run(res) -> dict:
                 atomic_save(out / "maps.npz", lambda tmp: np.savez_compressed(tmp, **maps), suffix=".npz")
                 atomic_save(out / "val.npz", lambda tmp: np.savez_compressed(tmp, **summary), suffix=".npz")
     return read(res.dir)
+
+
+def attends(p: dict) -> bool:
+    """Whether :func:`pooled` statistics ``p`` show attention rather than a switch (:data:`MIN_WEIGHT`,
+    :data:`MAX_HARD`)."""
+    return bool(np.all(np.asarray(p["mean"]) > MIN_WEIGHT) and p["hard"] < MAX_HARD)
+
+
+def seed_table(summaries: dict) -> "pd.DataFrame":
+    """``{seed: summary}`` -> one row per seed (then their mean): each scale's mean weight and the share
+    of pixels switched to one scale over the whole validation split (percent), and :func:`attends`."""
+    import pandas as pd
+
+    rows = {}
+    for seed, summary in summaries.items():
+        p = pooled(summary)
+        rows[f"seed {seed}"] = {**{f"scale {s:g}": 100 * m for s, m in zip(summary["scales"], p["mean"])},
+                                f"pixels > {HARD:g} on one scale": 100 * p["hard"], "attends": attends(p)}
+    table = pd.DataFrame(rows).T
+    if len(rows) > 1:
+        numeric = table.drop(columns="attends").astype(float)
+        table.loc["mean"] = {**numeric.mean().to_dict(), "attends": bool(table["attends"].all())}
+    return table
 
 
 def by_size(summary: dict, attrs, bins=("small", "medium", "large")):
