@@ -12,11 +12,15 @@ every profile:
   ImageNet weights stand in for (counted once per run, whatever the number of runs that share it).
 
 ``lipstudy budget --profile P`` writes it to ``results/budget/<P>.json``, a small file that is
-committed, so the book can plot every budget without retraining.
+committed, so the book can plot every budget without retraining. The file records the recipe its runs
+trained with (:func:`recipe_of`: everything but the epochs); :func:`load_all` leaves out a summary
+whose recipe is not its profile's any more (trained before the recipe changed), and :func:`stale`
+names them, so a budget trend never mixes recipes.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 
@@ -25,15 +29,26 @@ import pandas as pd
 
 from .atomic import atomic_write_json
 from .data.roots import DataMissing
-from .store import finished_key
+from .store import finished_key, run_settings
 from .paths import results_dir, runs_dir
 from .profiles import PROFILES, get_profile
-from .runs import paper_runs, profile_seeds
+from .runs import Run, paper_runs, profile_seeds
 
 COLUMNS = ["profile", "method", "seed", "val_miou", "images_finetune", "images_total", "minutes_finetune",
            "minutes_total", "device"]
 ACCOUNTS = {"images_finetune": "fine-tuning images (the run and its stage-1 run)",
             "images_total": "total images (fine-tuning + the synthetic backbone's pretraining)"}
+
+
+def recipe_of(profile) -> str:
+    """A short hash of what ``profile``'s runs train with apart from their epochs: the settings that
+    identify a stage-1 DeepLabV2 and Attention run and a stage-2 SSL run (:func:`lipstudy.store.run_settings`,
+    networks' versions included), without their seed and epochs."""
+    prof = get_profile(profile)
+    runs = (Run("deeplabv2"), Run("attention"), Run("deeplabv2", "paper", stage=2))
+    blob = [run_settings(r, prof)["profile"] | {"architecture": run_settings(r, prof).get("architecture")}
+            for r in runs]
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def run_cost(run_dir: Path) -> tuple[float, float]:
@@ -94,14 +109,29 @@ def write(profile, data=None) -> Path:
     df = summarise(prof, data)
     if df.empty:
         raise ValueError(f"profile {prof.name!r} has no finished runs in results/runs: build its book first")
-    return atomic_write_json(budget_dir() / f"{prof.name}.json", {"profile": prof.name, "rows": df.to_dict("records")})
+    return atomic_write_json(budget_dir() / f"{prof.name}.json", {"profile": prof.name, "recipe": recipe_of(prof),
+                                                                  "rows": df.to_dict("records")})
+
+
+def _files(root: Path | None) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((root or budget_dir()).glob("*.json"))]
+
+
+def _current(doc: dict) -> bool:
+    return doc["profile"] in PROFILES and doc.get("recipe") == recipe_of(doc["profile"])
 
 
 def load_all(root: Path | None = None) -> pd.DataFrame:
-    """Every committed budget file, one row per profile x method x seed."""
-    root = root or budget_dir()
-    frames = [pd.DataFrame(json.loads(p.read_text())["rows"]) for p in sorted(root.glob("*.json"))]
+    """Every committed budget file trained with its profile's present recipe (:func:`recipe_of`), one row
+    per profile x method x seed; the others are :func:`stale`."""
+    frames = [pd.DataFrame(doc["rows"]) for doc in _files(root) if _current(doc)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+
+
+def stale(root: Path | None = None) -> list[str]:
+    """The profiles whose committed budget file was trained with another recipe than the profile's
+    present one (or records none): ``lipstudy budget --profile P --train`` rebuilds it."""
+    return [doc["profile"] for doc in _files(root) if not _current(doc)]
 
 
 def family(profile) -> list[str]:

@@ -49,13 +49,18 @@ def test_train_throughput_counts_flops_and_mfu(tmp_path):
     assert r["precision"] == "bf16 autocast, channels_last" and r["matmul_dtype"] == "bf16"
     assert [m["model"] for m in r["models"]] == ["segnet", "deeplabv2"]
     assert r["timing"] == "torch.utils.benchmark.Timer, one block of 1 calls, after 1 warm-up call(s)"
+    # DeepLabV2 resizes its 5 x 5 score maps (20 classes) to 33 x 33 by two matrix products (models.vgg.resize):
+    # columns 2*B*C*5*5*33, then rows 2*B*C*33*5*33, and as much again backward (the input's gradient only).
+    resize = 2 * (2 * 2 * 20 * 5 * 5 * 33 + 2 * 2 * 20 * 33 * 5 * 33)
+    assert resize == 1_003_200
     for m in r["models"]:
-        # SegNet at 33 x 33 (padded to 64): 244,187,136; DeepLabV2: 62,778,816.
-        assert m["train_flops_per_step"] == conv_training_flops(m["model"], 0.0625, 2, 33)
+        # SegNet at 33 x 33 (padded to 64): 244,187,136 in its convolutions; DeepLabV2: 62,778,816 + the resize.
+        extra = resize if m["model"] == "deeplabv2" else 0
+        assert m["train_flops_per_step"] == conv_training_flops(m["model"], 0.0625, 2, 33) + extra
         assert m["train_images_per_s"] == pytest.approx(2 / m["train_step_s"])
         assert m["train_flop_per_s"] == pytest.approx(m["train_flops_per_step"] / m["train_step_s"])
         assert m["mfu"] == pytest.approx(m["train_flop_per_s"] / r["matmul_flop_per_s"])
-    assert [m["train_flops_per_step"] for m in r["models"]] == [244_187_136, 62_778_816]
+    assert [m["train_flops_per_step"] for m in r["models"]] == [244_187_136, 62_778_816 + 1_003_200]
     # Doubling the batch doubles the FLOPs of a step (every layer is per image).
     out2 = tmp_path / "train2.json"
     train_throughput.main(["--device", "cpu", "--width", "0.0625", "--size", "33", "--batch", "4", "--min-time", "0.05",

@@ -189,7 +189,7 @@ def test_plan_lists_missing_dependencies_and_what_each_task_waits_for(dirs):
     assert set(tasks) == {runs[0], runs[1], dl} and waits == {runs[0]: dl}
 
 
-def test_pretrained_profile_end_to_end_with_two_workers(dirs):
+def test_pretrained_profile_end_to_end_with_two_workers(dirs, monkeypatch):
     """The backbone trains once; the stage-1 runs start from it (their keys name it); two
     processes train the stage-1 wave side by side; finished_key finds every run without training."""
     runs = [Run("deeplabv2"), Run("fcn8s"), Run("deeplabv2", "paper", stage=2)]
@@ -228,10 +228,16 @@ def test_pretrained_profile_end_to_end_with_two_workers(dirs):
     assert df.loc["DeepLabV2 + SSL", "images_finetune"] == 8 + 8
     assert df.loc["DeepLabV2 + SSL", "images_total"] == 8 + 8 + pre_images
     assert df.loc["DeepLabV2 + SSL", "minutes_total"] > df.loc["DeepLabV2 + SSL", "minutes_finetune"] > 0
+    monkeypatch.setitem(budget.PROFILES, TINY.name, TINY)
     path = budget.write(TINY)
     again = budget.load_all(path.parent)
-    assert len(again) == 3 and set(again["profile"]) == {"tinypre"}
+    assert len(again) == 3 and set(again["profile"]) == {"tinypre"} and budget.stale(path.parent) == []
     np.testing.assert_allclose(sorted(again["val_miou"]), sorted(df["val_miou"]))
+    # a summary trained with another recipe (here: another stage-2 rate) is left out and named, not mixed in
+    monkeypatch.setitem(budget.PROFILES, TINY.name, dataclasses.replace(TINY, stage2_lr=0.5))
+    assert budget.load_all(path.parent).empty and budget.stale(path.parent) == ["tinypre"]
+    monkeypatch.setitem(budget.PROFILES, TINY.name, dataclasses.replace(TINY, epochs_stage1=9))
+    assert len(budget.load_all(path.parent)) == 3  # the epochs are the budget, not the recipe
 
 
 def test_changed_data_spec_gets_a_new_folder(dirs):
