@@ -67,7 +67,7 @@ REASONS = {
               f"decay; the earlier recipe), from {m('deeplab-nodrop')} at stage 1. The restart is longer training "
               "at stage 1's pace, not fine-tuning; SSL trails its control under all three (one seed), so the "
               "schedule does not decide the sign of SSL's effect here",
-    "epochs": "the budget: the whole book within 45 minutes on 2 cores",
+    "epochs": "the budget: the whole book (31 runs) within about 75 minutes on 2 cores",
     "crop": "scaled with the images (the paper's 321 px crops are ~half a LIP image side)",
     "grid": "the joints see every 8th pixel of the crop, as the released code's; a smaller crop gives a "
             "smaller grid",

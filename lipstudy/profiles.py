@@ -115,7 +115,8 @@ PROFILES: dict[str, Profile] = {
         atr_data={"train": 4, "val": 4, "test": 16, "max_side": 64},
         eval_sizes=_sizes(64), seeds=(0,), workers=0, cache_images=True, finetune={"dropout": 0.0},
         challenge_topup=10),
-    # `make book`: the whole book within 45 minutes on 2 cores (the reproducibility chapter shows each build's).
+    # `make book`: the whole book (31 runs) within about 75 minutes on 2 AVX2 cores (issue 34's bar; the
+    # reproducibility chapter shows each build's minutes).
     # Chosen by a measured search (benchmarks/operating_point.py, shown in the reproducibility chapter): thin networks
     # (width 1/16) on 128-px crops of images up to 192 px, batch norm in every backbone, AdamW with
     # warm-up, atrous rates scaled with the crop, and one backbone pretrained (16 epochs) on a
