@@ -53,11 +53,20 @@ def data_label(root: str | os.PathLike, short: bool = False) -> str:
             f"seed {m.get('seed')}, train/val/test {n}, fingerprint {fp})")
 
 
-def ours_caption(root, profile: str, what: str = "") -> str:
-    """One sentence (HTML, for a table caption) naming the data and profile behind "ours"."""
-    synth = is_synthetic(root)
-    warn = ("These are <b>not LIP numbers</b>: the paper's column is LIP, ours is the synthetic benchmark."
-            if synth else "")
+PAPER_DATASETS = {"lip": "LIP", "ppp": "PASCAL-Person-Part", "atr": "ATR"}
+"""The real dataset the paper's numbers of each synthetic style come from."""
+
+
+def ours_caption(root, profile: str, what: str = "", paper_data: str | None = None) -> str:
+    """One sentence (HTML, for a table caption) naming the data and profile behind "ours". On
+    synthetic data it warns that these are not the paper's dataset's numbers; that dataset is the
+    one the synthetic style imitates (LIP, PASCAL-Person-Part or ATR) unless ``paper_data`` names
+    it (e.g. "ATR and LIP" for a table with both)."""
+    m = read_manifest(root)
+    synth = m is not None and "generator_version" in m
+    paper_data = paper_data or PAPER_DATASETS.get(str((m or {}).get("style", "lip")), "LIP")
+    warn = (f"These are <b>not {html.escape(paper_data)} numbers</b>: the paper's column is "
+            f"{html.escape(paper_data)}, ours is the synthetic benchmark." if synth else "")
     lead = f"{what} " if what else ""
     return f"{lead}\"Ours\": profile <code>{html.escape(profile)}</code>, {html.escape(data_label(root))}. {warn}".strip()
 
@@ -188,4 +197,35 @@ def headline(summary: pd.DataFrame, paper_scores: pd.Series, rows: dict[str, str
         "seeds": [f"{n} ({s})" for n, s in zip(summary["n"], summary["seeds"])]},
         index=pd.Index([rows.get(m, m) for m in summary.index], name="method"))
     out["difference (pp)"] = out["ours, mean (%)"] - out["paper (%)"]
+    return out
+
+
+def seed_means(per_seed: dict[int, pd.DataFrame], spread: str | None = None, order=None) -> pd.DataFrame:
+    """The mean over seeds of tables of one layout (rows: methods, columns: scores, one table per
+    seed: ``{seed: frame}``), with the seeds behind each row named, so that no table of the book
+    shows one seed as if it were the method.
+
+    A row averages the seeds whose table holds it (a method trained at fewer seeds, such as the
+    PASCAL-Person-Part runs, keeps only its own). With ``spread`` (a column), a column
+    ``"<spread> ± SD (pp)"`` holds the standard deviation of that column over the row's seeds
+    (n - 1; NaN with one seed) right after it; a last column ``seeds`` lists the row's seeds.
+    ``order``: the rows, in order (default: the first table's, then any others).
+    """
+    if not per_seed:
+        raise ValueError("no seed: nothing to average")
+    seeds = sorted(per_seed)
+    rows = list(order) if order is not None else list(dict.fromkeys(r for s in seeds for r in per_seed[s].index))
+    columns = list(dict.fromkeys(c for s in seeds for c in per_seed[s].columns))
+    stack = np.stack([per_seed[s].reindex(index=rows, columns=columns).to_numpy(float) for s in seeds])
+    present = ~np.isnan(stack).all(axis=2)  # (seed, row): the row is in that seed's table
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a column no seed scored stays NaN
+        out = pd.DataFrame(np.nanmean(stack, axis=0), index=pd.Index(rows, name=per_seed[seeds[0]].index.name),
+                           columns=columns)
+    if spread is not None:
+        k = columns.index(spread)
+        sd = [float(np.std(stack[present[:, i], i, k], ddof=1)) if present[:, i].sum() > 1 else np.nan
+              for i in range(len(rows))]
+        out.insert(k + 1, f"{spread} \u00b1 SD (pp)", sd)
+    out["seeds"] = [", ".join(str(s) for s, p in zip(seeds, present[:, i]) if p) or "none" for i in range(len(rows))]
     return out

@@ -2,6 +2,7 @@
 derived-attributes cache of real data: written atomically, then reused)."""
 from __future__ import annotations
 
+import json
 import math
 import os
 
@@ -97,3 +98,44 @@ def test_the_headline_shows_seed_means_with_their_spread_and_each_control_beside
     assert math.isnan(head.loc[control_label("DeepLabV2"), "paper (%)"])  # the paper has no control
     # the best model by its mean over seeds is the control here, not DeepLabV2 + SSL (its seed 0 is its best)
     assert summary["mean"].idxmax() == control_label("DeepLabV2")
+
+
+def test_seed_means_averages_each_cell_and_names_each_rows_seeds():
+    per_seed = {
+        0: pd.DataFrame({"head": [10.0, 40.0, 5.0], "Avg": [20.0, 50.0, 7.0]}, index=["A", "B", "ppp"]),
+        1: pd.DataFrame({"head": [14.0, 44.0], "Avg": [22.0, 53.0]}, index=["A", "B"]),
+        2: pd.DataFrame({"head": [12.0, 42.0], "Avg": [27.0, 50.0]}, index=["A", "B"]),
+    }
+    t = tables.seed_means(per_seed, spread="Avg")
+    assert list(t.columns) == ["head", "Avg", "Avg \u00b1 SD (pp)", "seeds"]
+    assert list(t.index) == ["A", "B", "ppp"]
+    assert t.loc["A", "head"] == pytest.approx(12.0) and t.loc["A", "Avg"] == pytest.approx(23.0)
+    # SD of 20, 22, 27 (n - 1): sqrt(((−3)² + (−1)² + 4²) / 2) = sqrt(13)
+    assert t.loc["A", "Avg \u00b1 SD (pp)"] == pytest.approx(math.sqrt(13.0))
+    assert t.loc["B", "Avg \u00b1 SD (pp)"] == pytest.approx(math.sqrt(3.0))
+    # a method trained at seed 0 only keeps its own number, no spread, and says so
+    assert t.loc["ppp", "Avg"] == 7.0 and math.isnan(t.loc["ppp", "Avg \u00b1 SD (pp)"])
+    assert t.loc["A", "seeds"] == "0, 1, 2" and t.loc["ppp", "seeds"] == "0"
+    # the rows in a given order; no spread column without ``spread``
+    t2 = tables.seed_means(per_seed, order=["B", "A"])
+    assert list(t2.index) == ["B", "A"] and list(t2.columns) == ["head", "Avg", "seeds"]
+    with pytest.raises(ValueError):
+        tables.seed_means({})
+
+
+def test_the_caption_names_the_dataset_the_paper_column_comes_from(tmp_path):
+    def synthetic(style):
+        root = tmp_path / style
+        root.mkdir()
+        (root / "manifest.json").write_text(json.dumps({"generator_version": "1", "style": style, "seed": 0,
+                                                        "counts": {}, "fingerprint": "0123456789ab"}))
+        return root
+
+    assert "the paper's column is LIP," in tables.ours_caption(synthetic("lip"), "smoke")
+    ppp = tables.ours_caption(synthetic("ppp"), "smoke")
+    assert "not PASCAL-Person-Part numbers" in ppp and "LIP" not in ppp
+    assert "not ATR numbers" in tables.ours_caption(synthetic("atr"), "smoke")
+    assert "not ATR and LIP numbers" in tables.ours_caption(tmp_path / "atr", "smoke", paper_data="ATR and LIP")
+    real = tmp_path / "real"
+    real.mkdir()
+    assert "not" not in tables.ours_caption(real, "smoke")
