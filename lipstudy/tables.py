@@ -108,6 +108,8 @@ def style(table: pd.DataFrame, caption: str | None = None, digits: int = 2):
         return "color: #1a7f37" if v > 0 else ("color: #cf222e" if v < 0 else "")
 
     st = table.style.format(precision=digits, na_rep="-")
+    # Styler's HTML has no cell padding of its own: without it, adjacent numbers run together.
+    st = st.set_table_styles([{"selector": "td, th", "props": "padding: 0.15em 0.55em;"}], overwrite=False)
     diff_cols = [c for c in table.columns if (c[-1] if isinstance(c, tuple) else c) == "difference"]
     if diff_cols:
         st = st.map(colour, subset=diff_cols)
@@ -229,3 +231,17 @@ def seed_means(per_seed: dict[int, pd.DataFrame], spread: str | None = None, ord
         out.insert(k + 1, f"{spread} \u00b1 SD (pp)", sd)
     out["seeds"] = [", ".join(str(s) for s, p in zip(seeds, present[:, i]) if p) or "none" for i in range(len(rows))]
     return out
+
+
+def label_gains(ssl: pd.Series, base: pd.Series, skip=("Bkg", "Avg")) -> tuple[pd.Series, list[str]]:
+    """Per-label IoU gain (pp) of a model over another (``ssl - base``, one value per label) on
+    the labels that can show one, and the labels that cannot: a label of ``skip`` (background and
+    the average are not part labels) is left out, and so is one both models miss (IoU 0 or not
+    scored for both), where a "gain" of 0 says nothing about the method. Returns (gains of the
+    testable labels, the labels both miss)."""
+    labels = [c for c in ssl.index if c not in skip]
+    a = ssl.reindex(labels).astype(float)
+    b = base.reindex(labels).astype(float)
+    missed = [c for c in labels if (np.isnan(a[c]) or a[c] == 0) and (np.isnan(b[c]) or b[c] == 0)]
+    keep = [c for c in labels if c not in missed]
+    return (a[keep] - b[keep]).rename("gain (pp)"), missed

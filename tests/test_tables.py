@@ -139,3 +139,17 @@ def test_the_caption_names_the_dataset_the_paper_column_comes_from(tmp_path):
     real = tmp_path / "real"
     real.mkdir()
     assert "not" not in tables.ours_caption(real, "smoke")
+
+
+def test_label_gains_leave_out_background_and_labels_both_models_miss():
+    ssl = pd.Series({"hat": 12.0, "l-leg": 17.77, "r-leg": 17.91, "scarf": 0.0, "glove": np.nan, "Bkg": 80.04,
+                     "Avg": 20.0})
+    base = pd.Series({"hat": 12.5, "l-leg": 10.67, "r-leg": 1.43, "scarf": 0.0, "glove": 0.0, "Bkg": 80.0,
+                      "Avg": 18.0})
+    gains, missed = tables.label_gains(ssl, base)
+    assert list(gains.index) == ["hat", "l-leg", "r-leg"] and missed == ["scarf", "glove"]
+    assert gains["l-leg"] == pytest.approx(7.10) and gains["hat"] == pytest.approx(-0.5)
+    assert int((gains > 0).sum()) == 2  # background's +0.04 and the two missed labels do not count
+    # a label one model learns and the other misses is testable (a gain from 0 is a gain)
+    gains, missed = tables.label_gains(pd.Series({"scarf": 3.0}), pd.Series({"scarf": 0.0}))
+    assert gains["scarf"] == 3.0 and missed == []
