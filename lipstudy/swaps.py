@@ -75,3 +75,13 @@ def find_swaps(ids, base_cms, fixed_cms, *, swap_share: float = 0.5, min_pixels:
                 and f.sided >= min_pixels and f.share < swap_share / 2):
             found.append(Swap(str(image), b, f))
     return sorted(found, key=lambda s: (s.base.share - s.fixed.share, s.base.swapped), reverse=True)
+
+
+def search_evaluations(base, fixed, **kw) -> list[Swap]:
+    """:func:`find_swaps` over two runs' evaluations of the same split (``Scores`` of
+    :meth:`lipstudy.store.RunResult.evaluation`), matched by image id: a run's per-image matrices
+    are in its own evaluation's order."""
+    where = {image: i for i, image in enumerate(fixed.ids)}
+    common = [image for image in base.ids if image in where]
+    b = {image: i for i, image in enumerate(base.ids)}
+    return find_swaps(common, base.cms[[b[i] for i in common]], fixed.cms[[where[i] for i in common]], **kw)

@@ -67,3 +67,31 @@ def test_the_search_finds_the_image_the_base_swaps_and_the_other_fixes():
     # a stricter threshold keeps only the full swap; a base with too few swapped pixels keeps none
     assert [s.id for s in find_swaps(ids, base, fixed, swap_share=0.9)] == ["swap-fixed"]
     assert find_swaps(ids, base, fixed, min_pixels=200) == []
+
+
+def test_the_search_over_two_evaluations_matches_images_by_id():
+    from types import SimpleNamespace
+
+    from lipstudy.swaps import search_evaluations
+
+    gt = person()
+    # the two runs list the images in different orders: the swap of "b" must be paired with "b"
+    base = SimpleNamespace(ids=["a", "b", "c"], cms=cms(gt, mirrored(gt), gt, gt=gt))
+    fixed = SimpleNamespace(ids=["c", "b", "a"], cms=cms(mirrored(gt), gt, gt, gt=gt))
+    assert [s.id for s in search_evaluations(base, fixed)] == ["b"]
+
+
+def test_fig1_examples_name_each_dataset_and_colour_it_with_its_own_labels(tmp_path):
+    from lipstudy.annotation_examples import examples
+    from lipstudy.data import synth
+    from lipstudy.labels import PPP_CLASSES
+
+    root = tmp_path / "ppp"
+    synth.generate(root, train=2, val=4, test=2, seed=3, style="ppp", max_side=48, progress=False)
+    ex = examples(root, "ppp", n=2)
+    assert ex.title.startswith("PASCAL-Person-Part (synthetic") and ex.synthetic
+    assert len(ex.images) == len(ex.colored) == 2 and ex.classes == tuple(PPP_CLASSES)
+    assert ex.images[0].shape == ex.colored[0].shape and ex.present and max(ex.present) < len(PPP_CLASSES)
+    # the same picks on every call
+    again = examples(root, "ppp", n=2)
+    assert all((a == b).all() for a, b in zip(ex.images, again.images))
