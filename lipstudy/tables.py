@@ -245,3 +245,36 @@ def label_gains(ssl: pd.Series, base: pd.Series, skip=("Bkg", "Avg")) -> tuple[p
     missed = [c for c in labels if (np.isnan(a[c]) or a[c] == 0) and (np.isnan(b[c]) or b[c] == 0)]
     keep = [c for c in labels if c not in missed]
     return (a[keep] - b[keep]).rename("gain (pp)"), missed
+
+
+def agreement_table(agreement: pd.DataFrame) -> pd.DataFrame:
+    """:func:`lipstudy.data.attributes.attribute_agreement` for a reader: the counts as integers,
+    precision, recall and accuracy in percent, columns named with their units."""
+    out = pd.DataFrame({
+        "images with it (renderer)": agreement["support"].astype(int),
+        "images with it (derived)": agreement["derived"].astype(int),
+        "precision (%)": percent(agreement["precision"].astype(float)),
+        "recall (%)": percent(agreement["recall"].astype(float)),
+        "accuracy (%)": percent(agreement["accuracy"].astype(float))}, index=agreement.index)
+    out.index.name = "attribute"
+    return out
+
+
+def seed_breakdown(per_seed: dict[int, pd.DataFrame], keys=("method", "subset")) -> pd.DataFrame:
+    """Tidy per-seed scores (one frame per seed with ``keys``, ``value``, ``low``, ``high`` and
+    ``images``, e.g. :func:`lipstudy.subsets.breakdown`) -> one row per key: ``value`` the mean over
+    the seeds, ``low`` / ``high`` the lowest and highest seed's value when there are several seeds
+    (the seed range), else that seed's own interval; ``n_seeds`` and ``seeds`` say which."""
+    frames = [f.assign(seed=s) for s, f in sorted(per_seed.items())]
+    if not frames:
+        raise ValueError("no seed: nothing to average")
+    allf = pd.concat(frames, ignore_index=True)
+    rows = []
+    for key, g in allf.groupby(list(keys), sort=False):
+        many = len(g) > 1
+        rows.append(dict(zip(keys, key)) | {
+            "images": int(g["images"].iloc[0]), "value": float(g["value"].mean()),
+            "low": float(g["value"].min() if many else g["low"].iloc[0]),
+            "high": float(g["value"].max() if many else g["high"].iloc[0]),
+            "n_seeds": len(g), "seeds": ", ".join(str(s) for s in g["seed"])})
+    return pd.DataFrame(rows)

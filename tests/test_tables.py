@@ -153,3 +153,27 @@ def test_label_gains_leave_out_background_and_labels_both_models_miss():
     # a label one model learns and the other misses is testable (a gain from 0 is a gain)
     gains, missed = tables.label_gains(pd.Series({"scarf": 3.0}), pd.Series({"scarf": 0.0}))
     assert gains["scarf"] == 3.0 and missed == []
+
+
+def test_agreement_table_counts_are_integers_and_rates_percent():
+    raw = pd.DataFrame({"support": [8.0, 0.0], "derived": [4.0, 1.0], "precision": [1.0, 0.0],
+                        "recall": [0.5, np.nan], "accuracy": [0.875, 0.9]}, index=["occlusion", "lower_body"])
+    t = tables.agreement_table(raw)
+    assert t["images with it (renderer)"].dtype.kind == "i" and t.loc["occlusion", "images with it (derived)"] == 4
+    assert t.loc["occlusion", "recall (%)"] == 50.0 and t.loc["occlusion", "accuracy (%)"] == 87.5
+    assert math.isnan(t.loc["lower_body", "recall (%)"])
+    html = tables.style(t, digits=1).to_html()
+    assert ">8<" in html and "8.0" not in html and "87.5" in html
+
+
+def test_seed_breakdown_means_over_seeds_with_the_seed_range_or_one_seeds_interval():
+    def frame(v_a, v_b):
+        return pd.DataFrame({"method": ["A", "A"], "subset": ["all", "back-view"], "images": [24, 10],
+                             "value": [v_a, v_b], "low": [v_a - 1, v_b - 3], "high": [v_a + 1, v_b + 3]})
+
+    t = tables.seed_breakdown({0: frame(20.0, 10.0), 1: frame(22.0, 14.0), 2: frame(24.0, 12.0)})
+    row = t.set_index("subset").loc["back-view"]
+    assert row["value"] == pytest.approx(12.0) and (row["low"], row["high"]) == (10.0, 14.0)
+    assert row["n_seeds"] == 3 and row["seeds"] == "0, 1, 2" and row["images"] == 10
+    one = tables.seed_breakdown({0: frame(20.0, 10.0)}).set_index("subset").loc["back-view"]
+    assert (one["value"], one["low"], one["high"], one["seeds"]) == (10.0, 7.0, 13.0, "0")
