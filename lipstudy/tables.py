@@ -65,8 +65,9 @@ def ours_caption(root, profile: str, what: str = "", paper_data: str | None = No
     m = read_manifest(root)
     synth = m is not None and "generator_version" in m
     paper_data = paper_data or PAPER_DATASETS.get(str((m or {}).get("style", "lip")), "LIP")
-    warn = (f"These are <b>not {html.escape(paper_data)} numbers</b>: the paper's column is "
-            f"{html.escape(paper_data)}, ours is the synthetic benchmark." if synth else "")
+    columns = "columns are" if " and " in paper_data else "column is"
+    warn = (f"These are <b>not {html.escape(paper_data)} numbers</b>: the paper's {columns} "
+            f"{html.escape(paper_data)}, ours the synthetic benchmark." if synth else "")
     lead = f"{what} " if what else ""
     return f"{lead}\"Ours\": profile <code>{html.escape(profile)}</code>, {html.escape(data_label(root))}. {warn}".strip()
 
