@@ -24,8 +24,12 @@ def setup() -> None:
 
 
 def grouped_bars(df: pd.DataFrame, x: str, y: str, hue: str, *, title: str = "", ylabel: str = "",
-                 palette=None, ax=None, rotate: int = 0, annotate: bool = False, width: float = 9.0):
-    """Bars of ``y`` per ``x`` grouped by ``hue`` (a tidy frame, one row per bar)."""
+                 palette=None, ax=None, rotate: int = 0, annotate: bool = False, width: float = 9.0,
+                 legend_outside: bool = False):
+    """Bars of ``y`` per ``x`` grouped by ``hue`` (a tidy frame, one row per bar). ``annotate``
+    writes each bar's value on it (turned upright when more than two bars share a group, where
+    level labels would overlap); ``legend_outside`` puts the legend right of the axes, where it
+    covers no bar."""
     if ax is None:
         fig, ax = plt.subplots(figsize=(width, 3.6))
     else:
@@ -39,9 +43,16 @@ def grouped_bars(df: pd.DataFrame, x: str, y: str, hue: str, *, title: str = "",
         for t in ax.get_xticklabels():
             t.set_horizontalalignment("right")
     if annotate:
+        upright = df[hue].nunique() > 2
         for c in ax.containers:
-            ax.bar_label(c, fmt="%.1f", fontsize=7, padding=1)
-    ax.legend(title=hue, fontsize=8, title_fontsize=8, loc="best")
+            ax.bar_label(c, fmt="%.1f", fontsize=6 if upright else 7, padding=1, rotation=90 if upright else 0)
+        if upright:  # room above the tallest bar for its upright label
+            ax.set_ylim(top=ax.get_ylim()[1] * 1.15)
+    if legend_outside:
+        ax.legend(title=hue, fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                  frameon=False)
+    else:
+        ax.legend(title=hue, fontsize=8, title_fontsize=8, loc="best")
     return fig
 
 

@@ -53,11 +53,21 @@ def data_label(root: str | os.PathLike, short: bool = False) -> str:
             f"seed {m.get('seed')}, train/val/test {n}, fingerprint {fp})")
 
 
-def ours_caption(root, profile: str, what: str = "") -> str:
-    """One sentence (HTML, for a table caption) naming the data and profile behind "ours"."""
-    synth = is_synthetic(root)
-    warn = ("These are <b>not LIP numbers</b>: the paper's column is LIP, ours is the synthetic benchmark."
-            if synth else "")
+PAPER_DATASETS = {"lip": "LIP", "ppp": "PASCAL-Person-Part", "atr": "ATR"}
+"""The real dataset the paper's numbers of each synthetic style come from."""
+
+
+def ours_caption(root, profile: str, what: str = "", paper_data: str | None = None) -> str:
+    """One sentence (HTML, for a table caption) naming the data and profile behind "ours". On
+    synthetic data it warns that these are not the paper's dataset's numbers; that dataset is the
+    one the synthetic style imitates (LIP, PASCAL-Person-Part or ATR) unless ``paper_data`` names
+    it (e.g. "ATR and LIP" for a table with both)."""
+    m = read_manifest(root)
+    synth = m is not None and "generator_version" in m
+    paper_data = paper_data or PAPER_DATASETS.get(str((m or {}).get("style", "lip")), "LIP")
+    columns = "columns are" if " and " in paper_data else "column is"
+    warn = (f"These are <b>not {html.escape(paper_data)} numbers</b>: the paper's {columns} "
+            f"{html.escape(paper_data)}, ours the synthetic benchmark." if synth else "")
     lead = f"{what} " if what else ""
     return f"{lead}\"Ours\": profile <code>{html.escape(profile)}</code>, {html.escape(data_label(root))}. {warn}".strip()
 
@@ -99,6 +109,8 @@ def style(table: pd.DataFrame, caption: str | None = None, digits: int = 2):
         return "color: #1a7f37" if v > 0 else ("color: #cf222e" if v < 0 else "")
 
     st = table.style.format(precision=digits, na_rep="-")
+    # Styler's HTML has no cell padding of its own: without it, adjacent numbers run together.
+    st = st.set_table_styles([{"selector": "td, th", "props": "padding: 0.15em 0.55em;"}], overwrite=False)
     diff_cols = [c for c in table.columns if (c[-1] if isinstance(c, tuple) else c) == "difference"]
     if diff_cols:
         st = st.map(colour, subset=diff_cols)
@@ -189,3 +201,81 @@ def headline(summary: pd.DataFrame, paper_scores: pd.Series, rows: dict[str, str
         index=pd.Index([rows.get(m, m) for m in summary.index], name="method"))
     out["difference (pp)"] = out["ours, mean (%)"] - out["paper (%)"]
     return out
+
+
+def seed_means(per_seed: dict[int, pd.DataFrame], spread: str | None = None, order=None) -> pd.DataFrame:
+    """The mean over seeds of tables of one layout (rows: methods, columns: scores, one table per
+    seed: ``{seed: frame}``), with the seeds behind each row named, so that no table of the book
+    shows one seed as if it were the method.
+
+    A row averages the seeds whose table holds it (a method trained at fewer seeds, such as the
+    PASCAL-Person-Part runs, keeps only its own). With ``spread`` (a column), a column
+    ``"<spread> ± SD (pp)"`` holds the standard deviation of that column over the row's seeds
+    (n - 1; NaN with one seed) right after it; a last column ``seeds`` lists the row's seeds.
+    ``order``: the rows, in order (default: the first table's, then any others).
+    """
+    if not per_seed:
+        raise ValueError("no seed: nothing to average")
+    seeds = sorted(per_seed)
+    rows = list(order) if order is not None else list(dict.fromkeys(r for s in seeds for r in per_seed[s].index))
+    columns = list(dict.fromkeys(c for s in seeds for c in per_seed[s].columns))
+    stack = np.stack([per_seed[s].reindex(index=rows, columns=columns).to_numpy(float) for s in seeds])
+    present = ~np.isnan(stack).all(axis=2)  # (seed, row): the row is in that seed's table
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a column no seed scored stays NaN
+        out = pd.DataFrame(np.nanmean(stack, axis=0), index=pd.Index(rows, name=per_seed[seeds[0]].index.name),
+                           columns=columns)
+    if spread is not None:
+        k = columns.index(spread)
+        sd = [float(np.std(stack[present[:, i], i, k], ddof=1)) if present[:, i].sum() > 1 else np.nan
+              for i in range(len(rows))]
+        out.insert(k + 1, f"{spread} \u00b1 SD (pp)", sd)
+    out["seeds"] = [", ".join(str(s) for s, p in zip(seeds, present[:, i]) if p) or "none" for i in range(len(rows))]
+    return out
+
+
+def label_gains(ssl: pd.Series, base: pd.Series, skip=("Bkg", "Avg")) -> tuple[pd.Series, list[str]]:
+    """Per-label IoU gain (pp) of a model over another (``ssl - base``, one value per label) on
+    the labels that can show one, and the labels that cannot: a label of ``skip`` (background and
+    the average are not part labels) is left out, and so is one both models miss (IoU 0 or not
+    scored for both), where a "gain" of 0 says nothing about the method. Returns (gains of the
+    testable labels, the labels both miss)."""
+    labels = [c for c in ssl.index if c not in skip]
+    a = ssl.reindex(labels).astype(float)
+    b = base.reindex(labels).astype(float)
+    missed = [c for c in labels if (np.isnan(a[c]) or a[c] == 0) and (np.isnan(b[c]) or b[c] == 0)]
+    keep = [c for c in labels if c not in missed]
+    return (a[keep] - b[keep]).rename("gain (pp)"), missed
+
+
+def agreement_table(agreement: pd.DataFrame) -> pd.DataFrame:
+    """:func:`lipstudy.data.attributes.attribute_agreement` for a reader: the counts as integers,
+    precision, recall and accuracy in percent, columns named with their units."""
+    out = pd.DataFrame({
+        "images with it (renderer)": agreement["support"].astype(int),
+        "images with it (derived)": agreement["derived"].astype(int),
+        "precision (%)": percent(agreement["precision"].astype(float)),
+        "recall (%)": percent(agreement["recall"].astype(float)),
+        "accuracy (%)": percent(agreement["accuracy"].astype(float))}, index=agreement.index)
+    out.index.name = "attribute"
+    return out
+
+
+def seed_breakdown(per_seed: dict[int, pd.DataFrame], keys=("method", "subset")) -> pd.DataFrame:
+    """Tidy per-seed scores (one frame per seed with ``keys``, ``value``, ``low``, ``high`` and
+    ``images``, e.g. :func:`lipstudy.subsets.breakdown`) -> one row per key: ``value`` the mean over
+    the seeds, ``low`` / ``high`` the lowest and highest seed's value when there are several seeds
+    (the seed range), else that seed's own interval; ``n_seeds`` and ``seeds`` say which."""
+    frames = [f.assign(seed=s) for s, f in sorted(per_seed.items())]
+    if not frames:
+        raise ValueError("no seed: nothing to average")
+    allf = pd.concat(frames, ignore_index=True)
+    rows = []
+    for key, g in allf.groupby(list(keys), sort=False):
+        many = len(g) > 1
+        rows.append(dict(zip(keys, key)) | {
+            "images": int(g["images"].iloc[0]), "value": float(g["value"].mean()),
+            "low": float(g["value"].min() if many else g["low"].iloc[0]),
+            "high": float(g["value"].max() if many else g["high"].iloc[0]),
+            "n_seeds": len(g), "seeds": ", ".join(str(s) for s in g["seed"])})
+    return pd.DataFrame(rows)

@@ -152,7 +152,10 @@ class Browser:
         width; each image's source and natural size; the body text; ``math``, each element of
         class ``math`` (Sphinx's equations) with whether MathJax typeset it and, if not, its
         text; ``mathjax``, how many MathJax output elements the page has; ``claims``, each claim block's
-        right edge and whether its content is cut (the claims chapter), and the ``viewport`` width; ``prose``, the text of
+        right edge and whether its content is cut (the claims chapter), and the ``viewport`` width; ``tables``, each
+        table's caption, width, whether a scroll wrapper holds it and whether it is ``cut`` (wider than
+        its container with no wrapper to scroll it, or in a wrapper that itself runs past the
+        viewport); ``prose``, the text of
         ``main`` outside code, scripts and MathJax's output (raw LaTeX left there was not
         typeset); ``fonts_failed``, web fonts that failed to load; ``requests``, every URL the
         page requested (before the screenshot), its own included."""
@@ -188,6 +191,26 @@ class Browser:
                     claims: [...document.querySelectorAll('.lipstudy-claim')].map(e => {
                         const r = e.getBoundingClientRect();
                         return {right: r.right, cut: e.scrollWidth > e.clientWidth + 1, lines: Math.round(r.height)};
+                    }),
+                    // Each table wider than the box it sits in and with no scroll wrapper (an element
+                    // with overflow-x auto or scroll) between it and the article: a reader cannot reach
+                    // its right part. The article's own container scrolls the whole page, so the search
+                    // stops there: it is not a table's wrapper.
+                    tables: [...main.querySelectorAll('table')].map(t => {
+                        const r = t.getBoundingClientRect();
+                        let wrapped = false, box = null;
+                        for (let e = t.parentElement; e && !e.matches('article, .bd-article-container, main, body');
+                             e = e.parentElement) {
+                            const ox = getComputedStyle(e).overflowX;
+                            if (ox === 'auto' || ox === 'scroll') { wrapped = true; box = e; break; }
+                        }
+                        const host = box || t.closest('article, .bd-article-container, main') || document.body;
+                        const h = host.getBoundingClientRect();
+                        const past = Math.max(r.right - Math.min(h.right, window.innerWidth), 0);
+                        const caption = t.querySelector('caption');
+                        return {caption: (caption ? caption.textContent : t.textContent).slice(0, 80),
+                                wrapped: wrapped, width: Math.round(r.width),
+                                cut: wrapped ? h.right > window.innerWidth + 1 : past > 1};
                     }),
                     viewport: window.innerWidth,
                     prose: prose.join(' '),

@@ -52,7 +52,7 @@ pytestmark = pytest.mark.slow
 
 REPO = runner.REPO
 BIN = Path(sys.executable).parent
-WIDTHS = {"desktop": 1280, "phone": 390}
+WIDTHS = {"desktop": 1400, "phone": 390}
 
 
 def smoke_env(base: Path) -> dict:
@@ -492,11 +492,33 @@ def test_every_page_in_a_browser_at_desktop_and_phone_width(smoke_book, tmp_path
                 assert (len(facts["claims"]) > 10) == (name == "claims"), (where, len(facts["claims"]))
                 bad = [c for c in facts["claims"] if c["right"] > facts["viewport"] + 1 or c["cut"]]
                 assert not bad, f"{where}: claim blocks cut at the right edge {bad[:3]}"
+                # No table is cut: wider than its container only inside a scroll wrapper.
+                cut = [t for t in facts["tables"] if t["cut"]]
+                assert not cut, f"{where}: tables cut at the right edge {cut[:3]}"
                 pixels = np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.float64)
                 assert pixels.shape[1] == width and pixels.shape[0] > 800, (where, pixels.shape)
                 assert pixels.std() > 10 and (pixels < 128).mean() > 0.002, f"{where}: the screenshot looks blank"
     print(f"\n[timing] {len(smoke_book['pages'])} pages x {len(WIDTHS)} widths in Chromium: "
           f"{time.perf_counter() - t0:.1f} s (screenshots in {shots})")
+
+
+def test_the_table_check_catches_a_cut_table(tmp_path):
+    """The browser facts behind the table check, on a hand-written page: a wide table in a scroll
+    wrapper is not cut, the same table in a plain narrow box is, at both widths."""
+    assert Path(CHROMIUM).exists(), "headless Chromium is missing: run `make browser` (Debian's chromium)"
+    row = "".join(f"<td>{i}.00</td>" for i in range(60))
+    page = tmp_path / "tables.html"
+    page.write_text(
+        "<html><body><main><article style='width: 300px'>"
+        f"<div style='overflow-x: auto'><table><caption>wrapped</caption><tr>{row}</tr></table></div>"
+        f"<div><table><caption>cut</caption><tr>{row}</tr></table></div>"
+        "<table><caption>narrow</caption><tr><td>1</td></tr></table>"
+        "</article></main></body></html>")
+    with Browser(tmp_path / "profile", offline=True) as browser:
+        for width in WIDTHS.values():
+            facts, _ = browser.render(page.as_uri(), width)
+            got = {t["caption"]: (t["wrapped"], t["cut"]) for t in facts["tables"]}
+            assert got == {"wrapped": (True, False), "cut": (False, True), "narrow": (False, False)}, (width, got)
 
 
 def chapter_outputs(notebook: Path) -> list[str]:

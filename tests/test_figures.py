@@ -162,3 +162,19 @@ def test_predict_label_maps_with_a_known_network(tmp_path):
     maps = figures.predict_label_maps(path, images, device="cpu", input_size=16)
     assert [m.shape for m in maps] == [(21, 17), (9, 30)] and all(m.dtype == np.uint8 for m in maps)
     assert all((m == 7).all() for m in maps)
+
+
+def test_grouped_bars_with_many_hues_keeps_labels_apart_and_the_legend_off_the_bars():
+    df = pd.DataFrame({"part": ["head", "torso"] * 4, "IoU (%)": [50.0, 40.0, 52.0, 41.0, 55.0, 44.0, 49.0, 39.0],
+                       "method": [m for m in "ABCD" for _ in range(2)]})
+    fig = figures.grouped_bars(df, "part", "IoU (%)", "method", annotate=True, legend_outside=True)
+    ax = fig.axes[0]
+    labels = [t for t in ax.texts if t.get_text()]
+    assert len(labels) == 8 and all(t.get_rotation() == 90 for t in labels)
+    assert ax.get_ylim()[1] >= 55.0 * 1.15 - 1e-6  # room above the tallest bar for its label
+    fig.canvas.draw()
+    legend = ax.get_legend().get_window_extent()
+    assert legend.x0 >= ax.get_window_extent().x1  # right of the axes: it covers no bar
+    # two hues: level labels, the legend inside (the default)
+    two = figures.grouped_bars(df[df.method.isin(["A", "B"])], "part", "IoU (%)", "method", annotate=True)
+    assert all(t.get_rotation() == 0 for t in two.axes[0].texts if t.get_text())

@@ -99,7 +99,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("the run graph and the run store", ("runs", "store", "showcase", "scale_attention")),
     ("making runs: training, committed runs, bundles",
      ("train_run", "process_pool", "committed", "bundles", "bundle_reader", "export", "reference")),
-    ("analyses", ("loss_modes", "deviations", "measurements", "budget", "claims", "compare", "ssl_effect")),
+    ("analyses", ("loss_modes", "deviations", "measurements", "budget", "claims", "compare", "ssl_effect", "swaps", "annotation_examples")),
     ("commands and the book", ("dryrun", "runs_cli", "book", "cli")),
     ("the evaluation server", ("server",)),
 ]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 CHAPTERS: tuple[str, ...] = (
     "benchmark", "baselines", "challenges", "per_class_iou", "ssl", "pascal_person_part",
-    "further_analyses", "qualitative", "claims", "reproducibility", "intro",
+    "further_analyses", "qualitative", "figures_1_2", "claims", "reproducibility", "intro",
 )
 """Executed chapters (each is ``book/<name>.md``), in the order they run: the book's order, then
 the front page, which summarises the others (``_toc.yml`` lists the same chapters)."""
