@@ -215,7 +215,7 @@ def test_the_committed_slim_checkpoints_load(tmp_path):
     """The slim checkpoints of results/backbones/ and results/shipped/ load under these rules and
     rebuild their networks (importing those bundles whole: tests/test_bundle_reader.py)."""
     bundles = sorted((REPO / "results").glob("*/*.tar.xz"))
-    assert len(bundles) >= 6
+    assert len(bundles) >= 1  # the backbone (the cpu profile ships no runs)
     for bundle in bundles:
         with tarfile.open(bundle) as tar:
             (member,) = [m for m in tar if m.name.endswith("/checkpoint.pt")]

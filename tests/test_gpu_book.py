@@ -65,7 +65,8 @@ def test_the_device_and_the_figures(script_run):
     ssl = json.loads((out / "ssl_overhead.json").read_text())
     assert "joint_term_fraction_of_step" in ssl
     runs = json.loads((out / "runs.json").read_text())
-    assert runs["bundled"] == len(runs["runs"]) == 13 and all(r["in_bundle"] for r in runs["runs"])
+    # gpu-smoke at one seed: 6 paper methods, 2 controls, DeepLabV2's shuffled control, 4 PPP runs, the backbone
+    assert runs["bundled"] == len(runs["runs"]) == 14 and all(r["in_bundle"] for r in runs["runs"])
 
 
 def test_the_bundle_imports_elsewhere_and_leaves_nothing_to_train(script_run, tmp_path, monkeypatch):
@@ -77,7 +78,7 @@ def test_the_bundle_imports_elsewhere_and_leaves_nothing_to_train(script_run, tm
     monkeypatch.setenv("LIPSTUDY_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("LIPSTUDY_DATA", str(tmp_path / "data"))  # the data is generated again here
     done = import_bundle(script_run["out"] / "gpu-smoke.tar.xz")
-    assert len(done["imported"]) == 13
+    assert len(done["imported"]) == 14
     tasks, _ = pending_tasks(book_runs("gpu-smoke"), "gpu-smoke", products=book_products("gpu-smoke"))
     assert tasks == {}
     prov = json.loads(next((tmp_path / "results" / "runs").glob("*/provenance.json")).read_text())
@@ -99,5 +100,5 @@ def test_the_gpu_profile_is_sized_to_fit_its_command():
     dl = rows["DeepLabV2", "lip", 0]
     assert dl["train_images"] == prof.lip_data["train"] // prof.batch * prof.batch * prof.epochs_stage1
     assert dl["train_flop"] == dl["train_images"] * per_image["deeplabv2"]
-    assert len(rows) == 16  # the book's 15 runs and the backbone
+    assert len(rows) == 32  # the book's 31 runs (9 LIP runs at each of 3 seeds, 4 PPP ones) and the backbone
     assert (plan["train_flop"] + plan["eval_flop"]) / 150e12 < 6 * 60

@@ -218,13 +218,17 @@ def test_the_deviations_table_follows_the_losses_the_code_computes():
     full, cpu = _settings("full"), _settings("cpu")
     loss_rows = ["loss of DeepLabV2 and Attention", "Attention's per-scale losses in SSL"]
     assert not set(loss_rows) & set(full.index)   # the full profile computes them as the paper's code
-    for row in loss_rows:                          # the cpu profile does not, and says why
-        assert cpu.loc[row, "reason"].startswith("not measured on the cpu profile yet"), row
+    # the cpu profile does not, and says why: the score-map loss measured (benchmarks/attention_search.py),
+    # the per-scale weighting not
+    assert cpu.loc[loss_rows[0], "reason"].startswith("measured on DeepLabV2 (129-px crops")
+    assert cpu.loc[loss_rows[1], "reason"].startswith("not measured on the cpu profile yet")
     # the table is computed from the settings: without them the full profile lists them too
     assert set(loss_rows) <= set(_settings("full", paper_losses={}).index)
     # what the full profile still does differently, found against the released prototxts
     assert full.loc["ImageNet weights", "profile full"].startswith("torchvision's vgg16 / vgg16_bn")
-    assert "stage-2 learning rate" in full.index and "biases" in full.index
+    assert "biases" in full.index
+    # stage 2's schedule in every profile, whatever the optimiser (issue 35)
+    assert "stage 2's schedule" in full.index and "stage 2's schedule" in cpu.index
     assert "ImageNet weights" not in cpu.index and "biases" not in cpu.index  # AdamW, a synthetic backbone
     # bf16 on a GPU is a departure; fp32 on a CPU is not
     assert "precision" not in full.index
