@@ -146,14 +146,14 @@ def shuffled_runs(seed: int = 0, models=("deeplabv2",)) -> dict[str, Run]:
 
 
 def ppp_runs(seed: int = 0) -> dict[str, Run]:
-    """Table 5 on PASCAL-Person-Part, and the control of its SSL claim. "DeepLab-LargeFOV" is our
-    DeepLabV2 (ASPP) network.
+    """Table 5 on PASCAL-Person-Part, and the control of its SSL claim. Our "DeepLabV2" (ASPP) stands
+    where the paper's table has DeepLab-LargeFOV (quoted there from its authors; the chapter says so).
 
     PPP merges left and right, so the nine LIP joints do not exist there; SSL on PPP uses six
     joints, the centres of the head, torso, upper-arms, lower-arms, upper-legs and lower-legs
     regions (see ``lipstudy.losses.ppp_joint_view``).
     """
-    return {"DeepLab-LargeFOV": Run("deeplabv2", dataset="ppp", seed=seed),
+    return {"DeepLabV2": Run("deeplabv2", dataset="ppp", seed=seed),
             "Attention": Run("attention", dataset="ppp", seed=seed),
             "Attention + SSL": Run("attention", "paper", dataset="ppp", stage=2, seed=seed),
             control_label("Attention"): Run("attention", "unit", dataset="ppp", stage=2, seed=seed)}

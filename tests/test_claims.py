@@ -228,7 +228,7 @@ def challenge(i: int) -> str:
 
 
 CONTROL = {m: f"{m} + stage-2 epochs without SSL" for m in ("DeepLabV2", "Attention")}
-METHODS = (*engine.BASELINES, "DeepLabV2 + SSL", "Attention + SSL", *CONTROL.values(), "ppp/Attention",
+METHODS = (*engine.BASELINES, "DeepLabV2 + SSL", "Attention + SSL", *CONTROL.values(), "ppp/DeepLabV2", "ppp/Attention",
            "ppp/Attention + SSL", "ppp/Attention + stage-2 epochs without SSL")
 
 
@@ -425,7 +425,7 @@ def test_structure_not_reweighting_is_ssl_against_its_shuffled_weights_known_ans
 
     v = catalogue.structure_not_reweighting(world(q(0.9, 0.8), methods=methods))
     check(v, "supported", 100 * (miou(0.9) - miou(0.8)))  # against the shuffled control, not the 0.1 one
-    assert v.control == shuffled and v.paper_value is None and v.section == "5.1"
+    assert v.control == shuffled and v.paper_value is None and v.section == "5.2"
     check(catalogue.structure_not_reweighting(world(q(0.8, 0.85), methods=methods)), "contradicted",
           100 * (miou(0.8) - miou(0.85)))
     assert catalogue.structure_not_reweighting(world(q(0.9, 0.8))) is None
@@ -481,6 +481,16 @@ def test_ssl_improves_ppp_reads_the_ppp_runs():
     assert v.paper_value == pytest.approx(2.97)
     v = catalogue.ssl_improves_ppp(world(by_method({"ppp/Attention + SSL": 0.7, ppp_ctl: 0.8})))
     check(v, "contradicted", 100 * (miou(0.7) - miou(0.8)))
+
+
+def test_ppp_ssl_beats_deeplab_is_table_5s_order_known_answers():
+    calls = []
+    v = catalogue.ppp_ssl_beats_deeplab(world(by_method({"ppp/Attention + SSL": 0.9, "ppp/DeepLabV2": 0.6}), calls))
+    check(v, "supported", 100 * (miou(0.9) - miou(0.6)))
+    assert set(calls) == {("ppp/Attention + SSL", "ppp-test"), ("ppp/DeepLabV2", "ppp-test")}
+    assert v.paper_value == pytest.approx(59.36 - 51.78) and "DeepLab-LargeFOV" in v.note
+    check(catalogue.ppp_ssl_beats_deeplab(world(by_method({"ppp/Attention + SSL": 0.6, "ppp/DeepLabV2": 0.9}))),
+          "contradicted", 100 * (miou(0.6) - miou(0.9)))
 
 
 def test_lip_harder_than_atr_known_answers():
@@ -552,7 +562,7 @@ def _claim_functions() -> dict:
 
     return {name: f for name, f in vars(catalogue).items()
             if inspect.isfunction(f) and f.__module__ == catalogue.__name__ and not name.startswith("_")
-            and inspect.signature(f).return_annotation == "Verdict"}
+            and inspect.signature(f).return_annotation in ("Verdict", "Verdict | None")}
 
 
 def test_all_claims_runs_every_claim_function_in_the_papers_order(monkeypatch):
@@ -560,16 +570,17 @@ def test_all_claims_runs_every_claim_function_in_the_papers_order(monkeypatch):
     called = []
     for name, f in functions.items():
         monkeypatch.setattr(catalogue, name, lambda *a, _n=name, _f=f, **k: called.append(_n) or _f(*a, **k))
-    evd = world(lambda m, s, i: 0.8, n_boot=20)
+    shuffled = tuple(f"{m} + SSL with shuffled L_joint" for m in ("DeepLabV2", "Attention"))
+    evd = world(lambda m, s, i: 0.8, n_boot=20, methods=METHODS + shuffled)
     verdicts = catalogue.all_claims(evd, sizes=(64, 128, 192))
     assert set(called) == set(functions)
     # attention_best_baseline and ssl_improves each run three times (val / mean acc / test, and
-    # Attention / DeepLabV2 / test), the label-group and size claims twice (Attention, DeepLabV2),
-    # every other claim function once
+    # Attention / DeepLabV2 / test), the label-group, size and shuffled-control claims twice (Attention,
+    # DeepLabV2), every other claim function once
     assert called.count("attention_best_baseline") == called.count("ssl_improves") == 3
     assert all(called.count(f) == 2 for f in ("ssl_improves_arms_legs_shoes", "ssl_improves_small_labels",
-                                              "ssl_better_every_size"))
-    assert len(verdicts) == len(functions) + 7 and len({v.claim for v in verdicts}) == len(verdicts)
+                                              "ssl_better_every_size", "structure_not_reweighting"))
+    assert len(verdicts) == len(functions) + 8 and len({v.claim for v in verdicts}) == len(verdicts)
     sections = [v.section for v in verdicts]
     assert sections == sorted(sections, key=lambda s: tuple(map(int, s.split("."))))
     assert set(sections) == {"3.1", "3.2", "3.3", "5.2", "5.4"}
@@ -578,8 +589,8 @@ def test_all_claims_runs_every_claim_function_in_the_papers_order(monkeypatch):
     # The optional groups drop exactly their claims.
     called.clear()
     short = catalogue.all_claims(evd, sizes=(64,), with_ppp=False, with_atr=False)
-    assert len(short) == len(verdicts) - 4
-    assert set(functions) - set(called) == {"ssl_improves_ppp", "lip_harder_than_atr",
+    assert len(short) == len(verdicts) - 5
+    assert set(functions) - set(called) == {"ssl_improves_ppp", "ppp_ssl_beats_deeplab", "lip_harder_than_atr",
                                             "ssl_better_every_input_size", "ssl_smaller_input_size_range"}
 
 
@@ -596,12 +607,14 @@ def test_the_claims_chapter_tests_every_claim(monkeypatch, tmp_path):
     called, functions = [], _claim_functions()
     for name, f in functions.items():
         monkeypatch.setattr(catalogue, name, lambda *a, _n=name, _f=f, **k: called.append(_n) or _f(*a, **k))
-    monkeypatch.setattr(evidence, "experiment_evidence", lambda *a, **k: world(lambda m, s, i: 0.8, n_boot=20))
+    shuffled = tuple(f"{m} + SSL with shuffled L_joint" for m in ("DeepLabV2", "Attention"))
+    monkeypatch.setattr(evidence, "experiment_evidence",
+                        lambda *a, **k: world(lambda m, s, i: 0.8, n_boot=20, methods=METHODS + shuffled))
     monkeypatch.setattr(evidence, "load_reference", lambda profile: None)  # a committed reference is not this test's
     for profile in PROFILES:
         called.clear()
         _, verdicts = evidence.book_verdicts(profile)
-        assert len(verdicts) == len(functions) + 7 and set(called) == set(functions), profile
+        assert len(verdicts) == len(functions) + 8 and set(called) == set(functions), profile
 
 
 def test_experiment_evidence_routes_methods_to_runs(monkeypatch, tmp_path):

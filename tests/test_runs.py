@@ -18,7 +18,7 @@ def test_run_labels_and_named_sets():
     assert runs.shuffled_runs(3) == {"DeepLabV2 + SSL with shuffled L_joint": Run("deeplabv2", "shuffled", "lip", 2, 3)}
     assert runs.control_label("DeepLabV2") == "DeepLabV2 + stage-2 epochs without SSL"
     ppp = runs.ppp_runs()
-    assert list(ppp) == ["DeepLab-LargeFOV", "Attention", "Attention + SSL", "Attention + stage-2 epochs without SSL"]
+    assert list(ppp) == ["DeepLabV2", "Attention", "Attention + SSL", "Attention + stage-2 epochs without SSL"]
     assert all(r.dataset == "ppp" for r in ppp.values())
     assert ppp["Attention + stage-2 epochs without SSL"] == Run("attention", "unit", "ppp", 2)
     assert Run("deeplabv2", "paper", stage=2).stage1() == Run("deeplabv2")
