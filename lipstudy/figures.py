@@ -146,6 +146,39 @@ def paired_differences(df: pd.DataFrame, *, title: str = "", width: float = 6.0)
     return fig
 
 
+def training_curves(logs: dict, before: dict | None = None, *, title: str = "", per_row: int = 3,
+                    size: float = 2.6):
+    """One panel per run (``logs``: ``{name: training log}``, columns ``step`` and ``loss`` per epoch),
+    against the steps of its whole training: a stage-2 run's curve drawn after the log of the stage-1
+    run it fine-tunes (``before[name]``, dashed), from that run's last step. Each panel has its own y
+    scale (the losses of different networks and loss modes do not share one)."""
+    before = before or {}
+    names = list(logs)
+    n_rows = -(-len(names) // per_row)
+    fig, axes = plt.subplots(n_rows, per_row, figsize=(size * per_row, size * 0.8 * n_rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        log, offset = logs[name], 0
+        first = before.get(name)
+        if first is not None:
+            if len(first):
+                ax.plot(first["step"], first["loss"], ls="--", color="#8c8c8c", marker=".", label="stage 1")
+                offset = int(first["step"].iloc[-1])
+        if len(log):
+            ax.plot(log["step"] + offset, log["loss"], color="#1f77b4", marker=".",
+                    label="stage 2" if offset else "stage 1")
+        ax.set_title(name, fontsize=8)
+        ax.set_xlabel("step", fontsize=7)
+        ax.tick_params(labelsize=7)
+        if offset:
+            ax.legend(fontsize=6, frameon=False)
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def image_grid(rows: list[list[np.ndarray]], row_titles=(), col_titles=(), *, size: float = 1.7,
                legend_classes=None, palette=LIP_PALETTE, classes=LIP_CLASSES):
     """A grid of RGB images (rows x columns), titled, optionally with a colour legend of classes."""
