@@ -161,15 +161,9 @@ def joint_structure_loss(pred_labels, gt_labels, stride: int = 8, sigma: float =
     """
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
-    if tuple(pred_labels.shape) != tuple(gt_labels.shape):
-        raise ValueError(f"predicted and ground-truth maps differ in shape: "
-                         f"{tuple(pred_labels.shape)} vs {tuple(gt_labels.shape)}")
-    if stride < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
-    pred, single = _as_label_batch(pred_labels)
-    gt, _ = _as_label_batch(gt_labels)
+    pred, gt, single = _label_pair(pred_labels, gt_labels, stride)
     # Both maps go through one joint pass: subsample first, then one batch of 2B small maps.
-    small = torch.cat([pred[:, ::stride, ::stride].long(), gt[:, ::stride, ::stride].long()])
+    small = torch.cat([pred, gt])
     maps = _heatmaps(small, sigma)
     hp, hg = maps[: len(pred)], maps[len(pred):]
     sq = ((hp - hg) ** 2).sum(dim=(-3, -2, -1))
@@ -179,13 +173,9 @@ def joint_structure_loss(pred_labels, gt_labels, stride: int = 8, sigma: float =
     return 0.05 * 0.5 * sq
 
 
-def joint_terms(pred_labels, gt_labels, stride: int = 8, sigma: float = 1.0):
-    """What Eq. 1 is made of, joint by joint: ``(sq, present_pred, present_gt)``, each ``[B, 9]`` (or
-    ``[9]`` for single maps). ``sq[b, i] = ||c_i^p - c_i^gt||^2`` on the grid of every ``stride``-th
-    pixel (``L_joint = sq.sum(-1) / 18``, :func:`joint_structure_loss`'s "paper" value); a joint
-    present in one map only adds its whole heatmap's energy, one present in both the part its
-    displacement leaves unmatched, one in neither nothing. Ignore pixels (255) of the ground truth are
-    ignored in both maps, as the loss ignores them."""
+def _label_pair(pred_labels, gt_labels, stride: int):
+    """Both label maps as ``[B, h, w]`` long batches of every ``stride``-th pixel, and whether they were
+    single maps; a clear error for maps of different shapes or a stride below 1."""
     if tuple(pred_labels.shape) != tuple(gt_labels.shape):
         raise ValueError(f"predicted and ground-truth maps differ in shape: "
                          f"{tuple(pred_labels.shape)} vs {tuple(gt_labels.shape)}")
@@ -193,7 +183,17 @@ def joint_terms(pred_labels, gt_labels, stride: int = 8, sigma: float = 1.0):
         raise ValueError(f"stride must be >= 1, got {stride}")
     pred, single = _as_label_batch(pred_labels)
     gt, _ = _as_label_batch(gt_labels)
-    pred, gt = pred[:, ::stride, ::stride].long(), gt[:, ::stride, ::stride].long()
+    return pred[:, ::stride, ::stride].long(), gt[:, ::stride, ::stride].long(), single
+
+
+def joint_terms(pred_labels, gt_labels, stride: int = 8, sigma: float = 1.0):
+    """What Eq. 1 is made of, joint by joint: ``(sq, present_pred, present_gt)``, each ``[B, 9]`` (or
+    ``[9]`` for single maps). ``sq[b, i] = ||c_i^p - c_i^gt||^2`` on the grid of every ``stride``-th
+    pixel (``L_joint = sq.sum(-1) / 18``, :func:`joint_structure_loss`'s "paper" value); a joint
+    present in one map only adds its whole heatmap's energy, one present in both the part its
+    displacement leaves unmatched, one in neither nothing. Ignore pixels (255) of the ground truth are
+    ignored in both maps, as the loss ignores them."""
+    pred, gt, single = _label_pair(pred_labels, gt_labels, stride)
     pred = torch.where(gt == IGNORE_INDEX, torch.full_like(pred, IGNORE_INDEX), pred)
     coords, present = _centers(torch.cat([pred, gt]))
     maps = gaussian_heatmaps(coords, present, pred.shape[1], pred.shape[2], sigma)
