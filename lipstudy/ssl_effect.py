@@ -67,4 +67,5 @@ def l_joint_composition(results: dict[str, object]) -> pd.DataFrame:
         rows[name] = {"one-map share (%)": 100 * c["one_map_share"], "displaced share (%)": 100 * c["displaced_share"],
                       "mean L_joint": c["mean_l_joint"], "one-map joints per image": c["one_map_joints_per_image"],
                       "images": c["images"]}
-    return pd.DataFrame(rows).T
+    table = pd.DataFrame(rows).T
+    return table.astype({c: float for c in table.columns if c != "images"} | {"images": int})

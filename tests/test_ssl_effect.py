@@ -47,5 +47,6 @@ def test_l_joint_composition_reads_each_runs_validation_terms(tmp_path):
     assert t.loc["DeepLabV2", "displaced share (%)"] == pytest.approx(50.0)
     assert t.loc["DeepLabV2", "mean L_joint"] == pytest.approx((3.0 + 1.0) / 2 / 18)  # Eq. 1: 1/(2N), N = 9
     assert t.loc["DeepLabV2", "one-map joints per image"] == pytest.approx(0.5)
+    assert t["images"].dtype.kind == "i" and t.loc["DeepLabV2", "images"] == 2
     with pytest.raises(FileNotFoundError, match="no validation joint terms"):
         ssl_effect.l_joint_composition({"x": result(0.2, tmp_path / "other", label="DeepLabV2")})
