@@ -180,3 +180,28 @@ def test_a_reference_of_other_data_is_not_recomputed_here(builds, monkeypatch):
     monkeypatch.setattr(claims_evidence, "load_reference", lambda profile: ref)
     monkeypatch.setattr(claims_evidence, "reference_runs", lambda *a, **k: {"k": ("a CPU", "another CPU")})
     assert claims_evidence.reference_margins("smoke") is None
+
+
+def test_the_committed_reference_is_this_checkouts_cpu_book(monkeypatch):
+    """results/reference/cpu.tar.xz reads through the bounded reader, and its runs are exactly the cpu
+    book's runs under this checkout's keys (with the data fingerprints it records): a change that
+    retrains a run must commit a new reference, or the comparison would be against other runs."""
+    from pathlib import Path
+
+    from lipstudy import store
+    from lipstudy.data.roots import synthetic_root
+    from lipstudy.runs import book_runs, with_ancestors
+
+    path = reference.reference_file("cpu")
+    if not path.is_file():
+        pytest.skip("no committed reference build of the cpu profile")
+    ref = reference.load_reference("cpu")
+    recorded = {synthetic_root("cpu", ds): fp for ds, fp in ref.manifest["datasets"].items()}
+    monkeypatch.setattr(store, "run_data", lambda run, profile, data=None: synthetic_root(profile, run.dataset))
+    monkeypatch.setattr(store, "data_fingerprint", lambda root: recorded[Path(root)])
+    ours = {store.key_plan(r, "cpu").key: r.label for r in with_ancestors(book_runs("cpu"), "cpu")}
+    assert set(ref.runs) == set(ours), {k: ours.get(k) for k in set(ref.runs) ^ set(ours)}
+    assert all("checkpoint.pt" not in name for name in ref.members)  # evaluations only
+    for key in ref.runs:  # every run's validation matrices read back
+        if ref.runs[key]["run"]["dataset"] == "lip":
+            assert len(ref.evaluation(key, "val").ids) == 400
