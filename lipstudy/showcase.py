@@ -87,11 +87,13 @@ def set_images(name: str, root) -> dict[str, np.ndarray]:
 def figure_sets(profile, seeds=None) -> dict:
     """Which runs' predictions the chapters draw, ``{run: [figure sets]}``: the paper's six LIP
     methods of the first seed on Fig. 8 and the CIHP image (qualitative chapter), DeepLabV2 and
-    Attention + SSL on the real photos, and Attention + SSL on the SSL chapter's images."""
+    Attention + SSL on the real photos, and DeepLabV2 + SSL on the SSL chapter's images (Figs. 6-7:
+    the SSL network that learns the most limbs here, so its joints can show left and right)."""
     runs = paper_runs(profile_seeds(get_profile(profile), seeds)[0])
     out = {run: ["fig8", "cihp"] for run in runs.values()}
     out[runs["DeepLabV2"]].append("photos")
-    out[runs["Attention + SSL"]] += ["photos", "ssl"]
+    out[runs["Attention + SSL"]].append("photos")
+    out[runs["DeepLabV2 + SSL"]].append("ssl")
     return out
 
 
