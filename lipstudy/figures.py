@@ -57,13 +57,14 @@ def grouped_bars(df: pd.DataFrame, x: str, y: str, hue: str, *, title: str = "",
 
 
 def bars_with_ci(df: pd.DataFrame, x: str, y: str, hue: str, low: str, high: str, *, title: str = "",
-                 ylabel: str = "", rotate: int = 0, width: float = 9.0, ref: float | None = None):
-    """Grouped bars with bootstrap confidence intervals drawn from columns ``low``/``high``."""
+                 ylabel: str = "", rotate: int = 0, width: float = 9.0, ref: float | None = None,
+                 colors: list | None = None):
+    """Grouped bars with intervals drawn from columns ``low``/``high`` (``colors``: one per hue, in order)."""
     fig, ax = plt.subplots(figsize=(width, 3.8))
     xs = list(dict.fromkeys(df[x]))
     hues = list(dict.fromkeys(df[hue]))
     w = 0.8 / max(len(hues), 1)
-    colors = sns.color_palette(n_colors=len(hues))
+    colors = colors or sns.color_palette(n_colors=len(hues))
     for k, h in enumerate(hues):
         sub = df[df[hue] == h].set_index(x).reindex(xs)
         pos = np.arange(len(xs)) - 0.4 + w * (k + 0.5)
