@@ -302,8 +302,17 @@ def measure(tag: str, seed: int) -> dict:
             "val_miou": round(100 * res["metrics"]["mean_iou"], 2),
             "classes_at_1pct": int(sum(x is not None and x >= 1 for x in named.values())),
             "per_class_iou": named, "attention": attention_stats(model, val) if cfg.model == "attention" else None,
-            "config": over, "attention_over_training": trajectory,
+            "config": portable_fields(over), "attention_over_training": trajectory,
             "threads": torch.get_num_threads()}
+
+
+def portable_fields(over: dict) -> dict:
+    """A setting's TrainConfig changes as the result file records them: the files they name relative to
+    the results or data folder (:func:`lipstudy.paths.portable`), never this machine's absolute path."""
+    from lipstudy.config import PATH_FIELDS
+    from lipstudy.paths import portable
+
+    return {k: portable(v) if k in PATH_FIELDS and isinstance(v, str) else v for k, v in over.items()}
 
 
 def merge_row(row: dict) -> None:
