@@ -192,9 +192,7 @@ def test_the_committed_reference_is_this_checkouts_cpu_book(monkeypatch):
     from lipstudy.data.roots import synthetic_root
     from lipstudy.runs import book_runs, with_ancestors
 
-    path = reference.reference_file("cpu")
-    if not path.is_file():
-        pytest.skip("no committed reference build of the cpu profile")
+    assert reference.reference_file("cpu").is_file(), "the checkout commits the cpu profile's reference build"
     ref = reference.load_reference("cpu")
     recorded = {synthetic_root("cpu", ds): fp for ds, fp in ref.manifest["datasets"].items()}
     monkeypatch.setattr(store, "run_data", lambda run, profile, data=None: synthetic_root(profile, run.dataset))
