@@ -243,7 +243,9 @@ class ScaleWeights:
     name: str = "attention"
 
     def made(self, run_dir: Path) -> bool:
-        return (Path(run_dir) / "attention" / "val.npz").is_file()
+        from .scale_attention import folder
+
+        return (folder(run_dir) / "val.npz").is_file()
 
     def make(self, res: "RunResult"):
         from .scale_attention import of_run
